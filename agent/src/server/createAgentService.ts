@@ -1,0 +1,62 @@
+import type { CallContext } from "nice-grpc-common";
+import {
+  type AgentServiceDefinition,
+  AgentServiceDefinition as Definition,
+  type AgentServiceImplementation,
+} from "../../../shared/src/gen/cairn/v1/agent.js";
+import { DomainState } from "../../../shared/src/gen/cairn/v1/common.js";
+import { withUnimplemented } from "../../../shared/src/grpc/withUnimplemented.js";
+import { CAIRN_VERSION } from "../../../shared/src/version.js";
+import type { DomainPowerState } from "../hypervisor/DomainInfo.js";
+import type { Hypervisor } from "../hypervisor/Hypervisor.js";
+import { collectHostInventory } from "../inventory/collectHostInventory.js";
+
+export interface AgentServiceDeps {
+  hypervisor: Hypervisor;
+  hostId: string;
+  libvirtUri: string;
+}
+
+const STATE_TO_PROTO: Record<DomainPowerState, DomainState> = {
+  running: DomainState.DOMAIN_STATE_RUNNING,
+  blocked: DomainState.DOMAIN_STATE_BLOCKED,
+  paused: DomainState.DOMAIN_STATE_PAUSED,
+  shutdown: DomainState.DOMAIN_STATE_SHUTDOWN,
+  shutoff: DomainState.DOMAIN_STATE_SHUTOFF,
+  crashed: DomainState.DOMAIN_STATE_CRASHED,
+  pmsuspended: DomainState.DOMAIN_STATE_PMSUSPENDED,
+  unknown: DomainState.DOMAIN_STATE_UNSPECIFIED,
+};
+
+/** The gRPC AgentService: maps the core's types to the wire; RPCs not built yet answer UNIMPLEMENTED. */
+export function createAgentService(deps: AgentServiceDeps): AgentServiceImplementation {
+  const impl: Partial<AgentServiceImplementation> = {
+    async getHostInventory(_req, ctx: CallContext) {
+      const facts = await collectHostInventory(
+        deps.hypervisor,
+        { hostId: deps.hostId, libvirtUri: deps.libvirtUri },
+        ctx.signal,
+      );
+      return {
+        inventory: { ...facts, memoryBytes: BigInt(facts.memoryBytes) },
+      };
+    },
+    async listDomains(_req, ctx: CallContext) {
+      const domains = await deps.hypervisor.listDomains(ctx.signal);
+      return {
+        domains: domains.map((d) => ({
+          uuid: d.uuid,
+          name: d.name,
+          state: STATE_TO_PROTO[d.state],
+          persistent: d.persistent,
+          disks: d.disks.map((k) => ({ ...k, virtualSize: 0n })),
+          labels: d.labels,
+          hasGuestAgentChannel: d.hasGuestAgentChannel,
+        })),
+      };
+    },
+  };
+  return withUnimplemented<AgentServiceImplementation>(Definition, impl, CAIRN_VERSION);
+}
+
+export type { AgentServiceDefinition };

@@ -1,0 +1,94 @@
+import { existsSync } from "node:fs";
+import { chmod, chown, readFile } from "node:fs/promises";
+import { LabError, run, waitFor } from "./run.js";
+
+/** PIDs of the daemons this lab started (and so may stop). Daemons it found running are left alone. */
+export interface StartedDaemons {
+  pids: { name: string; pid: number }[];
+}
+
+const DAEMONS = ["virtlogd", "virtlockd", "libvirtd"] as const;
+
+export async function readPid(pidfile: string): Promise<number | undefined> {
+  const text = await readFile(pidfile, "utf8").catch(() => "");
+  const pid = Number.parseInt(text.trim(), 10);
+  return Number.isFinite(pid) && pid > 0 ? pid : undefined;
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Starts virtlogd, virtlockd and libvirtd without systemd (there is none here), each daemonized
+ * with its pidfile in /run. The first libvirtd start probes QEMU (~10 s) and caches the result.
+ */
+export async function startLibvirt(opts: { timeoutMs: number }): Promise<StartedDaemons> {
+  await ensureKvmDeviceAccess();
+  const started: StartedDaemons = { pids: [] };
+  for (const name of DAEMONS) {
+    const pidfile = `/run/${name}.pid`;
+    const existing = await readPid(pidfile);
+    if (existing && isAlive(existing)) continue;
+    await run(`/usr/sbin/${name}`, ["-d"], { timeoutMs: 30_000 });
+    const pid = await waitFor(
+      `${name} to write ${pidfile}`,
+      async () => {
+        const p = await readPid(pidfile);
+        return p && isAlive(p) ? p : undefined;
+      },
+      { timeoutMs: 15_000 },
+    );
+    started.pids.push({ name, pid });
+  }
+  await waitFor(
+    "libvirtd to answer on qemu:///system",
+    async () => {
+      if (!existsSync("/run/libvirt/libvirt-sock")) return undefined;
+      const r = await run("virsh", ["-c", "qemu:///system", "version"], {
+        allowFailure: true,
+        timeoutMs: opts.timeoutMs,
+      });
+      return r.exitCode === 0 ? true : undefined;
+    },
+    { timeoutMs: opts.timeoutMs, intervalMs: 200, describe: () => daemonLogTail() },
+  );
+  return started;
+}
+
+/** Stops exactly the given daemons by PID (TERM, then KILL after a grace period). */
+export async function stopDaemons(daemons: StartedDaemons): Promise<void> {
+  for (const { pid } of [...daemons.pids].reverse()) await stopPid(pid, 10_000);
+}
+
+export async function stopPid(pid: number, graceMs: number): Promise<void> {
+  if (!isAlive(pid)) return;
+  process.kill(pid, "SIGTERM");
+  const deadline = Date.now() + graceMs;
+  while (isAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  if (isAlive(pid)) process.kill(pid, "SIGKILL");
+}
+
+/**
+ * libvirt's QEMU runs as libvirt-qemu (group kvm) and refuses to start at all without access to
+ * /dev/kvm, which has no udev rule here (root:root 0600). The lab still boots guests with TCG.
+ */
+async function ensureKvmDeviceAccess(): Promise<void> {
+  if (!existsSync("/dev/kvm")) return;
+  const r = await run("getent", ["group", "kvm"], { allowFailure: true });
+  const gid = Number.parseInt(r.stdout.split(":")[2] ?? "", 10);
+  if (!Number.isFinite(gid)) throw new LabError("group kvm does not exist: is qemu-system-x86 installed?");
+  await chown("/dev/kvm", 0, gid);
+  await chmod("/dev/kvm", 0o660);
+}
+
+async function daemonLogTail(): Promise<string> {
+  const r = await run("ps", ["-eo", "pid,args"], { allowFailure: true });
+  const lines = r.stdout.split("\n").filter((l) => /libvirtd|virtlogd|virtlockd/.test(l));
+  return `libvirt processes:\n${lines.join("\n") || "(none running)"}`;
+}
