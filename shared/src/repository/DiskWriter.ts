@@ -1,0 +1,314 @@
+import { abortError, CairnError } from "../errors/CairnError.js";
+import { DiskIndex } from "./index/DiskIndex.js";
+import { chunkKey, indexKey } from "./layout.js";
+import type { BackupKind, DiskEntry, DiskStats } from "./manifest/SnapshotManifest.js";
+import type { RestorePointWriter } from "./RestorePointWriter.js";
+
+export interface DiskWriterOptions {
+  /** Disk target name, e.g. "vda". */
+  target: string;
+  virtualSize: number;
+  /** Format of the source disk ("qcow2", "raw"), recorded for restore. */
+  sourceFormat: string;
+  kind: BackupKind;
+  /** Chunks this backup does not write come from this restore point (incremental/differential). */
+  parent?: { snapshotId: string; target?: string } | undefined;
+  checkpoint?: string | null;
+  /** Why this disk went full (new chain, new disk, broken bitmap...). */
+  fullReason?: string | null;
+  /** Partially written chunks kept open waiting for more extents (default 16). */
+  maxOpenChunks?: number;
+  /** Chunks being hashed/compressed/uploaded at once (default 2 per worker + 4). */
+  maxInFlight?: number;
+  signal?: AbortSignal;
+}
+
+/** An extent from the agent: data read from NBD, or a range known to read as zeros. */
+export type Extent = { offset: number; data: Uint8Array } | { offset: number; length: number; zero: true };
+
+interface OpenChunk {
+  buf: Uint8Array;
+  /** Sorted, merged [start, end) ranges already written. */
+  covered: Array<[number, number]>;
+}
+
+/**
+ * Writes one disk of a restore point from extents in any order (format §4, §6). Extents are
+ * copied into chunk-aligned buffers; a chunk is processed (hash → dedup check → zstd/AES →
+ * put) once fully covered, or when evicted/finished, in which case its unwritten ranges come from
+ * the parent restore point (or zeros). write() resolves when the data is accepted, so a caller that
+ * awaits it is back-pressured; memory stays below (maxOpenChunks + maxInFlight) × chunkSize.
+ */
+export class DiskWriter {
+  entry: DiskEntry | undefined;
+  private readonly open = new Map<number, OpenChunk>();
+  private readonly processing = new Map<number, Promise<void>>();
+  private inFlight = 0;
+  private readonly waiters: Array<() => void> = [];
+  private failure: unknown;
+  private readonly stats: DiskStats = { bytesRead: 0, bytesNew: 0, bytesStored: 0, chunksNew: 0, chunksTotal: 0 };
+  private readonly maxOpen: number;
+  private readonly maxInFlight: number;
+
+  private constructor(
+    private readonly snapshot: RestorePointWriter,
+    private readonly options: DiskWriterOptions,
+    private readonly index: DiskIndex,
+  ) {
+    this.maxOpen = options.maxOpenChunks ?? 16;
+    this.maxInFlight = options.maxInFlight ?? 12;
+  }
+
+  static async create(snapshot: RestorePointWriter, options: DiskWriterOptions): Promise<DiskWriter> {
+    const repo = snapshot.repository;
+    if (!Number.isSafeInteger(options.virtualSize) || options.virtualSize < 0) {
+      throw new CairnError("invalid-argument", `disk ${options.target}: invalid virtual size ${options.virtualSize}`);
+    }
+    let index = DiskIndex.empty(repo.chunkSize, options.virtualSize);
+    if (options.parent) {
+      const parentTarget = options.parent.target ?? options.target;
+      const m = await repo.showSnapshot(options.parent.snapshotId, options.signal);
+      const d = m.disks.find((x) => x.target === parentTarget);
+      if (!d) {
+        throw new CairnError(
+          "not-found",
+          `parent snapshot ${options.parent.snapshotId} in repository ${repo.location} has no disk ${parentTarget}`,
+          { hint: "take a full backup of this disk" },
+        );
+      }
+      const parentIndex = await repo.readIndex(d.index, `snapshot ${m.id} disk ${parentTarget}`, options.signal);
+      if (parentIndex.chunkSize !== repo.chunkSize) {
+        throw new CairnError("failed-precondition", `parent restore point ${m.id}/${parentTarget} has another chunk size`);
+      }
+      index = DiskIndex.derive(parentIndex, options.virtualSize);
+    }
+    return new DiskWriter(snapshot, options, index);
+  }
+
+  get target(): string {
+    return this.options.target;
+  }
+
+  private get what(): string {
+    return `disk ${this.options.target} of snapshot ${this.snapshot.snapshotId} in repository ${this.snapshot.repository.location}`;
+  }
+
+  private check(signal: AbortSignal | undefined): void {
+    if (this.failure !== undefined) throw this.failure;
+    if (this.entry) throw new CairnError("failed-precondition", `${this.what} is already finished`);
+    if (signal?.aborted) {
+      this.failure = abortError(signal, `writing ${this.what}`);
+      throw this.failure;
+    }
+  }
+
+  private checkRange(offset: number, length: number): void {
+    if (!Number.isSafeInteger(offset) || offset < 0 || length < 0 || offset + length > this.options.virtualSize) {
+      throw new CairnError(
+        "invalid-argument",
+        `extent [${offset}, +${length}) is outside ${this.what} (virtual size ${this.options.virtualSize})`,
+      );
+    }
+  }
+
+  /** Writes data at a disk offset; resolves once accepted (buffer reusable). */
+  async write(offset: number, data: Uint8Array, signal = this.options.signal): Promise<void> {
+    this.check(signal);
+    this.checkRange(offset, data.length);
+    this.stats.bytesRead += data.length;
+    await this.apply(offset, data.length, signal, (c, at, from, n) => c.buf.set(data.subarray(from, from + n), at));
+  }
+
+  /** Declares a range that reads as zeros (unallocated or zero-detected by the reader). */
+  async writeZeroes(offset: number, length: number, signal = this.options.signal): Promise<void> {
+    this.check(signal);
+    this.checkRange(offset, length);
+    const cs = this.index.chunkSize;
+    let pos = offset;
+    const end = offset + length;
+    while (pos < end) {
+      const i = Math.floor(pos / cs);
+      const n = Math.min(end - pos, i * cs + this.index.lengthOf(i) - pos);
+      if (pos === i * cs && n === this.index.lengthOf(i) && !this.open.has(i)) {
+        // A whole zero chunk: no buffer, no hashing.
+        await this.processing.get(i);
+        this.index.set(i, undefined);
+      } else {
+        await this.apply(pos, n, signal, (c, at, _from, len) => c.buf.fill(0, at, at + len));
+      }
+      pos += n;
+    }
+  }
+
+  /** Feeds a whole stream of extents. */
+  async writeExtents(source: AsyncIterable<Extent> | Iterable<Extent>, signal = this.options.signal): Promise<void> {
+    for await (const e of source) {
+      if ("data" in e) await this.write(e.offset, e.data, signal);
+      else await this.writeZeroes(e.offset, e.length, signal);
+    }
+  }
+
+  private async apply(
+    offset: number,
+    length: number,
+    signal: AbortSignal | undefined,
+    put: (c: OpenChunk, at: number, from: number, n: number) => void,
+  ): Promise<void> {
+    const cs = this.index.chunkSize;
+    let pos = 0;
+    while (pos < length) {
+      const abs = offset + pos;
+      const i = Math.floor(abs / cs);
+      const at = abs - i * cs;
+      const n = Math.min(length - pos, this.index.lengthOf(i) - at);
+      const c = await this.openChunk(i);
+      put(c, at, pos, n);
+      cover(c.covered, at, at + n);
+      const first = c.covered[0];
+      if (c.covered.length === 1 && first && first[0] === 0 && first[1] === c.buf.length && this.open.get(i) === c) {
+        this.open.delete(i);
+        await this.dispatch(i, c.buf, signal);
+      }
+      pos += n;
+    }
+    while (this.open.size > this.maxOpen) {
+      const [i, c] = this.open.entries().next().value as [number, OpenChunk];
+      this.open.delete(i);
+      await this.complete(i, c, signal);
+    }
+  }
+
+  private async openChunk(i: number): Promise<OpenChunk> {
+    let c = this.open.get(i);
+    if (c) return c;
+    // A rewrite of a chunk still being processed must start from that chunk's new content.
+    while (this.processing.has(i)) await this.processing.get(i);
+    if (this.failure !== undefined) throw this.failure;
+    c = this.open.get(i);
+    if (c) return c;
+    c = { buf: new Uint8Array(this.index.lengthOf(i)), covered: [] };
+    this.open.set(i, c);
+    return c;
+  }
+
+  /** Fills a partially written chunk's gaps from its previous content, then processes it. */
+  private async complete(i: number, c: OpenChunk, signal: AbortSignal | undefined): Promise<void> {
+    const baseId = this.index.get(i);
+    if (baseId !== undefined) {
+      const base = await this.snapshot.repository.readChunk(
+        baseId,
+        `base of ${this.what} at offset ${i * this.index.chunkSize}`,
+        signal,
+      );
+      let prev = 0;
+      for (const [s, e] of [...c.covered, [c.buf.length, c.buf.length] as [number, number]]) {
+        if (s > prev) c.buf.set(base.subarray(prev, Math.min(s, base.length)), prev);
+        prev = e;
+      }
+    }
+    await this.dispatch(i, c.buf, signal);
+  }
+
+  private async dispatch(i: number, buf: Uint8Array, signal: AbortSignal | undefined): Promise<void> {
+    while (this.inFlight >= this.maxInFlight) {
+      await new Promise<void>((r) => this.waiters.push(r));
+    }
+    this.check(signal);
+    this.inFlight++;
+    const p = this.process(i, buf, signal)
+      .catch((e: unknown) => {
+        this.failure ??= e;
+      })
+      .finally(() => {
+        this.inFlight--;
+        if (this.processing.get(i) === p) this.processing.delete(i);
+        this.waiters.shift()?.();
+      });
+    this.processing.set(i, p);
+  }
+
+  private async process(i: number, buf: Uint8Array, signal: AbortSignal | undefined): Promise<void> {
+    const repo = this.snapshot.repository;
+    const h = await repo.pool.hash(buf);
+    if (h.zero) {
+      this.index.set(i, undefined);
+      return;
+    }
+    const known = this.snapshot.knownChunks;
+    if (!known.has(h.id)) {
+      let upload = this.snapshot.uploads.get(h.id);
+      if (!upload) {
+        upload = (async () => {
+          if (await repo.store.head(chunkKey(h.id), { signal })) return;
+          const f = await repo.pool.frame("chunk", h.id, h.data);
+          await repo.store.put(chunkKey(h.id), f.framed, { signal });
+          this.stats.bytesNew += h.data.length;
+          this.stats.bytesStored += f.framed.length;
+          this.stats.chunksNew++;
+        })();
+        this.snapshot.uploads.set(h.id, upload);
+        upload.then(
+          () => known.add(h.id),
+          () => {},
+        );
+        upload.finally(() => this.snapshot.uploads.delete(h.id)).catch(() => {});
+      }
+      await upload;
+    }
+    this.index.set(i, h.id);
+  }
+
+  /** Flushes everything, stores the index and returns the disk's manifest entry. */
+  async finish(signal = this.options.signal): Promise<DiskEntry> {
+    this.check(signal);
+    for (const [i, c] of [...this.open]) {
+      this.open.delete(i);
+      await this.complete(i, c, signal);
+    }
+    while (this.processing.size > 0) await Promise.all([...this.processing.values()]);
+    if (this.failure !== undefined) throw this.failure;
+    const repo = this.snapshot.repository;
+    let chunks = 0;
+    for (const e of this.index.entries()) if (e.id !== undefined) chunks++;
+    this.stats.chunksTotal = chunks;
+    const h = await repo.pool.hash(this.index.encode());
+    if (!(await repo.store.head(indexKey(h.id), { signal }))) {
+      const f = await repo.pool.frame("index", h.id, h.data);
+      await repo.store.put(indexKey(h.id), f.framed, { signal });
+    }
+    const o = this.options;
+    this.entry = {
+      target: o.target,
+      virtualSize: o.virtualSize,
+      sourceFormat: o.sourceFormat,
+      chunkSize: this.index.chunkSize,
+      index: h.id,
+      checkpoint: o.checkpoint ?? null,
+      parentSnapshot: o.parent?.snapshotId ?? null,
+      kind: o.kind,
+      fullReason: o.fullReason ?? null,
+      stats: { ...this.stats },
+    };
+    return this.entry;
+  }
+
+  /** Called by RestorePointWriter.abort(): further writes fail. */
+  abandon(): void {
+    this.failure ??= new CairnError("aborted", `${this.what} was abandoned`);
+  }
+}
+
+/** Adds [s, e) to a sorted list of disjoint ranges, merging neighbours. */
+function cover(ranges: Array<[number, number]>, s: number, e: number): void {
+  let i = 0;
+  while (i < ranges.length && ranges[i]![1] < s) i++;
+  let ns = s;
+  let ne = e;
+  let j = i;
+  while (j < ranges.length && ranges[j]![0] <= e) {
+    ns = Math.min(ns, ranges[j]![0]);
+    ne = Math.max(ne, ranges[j]![1]);
+    j++;
+  }
+  ranges.splice(i, j - i, [ns, ne]);
+}

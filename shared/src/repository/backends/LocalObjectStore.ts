@@ -1,0 +1,189 @@
+import { randomBytes } from "node:crypto";
+import { constants, type Dirent } from "node:fs";
+import { mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
+import { assertKey, assertPrefix } from "../ports/assertKey.js";
+import type { CallOptions, GetOptions, ObjectInfo, ObjectStore } from "../ports/ObjectStore.js";
+import { throwIfAborted } from "../ports/throwIfAborted.js";
+import { fsError } from "./fsError.js";
+
+const TEMP_MARK = ".tmp-";
+
+/**
+ * ObjectStore on a local (or SAN-mounted) filesystem. Each key is a file under `root`.
+ * put = write `.<name>.tmp-<random>` beside the target, fsync it, rename over the target, fsync the
+ * directory: atomic and durable. Temporaries start with `.` and are never listed.
+ */
+export class LocalObjectStore implements ObjectStore {
+  readonly location: string;
+  private readonly root: string;
+  /** Directories known to exist (saves a mkdir per put). */
+  private readonly madeDirs = new Set<string>();
+
+  constructor(root: string) {
+    this.root = resolve(root);
+    this.location = this.root;
+  }
+
+  private path(key: string): string {
+    assertKey(key, this.location);
+    return join(this.root, key);
+  }
+
+  async put(key: string, data: Uint8Array, options?: CallOptions): Promise<void> {
+    const target = this.path(key);
+    throwIfAborted(options?.signal, `put ${key}`);
+    const dir = dirname(target);
+    const temp = join(dir, `.${key.split("/").pop()}${TEMP_MARK}${randomBytes(6).toString("hex")}`);
+    try {
+      if (!this.madeDirs.has(dir)) {
+        await mkdir(dir, { recursive: true });
+        this.madeDirs.add(dir);
+      }
+      const fh = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o640);
+      try {
+        let off = 0;
+        while (off < data.length) {
+          const { bytesWritten } = await fh.write(data, off, data.length - off, off);
+          off += bytesWritten;
+        }
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      throwIfAborted(options?.signal, `put ${key}`);
+      await rename(temp, target);
+      await syncDir(dir);
+    } catch (e) {
+      await unlink(temp).catch(() => {});
+      throw fsError(e, this.location, `writing ${key}`);
+    }
+  }
+
+  async get(key: string, options?: GetOptions): Promise<Buffer> {
+    const p = this.path(key);
+    throwIfAborted(options?.signal, `get ${key}`);
+    try {
+      const fh = await open(p, "r");
+      try {
+        const size = (await fh.stat()).size;
+        const start = Math.min(options?.range?.offset ?? 0, size);
+        const end = options?.range ? Math.min(start + options.range.length, size) : size;
+        const buf = Buffer.allocUnsafe(end - start);
+        let got = 0;
+        while (got < buf.length) {
+          const { bytesRead } = await fh.read(buf, got, buf.length - got, start + got);
+          if (bytesRead === 0) break;
+          got += bytesRead;
+        }
+        return got === buf.length ? buf : buf.subarray(0, got);
+      } finally {
+        await fh.close();
+      }
+    } catch (e) {
+      throw fsError(e, this.location, `reading ${key}`);
+    }
+  }
+
+  async head(key: string, options?: CallOptions): Promise<ObjectInfo | undefined> {
+    const p = this.path(key);
+    throwIfAborted(options?.signal, `head ${key}`);
+    try {
+      const s = await stat(p);
+      return s.isFile() ? { key, size: s.size, lastModified: s.mtime } : undefined;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw fsError(e, this.location, `stat ${key}`);
+    }
+  }
+
+  async delete(key: string, options?: CallOptions): Promise<void> {
+    const p = this.path(key);
+    throwIfAborted(options?.signal, `delete ${key}`);
+    try {
+      await rm(p, { force: true });
+    } catch (e) {
+      throw fsError(e, this.location, `deleting ${key}`);
+    }
+  }
+
+  async *list(prefix: string, options?: CallOptions): AsyncIterable<ObjectInfo> {
+    assertPrefix(prefix, this.location);
+    // Walk from the deepest directory the prefix names, then filter by the full prefix.
+    const slash = prefix.lastIndexOf("/");
+    const base = slash < 0 ? "" : prefix.slice(0, slash);
+    yield* this.walk(base, prefix, options?.signal);
+  }
+
+  private async *walk(rel: string, prefix: string, signal: AbortSignal | undefined): AsyncIterable<ObjectInfo> {
+    throwIfAborted(signal, `list ${prefix}`);
+    let entries: Dirent[];
+    try {
+      entries = await readdir(join(this.root, rel), { withFileTypes: true });
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "ENOENT" || code === "ENOTDIR") return;
+      throw fsError(e, this.location, `listing ${prefix}`);
+    }
+    for (const d of entries) {
+      if (d.name.startsWith(".")) continue; // temporaries and hidden files are not objects
+      const key = rel === "" ? d.name : `${rel}/${d.name}`;
+      if (d.isDirectory()) {
+        if (key.startsWith(prefix) || prefix.startsWith(`${key}/`)) yield* this.walk(key, prefix, signal);
+      } else if (d.isFile() && key.startsWith(prefix)) {
+        try {
+          const s = await stat(join(this.root, key));
+          yield { key, size: s.size, lastModified: s.mtime };
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw fsError(e, this.location, `listing ${prefix}`);
+        }
+      }
+    }
+  }
+
+  /**
+   * Removes temporaries left by a writer that died between create and rename (not part of the
+   * port: only the local backend has them). Only those older than `olderThanMs` are touched,
+   * so a running writer's temporaries are safe.
+   */
+  async sweepTemporaries(olderThanMs: number, signal?: AbortSignal): Promise<number> {
+    let removed = 0;
+    const cutoff = Date.now() - olderThanMs;
+    const visit = async (rel: string): Promise<void> => {
+      throwIfAborted(signal, "sweeping temporaries");
+      let entries: Dirent[];
+      try {
+        entries = await readdir(join(this.root, rel), { withFileTypes: true });
+      } catch {
+        return;
+      }
+      for (const d of entries) {
+        const p = join(this.root, rel, d.name);
+        if (d.isDirectory()) await visit(join(rel, d.name));
+        else if (d.name.includes(TEMP_MARK)) {
+          const s = await stat(p).catch(() => undefined);
+          if (s && s.mtimeMs < cutoff) {
+            await rm(p, { force: true });
+            removed++;
+          }
+        }
+      }
+    };
+    await visit("");
+    return removed;
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, "r");
+  try {
+    await fh.sync();
+  } catch (e) {
+    // Some filesystems (tmpfs on old kernels, some FUSE) refuse fsync on directories: nothing to flush.
+    if ((e as NodeJS.ErrnoException).code !== "EINVAL") throw e;
+  } finally {
+    await fh.close();
+  }
+}
+
+export const _localConforms = LocalObjectStore satisfies new (root: string) => ObjectStore;

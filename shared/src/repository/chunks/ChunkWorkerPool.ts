@@ -1,0 +1,115 @@
+import { availableParallelism } from "node:os";
+import { Worker } from "node:worker_threads";
+import { CairnError, type CairnErrorCode } from "../../errors/CairnError.js";
+import type { RepositoryKeys } from "../crypto/RepositoryKeys.js";
+import type { ObjectKind } from "./codec.js";
+import type { WorkerReply, WorkerRequest } from "./workerProtocol.js";
+
+type Pending = { resolve: (r: Extract<WorkerReply, { ok: true }>) => void; reject: (e: unknown) => void };
+
+interface Slot {
+  worker: Worker;
+  pending: Map<number, Pending>;
+}
+
+/**
+ * A fixed pool of worker threads for hashing, compression and encryption. Callers hand over
+ * buffers (they are transferred: the caller must not touch them afterwards, and gets them back
+ * in the result). Work goes to the least-busy worker; workers are unref'd while idle so an
+ * unclosed pool never keeps the process alive.
+ */
+export class ChunkWorkerPool {
+  private readonly slots: Slot[] = [];
+  private seq = 0;
+  private closed = false;
+
+  constructor(keys: RepositoryKeys | undefined, level: number, size = Math.max(1, availableParallelism())) {
+    for (let i = 0; i < size; i++) {
+      const [entry, how] = workerEntry();
+      const worker = new Worker(entry, {
+        ...how,
+        workerData: { dataKey: keys?.dataKey ?? null, idKey: keys?.idKey ?? null, level },
+      });
+      const slot: Slot = { worker, pending: new Map() };
+      worker.on("message", (reply: WorkerReply) => {
+        const p = slot.pending.get(reply.seq);
+        if (!p) return;
+        slot.pending.delete(reply.seq);
+        if (slot.pending.size === 0) worker.unref();
+        if (reply.ok) p.resolve(reply);
+        else
+          p.reject(
+            new CairnError((reply.error.code as CairnErrorCode | undefined) ?? "internal", reply.error.message, {
+              hint: reply.error.hint,
+            }),
+          );
+      });
+      const fail = (e: unknown) => {
+        for (const p of slot.pending.values())
+          p.reject(new CairnError("internal", "a chunk worker thread failed", { cause: e }));
+        slot.pending.clear();
+      };
+      worker.on("error", fail);
+      worker.on("exit", (code) => fail(new Error(`worker exited with code ${code}`)));
+      worker.unref();
+      this.slots.push(slot);
+    }
+  }
+
+  private run(req: WorkerRequest, transfer: ArrayBuffer[]): Promise<Extract<WorkerReply, { ok: true }>> {
+    if (this.closed) return Promise.reject(new CairnError("failed-precondition", "the repository was closed"));
+    let slot = this.slots[0]!;
+    for (const s of this.slots) if (s.pending.size < slot.pending.size) slot = s;
+    return new Promise((resolve, reject) => {
+      slot.pending.set(req.seq, { resolve, reject });
+      slot.worker.ref();
+      slot.worker.postMessage(req, transfer);
+    });
+  }
+
+  /** Hashes a chunk (or reports it all-zero). `data` must own its ArrayBuffer (it is transferred). */
+  async hash(input: Uint8Array): Promise<{ id: string; zero: boolean; data: Buffer }> {
+    const data = owned(input);
+    const r = await this.run({ op: "hash", seq: this.seq++, data }, [data.buffer as ArrayBuffer]);
+    return { id: r.id, zero: r.zero, data: toBuffer(r.data) };
+  }
+
+  /** Compresses and encrypts; returns the framed object and the plaintext buffer back. */
+  async frame(kind: ObjectKind, id: string, input: Uint8Array): Promise<{ framed: Buffer; data: Buffer }> {
+    const data = owned(input);
+    const r = await this.run({ op: "frame", seq: this.seq++, kind, id, data }, [data.buffer as ArrayBuffer]);
+    return { framed: toBuffer(r.framed!), data: toBuffer(r.data) };
+  }
+
+  /** Decrypts, decompresses and verifies the id; `what` names the object for error messages. */
+  async unframe(kind: ObjectKind, id: string, framed: Uint8Array, what: string): Promise<Buffer> {
+    const msg = owned(framed);
+    const r = await this.run({ op: "unframe", seq: this.seq++, kind, id, data: msg, what }, [msg.buffer as ArrayBuffer]);
+    return toBuffer(r.data);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+  }
+}
+
+/**
+ * Compiled: the .js worker. From TypeScript sources (tests, tsx) Node 20 cannot load a .ts worker
+ * entry even with `--import tsx`, so a tiny eval'd bootstrap registers tsx first, then imports it.
+ */
+function workerEntry(): [string | URL, { eval?: boolean }] {
+  if (!import.meta.url.endsWith(".ts")) return [new URL("./chunkWorker.js", import.meta.url), {}];
+  const entry = new URL("./chunkWorker.ts", import.meta.url).href;
+  const code = `import("tsx/esm/api").then((m) => { m.register(); return import(${JSON.stringify(entry)}); });`;
+  return [code, { eval: true }];
+}
+
+/** Only whole ArrayBuffers may be transferred (a pooled Buffer shares one with others): copy otherwise. */
+function owned(u: Uint8Array): Uint8Array {
+  return u.byteOffset === 0 && u.byteLength === u.buffer.byteLength ? u : new Uint8Array(u);
+}
+
+function toBuffer(u: Uint8Array): Buffer {
+  return Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+}

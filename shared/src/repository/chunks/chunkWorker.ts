@@ -1,0 +1,46 @@
+/**
+ * Worker thread body for ChunkWorkerPool: hashing, zero detection, zstd and AES-GCM are CPU-bound
+ * and zstd-napi is synchronous, so they run here, off the event loop.
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import type { RepositoryKeys } from "../crypto/RepositoryKeys.js";
+import { contentId, frame, isAllZero, unframe } from "./codec.js";
+import type { WorkerReply, WorkerRequest } from "./workerProtocol.js";
+
+const init = workerData as { dataKey: Uint8Array | null; idKey: Uint8Array | null; level: number };
+const keys: RepositoryKeys | undefined =
+  init.dataKey && init.idKey ? { dataKey: Buffer.from(init.dataKey), idKey: Buffer.from(init.idKey) } : undefined;
+
+function handle(req: WorkerRequest): { reply: WorkerReply; transfer: ArrayBuffer[] } {
+  try {
+    switch (req.op) {
+      case "hash": {
+        const zero = isAllZero(req.data);
+        const id = zero ? "" : contentId(req.data, keys);
+        return { reply: { seq: req.seq, ok: true, id, zero, data: req.data }, transfer: [req.data.buffer as ArrayBuffer] };
+      }
+      case "frame": {
+        const out = frame(req.kind, req.id, req.data, keys, init.level);
+        return {
+          reply: { seq: req.seq, ok: true, id: req.id, zero: false, data: req.data, framed: out },
+          transfer: [req.data.buffer as ArrayBuffer],
+        };
+      }
+      case "unframe": {
+        const plain = unframe(req.kind, req.id, req.data, keys, req.what);
+        return { reply: { seq: req.seq, ok: true, id: req.id, zero: false, data: plain }, transfer: [] };
+      }
+    }
+  } catch (e) {
+    const err = e as Error & { code?: string; hint?: string };
+    return {
+      reply: { seq: req.seq, ok: false, error: { message: err.message, code: err.code, hint: err.hint } },
+      transfer: [],
+    };
+  }
+}
+
+parentPort?.on("message", (req: WorkerRequest) => {
+  const { reply, transfer } = handle(req);
+  parentPort?.postMessage(reply, transfer);
+});

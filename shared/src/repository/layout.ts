@@ -1,0 +1,21 @@
+/** Object keys of the repository layout (format §2). */
+export const CONFIG_KEY = "config";
+export const SNAPSHOTS_PREFIX = "snapshots/";
+export const INDEXES_PREFIX = "indexes/";
+export const CHUNKS_PREFIX = "chunks/";
+export const LOCKS_PREFIX = "locks/";
+
+export function chunkKey(id: string): string {
+  return `${CHUNKS_PREFIX}${id.slice(0, 2)}/${id}`;
+}
+export function indexKey(id: string): string {
+  return `${INDEXES_PREFIX}${id}`;
+}
+export function snapshotKey(id: string): string {
+  return `${SNAPSHOTS_PREFIX}${id}`;
+}
+/** The id part of a chunk or index key, or undefined for keys that are not one. */
+export function idFromKey(key: string): string | undefined {
+  const last = key.slice(key.lastIndexOf("/") + 1);
+  return /^[0-9a-f]{64}$/.test(last) ? last : undefined;
+}

@@ -1,0 +1,48 @@
+/**
+ * The repository's storage port: a flat key → bytes namespace.
+ *
+ * Contract (checked for every adapter by test/support/objectStoreContract.ts):
+ * - Keys are `/`-separated relative paths of `[A-Za-z0-9._-]` segments, never starting with `.`.
+ * - `put` is atomic and durable: once it resolves the whole object is stored and survives a crash;
+ *   a reader never sees a prefix. Overwriting an existing key replaces it atomically.
+ * - `get` returns the whole object or, with `range`, exactly `[offset, offset+length)` clipped to
+ *   the object; a missing key rejects with CairnError("not-found").
+ * - `head` resolves `undefined` for a missing key.
+ * - `delete` is idempotent (deleting a missing key succeeds).
+ * - `list(prefix)` yields every stored key starting with `prefix`, in no particular order, with its
+ *   size and last-modified time; in-progress temporaries are never listed.
+ * - No conditional writes (Swift's s3api lacks If-None-Match): callers must not need them.
+ * - Failures are CairnErrors: "unavailable"/"timeout" are transient (retry may help), everything
+ *   else is permanent ("resource-exhausted" for a full disk or quota, "permission-denied", ...).
+ * - Every call honours its AbortSignal and rejects with CairnError("aborted").
+ */
+export interface ObjectStore {
+  /** Human-readable location for messages, e.g. `/srv/backups` or `s3://bucket/prefix`. */
+  readonly location: string;
+  put(key: string, data: Uint8Array, options?: CallOptions): Promise<void>;
+  get(key: string, options?: GetOptions): Promise<Buffer>;
+  head(key: string, options?: CallOptions): Promise<ObjectInfo | undefined>;
+  delete(key: string, options?: CallOptions): Promise<void>;
+  list(prefix: string, options?: CallOptions): AsyncIterable<ObjectInfo>;
+}
+
+export interface CallOptions {
+  signal?: AbortSignal | undefined;
+}
+
+export interface GetOptions extends CallOptions {
+  range?: { offset: number; length: number } | undefined;
+}
+
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  lastModified: Date;
+}
+
+const KEY_RE = /^[A-Za-z0-9_-][A-Za-z0-9._-]*(\/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$/;
+
+/** True for keys the contract allows (adapters reject others with "invalid-argument"). */
+export function isValidKey(key: string): boolean {
+  return KEY_RE.test(key);
+}
