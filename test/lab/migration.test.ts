@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Lab } from "./support/lab.js";
 import type { LabHost } from "./support/LabHost.js";
 import { type LabVm, sha256 } from "./support/LabVm.js";
+import { Lab } from "./support/lab.js";
 import { run } from "./support/run.js";
 
 const MiB = 1024 * 1024;
@@ -15,7 +15,10 @@ describe("second host and live migration", () => {
     const t = Date.now();
     host2 = await lab.startSecondHost();
     console.log(`[lab] second libvirtd up in ${Date.now() - t} ms`);
-    vm = await lab.createVm({ label: "mig", disks: [{ kind: "ext4-data" }, { kind: "blank", format: "qcow2", sizeMiB: 128 }] });
+    vm = await lab.createVm({
+      label: "mig",
+      disks: [{ kind: "ext4-data" }, { kind: "blank", format: "qcow2", sizeMiB: 128 }],
+    });
     await vm.boot();
   });
   afterAll(() => lab.dispose());

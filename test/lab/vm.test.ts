@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Lab } from "./support/lab.js";
 import { type LabVm, sha256 } from "./support/LabVm.js";
+import { Lab } from "./support/lab.js";
 
 const MiB = 1024 * 1024;
 

@@ -58,5 +58,11 @@ export function parseDomainXml(xml: string): ParsedDomainXml {
       for (const l of asNodes(lv)) labels[attr(l, "name")] = String(l["#text"] ?? "");
     }
   }
-  return { uuid: String(d["uuid"] ?? ""), name: String(d["name"] ?? ""), disks, labels, hasGuestAgentChannel };
+  return {
+    uuid: String(d["uuid"] ?? ""),
+    name: String(d["name"] ?? ""),
+    disks,
+    labels,
+    hasGuestAgentChannel,
+  };
 }

@@ -27,7 +27,9 @@ export async function runVirsh(args: readonly string[], opts: VirshOptions): Pro
       hint: "check that libvirtd is responsive (virsh version)",
     });
   if (r.failed) {
-    const msg = String(r.stderr || r.stdout || r.message || "").replace(/^error:\s*/gm, "").trim();
+    const msg = String(r.stderr || r.stdout || r.message || "")
+      .replace(/^error:\s*/gm, "")
+      .trim();
     const notFound = /failed to get domain|Domain not found|no domain with matching/i.test(msg);
     const unreachable = /failed to connect|Failed to connect socket|No such file or directory.*sock/i.test(
       msg,

@@ -1,8 +1,8 @@
 import type { CallContext } from "nice-grpc-common";
 import {
   type AgentServiceDefinition,
-  AgentServiceDefinition as Definition,
   type AgentServiceImplementation,
+  AgentServiceDefinition as Definition,
 } from "../../../shared/src/gen/cairn/v1/agent.js";
 import { DomainState } from "../../../shared/src/gen/cairn/v1/common.js";
 import { withUnimplemented } from "../../../shared/src/grpc/withUnimplemented.js";

@@ -1,4 +1,4 @@
-import { type CallContext, type ServerMiddlewareCall, ServerError, Status } from "nice-grpc-common";
+import { type CallContext, ServerError, type ServerMiddlewareCall, Status } from "nice-grpc-common";
 import { CairnError } from "../errors/CairnError.js";
 import { toGrpcStatus } from "./toGrpcStatus.js";
 

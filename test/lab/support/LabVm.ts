@@ -2,10 +2,10 @@ import { createHash } from "node:crypto";
 import { copyFile, mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { domainXml, type DiskSpec } from "./domainXml.js";
+import { type DiskSpec, domainXml } from "./domainXml.js";
 import type { GuestImage } from "./guest/buildGuest.js";
 import type { LabHost } from "./LabHost.js";
-import { readPid, isAlive } from "./libvirtDaemons.js";
+import { isAlive, readPid } from "./libvirtDaemons.js";
 import { LabError, run, waitFor } from "./run.js";
 
 export type LabDiskSpec =
@@ -118,11 +118,16 @@ export class LabVm {
 
   /** Waits for guest-ping to answer; on timeout the error carries the domain state and console tail. */
   async waitForAgent(timeoutMs = 120_000): Promise<void> {
-    await waitFor(`the guest agent of ${this.name} on ${this.host.name}`, async () => ((await this.pingAgent()) ? true : undefined), {
-      timeoutMs,
-      intervalMs: 200,
-      describe: async () => `domain state: ${await this.state()}\nconsole (last lines):\n${await this.consoleTail()}`,
-    });
+    await waitFor(
+      `the guest agent of ${this.name} on ${this.host.name}`,
+      async () => ((await this.pingAgent()) ? true : undefined),
+      {
+        timeoutMs,
+        intervalMs: 200,
+        describe: async () =>
+          `domain state: ${await this.state()}\nconsole (last lines):\n${await this.consoleTail()}`,
+      },
+    );
   }
 
   async consoleTail(lines = 15): Promise<string> {
@@ -133,7 +138,11 @@ export class LabVm {
   /** Runs argv in the guest via guest-exec and waits for it (bounded). */
   async exec(argv: readonly string[], timeoutMs = 60_000): Promise<GuestExecResult> {
     const [path, ...arg] = argv;
-    const { pid } = await this.agentCommand<{ pid: number }>("guest-exec", { path, arg, "capture-output": true });
+    const { pid } = await this.agentCommand<{ pid: number }>("guest-exec", {
+      path,
+      arg,
+      "capture-output": true,
+    });
     const st = await waitFor(
       `guest command ${argv.join(" ")} in ${this.name}`,
       async () => {
@@ -158,7 +167,8 @@ export class LabVm {
   /** A fixed script with positional arguments: values never become shell syntax. */
   async sh(script: string, args: readonly (string | number)[] = [], timeoutMs = 60_000): Promise<string> {
     const r = await this.exec(["/bin/sh", "-c", script, "sh", ...args.map(String)], timeoutMs);
-    if (r.exitCode !== 0) throw new LabError(`guest script failed (exit ${r.exitCode}): ${script}\n${r.stderr}`);
+    if (r.exitCode !== 0)
+      throw new LabError(`guest script failed (exit ${r.exitCode}): ${script}\n${r.stderr}`);
     return r.stdout;
   }
 
@@ -197,7 +207,10 @@ export class LabVm {
   async writeFile(path: string, content: string): Promise<void> {
     const { handle } = { handle: await this.agentCommand<number>("guest-file-open", { path, mode: "w" }) };
     try {
-      await this.agentCommand("guest-file-write", { handle, "buf-b64": Buffer.from(content).toString("base64") });
+      await this.agentCommand("guest-file-write", {
+        handle,
+        "buf-b64": Buffer.from(content).toString("base64"),
+      });
       await this.agentCommand("guest-file-flush", { handle });
     } finally {
       await this.agentCommand("guest-file-close", { handle });
@@ -228,11 +241,15 @@ export class LabVm {
   }
 
   async waitState(state: string, timeoutMs: number): Promise<void> {
-    await waitFor(`${this.name} to be ${state}`, async () => ((await this.state()) === state ? true : undefined), {
-      timeoutMs,
-      intervalMs: 100,
-      describe: async () => `state is ${await this.state()}\nconsole:\n${await this.consoleTail()}`,
-    });
+    await waitFor(
+      `${this.name} to be ${state}`,
+      async () => ((await this.state()) === state ? true : undefined),
+      {
+        timeoutMs,
+        intervalMs: 100,
+        describe: async () => `state is ${await this.state()}\nconsole:\n${await this.consoleTail()}`,
+      },
+    );
   }
 
   /** ACPI power button; the guest syncs and powers off. */
@@ -260,7 +277,15 @@ export class LabVm {
   async undefine(): Promise<void> {
     await run(
       "virsh",
-      ["-c", this.host.uri, "undefine", this.name, "--checkpoints-metadata", "--snapshots-metadata", "--nvram"],
+      [
+        "-c",
+        this.host.uri,
+        "undefine",
+        this.name,
+        "--checkpoints-metadata",
+        "--snapshots-metadata",
+        "--nvram",
+      ],
       { allowFailure: true },
     );
   }

@@ -3,8 +3,8 @@ import { existsSync } from "node:fs";
 import { appendFile, chmod, cp, mkdir, readdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { isAlive, readPid, stopPid } from "./libvirtDaemons.js";
 import type { LabHost } from "./LabHost.js";
+import { isAlive, readPid, stopPid } from "./libvirtDaemons.js";
 import { LabError, run, waitFor } from "./run.js";
 
 const INIT_SCRIPT = join(dirname(fileURLToPath(import.meta.url)), "host2-namespace-init.sh");
@@ -19,7 +19,13 @@ export interface SecondHost {
  * its own /run, config, state, host_uuid (libvirt refuses to migrate to a host with the same UUID) and
  * migration port range. Same network namespace: migration traffic uses 127.0.0.1.
  */
-export async function startSecondHost(dir: string, opts: { timeoutMs: number }): Promise<SecondHost> {
+export async function startSecondHost(
+  dir: string,
+  opts: {
+    timeoutMs: number /** Appended to libvirtd.conf (tests use it to break the daemon). */;
+    extraLibvirtdConf?: string;
+  },
+): Promise<SecondHost> {
   const N = dir;
   await rm(N, { recursive: true, force: true });
   for (const d of ["run", "log/qemu", "cache", "etc", "varlib"]) await mkdir(join(N, d), { recursive: true });
@@ -29,7 +35,10 @@ export async function startSecondHost(dir: string, opts: { timeoutMs: number }):
   for (const f of await readdir(qemuEtc).catch(() => [])) {
     if (f.endsWith(".xml")) await rm(join(qemuEtc, f));
   }
-  await appendFile(join(N, "etc", "libvirtd.conf"), `\nhost_uuid = "${randomUUID()}"\n`);
+  await appendFile(
+    join(N, "etc", "libvirtd.conf"),
+    `\nhost_uuid = "${randomUUID()}"\n${opts.extraLibvirtdConf ?? ""}\n`,
+  );
   const migrationPorts: [number, number] = [49400, 49499];
   await appendFile(
     join(N, "etc", "qemu.conf"),
@@ -57,6 +66,8 @@ export async function startSecondHost(dir: string, opts: { timeoutMs: number }):
       const pid = await readPid(f);
       if (pid) await stopPid(pid, 10_000);
     }
+    // The namespace's bind mounts went with its last process; the state directory is ours to remove.
+    await rm(N, { recursive: true, force: true });
   };
   if (r.exitCode !== 0) {
     await stop();

@@ -1,5 +1,5 @@
-import { LAB_DOMAIN_PREFIX } from "./labPaths.js";
 import type { LabHost } from "./LabHost.js";
+import { LAB_DOMAIN_PREFIX } from "./labPaths.js";
 import { run } from "./run.js";
 
 /** Destroys and undefines every lab domain (name prefix) on a host; returns the names removed. */
@@ -12,9 +12,13 @@ export async function cleanupLabDomains(host: LabHost): Promise<string[]> {
     .filter((n) => n.startsWith(LAB_DOMAIN_PREFIX));
   for (const n of names) {
     await run("virsh", ["-c", host.uri, "destroy", n], { allowFailure: true });
-    await run("virsh", ["-c", host.uri, "undefine", n, "--checkpoints-metadata", "--snapshots-metadata", "--nvram"], {
-      allowFailure: true,
-    });
+    await run(
+      "virsh",
+      ["-c", host.uri, "undefine", n, "--checkpoints-metadata", "--snapshots-metadata", "--nvram"],
+      {
+        allowFailure: true,
+      },
+    );
   }
   return names;
 }

@@ -14,6 +14,7 @@ export async function labPackageList(): Promise<string[]> {
 export async function missingDebianPackages(names: readonly string[]): Promise<string[]> {
   const missing: string[] = [];
   for (const n of names) {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query format, not JS
     const r = await run("dpkg-query", ["-W", "-f=${Status}", n], { allowFailure: true, timeoutMs: 15_000 });
     if (!r.stdout.includes("install ok installed")) missing.push(n);
   }

@@ -53,7 +53,9 @@ export async function waitFor<T>(
     if (v !== undefined) return v;
     if (Date.now() >= deadline) {
       const extra = opts.describe ? await opts.describe().catch((e) => `(no details: ${e})`) : "";
-      throw new LabError(`timed out after ${opts.timeoutMs} ms waiting for ${what}${extra ? `\n${extra}` : ""}`);
+      throw new LabError(
+        `timed out after ${opts.timeoutMs} ms waiting for ${what}${extra ? `\n${extra}` : ""}`,
+      );
     }
     await new Promise((r) => setTimeout(r, opts.intervalMs ?? 100));
   }

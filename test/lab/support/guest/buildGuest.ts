@@ -1,6 +1,17 @@
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { chmod, copyFile, link, mkdir, readdir, readFile, rename, rm, symlink, writeFile } from "node:fs/promises";
+import {
+  chmod,
+  copyFile,
+  link,
+  mkdir,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  symlink,
+  writeFile,
+} from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
@@ -78,7 +89,10 @@ export async function buildGuest(cacheDir: string): Promise<GuestImage> {
 async function kernelPackageName(): Promise<string> {
   const r = await run("apt-cache", ["depends", "linux-image-amd64"], { timeoutMs: 30_000 });
   const m = /Depends: (linux-image-6\S+)/.exec(r.stdout);
-  if (!m?.[1]) throw new LabError("cannot find Debian's kernel package (apt-cache depends linux-image-amd64); run apt-get update");
+  if (!m?.[1])
+    throw new LabError(
+      "cannot find Debian's kernel package (apt-cache depends linux-image-amd64); run apt-get update",
+    );
   return m[1];
 }
 
@@ -119,7 +133,22 @@ async function buildInitrd(
   shutdown: string,
 ): Promise<void> {
   const R = join(work, "root");
-  for (const d of ["bin", "sbin", "dev", "proc", "sys", "run", "tmp", "data", "etc/acpi/PWRF", "lib/modules", "lib64", "var/log", "var/lib", "usr/sbin"]) {
+  for (const d of [
+    "bin",
+    "sbin",
+    "dev",
+    "proc",
+    "sys",
+    "run",
+    "tmp",
+    "data",
+    "etc/acpi/PWRF",
+    "lib/modules",
+    "lib64",
+    "var/log",
+    "var/lib",
+    "usr/sbin",
+  ]) {
     await mkdir(join(R, d), { recursive: true });
   }
   await symlink("../run", join(R, "var", "run"));
@@ -167,8 +196,11 @@ async function buildInitrd(
     mode: 0o755,
   });
   const list = await execa("find", ["."], { cwd: R });
-  await execa("cpio", ["-o", "-H", "newc", "--quiet"], { cwd: R, input: list.stdout, encoding: "buffer" })
-    .pipe("gzip", ["-1"], { stdout: { file: join(work, "initrd.img") } });
+  await execa("cpio", ["-o", "-H", "newc", "--quiet"], {
+    cwd: R,
+    input: list.stdout,
+    encoding: "buffer",
+  }).pipe("gzip", ["-1"], { stdout: { file: join(work, "initrd.img") } });
   await rm(R, { recursive: true, force: true });
 }
 

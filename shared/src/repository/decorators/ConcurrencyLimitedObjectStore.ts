@@ -1,0 +1,52 @@
+import type { CallOptions, GetOptions, ObjectInfo, ObjectStore } from "../ports/ObjectStore.js";
+import { Semaphore } from "./Semaphore.js";
+
+/** At most `limit` calls in flight to the inner store (S3 connection pools, NFS servers...). */
+export class ConcurrencyLimitedObjectStore implements ObjectStore {
+  private readonly sem: Semaphore;
+  constructor(
+    private readonly inner: ObjectStore,
+    limit: number,
+  ) {
+    this.sem = new Semaphore(Math.max(1, limit));
+  }
+
+  get location(): string {
+    return this.inner.location;
+  }
+
+  private async run<T>(signal: AbortSignal | undefined, f: () => Promise<T>): Promise<T> {
+    const release = await this.sem.acquire(signal);
+    try {
+      return await f();
+    } finally {
+      release();
+    }
+  }
+
+  put(key: string, data: Uint8Array, options?: CallOptions): Promise<void> {
+    return this.run(options?.signal, () => this.inner.put(key, data, options));
+  }
+  get(key: string, options?: GetOptions): Promise<Buffer> {
+    return this.run(options?.signal, () => this.inner.get(key, options));
+  }
+  head(key: string, options?: CallOptions): Promise<ObjectInfo | undefined> {
+    return this.run(options?.signal, () => this.inner.head(key, options));
+  }
+  delete(key: string, options?: CallOptions): Promise<void> {
+    return this.run(options?.signal, () => this.inner.delete(key, options));
+  }
+  async *list(prefix: string, options?: CallOptions): AsyncIterable<ObjectInfo> {
+    const all = await this.run(options?.signal, async () => {
+      const out: ObjectInfo[] = [];
+      for await (const o of this.inner.list(prefix, options)) out.push(o);
+      return out;
+    });
+    yield* all;
+  }
+}
+
+export const _concurrencyConforms = ConcurrencyLimitedObjectStore satisfies new (
+  inner: ObjectStore,
+  limit: number,
+) => ObjectStore;

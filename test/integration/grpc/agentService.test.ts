@@ -1,0 +1,107 @@
+import { createChannel, createClient, Status } from "nice-grpc";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type RunningAgentServer, startAgentServer } from "../../../agent/src/server/startAgentServer.js";
+import {
+  type RunningCoordinatorServer,
+  startCoordinatorServer,
+} from "../../../coordinator/src/server/startCoordinatorServer.js";
+import { CairnError } from "../../../shared/src/errors/CairnError.js";
+import { AgentServiceDefinition } from "../../../shared/src/gen/cairn/v1/agent.js";
+import { BackupMode, DomainState } from "../../../shared/src/gen/cairn/v1/common.js";
+import { CoordinatorServiceDefinition } from "../../../shared/src/gen/cairn/v1/coordinator.js";
+import { createLogger } from "../../../shared/src/log/createLogger.js";
+import { FakeHypervisor, sampleDomain } from "../../support/fakes/FakeHypervisor.js";
+
+// Real gRPC over loopback TCP; only the hypervisor behind the agent is a fake.
+describe("AgentService and CoordinatorService over gRPC", () => {
+  const log = createLogger("test", "silent");
+  const hv = new FakeHypervisor([sampleDomain]);
+  let agent: RunningAgentServer;
+  let coord: RunningCoordinatorServer;
+
+  beforeAll(async () => {
+    agent = await startAgentServer(
+      { listen: "127.0.0.1:0" },
+      { hypervisor: hv, hostId: "h-1", libvirtUri: "test:///fake" },
+      log,
+    );
+    coord = await startCoordinatorServer({ listen: "127.0.0.1:0" }, log);
+  });
+  afterAll(async () => {
+    await agent.close();
+    await coord.close();
+  });
+
+  const agentClient = () => createClient(AgentServiceDefinition, createChannel(`127.0.0.1:${agent.port}`));
+
+  it("GetHostInventory reports this host and the hypervisor versions", async () => {
+    const { inventory } = await agentClient().getHostInventory({});
+    expect(inventory?.hostId).toBe("h-1");
+    expect(inventory?.libvirtVersion).toBe("9.0.0");
+    expect(inventory?.cpuCount).toBeGreaterThan(0);
+    expect(inventory?.memoryBytes).toBeGreaterThan(1024n * 1024n * 1024n); // bigint: 64-bit exact
+  });
+
+  it("ListDomains maps domains, disks, state and labels to the wire", async () => {
+    const { domains } = await agentClient().listDomains({});
+    expect(domains).toHaveLength(1);
+    expect(domains[0]).toMatchObject({
+      uuid: sampleDomain.uuid,
+      name: "web-1",
+      state: DomainState.DOMAIN_STATE_RUNNING,
+      labels: { tier: "web" },
+      hasGuestAgentChannel: true,
+    });
+    expect(domains[0]?.disks.map((d) => d.target)).toEqual(["vda", "vdb"]);
+  });
+
+  it("a declared but unbuilt RPC answers UNIMPLEMENTED naming the RPC (unary and streaming)", async () => {
+    await expect(agentClient().abortJob({ jobId: "j" })).rejects.toMatchObject({
+      code: Status.UNIMPLEMENTED,
+      details: expect.stringMatching(/cairn\.v1\.AgentService\/AbortJob is not implemented/),
+    });
+    const stream = agentClient().runBackup({ jobId: "j", mode: BackupMode.BACKUP_MODE_AUTO });
+    await expect(
+      (async () => {
+        for await (const _ of stream) {
+          /* drain */
+        }
+      })(),
+    ).rejects.toMatchObject({ code: Status.UNIMPLEMENTED, details: expect.stringMatching(/RunBackup/) });
+    const c = createClient(CoordinatorServiceDefinition, createChannel(`127.0.0.1:${coord.port}`));
+    await expect(c.listHosts({})).rejects.toMatchObject({
+      code: Status.UNIMPLEMENTED,
+      details: expect.stringMatching(/CoordinatorService\/ListHosts is not implemented.*coordinator/),
+    });
+  });
+
+  it("a CairnError from the core becomes the mapped status with the operator message", async () => {
+    const broken = new FakeHypervisor();
+    broken.listDomains = async () => {
+      throw new CairnError("unavailable", "libvirt at qemu:///system is unreachable", {
+        hint: "start libvirtd",
+      });
+    };
+    const s = await startAgentServer(
+      { listen: "127.0.0.1:0" },
+      { hypervisor: broken, hostId: "h", libvirtUri: "x" },
+      log,
+    );
+    try {
+      const c = createClient(AgentServiceDefinition, createChannel(`127.0.0.1:${s.port}`));
+      await expect(c.listDomains({})).rejects.toMatchObject({
+        code: Status.UNAVAILABLE,
+        details: "libvirt at qemu:///system is unreachable. start libvirtd",
+      });
+      broken.listDomains = async () => {
+        throw new TypeError("secret internal detail");
+      };
+      await expect(c.listDomains({})).rejects.toMatchObject({
+        code: Status.INTERNAL,
+        details: expect.not.stringContaining("secret"),
+      });
+    } finally {
+      await s.close();
+    }
+  });
+});
