@@ -1,0 +1,126 @@
+import { randomBytes } from "node:crypto";
+import { describe, expect, it } from "vitest";
+import { isCairnError } from "../../shared/src/errors/CairnError.js";
+import type { ObjectStore } from "../../shared/src/repository/ports/ObjectStore.js";
+
+/**
+ * The ObjectStore contract (shared/src/repository/ports/ObjectStore.ts), run against every
+ * adapter. `make` returns a fresh, empty store for each test.
+ */
+export function objectStoreContract(name: string, make: () => Promise<ObjectStore>): void {
+  describe(`ObjectStore contract: ${name}`, () => {
+    it("put then get returns the same bytes; overwrite replaces", async () => {
+      const s = await make();
+      const a = randomBytes(300_000);
+      await s.put("chunks/ab/abc", a);
+      expect((await s.get("chunks/ab/abc")).equals(a)).toBe(true);
+      await s.put("chunks/ab/abc", Buffer.from("second"));
+      expect((await s.get("chunks/ab/abc")).toString()).toBe("second");
+    });
+
+    it("stores empty objects", async () => {
+      const s = await make();
+      await s.put("empty", Buffer.alloc(0));
+      expect((await s.get("empty")).length).toBe(0);
+      expect((await s.head("empty"))?.size).toBe(0);
+    });
+
+    it("get of a missing key is not-found; head is undefined", async () => {
+      const s = await make();
+      const e = await s.get("nope/x").catch((x: unknown) => x);
+      expect(isCairnError(e, "not-found")).toBe(true);
+      expect(await s.head("nope/x")).toBeUndefined();
+    });
+
+    it("range get returns exactly the range, clipped to the object", async () => {
+      const s = await make();
+      const a = randomBytes(10_000);
+      await s.put("r", a);
+      expect((await s.get("r", { range: { offset: 100, length: 50 } })).equals(a.subarray(100, 150))).toBe(
+        true,
+      );
+      expect((await s.get("r", { range: { offset: 9_990, length: 50 } })).equals(a.subarray(9_990))).toBe(
+        true,
+      );
+      expect((await s.get("r", { range: { offset: 20_000, length: 5 } })).length).toBe(0);
+    });
+
+    it("head reports size and a recent last-modified time", async () => {
+      const s = await make();
+      const before = Date.now() - 5_000;
+      await s.put("h/one", randomBytes(1234));
+      const info = await s.head("h/one");
+      expect(info?.size).toBe(1234);
+      expect(info!.lastModified.getTime()).toBeGreaterThan(before - 60_000);
+    });
+
+    it("delete is idempotent", async () => {
+      const s = await make();
+      await s.put("d", Buffer.from("x"));
+      await s.delete("d");
+      await s.delete("d");
+      expect(await s.head("d")).toBeUndefined();
+    });
+
+    it("list yields exactly the keys under a prefix, with sizes", async () => {
+      const s = await make();
+      const keys = [
+        "chunks/aa/aa1",
+        "chunks/aa/aa2",
+        "chunks/bb/bb1",
+        "indexes/i1",
+        "snapshots/s1",
+        "config",
+      ];
+      for (const k of keys) await s.put(k, Buffer.from(k));
+      const list = async (p: string) => {
+        const out: string[] = [];
+        for await (const o of s.list(p)) {
+          expect(o.size).toBe(Buffer.byteLength(o.key));
+          out.push(o.key);
+        }
+        return out.sort();
+      };
+      expect(await list("chunks/")).toEqual(["chunks/aa/aa1", "chunks/aa/aa2", "chunks/bb/bb1"]);
+      expect(await list("chunks/aa/")).toEqual(["chunks/aa/aa1", "chunks/aa/aa2"]);
+      expect(await list("snapshots/")).toEqual(["snapshots/s1"]);
+      expect(await list("locks/")).toEqual([]);
+      expect(await list("")).toEqual([...keys].sort());
+    });
+
+    it("lists more than one page of keys", async () => {
+      const s = await make();
+      const keys = Array.from({ length: 1100 }, (_, i) => `many/k${String(i).padStart(5, "0")}`);
+      for (let i = 0; i < keys.length; i += 50)
+        await Promise.all(keys.slice(i, i + 50).map((k) => s.put(k, Buffer.from("v"))));
+      const got: string[] = [];
+      for await (const o of s.list("many/")) got.push(o.key);
+      expect(got.sort()).toEqual(keys);
+    }, 120_000);
+
+    it("rejects keys outside the grammar", async () => {
+      const s = await make();
+      for (const k of ["../etc/passwd", "/abs", "a//b", ".hidden", "a/../b", ""]) {
+        const e = await s.put(k, Buffer.from("x")).catch((x: unknown) => x);
+        expect(isCairnError(e, "invalid-argument")).toBe(true);
+      }
+    });
+
+    it("honours an aborted signal", async () => {
+      const s = await make();
+      const ac = new AbortController();
+      ac.abort();
+      const e = await s.put("x", Buffer.from("x"), { signal: ac.signal }).catch((x: unknown) => x);
+      expect(isCairnError(e, "aborted")).toBe(true);
+      expect(await s.head("x")).toBeUndefined();
+    });
+
+    it("concurrent puts of the same key leave one whole value", async () => {
+      const s = await make();
+      const vals = Array.from({ length: 8 }, () => randomBytes(100_000));
+      await Promise.all(vals.map((v) => s.put("same", v)));
+      const got = await s.get("same");
+      expect(vals.some((v) => v.equals(got))).toBe(true);
+    });
+  });
+}
