@@ -1,8 +1,7 @@
-import { openSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { execa, type ResultPromise } from "execa";
+import { execa } from "execa";
 import { freePort } from "./freePort.js";
 import { type SwiftPorts, swiftConfigFiles } from "./swiftConfig.js";
 
@@ -13,7 +12,8 @@ export interface SwiftS3Endpoint {
   secretAccessKey: string;
 }
 
-type Proc = ResultPromise<{ reject: false }>;
+/** The part of an execa subprocess this helper uses. */
+type Proc = { pid?: number | undefined; exitCode: number | null; kill(signal?: NodeJS.Signals): boolean } & PromiseLike<unknown>;
 
 /**
  * A real OpenStack Swift with s3api + tempauth + memcached on loopback, under a mkdtemp directory,
@@ -84,8 +84,14 @@ export class SwiftServer implements SwiftS3Endpoint {
   }
 
   private spawn(name: string, file: string, args: string[]): void {
-    const log = openSync(join(this.dir, "log", `${name}.log`), "a");
-    const p = execa(file, args, { reject: false, stdin: "ignore", stdout: log, stderr: log, cleanup: true });
+    const file_ = join(this.dir, "log", `${name}.log`);
+    const p: Proc = execa(file, args, {
+      reject: false,
+      stdin: "ignore",
+      stdout: { file: file_, append: true },
+      stderr: { file: file_, append: true },
+      cleanup: true,
+    });
     this.procs.set(name, p);
   }
 

@@ -1,0 +1,89 @@
+import { CairnError } from "../../errors/CairnError.js";
+import { CHUNKS_PREFIX, INDEXES_PREFIX, idFromKey, SNAPSHOTS_PREFIX } from "../layout.js";
+import { acquireLock, type LockOptions } from "../locks/RepositoryLock.js";
+import type { Repository } from "../Repository.js";
+
+export interface GcOptions {
+  /** Unreferenced objects younger than this (before GC started) are kept. Default 1 h. */
+  graceMs?: number;
+  dryRun?: boolean;
+  signal?: AbortSignal;
+  lock?: LockOptions;
+}
+
+export interface GcReport {
+  snapshots: number;
+  chunksReferenced: number;
+  chunksDeleted: number;
+  indexesDeleted: number;
+  bytesFreed: number;
+  /** Unreferenced but inside the grace period. */
+  chunksSpared: number;
+}
+
+/**
+ * Mark and sweep (format §9) under the exclusive lock, so no backup runs meanwhile. Marks from
+ * sealed manifests only; any unreadable manifest or index stops GC before deleting anything,
+ * because its references are unknown. Objects modified within the grace period are never swept.
+ */
+export async function collectGarbage(repo: Repository, options: GcOptions = {}): Promise<GcReport> {
+  const { signal } = options;
+  const started = Date.now();
+  const cutoff = started - (options.graceMs ?? 3_600_000);
+  const lock = await acquireLock(repo.store, "exclusive", "garbage collection", { ...options.lock, signal });
+  try {
+    const marked = new Set<string>();
+    const markedIndexes = new Set<string>();
+    const ids: string[] = [];
+    for await (const o of repo.store.list(SNAPSHOTS_PREFIX, { signal })) ids.push(o.key.slice(SNAPSHOTS_PREFIX.length));
+    for (const id of ids) {
+      const m = await repo.showSnapshot(id, signal).catch((e: unknown) => {
+        throw new CairnError("failed-precondition", `GC stopped before deleting anything: snapshot ${id} is unreadable`, {
+          cause: e,
+          hint: "run verify, fix or remove the damaged snapshot, then run GC again",
+        });
+      });
+      for (const d of m.disks) {
+        markedIndexes.add(d.index);
+        const idx = await repo.readIndex(d.index, `snapshot ${id} disk ${d.target}`, signal).catch((e: unknown) => {
+          throw new CairnError("failed-precondition", `GC stopped before deleting anything: an index of snapshot ${id} is unreadable`, {
+            cause: e,
+            hint: "run verify, fix or remove the damaged snapshot, then run GC again",
+          });
+        });
+        for (const e of idx.entries()) if (e.id !== undefined) marked.add(e.id);
+      }
+    }
+    const report: GcReport = {
+      snapshots: ids.length,
+      chunksReferenced: marked.size,
+      chunksDeleted: 0,
+      indexesDeleted: 0,
+      bytesFreed: 0,
+      chunksSpared: 0,
+    };
+    for (const [prefix, keep, field] of [
+      [INDEXES_PREFIX, markedIndexes, "indexesDeleted"],
+      [CHUNKS_PREFIX, marked, "chunksDeleted"],
+    ] as const) {
+      const victims: Array<{ key: string; size: number }> = [];
+      for await (const o of repo.store.list(prefix, { signal })) {
+        const id = idFromKey(o.key);
+        if (!id || keep.has(id)) continue;
+        if (o.lastModified.getTime() >= cutoff) {
+          if (prefix === CHUNKS_PREFIX) report.chunksSpared++;
+          continue;
+        }
+        victims.push(o);
+      }
+      for (const v of victims) {
+        if (!options.dryRun) await repo.store.delete(v.key, { signal });
+        report[field]++;
+        report.bytesFreed += v.size;
+      }
+    }
+    return report;
+  } finally {
+    await lock.release();
+  }
+}
