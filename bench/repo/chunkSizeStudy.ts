@@ -23,7 +23,10 @@ type Write = [offset: number, length: number];
 const workloads: Record<string, (r: () => number) => Write[]> = {
   // The agent benchmark's workload: 5 % of the disk in 1 MiB extents at random 64 KiB-aligned offsets.
   "5% in 1 MiB extents": (r) =>
-    Array.from({ length: (DISK * 0.05) / MiB }, () => [Math.floor((r() * (DISK - MiB)) / GRANULE) * GRANULE, MiB]),
+    Array.from({ length: (DISK * 0.05) / MiB }, () => [
+      Math.floor((r() * (DISK - MiB)) / GRANULE) * GRANULE,
+      MiB,
+    ]),
   // A database: 20 000 random 8 KiB page writes.
   "20k random 8 KiB pages": (r) =>
     Array.from({ length: 20_000 }, () => [Math.floor((r() * DISK) / (8 * KiB)) * 8 * KiB, 8 * KiB]),

@@ -46,7 +46,13 @@ export class DiskWriter {
   private inFlight = 0;
   private readonly waiters: Array<() => void> = [];
   private failure: unknown;
-  private readonly stats: DiskStats = { bytesRead: 0, bytesNew: 0, bytesStored: 0, chunksNew: 0, chunksTotal: 0 };
+  private readonly stats: DiskStats = {
+    bytesRead: 0,
+    bytesNew: 0,
+    bytesStored: 0,
+    chunksNew: 0,
+    chunksTotal: 0,
+  };
   private readonly maxOpen: number;
   private readonly maxInFlight: number;
 
@@ -62,7 +68,10 @@ export class DiskWriter {
   static async create(snapshot: RestorePointWriter, options: DiskWriterOptions): Promise<DiskWriter> {
     const repo = snapshot.repository;
     if (!Number.isSafeInteger(options.virtualSize) || options.virtualSize < 0) {
-      throw new CairnError("invalid-argument", `disk ${options.target}: invalid virtual size ${options.virtualSize}`);
+      throw new CairnError(
+        "invalid-argument",
+        `disk ${options.target}: invalid virtual size ${options.virtualSize}`,
+      );
     }
     let index = DiskIndex.empty(repo.chunkSize, options.virtualSize);
     if (options.parent) {
@@ -76,9 +85,16 @@ export class DiskWriter {
           { hint: "take a full backup of this disk" },
         );
       }
-      const parentIndex = await repo.readIndex(d.index, `snapshot ${m.id} disk ${parentTarget}`, options.signal);
+      const parentIndex = await repo.readIndex(
+        d.index,
+        `snapshot ${m.id} disk ${parentTarget}`,
+        options.signal,
+      );
       if (parentIndex.chunkSize !== repo.chunkSize) {
-        throw new CairnError("failed-precondition", `parent restore point ${m.id}/${parentTarget} has another chunk size`);
+        throw new CairnError(
+          "failed-precondition",
+          `parent restore point ${m.id}/${parentTarget} has another chunk size`,
+        );
       }
       index = DiskIndex.derive(parentIndex, options.virtualSize);
     }
@@ -103,7 +119,12 @@ export class DiskWriter {
   }
 
   private checkRange(offset: number, length: number): void {
-    if (!Number.isSafeInteger(offset) || offset < 0 || length < 0 || offset + length > this.options.virtualSize) {
+    if (
+      !Number.isSafeInteger(offset) ||
+      offset < 0 ||
+      length < 0 ||
+      offset + length > this.options.virtualSize
+    ) {
       throw new CairnError(
         "invalid-argument",
         `extent [${offset}, +${length}) is outside ${this.what} (virtual size ${this.options.virtualSize})`,
@@ -116,7 +137,9 @@ export class DiskWriter {
     this.check(signal);
     this.checkRange(offset, data.length);
     this.stats.bytesRead += data.length;
-    await this.apply(offset, data.length, signal, (c, at, from, n) => c.buf.set(data.subarray(from, from + n), at));
+    await this.apply(offset, data.length, signal, (c, at, from, n) =>
+      c.buf.set(data.subarray(from, from + n), at),
+    );
   }
 
   /** Declares a range that reads as zeros (unallocated or zero-detected by the reader). */
@@ -141,7 +164,10 @@ export class DiskWriter {
   }
 
   /** Feeds a whole stream of extents. */
-  async writeExtents(source: AsyncIterable<Extent> | Iterable<Extent>, signal = this.options.signal): Promise<void> {
+  async writeExtents(
+    source: AsyncIterable<Extent> | Iterable<Extent>,
+    signal = this.options.signal,
+  ): Promise<void> {
     for await (const e of source) {
       if ("data" in e) await this.write(e.offset, e.data, signal);
       else await this.writeZeroes(e.offset, e.length, signal);
@@ -165,7 +191,13 @@ export class DiskWriter {
       put(c, at, pos, n);
       cover(c.covered, at, at + n);
       const first = c.covered[0];
-      if (c.covered.length === 1 && first && first[0] === 0 && first[1] === c.buf.length && this.open.get(i) === c) {
+      if (
+        c.covered.length === 1 &&
+        first &&
+        first[0] === 0 &&
+        first[1] === c.buf.length &&
+        this.open.get(i) === c
+      ) {
         this.open.delete(i);
         await this.dispatch(i, c.buf, signal);
       }

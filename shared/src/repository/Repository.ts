@@ -9,7 +9,12 @@ import { CONFIG_KEY, chunkKey, indexKey, SNAPSHOTS_PREFIX, snapshotKey } from ".
 import { acquireLock, type LockOptions } from "./locks/RepositoryLock.js";
 import { type SnapshotManifest, snapshotManifestSchema } from "./manifest/SnapshotManifest.js";
 import type { ObjectStore } from "./ports/ObjectStore.js";
-import { DEFAULT_CHUNK_SIZE, FORMAT_VERSION, type RepositoryConfig, repositoryConfigSchema } from "./RepositoryConfig.js";
+import {
+  DEFAULT_CHUNK_SIZE,
+  FORMAT_VERSION,
+  type RepositoryConfig,
+  repositoryConfigSchema,
+} from "./RepositoryConfig.js";
 import { RestorePointReader } from "./RestorePointReader.js";
 import { RestorePointWriter, type VmIdentity } from "./RestorePointWriter.js";
 
@@ -41,7 +46,12 @@ export class Repository {
   readonly keys: RepositoryKeys | undefined;
   readonly pool: ChunkWorkerPool;
 
-  private constructor(store: ObjectStore, config: RepositoryConfig, keys: RepositoryKeys | undefined, workers?: number) {
+  private constructor(
+    store: ObjectStore,
+    config: RepositoryConfig,
+    keys: RepositoryKeys | undefined,
+    workers?: number,
+  ) {
     this.store = store;
     this.config = config;
     this.keys = keys;
@@ -83,7 +93,10 @@ export class Repository {
       encryption,
     });
     if (!parsed.success) {
-      throw new CairnError("invalid-argument", `invalid repository settings: ${parsed.error.issues.map((i) => i.message).join("; ")}`);
+      throw new CairnError(
+        "invalid-argument",
+        `invalid repository settings: ${parsed.error.issues.map((i) => i.message).join("; ")}`,
+      );
     }
     await store.put(CONFIG_KEY, Buffer.from(JSON.stringify(parsed.data, null, 2)), { signal });
     return new Repository(store, parsed.data, keys, options.workers);
@@ -107,7 +120,9 @@ export class Repository {
     try {
       json = JSON.parse(raw.toString("utf8"));
     } catch (e) {
-      throw new CairnError("corrupt", `the config of repository ${store.location} is not valid JSON`, { cause: e });
+      throw new CairnError("corrupt", `the config of repository ${store.location} is not valid JSON`, {
+        cause: e,
+      });
     }
     const version = (json as { version?: unknown } | null)?.version;
     if (typeof version === "number" && version > FORMAT_VERSION) {
@@ -119,7 +134,10 @@ export class Repository {
     }
     const parsed = repositoryConfigSchema.safeParse(json);
     if (!parsed.success) {
-      throw new CairnError("corrupt", `the config of repository ${store.location} is invalid: ${parsed.error.message}`);
+      throw new CairnError(
+        "corrupt",
+        `the config of repository ${store.location} is invalid: ${parsed.error.message}`,
+      );
     }
     const config = parsed.data;
     const keys = config.encryption
@@ -129,7 +147,11 @@ export class Repository {
   }
 
   /** Starts a backup of one VM; holds a shared lock until seal() or abort(). */
-  async beginSnapshot(options: { vm: VmIdentity; signal?: AbortSignal; lock?: LockOptions }): Promise<RestorePointWriter> {
+  async beginSnapshot(options: {
+    vm: VmIdentity;
+    signal?: AbortSignal;
+    lock?: LockOptions;
+  }): Promise<RestorePointWriter> {
     const lock = await acquireLock(this.store, "shared", `backup of ${options.vm.name}`, {
       ...options.lock,
       signal: options.signal,
@@ -140,7 +162,8 @@ export class Repository {
   /** Sealed snapshots, oldest first. Unsealed backups do not exist here. */
   async listSnapshots(signal?: AbortSignal): Promise<SnapshotManifest[]> {
     const ids: string[] = [];
-    for await (const o of this.store.list(SNAPSHOTS_PREFIX, { signal })) ids.push(o.key.slice(SNAPSHOTS_PREFIX.length));
+    for await (const o of this.store.list(SNAPSHOTS_PREFIX, { signal }))
+      ids.push(o.key.slice(SNAPSHOTS_PREFIX.length));
     ids.sort();
     const out: SnapshotManifest[] = [];
     for (const id of ids) out.push(await this.showSnapshot(id, signal));
@@ -154,7 +177,10 @@ export class Repository {
       framed = await this.store.get(snapshotKey(id), { signal });
     } catch (e) {
       if (isCairnError(e, "not-found")) {
-        throw new CairnError("not-found", `${what} does not exist`, { cause: e, hint: "list snapshots to see which exist" });
+        throw new CairnError("not-found", `${what} does not exist`, {
+          cause: e,
+          hint: "list snapshots to see which exist",
+        });
       }
       throw e;
     }
@@ -173,15 +199,23 @@ export class Repository {
   /** Writes the manifest: this single atomic put is the seal (format §7). */
   async putSnapshot(manifest: SnapshotManifest, signal?: AbortSignal): Promise<void> {
     const plain = Buffer.from(JSON.stringify(manifest));
-    await this.store.put(snapshotKey(manifest.id), frame("snapshot", manifest.id, plain, this.keys, this.config.compression.level), {
-      signal,
-    });
+    await this.store.put(
+      snapshotKey(manifest.id),
+      frame("snapshot", manifest.id, plain, this.keys, this.config.compression.level),
+      {
+        signal,
+      },
+    );
   }
 
   async readIndex(id: string, what: string, signal?: AbortSignal): Promise<DiskIndex> {
     const framed = await this.store.get(indexKey(id), { signal }).catch((e: unknown) => {
       if (isCairnError(e, "not-found")) {
-        throw new CairnError("corrupt", `${what}: its index ${id} is missing from repository ${this.location}`, { cause: e });
+        throw new CairnError(
+          "corrupt",
+          `${what}: its index ${id} is missing from repository ${this.location}`,
+          { cause: e },
+        );
       }
       throw e;
     });
@@ -207,9 +241,13 @@ export class Repository {
     const manifest = await this.showSnapshot(snapshotId, signal);
     const disk = manifest.disks.find((d) => d.target === target);
     if (!disk) {
-      throw new CairnError("not-found", `snapshot ${snapshotId} in repository ${this.location} has no disk ${target}`, {
-        hint: `its disks are: ${manifest.disks.map((d) => d.target).join(", ") || "none"}`,
-      });
+      throw new CairnError(
+        "not-found",
+        `snapshot ${snapshotId} in repository ${this.location} has no disk ${target}`,
+        {
+          hint: `its disks are: ${manifest.disks.map((d) => d.target).join(", ") || "none"}`,
+        },
+      );
     }
     const index = await this.readIndex(disk.index, `snapshot ${snapshotId} disk ${target}`, signal);
     return new RestorePointReader(this, manifest, disk, index);

@@ -19,7 +19,13 @@ export const repositoryConfigSchema = z.object({
   encryption: z
     .object({
       algorithm: z.literal("aes-256-gcm"),
-      kdf: z.object({ name: z.literal("scrypt"), N: z.number().int(), r: z.number().int(), p: z.number().int(), salt: z.string() }),
+      kdf: z.object({
+        name: z.literal("scrypt"),
+        N: z.number().int(),
+        r: z.number().int(),
+        p: z.number().int(),
+        salt: z.string(),
+      }),
       wrappedKey: z.string(),
     })
     .nullable(),

@@ -57,7 +57,8 @@ export class RestorePointReader {
       return hit;
     }
     const id = this.index.get(i);
-    const p = id === undefined ? Promise.resolve(undefined) : this.repository.readChunk(id, this.what(i), signal);
+    const p =
+      id === undefined ? Promise.resolve(undefined) : this.repository.readChunk(id, this.what(i), signal);
     this.cache.set(i, p);
     p.catch(() => this.cache.delete(i));
     while (this.cache.size > this.cacheSize) this.cache.delete(this.cache.keys().next().value as number);
@@ -139,7 +140,12 @@ export class RestorePointReader {
           const data = await this.repository.readChunk(id, this.what(i), signal);
           let off = 0;
           while (off < data.length) {
-            const { bytesWritten } = await fh.write(data, off, data.length - off, i * this.index.chunkSize + off);
+            const { bytesWritten } = await fh.write(
+              data,
+              off,
+              data.length - off,
+              i * this.index.chunkSize + off,
+            );
             off += bytesWritten;
           }
         }

@@ -2,7 +2,12 @@ import { randomBytes } from "node:crypto";
 import { CairnError } from "../errors/CairnError.js";
 import { DiskWriter, type DiskWriterOptions } from "./DiskWriter.js";
 import type { HeldLock } from "./locks/RepositoryLock.js";
-import { type Consistency, type DiskEntry, newSnapshotId, type SnapshotManifest } from "./manifest/SnapshotManifest.js";
+import {
+  type Consistency,
+  type DiskEntry,
+  newSnapshotId,
+  type SnapshotManifest,
+} from "./manifest/SnapshotManifest.js";
 import type { Repository } from "./Repository.js";
 
 export interface VmIdentity {
@@ -46,7 +51,10 @@ export class RestorePointWriter {
   async addDisk(options: DiskWriterOptions): Promise<DiskWriter> {
     this.assertOpen();
     if (this.disks.has(options.target)) {
-      throw new CairnError("invalid-argument", `disk ${options.target} was added twice to snapshot ${this.snapshotId}`);
+      throw new CairnError(
+        "invalid-argument",
+        `disk ${options.target} was added twice to snapshot ${this.snapshotId}`,
+      );
     }
     const w = await DiskWriter.create(this, options);
     this.disks.set(options.target, w);
@@ -60,7 +68,10 @@ export class RestorePointWriter {
     for (const [target, w] of this.disks) {
       const e = w.entry;
       if (!e) {
-        throw new CairnError("failed-precondition", `disk ${target} of snapshot ${this.snapshotId} was not finished before seal`);
+        throw new CairnError(
+          "failed-precondition",
+          `disk ${target} of snapshot ${this.snapshotId} was not finished before seal`,
+        );
       }
       entries.push(e);
     }

@@ -2,8 +2,8 @@ import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isCairnError } from "../../../shared/src/errors/CairnError.js";
 import { S3ObjectStore } from "../../../shared/src/repository/backends/S3ObjectStore.js";
-import { objectStoreContract } from "../../support/objectStoreContract.js";
 import { SwiftServer } from "../../services/swift/SwiftServer.js";
+import { objectStoreContract } from "../../support/objectStoreContract.js";
 
 let swift: SwiftServer;
 const stores: S3ObjectStore[] = [];
@@ -16,7 +16,11 @@ afterAll(async () => {
 });
 
 async function fresh(): Promise<S3ObjectStore> {
-  const s = new S3ObjectStore({ ...swift.s3, bucket: "cairn-contract", prefix: `${randomBytes(6).toString("hex")}/` });
+  const s = new S3ObjectStore({
+    ...swift.s3,
+    bucket: "cairn-contract",
+    prefix: `${randomBytes(6).toString("hex")}/`,
+  });
   stores.push(s);
   await s.ensureBucket();
   return s;

@@ -13,7 +13,11 @@ export interface SwiftS3Endpoint {
 }
 
 /** The part of an execa subprocess this helper uses. */
-type Proc = { pid?: number | undefined; exitCode: number | null; kill(signal?: NodeJS.Signals): boolean } & PromiseLike<unknown>;
+type Proc = {
+  pid?: number | undefined;
+  exitCode: number | null;
+  kill(signal?: NodeJS.Signals): boolean;
+} & PromiseLike<unknown>;
 
 /**
  * A real OpenStack Swift with s3api + tempauth + memcached on loopback, under a mkdtemp directory,
@@ -36,7 +40,12 @@ export class SwiftServer implements SwiftS3Endpoint {
 
   /** Connection settings as a plain object (safe to spread). */
   get s3(): SwiftS3Endpoint {
-    return { endpoint: this.endpoint, region: this.region, accessKeyId: this.accessKeyId, secretAccessKey: this.secretAccessKey };
+    return {
+      endpoint: this.endpoint,
+      region: this.region,
+      accessKeyId: this.accessKeyId,
+      secretAccessKey: this.secretAccessKey,
+    };
   }
 
   static async start(options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<SwiftServer> {
@@ -51,7 +60,16 @@ export class SwiftServer implements SwiftS3Endpoint {
     const s = new SwiftServer(dir, ports);
     try {
       await s.setup();
-      s.spawn("memcached", "memcached", ["-l", "127.0.0.1", "-p", String(ports.memcached), "-U", "0", "-u", "root"]);
+      s.spawn("memcached", "memcached", [
+        "-l",
+        "127.0.0.1",
+        "-p",
+        String(ports.memcached),
+        "-U",
+        "0",
+        "-u",
+        "root",
+      ]);
       for (const name of ["account", "container", "object"] as const) {
         s.spawn(name, `swift-${name}-server`, [join(dir, "etc", `${name}-server.conf`), "-v"]);
       }
@@ -68,7 +86,8 @@ export class SwiftServer implements SwiftS3Endpoint {
     await mkdir(join(this.dir, "srv", "sdb1"), { recursive: true });
     await mkdir(join(this.dir, "log"), { recursive: true });
     await mkdir(etc, { recursive: true });
-    for (const [name, text] of Object.entries(swiftConfigFiles(this.dir, this.ports))) await writeFile(join(etc, name), text);
+    for (const [name, text] of Object.entries(swiftConfigFiles(this.dir, this.ports)))
+      await writeFile(join(etc, name), text);
     const rings: Array<[string, number]> = [
       ["account", this.ports.account],
       ["container", this.ports.container],
@@ -77,7 +96,9 @@ export class SwiftServer implements SwiftS3Endpoint {
     for (const [name, port] of rings) {
       const builder = join(etc, `${name}.builder`);
       await execa("swift-ring-builder", [builder, "create", "8", "1", "1"], { timeout: 30_000 });
-      await execa("swift-ring-builder", [builder, "add", `r1z1-127.0.0.1:${port}/sdb1`, "1"], { timeout: 30_000 });
+      await execa("swift-ring-builder", [builder, "add", `r1z1-127.0.0.1:${port}/sdb1`, "1"], {
+        timeout: 30_000,
+      });
       // rebalance exits 1 with a warning on a one-device ring; the ring file is still written.
       await execa("swift-ring-builder", [builder, "rebalance"], { timeout: 30_000, reject: false });
     }
@@ -103,7 +124,9 @@ export class SwiftServer implements SwiftS3Endpoint {
       options.signal?.throwIfAborted();
       const proxy = this.procs.get("proxy");
       if (proxy?.exitCode !== null && proxy?.exitCode !== undefined) {
-        throw new Error(`swift-proxy-server exited with ${proxy.exitCode}; see ${join(this.dir, "log", "proxy.log")}`);
+        throw new Error(
+          `swift-proxy-server exited with ${proxy.exitCode}; see ${join(this.dir, "log", "proxy.log")}`,
+        );
       }
       try {
         const r = await fetch(`${this.endpoint}/healthcheck`, { signal: AbortSignal.timeout(2000) });
@@ -111,7 +134,8 @@ export class SwiftServer implements SwiftS3Endpoint {
       } catch {
         // not up yet
       }
-      if (Date.now() > deadline) throw new Error(`Swift proxy did not answer within the deadline; see ${this.dir}/log`);
+      if (Date.now() > deadline)
+        throw new Error(`Swift proxy did not answer within the deadline; see ${this.dir}/log`);
       await new Promise((r) => setTimeout(r, 200));
     }
   }
@@ -135,7 +159,9 @@ export class SwiftServer implements SwiftS3Endpoint {
 
   /** PIDs this helper started and that are still running (tests assert none remain). */
   get pids(): number[] {
-    return [...this.procs.values()].filter((p) => p.exitCode === null && p.pid !== undefined).map((p) => p.pid!);
+    return [...this.procs.values()]
+      .filter((p) => p.exitCode === null && p.pid !== undefined)
+      .map((p) => p.pid!);
   }
 
   async stop(options: { keepDir?: boolean } = {}): Promise<void> {

@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { MemoryObjectStore } from "../../../shared/src/repository/backends/MemoryObjectStore.js";
+import type { SnapshotManifest } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
 import type { ObjectStore } from "../../../shared/src/repository/ports/ObjectStore.js";
 import { Repository } from "../../../shared/src/repository/Repository.js";
-import type { SnapshotManifest } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
 
 export const KiB = 1024;
 export const CS = 64 * KiB;
@@ -18,13 +18,22 @@ export function vmDisk(size: number, seed = 1): Buffer {
     const kind = s % 3;
     const n = Math.min(16 * KiB, size - off);
     if (kind === 1) randomBytes(n).copy(b, off);
-    else if (kind === 2) b.write(`block ${off} the quick brown fox jumps over the lazy dog `.repeat(400), off, n);
+    else if (kind === 2)
+      b.write(`block ${off} the quick brown fox jumps over the lazy dog `.repeat(400), off, n);
   }
   return b;
 }
 
-export async function newRepo(store: ObjectStore = new MemoryObjectStore(), passphrase?: string): Promise<Repository> {
-  return Repository.init(store, { chunkSize: CS, workers: 2, scryptN: 1024, ...(passphrase ? { passphrase } : {}) });
+export async function newRepo(
+  store: ObjectStore = new MemoryObjectStore(),
+  passphrase?: string,
+): Promise<Repository> {
+  return Repository.init(store, {
+    chunkSize: CS,
+    workers: 2,
+    scryptN: 1024,
+    ...(passphrase ? { passphrase } : {}),
+  });
 }
 
 /** Writes `data` as a full (or incremental from parent) backup of disk vda and seals it. */

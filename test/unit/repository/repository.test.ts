@@ -4,7 +4,11 @@ import { MemoryObjectStore } from "../../../shared/src/repository/backends/Memor
 import { collectGarbage } from "../../../shared/src/repository/gc/collectGarbage.js";
 import { pruneSnapshots } from "../../../shared/src/repository/gc/pruneSnapshots.js";
 import { CHUNKS_PREFIX } from "../../../shared/src/repository/layout.js";
-import { acquireLock, breakStaleLocks, listLocks } from "../../../shared/src/repository/locks/RepositoryLock.js";
+import {
+  acquireLock,
+  breakStaleLocks,
+  listLocks,
+} from "../../../shared/src/repository/locks/RepositoryLock.js";
 import { Repository } from "../../../shared/src/repository/Repository.js";
 import { repositoryStats } from "../../../shared/src/repository/stats/repositoryStats.js";
 import { verifyRepository } from "../../../shared/src/repository/verify/verifyRepository.js";
@@ -41,7 +45,9 @@ describe("init and open", () => {
     const store = new MemoryObjectStore();
     await (await newRepo(store)).close();
     expect(isCairnError(await newRepo(store).catch((x: unknown) => x), "already-exists")).toBe(true);
-    expect(isCairnError(await Repository.open(new MemoryObjectStore()).catch((x: unknown) => x), "not-found")).toBe(true);
+    expect(
+      isCairnError(await Repository.open(new MemoryObjectStore()).catch((x: unknown) => x), "not-found"),
+    ).toBe(true);
   });
 
   it("rejects a chunk size that is not a power of two", async () => {
@@ -132,7 +138,13 @@ describe("restore points", () => {
     const m1 = await backup(r, a);
     const grown = Buffer.concat([a, vmDisk(2 * CS, 9)]);
     const w = await r.beginSnapshot({ vm });
-    const d = await w.addDisk({ target: "vda", virtualSize: grown.length, sourceFormat: "qcow2", kind: "incremental", parent: { snapshotId: m1.id } });
+    const d = await w.addDisk({
+      target: "vda",
+      virtualSize: grown.length,
+      sourceFormat: "qcow2",
+      kind: "incremental",
+      parent: { snapshotId: m1.id },
+    });
     await d.write(a.length, grown.subarray(a.length));
     await d.finish();
     const m2 = await w.seal(sealOpts);
@@ -153,7 +165,13 @@ describe("restore points", () => {
     const r = await track(newRepo());
     const ac = new AbortController();
     const w = await r.beginSnapshot({ vm });
-    const d = await w.addDisk({ target: "vda", virtualSize: 8 * CS, sourceFormat: "raw", kind: "full", signal: ac.signal });
+    const d = await w.addDisk({
+      target: "vda",
+      virtualSize: 8 * CS,
+      sourceFormat: "raw",
+      kind: "full",
+      signal: ac.signal,
+    });
     await d.write(0, vmDisk(CS));
     ac.abort();
     expect(isCairnError(await d.write(CS, vmDisk(CS)).catch((x: unknown) => x), "aborted")).toBe(true);
@@ -178,7 +196,12 @@ describe("verify", () => {
     const rep = await verifyRepository(r, { readData: true });
     expect(rep.ok).toBe(false);
     const p = rep.problems[0]!;
-    expect(p).toMatchObject({ kind: "corrupt-chunk", snapshotId: m.id, disk: "vda", offset: victim.index * CS });
+    expect(p).toMatchObject({
+      kind: "corrupt-chunk",
+      snapshotId: m.id,
+      disk: "vda",
+      offset: victim.index * CS,
+    });
     const rd = await r.openDisk(m.id, "vda");
     const e = await rd.read(victim.index * CS, 10).catch((x: unknown) => x);
     expect(isCairnError(e, "corrupt")).toBe(true);
@@ -207,7 +230,9 @@ describe("locks", () => {
     await a.release();
     await b.release();
     const x = await acquireLock(s, "exclusive", "gc");
-    expect(isCairnError(await acquireLock(s, "shared", "backup").catch((y: unknown) => y), "failed-precondition")).toBe(true);
+    expect(
+      isCairnError(await acquireLock(s, "shared", "backup").catch((y: unknown) => y), "failed-precondition"),
+    ).toBe(true);
     await x.release();
     expect(await listLocks(s)).toEqual([]);
   });
@@ -215,7 +240,14 @@ describe("locks", () => {
   it("a lock of a dead process is detected as stale and broken only explicitly", async () => {
     const s = new MemoryObjectStore();
     const { hostname } = await import("node:os");
-    const rec = { kind: "exclusive", host: hostname(), pid: 2 ** 22 + 12345, purpose: "gc", createdAt: new Date().toISOString(), refreshedAt: new Date().toISOString() };
+    const rec = {
+      kind: "exclusive",
+      host: hostname(),
+      pid: 2 ** 22 + 12345,
+      purpose: "gc",
+      createdAt: new Date().toISOString(),
+      refreshedAt: new Date().toISOString(),
+    };
     await s.put("locks/exclusive-dead", Buffer.from(JSON.stringify(rec)));
     const e = await acquireLock(s, "shared", "backup").catch((x: unknown) => x);
     expect(isCairnError(e, "failed-precondition")).toBe(true);
@@ -229,7 +261,19 @@ describe("locks", () => {
   it("an old unrefreshed lock is stale", async () => {
     const s = new MemoryObjectStore();
     const old = new Date(Date.now() - 10 * 60_000).toISOString();
-    await s.put("locks/shared-x", Buffer.from(JSON.stringify({ kind: "shared", host: "elsewhere", pid: 1, purpose: "b", createdAt: old, refreshedAt: old })));
+    await s.put(
+      "locks/shared-x",
+      Buffer.from(
+        JSON.stringify({
+          kind: "shared",
+          host: "elsewhere",
+          pid: 1,
+          purpose: "b",
+          createdAt: old,
+          refreshedAt: old,
+        }),
+      ),
+    );
     expect((await listLocks(s))[0]!.stale).toBe(true);
   });
 });

@@ -28,7 +28,12 @@ afterEach(async () => {
 });
 
 async function repo(opts: { passphrase?: string } = {}): Promise<Repository> {
-  const r = await Repository.init(new MemoryObjectStore(), { chunkSize: CS, workers: 2, scryptN: 1024, ...opts });
+  const r = await Repository.init(new MemoryObjectStore(), {
+    chunkSize: CS,
+    workers: 2,
+    scryptN: 1024,
+    ...opts,
+  });
   open.push(r);
   return r;
 }
@@ -38,9 +43,15 @@ describe("restore points", () => {
     const r = await repo();
     const disk = vmDisk(1000 * KiB + 123);
     const w = await r.beginSnapshot({ vm });
-    const d = await w.addDisk({ target: "vda", virtualSize: disk.length, sourceFormat: "qcow2", kind: "full" });
+    const d = await w.addDisk({
+      target: "vda",
+      virtualSize: disk.length,
+      sourceFormat: "qcow2",
+      kind: "full",
+    });
     const pieces: Array<[number, number]> = [];
-    for (let off = 0; off < disk.length; off += 40 * KiB + 7) pieces.push([off, Math.min(40 * KiB + 7, disk.length - off)]);
+    for (let off = 0; off < disk.length; off += 40 * KiB + 7)
+      pieces.push([off, Math.min(40 * KiB + 7, disk.length - off)]);
     pieces.reverse();
     for (const [off, n] of pieces) await d.write(off, disk.subarray(off, off + n));
     await d.finish();
@@ -55,7 +66,12 @@ describe("restore points", () => {
     const r = await repo({ passphrase: "pw" });
     const disk = vmDisk(2 * 1024 * KiB);
     const w1 = await r.beginSnapshot({ vm });
-    const d1 = await w1.addDisk({ target: "vda", virtualSize: disk.length, sourceFormat: "qcow2", kind: "full" });
+    const d1 = await w1.addDisk({
+      target: "vda",
+      virtualSize: disk.length,
+      sourceFormat: "qcow2",
+      kind: "full",
+    });
     await d1.write(0, disk);
     await d1.finish();
     const m1 = await w1.seal(seal);

@@ -19,7 +19,9 @@ const snapshotsArb = fc
     }),
     { selector: (s) => s.id, maxLength: 60 },
   )
-  .map((l) => l.map((s): RetentionCandidate => ({ id: s.id, time: new Date(T0 + s.ms), protected: s.protected })));
+  .map((l) =>
+    l.map((s): RetentionCandidate => ({ id: s.id, time: new Date(T0 + s.ms), protected: s.protected })),
+  );
 
 const policyArb: fc.Arbitrary<RetentionPolicy> = fc.record(
   {
@@ -58,7 +60,9 @@ describe("selectForRetention (properties)", () => {
     fc.assert(
       fc.property(snapshotsArb, policyArb, (snaps, policy) => {
         fc.pre(snaps.length > 0 && Object.values(policy).some((n) => (n ?? 0) > 0));
-        const newest = [...snaps].sort((a, b) => b.time.getTime() - a.time.getTime() || (a.id < b.id ? 1 : -1))[0]!;
+        const newest = [...snaps].sort(
+          (a, b) => b.time.getTime() - a.time.getTime() || (a.id < b.id ? 1 : -1),
+        )[0]!;
         expect(selectForRetention(snaps, policy).keep.has(newest.id)).toBe(true);
       }),
     );
@@ -72,8 +76,11 @@ describe("selectForRetention (properties)", () => {
           { keepLast: n },
         );
         expect(d.keep.size).toBe(Math.min(n, snaps.length));
-        const oldestKept = Math.min(...[...d.keep.keys()].map((id) => snaps.find((s) => s.id === id)!.time.getTime()));
-        for (const id of d.remove) expect(snaps.find((s) => s.id === id)!.time.getTime()).toBeLessThanOrEqual(oldestKept);
+        const oldestKept = Math.min(
+          ...[...d.keep.keys()].map((id) => snaps.find((s) => s.id === id)!.time.getTime()),
+        );
+        for (const id of d.remove)
+          expect(snaps.find((s) => s.id === id)!.time.getTime()).toBeLessThanOrEqual(oldestKept);
       }),
     );
   });
@@ -85,7 +92,12 @@ describe("selectForRetention (properties)", () => {
           snaps.map((s) => ({ ...s, protected: false })),
           { daily: n },
         );
-        const days = [...d.keep.keys()].map((id) => snaps.find((s) => s.id === id)!.time.toISOString().slice(0, 10));
+        const days = [...d.keep.keys()].map((id) =>
+          snaps
+            .find((s) => s.id === id)!
+            .time.toISOString()
+            .slice(0, 10),
+        );
         expect(new Set(days).size).toBe(days.length);
         expect(days.length).toBeLessThanOrEqual(n);
         // every day among the n newest days that has snapshots is represented
@@ -97,19 +109,26 @@ describe("selectForRetention (properties)", () => {
 
   it("is monotone: raising any count never removes a snapshot that was kept", () => {
     fc.assert(
-      fc.property(snapshotsArb, policyArb, fc.constantFrom("keepLast", "hourly", "daily", "weekly", "monthly", "yearly"), (snaps, p, k) => {
-        const key = k as keyof RetentionPolicy;
-        const a = selectForRetention(snaps, p);
-        const b = selectForRetention(snaps, { ...p, [key]: (p[key] ?? 0) + 1 });
-        for (const id of a.keep.keys()) expect(b.keep.has(id)).toBe(true);
-      }),
+      fc.property(
+        snapshotsArb,
+        policyArb,
+        fc.constantFrom("keepLast", "hourly", "daily", "weekly", "monthly", "yearly"),
+        (snaps, p, k) => {
+          const key = k as keyof RetentionPolicy;
+          const a = selectForRetention(snaps, p);
+          const b = selectForRetention(snaps, { ...p, [key]: (p[key] ?? 0) + 1 });
+          for (const id of a.keep.keys()) expect(b.keep.has(id)).toBe(true);
+        },
+      ),
     );
   });
 
   it("keeps everything when no rule is set", () => {
-    fc.assert(fc.property(snapshotsArb, (snaps) => {
+    fc.assert(
+      fc.property(snapshotsArb, (snaps) => {
         expect(selectForRetention(snaps, {}).remove).toEqual([]);
-      }));
+      }),
+    );
   });
 });
 
@@ -117,9 +136,16 @@ describe("selectForRetention (examples)", () => {
   it("weekly buckets start on Monday across a year boundary", () => {
     const at = (iso: string, id: string) => ({ id, time: new Date(iso) });
     // 2025-12-29 is a Monday; 2026-01-04 is the Sunday of the same ISO week.
-    const d = selectForRetention([at("2025-12-29T10:00:00Z", "mon"), at("2026-01-04T10:00:00Z", "sun"), at("2025-12-28T10:00:00Z", "prev-sun")], {
-      weekly: 2,
-    });
+    const d = selectForRetention(
+      [
+        at("2025-12-29T10:00:00Z", "mon"),
+        at("2026-01-04T10:00:00Z", "sun"),
+        at("2025-12-28T10:00:00Z", "prev-sun"),
+      ],
+      {
+        weekly: 2,
+      },
+    );
     expect([...d.keep.keys()].sort()).toEqual(["prev-sun", "sun"]);
     expect(d.remove).toEqual(["mon"]);
   });

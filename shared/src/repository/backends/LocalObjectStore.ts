@@ -115,7 +115,11 @@ export class LocalObjectStore implements ObjectStore {
     yield* this.walk(base, prefix, options?.signal);
   }
 
-  private async *walk(rel: string, prefix: string, signal: AbortSignal | undefined): AsyncIterable<ObjectInfo> {
+  private async *walk(
+    rel: string,
+    prefix: string,
+    signal: AbortSignal | undefined,
+  ): AsyncIterable<ObjectInfo> {
     throwIfAborted(signal, `list ${prefix}`);
     let entries: Dirent[];
     try {
@@ -135,7 +139,8 @@ export class LocalObjectStore implements ObjectStore {
           const s = await stat(join(this.root, key));
           yield { key, size: s.size, lastModified: s.mtime };
         } catch (e) {
-          if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw fsError(e, this.location, `listing ${prefix}`);
+          if ((e as NodeJS.ErrnoException).code !== "ENOENT")
+            throw fsError(e, this.location, `listing ${prefix}`);
         }
       }
     }

@@ -56,10 +56,14 @@ export class S3ObjectStore implements ObjectStore {
   async ensureBucket(signal?: AbortSignal): Promise<void> {
     const { CreateBucketCommand, HeadBucketCommand } = await import("@aws-sdk/client-s3");
     try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: this.signal(signal) });
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), {
+        abortSignal: this.signal(signal),
+      });
     } catch {
       await this.call("creating bucket", "", () =>
-        this.client.send(new CreateBucketCommand({ Bucket: this.bucket }), { abortSignal: this.signal(signal) }),
+        this.client.send(new CreateBucketCommand({ Bucket: this.bucket }), {
+          abortSignal: this.signal(signal),
+        }),
       );
     }
   }
@@ -93,7 +97,9 @@ export class S3ObjectStore implements ObjectStore {
         });
       }
       if (status === 507 || e.name === "QuotaExceeded" || e.name === "EntityTooLarge") {
-        return new CairnError("resource-exhausted", `${where}: storage full or quota exceeded (${e.name})`, { cause: e });
+        return new CairnError("resource-exhausted", `${where}: storage full or quota exceeded (${e.name})`, {
+          cause: e,
+        });
       }
       if (status >= 500 || status === 429 || e.name === "SlowDown" || e.name === "RequestTimeout") {
         return new CairnError("unavailable", `${where}: server error ${status} (${e.name})`, { cause: e });
@@ -118,7 +124,12 @@ export class S3ObjectStore implements ObjectStore {
       key,
       () =>
         this.client.send(
-          new PutObjectCommand({ Bucket: this.bucket, Key: this.prefix + key, Body: data, ContentLength: data.length }),
+          new PutObjectCommand({
+            Bucket: this.bucket,
+            Key: this.prefix + key,
+            Body: data,
+            ContentLength: data.length,
+          }),
           { abortSignal: this.signal(options?.signal) },
         ),
       options?.signal,
@@ -198,14 +209,22 @@ export class S3ObjectStore implements ObjectStore {
         prefix,
         () =>
           this.client.send(
-            new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix + prefix, ContinuationToken: token }),
+            new ListObjectsV2Command({
+              Bucket: this.bucket,
+              Prefix: this.prefix + prefix,
+              ContinuationToken: token,
+            }),
             { abortSignal: this.signal(options?.signal) },
           ),
         options?.signal,
       );
       for (const o of page.Contents ?? []) {
         if (!o.Key) continue;
-        yield { key: o.Key.slice(this.prefix.length), size: o.Size ?? 0, lastModified: o.LastModified ?? new Date(0) };
+        yield {
+          key: o.Key.slice(this.prefix.length),
+          size: o.Size ?? 0,
+          lastModified: o.LastModified ?? new Date(0),
+        };
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);

@@ -24,6 +24,8 @@ export function fsError(e: unknown, location: string, what: string): CairnError 
     case "EIO":
       return new CairnError("unavailable", `${msg}: I/O error`, { cause: e });
     default:
-      return new CairnError("internal", `${msg}: ${(e as Error | undefined)?.message ?? String(e)}`, { cause: e });
+      return new CairnError("internal", `${msg}: ${(e as Error | undefined)?.message ?? String(e)}`, {
+        cause: e,
+      });
   }
 }

@@ -39,9 +39,13 @@ export class ChunkWorkerPool {
         if (reply.ok) p.resolve(reply);
         else
           p.reject(
-            new CairnError((reply.error.code as CairnErrorCode | undefined) ?? "internal", reply.error.message, {
-              hint: reply.error.hint,
-            }),
+            new CairnError(
+              (reply.error.code as CairnErrorCode | undefined) ?? "internal",
+              reply.error.message,
+              {
+                hint: reply.error.hint,
+              },
+            ),
           );
       });
       const fail = (e: unknown) => {
@@ -57,7 +61,8 @@ export class ChunkWorkerPool {
   }
 
   private run(req: WorkerRequest, transfer: ArrayBuffer[]): Promise<Extract<WorkerReply, { ok: true }>> {
-    if (this.closed) return Promise.reject(new CairnError("failed-precondition", "the repository was closed"));
+    if (this.closed)
+      return Promise.reject(new CairnError("failed-precondition", "the repository was closed"));
     let slot = this.slots[0]!;
     for (const s of this.slots) if (s.pending.size < slot.pending.size) slot = s;
     return new Promise((resolve, reject) => {
@@ -84,7 +89,9 @@ export class ChunkWorkerPool {
   /** Decrypts, decompresses and verifies the id; `what` names the object for error messages. */
   async unframe(kind: ObjectKind, id: string, framed: Uint8Array, what: string): Promise<Buffer> {
     const msg = owned(framed);
-    const r = await this.run({ op: "unframe", seq: this.seq++, kind, id, data: msg, what }, [msg.buffer as ArrayBuffer]);
+    const r = await this.run({ op: "unframe", seq: this.seq++, kind, id, data: msg, what }, [
+      msg.buffer as ArrayBuffer,
+    ]);
     return toBuffer(r.data);
   }
 

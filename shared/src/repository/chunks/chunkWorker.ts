@@ -9,7 +9,9 @@ import type { WorkerReply, WorkerRequest } from "./workerProtocol.js";
 
 const init = workerData as { dataKey: Uint8Array | null; idKey: Uint8Array | null; level: number };
 const keys: RepositoryKeys | undefined =
-  init.dataKey && init.idKey ? { dataKey: Buffer.from(init.dataKey), idKey: Buffer.from(init.idKey) } : undefined;
+  init.dataKey && init.idKey
+    ? { dataKey: Buffer.from(init.dataKey), idKey: Buffer.from(init.idKey) }
+    : undefined;
 
 function handle(req: WorkerRequest): { reply: WorkerReply; transfer: ArrayBuffer[] } {
   try {
@@ -17,7 +19,10 @@ function handle(req: WorkerRequest): { reply: WorkerReply; transfer: ArrayBuffer
       case "hash": {
         const zero = isAllZero(req.data);
         const id = zero ? "" : contentId(req.data, keys);
-        return { reply: { seq: req.seq, ok: true, id, zero, data: req.data }, transfer: [req.data.buffer as ArrayBuffer] };
+        return {
+          reply: { seq: req.seq, ok: true, id, zero, data: req.data },
+          transfer: [req.data.buffer as ArrayBuffer],
+        };
       }
       case "frame": {
         const out = frame(req.kind, req.id, req.data, keys, init.level);

@@ -22,13 +22,20 @@ export function isAllZero(data: Uint8Array): boolean {
   const b = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   for (let off = 0; off < b.length; off += ZERO_PAGE.length) {
     const n = Math.min(ZERO_PAGE.length, b.length - off);
-    if (!b.subarray(off, off + n).equals(n === ZERO_PAGE.length ? ZERO_PAGE : ZERO_PAGE.subarray(0, n))) return false;
+    if (!b.subarray(off, off + n).equals(n === ZERO_PAGE.length ? ZERO_PAGE : ZERO_PAGE.subarray(0, n)))
+      return false;
   }
   return true;
 }
 
 /** Frames plaintext: zstd if it shrinks, then AES-256-GCM if keys are given (format §5). */
-export function frame(kind: ObjectKind, id: string, plain: Uint8Array, keys: RepositoryKeys | undefined, level: number): Buffer {
+export function frame(
+  kind: ObjectKind,
+  id: string,
+  plain: Uint8Array,
+  keys: RepositoryKeys | undefined,
+  level: number,
+): Buffer {
   let flags = 0;
   let payload: Buffer = Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength);
   const z = compress(plain, { compressionLevel: level });
@@ -41,14 +48,26 @@ export function frame(kind: ObjectKind, id: string, plain: Uint8Array, keys: Rep
   const nonce = randomBytes(12);
   const c = createCipheriv("aes-256-gcm", keys.dataKey, nonce);
   c.setAAD(Buffer.from(`cairn/1/${kind}/${id}`));
-  return Buffer.concat([Buffer.from([FRAME_VERSION, flags]), nonce, c.update(payload), c.final(), c.getAuthTag()]);
+  return Buffer.concat([
+    Buffer.from([FRAME_VERSION, flags]),
+    nonce,
+    c.update(payload),
+    c.final(),
+    c.getAuthTag(),
+  ]);
 }
 
 /**
  * Opens a frame and checks that the plaintext's id is `id` (format §5). Throws CairnError("corrupt")
  * describing `what` (e.g. "chunk X of snapshot S disk vda at offset N") on any mismatch.
  */
-export function unframe(kind: ObjectKind, id: string, framed: Uint8Array, keys: RepositoryKeys | undefined, what: string): Buffer {
+export function unframe(
+  kind: ObjectKind,
+  id: string,
+  framed: Uint8Array,
+  keys: RepositoryKeys | undefined,
+  what: string,
+): Buffer {
   const b = Buffer.from(framed.buffer, framed.byteOffset, framed.byteLength);
   const corrupt = (why: string, cause?: unknown) =>
     new CairnError("corrupt", `${what} is corrupt: ${why}`, {

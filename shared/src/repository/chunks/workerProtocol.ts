@@ -8,4 +8,8 @@ export type WorkerRequest =
 
 export type WorkerReply =
   | { seq: number; ok: true; id: string; zero: boolean; data: Uint8Array; framed?: Uint8Array }
-  | { seq: number; ok: false; error: { message: string; code: string | undefined; hint: string | undefined } };
+  | {
+      seq: number;
+      ok: false;
+      error: { message: string; code: string | undefined; hint: string | undefined };
+    };

@@ -49,14 +49,23 @@ export async function createMasterKey(
       hint: "pass a passphrase (there is no default)",
     });
   }
-  const kdf: ScryptParams = { name: "scrypt", N: options.N ?? 2 ** 15, r: 8, p: 1, salt: randomBytes(16).toString("base64") };
+  const kdf: ScryptParams = {
+    name: "scrypt",
+    N: options.N ?? 2 ** 15,
+    r: 8,
+    p: 1,
+    salt: randomBytes(16).toString("base64"),
+  };
   const kek = await deriveKek(passphrase, kdf, options.signal);
   const master = randomBytes(32);
   const nonce = randomBytes(12);
   const c = createCipheriv("aes-256-gcm", kek, nonce);
   c.setAAD(Buffer.from(`cairn/1/master-key/${repositoryId}`));
   const wrapped = Buffer.concat([nonce, c.update(master), c.final(), c.getAuthTag()]);
-  return { config: { algorithm: "aes-256-gcm", kdf, wrappedKey: wrapped.toString("base64") }, keys: subKeys(master) };
+  return {
+    config: { algorithm: "aes-256-gcm", kdf, wrappedKey: wrapped.toString("base64") },
+    keys: subKeys(master),
+  };
 }
 
 /** Unwraps the master key; a wrong passphrase is "permission-denied" naming the repository. */
@@ -68,9 +77,13 @@ export async function openMasterKey(
   signal?: AbortSignal,
 ): Promise<RepositoryKeys> {
   if (passphrase === undefined || passphrase.length === 0) {
-    throw new CairnError("invalid-argument", `repository ${location} is encrypted and no passphrase was given`, {
-      hint: "pass the repository passphrase (there is no default)",
-    });
+    throw new CairnError(
+      "invalid-argument",
+      `repository ${location} is encrypted and no passphrase was given`,
+      {
+        hint: "pass the repository passphrase (there is no default)",
+      },
+    );
   }
   const kek = await deriveKek(passphrase, config.kdf, signal);
   const w = Buffer.from(config.wrappedKey, "base64");

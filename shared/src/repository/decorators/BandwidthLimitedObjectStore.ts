@@ -26,7 +26,10 @@ export class BandwidthLimitedObjectStore implements ObjectStore {
   private pay(bytes: number, signal: AbortSignal | undefined): Promise<void> {
     const p = this.chain.then(async () => {
       const now = Date.now();
-      this.tokens = Math.min(this.bytesPerSecond, this.tokens + ((now - this.last) / 1000) * this.bytesPerSecond);
+      this.tokens = Math.min(
+        this.bytesPerSecond,
+        this.tokens + ((now - this.last) / 1000) * this.bytesPerSecond,
+      );
       this.last = now;
       this.tokens -= bytes;
       if (this.tokens < 0) await delay((-this.tokens / this.bytesPerSecond) * 1000, signal);

@@ -41,7 +41,10 @@ export class RetryingObjectStore implements ObjectStore {
           });
         }
         this.policy.onRetry?.(e, attempt, what);
-        const base = Math.min(this.policy.maxDelayMs ?? 5000, (this.policy.baseDelayMs ?? 200) * 2 ** (attempt - 1));
+        const base = Math.min(
+          this.policy.maxDelayMs ?? 5000,
+          (this.policy.baseDelayMs ?? 200) * 2 ** (attempt - 1),
+        );
         await sleep(base * (0.5 + Math.random()), signal, what);
       }
     }
@@ -85,4 +88,7 @@ function sleep(ms: number, signal: AbortSignal | undefined, what: string): Promi
   });
 }
 
-export const _retryingConforms = RetryingObjectStore satisfies new (inner: ObjectStore, p?: RetryPolicy) => ObjectStore;
+export const _retryingConforms = RetryingObjectStore satisfies new (
+  inner: ObjectStore,
+  p?: RetryPolicy,
+) => ObjectStore;

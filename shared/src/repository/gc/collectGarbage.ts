@@ -35,22 +35,33 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
     const marked = new Set<string>();
     const markedIndexes = new Set<string>();
     const ids: string[] = [];
-    for await (const o of repo.store.list(SNAPSHOTS_PREFIX, { signal })) ids.push(o.key.slice(SNAPSHOTS_PREFIX.length));
+    for await (const o of repo.store.list(SNAPSHOTS_PREFIX, { signal }))
+      ids.push(o.key.slice(SNAPSHOTS_PREFIX.length));
     for (const id of ids) {
       const m = await repo.showSnapshot(id, signal).catch((e: unknown) => {
-        throw new CairnError("failed-precondition", `GC stopped before deleting anything: snapshot ${id} is unreadable`, {
-          cause: e,
-          hint: "run verify, fix or remove the damaged snapshot, then run GC again",
-        });
+        throw new CairnError(
+          "failed-precondition",
+          `GC stopped before deleting anything: snapshot ${id} is unreadable`,
+          {
+            cause: e,
+            hint: "run verify, fix or remove the damaged snapshot, then run GC again",
+          },
+        );
       });
       for (const d of m.disks) {
         markedIndexes.add(d.index);
-        const idx = await repo.readIndex(d.index, `snapshot ${id} disk ${d.target}`, signal).catch((e: unknown) => {
-          throw new CairnError("failed-precondition", `GC stopped before deleting anything: an index of snapshot ${id} is unreadable`, {
-            cause: e,
-            hint: "run verify, fix or remove the damaged snapshot, then run GC again",
+        const idx = await repo
+          .readIndex(d.index, `snapshot ${id} disk ${d.target}`, signal)
+          .catch((e: unknown) => {
+            throw new CairnError(
+              "failed-precondition",
+              `GC stopped before deleting anything: an index of snapshot ${id} is unreadable`,
+              {
+                cause: e,
+                hint: "run verify, fix or remove the damaged snapshot, then run GC again",
+              },
+            );
           });
-        });
         for (const e of idx.entries()) if (e.id !== undefined) marked.add(e.id);
       }
     }

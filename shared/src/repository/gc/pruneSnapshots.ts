@@ -1,7 +1,11 @@
 import { snapshotKey } from "../layout.js";
 import { acquireLock, type LockOptions } from "../locks/RepositoryLock.js";
 import type { Repository } from "../Repository.js";
-import { type RetentionDecision, type RetentionPolicy, selectForRetention } from "../retention/selectForRetention.js";
+import {
+  type RetentionDecision,
+  type RetentionPolicy,
+  selectForRetention,
+} from "../retention/selectForRetention.js";
 
 export interface PruneOptions {
   /** Restrict to one VM (retention is per VM); default all snapshots together. */
@@ -15,7 +19,11 @@ export interface PruneOptions {
  * Applies a retention policy: deletes the manifests selectForRetention drops, under the exclusive
  * lock. Chunks are freed by a later collectGarbage.
  */
-export async function pruneSnapshots(repo: Repository, policy: RetentionPolicy, options: PruneOptions = {}): Promise<RetentionDecision> {
+export async function pruneSnapshots(
+  repo: Repository,
+  policy: RetentionPolicy,
+  options: PruneOptions = {},
+): Promise<RetentionDecision> {
   const { signal } = options;
   const lock = await acquireLock(repo.store, "exclusive", "prune", { ...options.lock, signal });
   try {
@@ -25,7 +33,8 @@ export async function pruneSnapshots(repo: Repository, policy: RetentionPolicy, 
       mine.map((m) => ({ id: m.id, time: new Date(m.startedAt), protected: m.protected })),
       policy,
     );
-    if (!options.dryRun) for (const id of decision.remove) await repo.store.delete(snapshotKey(id), { signal });
+    if (!options.dryRun)
+      for (const id of decision.remove) await repo.store.delete(snapshotKey(id), { signal });
     return decision;
   } finally {
     await lock.release();

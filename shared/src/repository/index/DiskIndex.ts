@@ -24,7 +24,11 @@ export class DiskIndex {
 
   /** An index of an all-zero disk. */
   static empty(chunkSize: number, virtualSize: number): DiskIndex {
-    return new DiskIndex(chunkSize, virtualSize, Buffer.alloc(chunkCountFor(virtualSize, chunkSize) * ID_BYTES));
+    return new DiskIndex(
+      chunkSize,
+      virtualSize,
+      Buffer.alloc(chunkCountFor(virtualSize, chunkSize) * ID_BYTES),
+    );
   }
 
   /** A copy of `parent` resized to `virtualSize` (grown with zero chunks, or truncated). */
@@ -70,13 +74,20 @@ export class DiskIndex {
 
   static decode(b: Buffer, what: string): DiskIndex {
     const bad = (why: string) =>
-      new CairnError("corrupt", `${what} is corrupt: ${why}`, { hint: "run verify to see which snapshots are affected" });
+      new CairnError("corrupt", `${what} is corrupt: ${why}`, {
+        hint: "run verify to see which snapshots are affected",
+      });
     if (b.length < HEADER || !b.subarray(0, 8).equals(MAGIC)) throw bad("not a disk index");
-    if (b.readUInt32LE(8) !== VERSION) throw bad(`unknown index version ${b.readUInt32LE(8)} (a newer Cairn may be needed)`);
+    if (b.readUInt32LE(8) !== VERSION)
+      throw bad(`unknown index version ${b.readUInt32LE(8)} (a newer Cairn may be needed)`);
     const chunkSize = b.readUInt32LE(12);
     const virtualSize = Number(b.readBigUInt64LE(16));
     const count = Number(b.readBigUInt64LE(24));
-    if (chunkSize === 0 || count !== chunkCountFor(virtualSize, chunkSize) || b.length !== HEADER + count * ID_BYTES) {
+    if (
+      chunkSize === 0 ||
+      count !== chunkCountFor(virtualSize, chunkSize) ||
+      b.length !== HEADER + count * ID_BYTES
+    ) {
       throw bad("header does not match its length");
     }
     return new DiskIndex(chunkSize, virtualSize, Buffer.from(b.subarray(HEADER)));

@@ -61,16 +61,27 @@ export async function listLocks(store: ObjectStore, options: LockOptions = {}): 
   for (const key of keys) {
     let rec: LockRecord;
     try {
-      rec = lockRecordSchema.parse(JSON.parse((await store.get(key, { signal: options.signal })).toString("utf8")));
+      rec = lockRecordSchema.parse(
+        JSON.parse((await store.get(key, { signal: options.signal })).toString("utf8")),
+      );
     } catch (e) {
       if (isCairnError(e, "not-found")) continue; // released meanwhile
       if (isCairnError(e)) throw e;
-      rec = { kind: "exclusive", host: "?", pid: 0, purpose: "unreadable lock record", createdAt: "", refreshedAt: "" };
+      rec = {
+        kind: "exclusive",
+        host: "?",
+        pid: 0,
+        purpose: "unreadable lock record",
+        createdAt: "",
+        refreshedAt: "",
+      };
     }
     let staleReason: string | undefined;
     const age = Date.now() - Date.parse(rec.refreshedAt);
-    if (rec.host === hostname() && rec.pid > 0 && !pidAlive(rec.pid)) staleReason = `process ${rec.pid} on this host is gone`;
-    else if (Number.isFinite(age) && age > staleAfter) staleReason = `not refreshed for ${Math.round(age / 1000)} s`;
+    if (rec.host === hostname() && rec.pid > 0 && !pidAlive(rec.pid))
+      staleReason = `process ${rec.pid} on this host is gone`;
+    else if (Number.isFinite(age) && age > staleAfter)
+      staleReason = `not refreshed for ${Math.round(age / 1000)} s`;
     out.push({ ...rec, key, stale: staleReason !== undefined, staleReason });
   }
   return out;
@@ -97,7 +108,14 @@ export async function acquireLock(
   const createdAt = new Date().toISOString();
   const record = (): Buffer =>
     Buffer.from(
-      JSON.stringify({ kind, host: hostname(), pid: process.pid, purpose, createdAt, refreshedAt: new Date().toISOString() }),
+      JSON.stringify({
+        kind,
+        host: hostname(),
+        pid: process.pid,
+        purpose,
+        createdAt,
+        refreshedAt: new Date().toISOString(),
+      }),
     );
   const deadline = Date.now() + (options.waitMs ?? 0);
   for (let attempt = 0; ; attempt++) {

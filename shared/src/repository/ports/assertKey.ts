@@ -4,7 +4,10 @@ import { isValidKey } from "./ObjectStore.js";
 /** Rejects keys outside the port's key grammar, so no adapter can be steered outside its root. */
 export function assertKey(key: string, location: string): void {
   if (!isValidKey(key)) {
-    throw new CairnError("invalid-argument", `invalid object key ${JSON.stringify(key)} for repository ${location}`);
+    throw new CairnError(
+      "invalid-argument",
+      `invalid object key ${JSON.stringify(key)} for repository ${location}`,
+    );
   }
 }
 

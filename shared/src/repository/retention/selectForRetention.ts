@@ -15,7 +15,15 @@ export interface RetentionPolicy {
   yearly?: number;
 }
 
-export type RetentionReason = "protected" | "last" | "hourly" | "daily" | "weekly" | "monthly" | "yearly" | "no policy";
+export type RetentionReason =
+  | "protected"
+  | "last"
+  | "hourly"
+  | "daily"
+  | "weekly"
+  | "monthly"
+  | "yearly"
+  | "no policy";
 
 export interface RetentionDecision {
   /** Kept snapshot ids with every rule that keeps them. */
@@ -55,8 +63,13 @@ function period(rule: Bucketed, t: Date): string {
  * snapshot of every new period until it has kept n periods. Protected snapshots are always kept.
  * Pure: no clock, no I/O.
  */
-export function selectForRetention(snapshots: readonly RetentionCandidate[], policy: RetentionPolicy): RetentionDecision {
-  const sorted = [...snapshots].sort((a, b) => b.time.getTime() - a.time.getTime() || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+export function selectForRetention(
+  snapshots: readonly RetentionCandidate[],
+  policy: RetentionPolicy,
+): RetentionDecision {
+  const sorted = [...snapshots].sort(
+    (a, b) => b.time.getTime() - a.time.getTime() || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0),
+  );
   const keep = new Map<string, RetentionReason[]>();
   const add = (id: string, r: RetentionReason) => {
     const l = keep.get(id);
@@ -80,7 +93,7 @@ export function selectForRetention(snapshots: readonly RetentionCandidate[], pol
     for (const s of sorted) add(s.id, "no policy");
     return { keep, remove: [] };
   }
-  sorted.slice(0, keepLast).forEach((s) => add(s.id, "last"));
+  for (const s of sorted.slice(0, keepLast)) add(s.id, "last");
   for (const [rule, n] of rules) {
     const seen = new Set<string>();
     for (const s of sorted) {

@@ -41,7 +41,8 @@ export async function verifyRepository(repo: Repository, options: VerifyOptions 
     if (id) stored.add(id);
   }
   const snapshotIds: string[] = [];
-  for await (const o of repo.store.list(SNAPSHOTS_PREFIX, { signal })) snapshotIds.push(o.key.slice(SNAPSHOTS_PREFIX.length));
+  for await (const o of repo.store.list(SNAPSHOTS_PREFIX, { signal }))
+    snapshotIds.push(o.key.slice(SNAPSHOTS_PREFIX.length));
   snapshotIds.sort();
 
   const problems: VerifyProblem[] = [];
@@ -81,8 +82,8 @@ export async function verifyRepository(repo: Repository, options: VerifyOptions 
           });
           continue;
         }
-        let l = refs.get(id);
-        if (!l) refs.set(id, (l = []));
+        const l = refs.get(id) ?? [];
+        if (l.length === 0) refs.set(id, l);
         l.push({ snapshotId, disk: d.target, offset });
       }
     }
@@ -99,7 +100,11 @@ export async function verifyRepository(repo: Repository, options: VerifyOptions 
           const where = refs.get(id)!;
           const first = where[0]!;
           try {
-            await repo.readChunk(id, `snapshot ${first.snapshotId} disk ${first.disk} offset ${first.offset}`, signal);
+            await repo.readChunk(
+              id,
+              `snapshot ${first.snapshotId} disk ${first.disk} offset ${first.offset}`,
+              signal,
+            );
             chunksRead++;
           } catch (e) {
             if (e instanceof CairnError && e.code === "aborted") throw e;
