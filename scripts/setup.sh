@@ -33,9 +33,11 @@ fi
 stamp_want="$(sha256sum package-lock.json | cut -c1-16)-node$(node -p process.versions.modules)"
 stamp_file=node_modules/.cairn-install-stamp
 if [ "$(cat "$stamp_file" 2>/dev/null)" != "$stamp_want" ]; then
-  log "npm ci (better-sqlite3 and zstd-napi compile from source: ~2 min the first time)"
-  # The prebuilt-binary download is unreachable here; go straight to the source build.
-  npm_config_build_from_source=true npm ci --no-audit --no-fund --loglevel=error
+  log "npm install from the lockfile (better-sqlite3 and zstd-napi compile from source: ~2 min the first time)"
+  # Not `npm ci`: the registry reachable here lacks some other platforms' optional binaries
+  # (@biomejs/cli-android-*, @bufbuild/buf-win32-*), which npm ci insists on finding in the lockfile.
+  # npm install keeps the locked versions. The prebuilt-addon download is unreachable: build from source.
+  npm_config_build_from_source=true npm install --no-audit --no-fund --loglevel=error
   echo "$stamp_want" > "$stamp_file"
 else
   log "node_modules: up to date"
