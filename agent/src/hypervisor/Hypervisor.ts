@@ -1,3 +1,4 @@
+import type { BackupJobInfo, CheckpointInfo } from "../backup/parseCheckpointXml.js";
 import type { DomainInfo } from "./DomainInfo.js";
 
 /**
@@ -6,14 +7,42 @@ import type { DomainInfo } from "./DomainInfo.js";
  * Contract:
  * - Every method takes an AbortSignal and gives up with CairnError("aborted") when it fires.
  * - Failures are CairnError: "unavailable" when the hypervisor cannot be reached (retryable),
- *   "not-found" for an unknown domain, "failed-precondition" when the domain's state forbids it.
+ *   "not-found" for an unknown domain or checkpoint, "failed-precondition" when the domain's state
+ *   forbids it (e.g. a backup job already runs, or the domain is not running).
  * - Results are snapshots of the moment; nothing is cached across calls.
- *
- * Checkpoint, backup-job and event methods arrive with the agent's backup path.
+ * - Domains are named by name or uuid.
  */
 export interface Hypervisor {
   /** libvirt and QEMU versions, e.g. { libvirt: "9.0.0", qemu: "7.2.0" }. */
   versions(signal: AbortSignal): Promise<{ libvirt: string; qemu: string }>;
   /** Every domain libvirt knows, running or not, with its disks. */
   listDomains(signal: AbortSignal): Promise<DomainInfo[]>;
+  /** The domain's XML; `inactive` gives the persistent definition (what a restore redefines). */
+  domainXml(domain: string, opts: { inactive: boolean }, signal: AbortSignal): Promise<string>;
+
+  /** Checkpoints, parents before children. */
+  listCheckpoints(domain: string, signal: AbortSignal): Promise<CheckpointInfo[]>;
+  /** Deletes a checkpoint (merging its bitmap into its parent's); metadataOnly leaves bitmaps alone. */
+  deleteCheckpoint(
+    domain: string,
+    name: string,
+    opts: { metadataOnly: boolean },
+    signal: AbortSignal,
+  ): Promise<void>;
+  /** Re-creates checkpoint metadata from its XML (after migration); validates the bitmaps exist. */
+  redefineCheckpoint(domain: string, xml: string, signal: AbortSignal): Promise<void>;
+
+  /**
+   * Starts a pull-mode backup job (NBD export of the point-in-time view), atomically creating the
+   * checkpoint when `checkpointXml` is given. At most one backup job per domain.
+   */
+  beginPullBackup(
+    domain: string,
+    docs: { backupXml: string; checkpointXml?: string },
+    signal: AbortSignal,
+  ): Promise<void>;
+  /** The running backup job, or undefined when there is none. */
+  backupJob(domain: string, signal: AbortSignal): Promise<BackupJobInfo | undefined>;
+  /** Ends the backup job (pull backups end this way); no error when there is none. */
+  endBackup(domain: string, signal: AbortSignal): Promise<void>;
 }

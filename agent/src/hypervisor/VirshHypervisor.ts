@@ -1,3 +1,13 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { CairnError, isCairnError } from "../../../shared/src/errors/CairnError.js";
+import {
+  type BackupJobInfo,
+  type CheckpointInfo,
+  parseBackupJobXml,
+  parseCheckpointXml,
+} from "../backup/parseCheckpointXml.js";
 import type { DomainInfo, DomainPowerState } from "./DomainInfo.js";
 import type { Hypervisor } from "./Hypervisor.js";
 import { parseDomainXml } from "./parseDomainXml.js";
@@ -58,11 +68,105 @@ export class VirshHypervisor implements Hypervisor {
         });
       } catch (err) {
         // A transient domain can vanish between list and dumpxml: that is not an error.
-        if ((err as { code?: string }).code === "not-found") continue;
+        if (isCairnError(err, "not-found")) continue;
         throw err;
       }
     }
     return result;
+  }
+
+  domainXml(domain: string, opts: { inactive: boolean }, signal: AbortSignal): Promise<string> {
+    return this.virsh(["dumpxml", domain, ...(opts.inactive ? ["--inactive"] : [])], signal);
+  }
+
+  async listCheckpoints(domain: string, signal: AbortSignal): Promise<CheckpointInfo[]> {
+    const names = lines(await this.virsh(["checkpoint-list", domain, "--name", "--topological"], signal));
+    const out: CheckpointInfo[] = [];
+    for (const n of names)
+      out.push(parseCheckpointXml(await this.virsh(["checkpoint-dumpxml", domain, n], signal)));
+    return out;
+  }
+
+  async deleteCheckpoint(domain: string, name: string, opts: { metadataOnly: boolean }, signal: AbortSignal) {
+    await this.virsh(
+      ["checkpoint-delete", domain, name, ...(opts.metadataOnly ? ["--metadata"] : [])],
+      signal,
+    );
+  }
+
+  async redefineCheckpoint(domain: string, xml: string, signal: AbortSignal): Promise<void> {
+    await this.withXmlFiles({ checkpoint: xml }, async (f) => {
+      await this.virsh(
+        ["checkpoint-create", domain, f.checkpoint!, "--redefine", "--redefine-validate"],
+        signal,
+      );
+    });
+  }
+
+  async beginPullBackup(
+    domain: string,
+    docs: { backupXml: string; checkpointXml?: string },
+    signal: AbortSignal,
+  ) {
+    // A second backup-begin would wait 30 s for libvirt's job lock and then time out: refuse at once.
+    if (await this.backupJob(domain, signal)) {
+      throw new CairnError("failed-precondition", `domain ${domain} already has a backup job running`, {
+        hint: "wait for it to finish, or end it (cairn job cancel / virsh domjobabort) if it is stale",
+      });
+    }
+    const files: Record<string, string> = { backup: docs.backupXml };
+    if (docs.checkpointXml) files["checkpoint"] = docs.checkpointXml;
+    await this.withXmlFiles(files, async (f) => {
+      await this.virsh(
+        ["backup-begin", domain, f["backup"]!, ...(f["checkpoint"] ? [f["checkpoint"]] : [])],
+        signal,
+      );
+    });
+  }
+
+  async backupJob(domain: string, signal: AbortSignal): Promise<BackupJobInfo | undefined> {
+    try {
+      return parseBackupJobXml(await this.virsh(["backup-dumpxml", domain], signal));
+    } catch (err) {
+      if (
+        isCairnError(err, "failed-precondition") &&
+        /no domain backup job|does not have|not active/i.test(err.message)
+      ) {
+        return undefined;
+      }
+      throw err;
+    }
+  }
+
+  async endBackup(domain: string, signal: AbortSignal): Promise<void> {
+    try {
+      await this.virsh(["domjobabort", domain], signal);
+    } catch (err) {
+      if (
+        isCairnError(err, "failed-precondition") &&
+        /no job is active|not running|no active job/i.test(err.message)
+      )
+        return;
+      throw err;
+    }
+  }
+
+  /** virsh takes documents as files: write them to a private temp dir for the call's duration. */
+  private async withXmlFiles<T>(
+    docs: Record<string, string>,
+    fn: (files: Record<string, string>) => Promise<T>,
+  ) {
+    const dir = await mkdtemp(join(tmpdir(), "cairn-virsh-"));
+    try {
+      const files: Record<string, string> = {};
+      for (const [k, v] of Object.entries(docs)) {
+        files[k] = join(dir, `${k}.xml`);
+        await writeFile(files[k], v, { mode: 0o600 });
+      }
+      return await fn(files);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   }
 }
 

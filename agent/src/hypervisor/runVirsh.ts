@@ -30,10 +30,18 @@ export async function runVirsh(args: readonly string[], opts: VirshOptions): Pro
     const msg = String(r.stderr || r.stdout || r.message || "")
       .replace(/^error:\s*/gm, "")
       .trim();
-    const notFound = /failed to get domain|Domain not found|no domain with matching/i.test(msg);
+    const notFound =
+      /failed to get domain|Domain not found|checkpoint not found|no domain with matching|does not exist/i.test(
+        msg,
+      );
     const unreachable = /failed to connect|Failed to connect socket|No such file or directory.*sock/i.test(
       msg,
     );
+    if (/cannot acquire state change lock/i.test(msg)) {
+      throw new CairnError("timeout", `virsh ${args[0]}: the domain is busy with another job: ${msg}`, {
+        cause: r,
+      });
+    }
     throw new CairnError(
       notFound ? "not-found" : unreachable ? "unavailable" : "failed-precondition",
       `virsh ${args.join(" ")} failed: ${msg}`,

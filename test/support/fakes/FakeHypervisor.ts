@@ -1,10 +1,35 @@
+import {
+  type BackupJobInfo,
+  type CheckpointInfo,
+  parseBackupJobXml,
+  parseCheckpointXml,
+} from "../../../agent/src/backup/parseCheckpointXml.js";
 import type { DomainInfo } from "../../../agent/src/hypervisor/DomainInfo.js";
 import type { Hypervisor } from "../../../agent/src/hypervisor/Hypervisor.js";
-import { abortError } from "../../../shared/src/errors/CairnError.js";
+import { abortError, CairnError } from "../../../shared/src/errors/CairnError.js";
 
-/** In-memory Hypervisor for unit tests of logic; passes the same contract suite as VirshHypervisor. */
+interface FakeDomainState {
+  checkpoints: CheckpointInfo[];
+  job: BackupJobInfo | undefined;
+}
+
+/** In-memory Hypervisor for unit tests of logic; passes the same contract suites as VirshHypervisor. */
 export class FakeHypervisor implements Hypervisor {
+  private readonly state = new Map<string, FakeDomainState>();
+
   constructor(public domains: DomainInfo[] = []) {}
+
+  private find(domain: string, signal: AbortSignal, what: string): { info: DomainInfo; st: FakeDomainState } {
+    if (signal.aborted) throw abortError(signal, what);
+    const info = this.domains.find((d) => d.name === domain || d.uuid === domain);
+    if (!info) throw new CairnError("not-found", `domain ${domain} not found`);
+    let st = this.state.get(info.uuid);
+    if (!st) {
+      st = { checkpoints: [], job: undefined };
+      this.state.set(info.uuid, st);
+    }
+    return { info, st };
+  }
 
   async versions(signal: AbortSignal) {
     if (signal.aborted) throw abortError(signal, "versions");
@@ -14,6 +39,77 @@ export class FakeHypervisor implements Hypervisor {
   async listDomains(signal: AbortSignal) {
     if (signal.aborted) throw abortError(signal, "listDomains");
     return structuredClone(this.domains);
+  }
+
+  async domainXml(domain: string, _opts: { inactive: boolean }, signal: AbortSignal) {
+    const { info } = this.find(domain, signal, "domainXml");
+    return `<domain type='kvm'><name>${info.name}</name><uuid>${info.uuid}</uuid></domain>`;
+  }
+
+  async listCheckpoints(domain: string, signal: AbortSignal) {
+    return structuredClone(this.find(domain, signal, "listCheckpoints").st.checkpoints);
+  }
+
+  async deleteCheckpoint(
+    domain: string,
+    name: string,
+    _opts: { metadataOnly: boolean },
+    signal: AbortSignal,
+  ) {
+    const { st } = this.find(domain, signal, "deleteCheckpoint");
+    const i = st.checkpoints.findIndex((c) => c.name === name);
+    if (i < 0) throw new CairnError("not-found", `checkpoint ${name} not found`);
+    const [gone] = st.checkpoints.splice(i, 1);
+    for (const c of st.checkpoints) if (c.parent === name) c.parent = gone?.parent;
+  }
+
+  async redefineCheckpoint(domain: string, xml: string, signal: AbortSignal) {
+    const { st } = this.find(domain, signal, "redefineCheckpoint");
+    const cp = parseCheckpointXml(xml);
+    if (st.checkpoints.some((c) => c.name === cp.name)) {
+      throw new CairnError("failed-precondition", `checkpoint ${cp.name} already exists`);
+    }
+    st.checkpoints.push(cp);
+  }
+
+  async beginPullBackup(
+    domain: string,
+    docs: { backupXml: string; checkpointXml?: string },
+    signal: AbortSignal,
+  ) {
+    const { info, st } = this.find(domain, signal, "beginPullBackup");
+    if (info.state !== "running")
+      throw new CairnError("failed-precondition", `domain ${domain} is not running`);
+    if (st.job)
+      throw new CairnError("failed-precondition", `domain ${domain} already has an active backup job`);
+    const job = parseBackupJobXml(docs.backupXml);
+    for (const d of job.disks) {
+      if (d.incremental && !st.checkpoints.some((c) => c.name === d.incremental)) {
+        throw new CairnError("not-found", `checkpoint ${d.incremental} not found`);
+      }
+      if (d.incremental) d.exportBitmap = `backup-${d.target}`;
+    }
+    if (docs.checkpointXml) {
+      const cp = parseCheckpointXml(docs.checkpointXml);
+      if (st.checkpoints.some((c) => c.name === cp.name)) {
+        throw new CairnError("failed-precondition", `checkpoint ${cp.name} already exists`);
+      }
+      cp.parent = st.checkpoints.at(-1)?.name;
+      cp.creationTime = Math.floor(Date.now() / 1000);
+      // Like libvirt's checkpoint-dumpxml: the stored document names its parent.
+      if (cp.parent)
+        cp.xml = cp.xml.replace("</name>", `</name>\n  <parent><name>${cp.parent}</name></parent>`);
+      st.checkpoints.push(cp);
+    }
+    st.job = job;
+  }
+
+  async backupJob(domain: string, signal: AbortSignal) {
+    return structuredClone(this.find(domain, signal, "backupJob").st.job);
+  }
+
+  async endBackup(domain: string, signal: AbortSignal) {
+    this.find(domain, signal, "endBackup").st.job = undefined;
   }
 }
 

@@ -1,0 +1,126 @@
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { checkpointXml, pullBackupXml } from "../../agent/src/backup/backupXml.js";
+import type { Hypervisor } from "../../agent/src/hypervisor/Hypervisor.js";
+import { isCairnError } from "../../shared/src/errors/CairnError.js";
+
+export interface HypervisorBackupFixture {
+  hypervisor: Hypervisor;
+  /** A running domain whose `disks` are qcow2 (bitmap-capable). */
+  domain: string;
+  disks: string[];
+  /** A directory QEMU can create the NBD socket in, and one for scratch images. */
+  socketDir: string;
+  scratchDir: string;
+}
+
+const sig = () => new AbortController().signal;
+
+/** Checkpoint and pull-backup half of the Hypervisor contract (needs a running domain). */
+export function hypervisorBackupContract(name: string, fixture: () => HypervisorBackupFixture): void {
+  describe(`Hypervisor backup contract: ${name}`, () => {
+    const backup = (f: HypervisorBackupFixture, sock: string, incremental?: string) =>
+      pullBackupXml({
+        socketPath: join(f.socketDir, sock),
+        disks: f.disks.map((t) => ({
+          target: t,
+          backup: true,
+          scratchPath: join(f.scratchDir, `${sock}-${t}.qcow2`),
+        })),
+        ...(incremental ? { incremental } : {}),
+      });
+    const cp = (f: HypervisorBackupFixture, n: string) =>
+      checkpointXml({ name: n, disks: f.disks.map((t) => ({ target: t, bitmap: true })) });
+
+    it("a full pull backup creates its checkpoint atomically; one job at a time; end is idempotent", async () => {
+      const f = fixture();
+      const h = f.hypervisor;
+      expect(await h.backupJob(f.domain, sig())).toBeUndefined();
+      await h.beginPullBackup(
+        f.domain,
+        { backupXml: backup(f, "full.sock"), checkpointXml: cp(f, "ct-1") },
+        sig(),
+      );
+      try {
+        const job = await h.backupJob(f.domain, sig());
+        expect(job?.disks.map((d) => d.target)).toEqual(f.disks);
+        expect(job?.disks.every((d) => d.exportName && d.exportBitmap === undefined)).toBe(true);
+        const again = await h
+          .beginPullBackup(f.domain, { backupXml: backup(f, "again.sock") }, sig())
+          .catch((e: unknown) => e);
+        expect(isCairnError(again, "failed-precondition"), String(again)).toBe(true);
+      } finally {
+        await h.endBackup(f.domain, sig());
+      }
+      expect(await h.backupJob(f.domain, sig())).toBeUndefined();
+      await h.endBackup(f.domain, sig());
+      const cps = await h.listCheckpoints(f.domain, sig());
+      expect(cps.map((c) => c.name)).toEqual(["ct-1"]);
+      expect(Object.keys(cps[0]!.bitmaps).sort()).toEqual([...f.disks].sort());
+    });
+
+    it("an incremental exports the dirty bitmap and chains the new checkpoint to the last", async () => {
+      const f = fixture();
+      const h = f.hypervisor;
+      await h.beginPullBackup(
+        f.domain,
+        { backupXml: backup(f, "inc.sock", "ct-1"), checkpointXml: cp(f, "ct-2") },
+        sig(),
+      );
+      try {
+        const job = await h.backupJob(f.domain, sig());
+        expect(job?.disks.every((d) => d.incremental === "ct-1" && d.exportBitmap)).toBe(true);
+      } finally {
+        await h.endBackup(f.domain, sig());
+      }
+      const cps = await h.listCheckpoints(f.domain, sig());
+      expect(cps.map((c) => [c.name, c.parent])).toEqual([
+        ["ct-1", undefined],
+        ["ct-2", "ct-1"],
+      ]);
+    });
+
+    it("an incremental from an unknown checkpoint is refused and creates nothing", async () => {
+      const f = fixture();
+      const err = await f.hypervisor
+        .beginPullBackup(
+          f.domain,
+          { backupXml: backup(f, "bad.sock", "no-such-cp"), checkpointXml: cp(f, "ct-x") },
+          sig(),
+        )
+        .catch((e: unknown) => e);
+      expect(isCairnError(err, "not-found") || isCairnError(err, "failed-precondition"), String(err)).toBe(
+        true,
+      );
+      expect((await f.hypervisor.listCheckpoints(f.domain, sig())).map((c) => c.name)).toEqual([
+        "ct-1",
+        "ct-2",
+      ]);
+      expect(await f.hypervisor.backupJob(f.domain, sig())).toBeUndefined();
+    });
+
+    it("checkpoint metadata can be dropped and redefined from its XML (what migration needs)", async () => {
+      const f = fixture();
+      const h = f.hypervisor;
+      const [, ct2] = await h.listCheckpoints(f.domain, sig());
+      await h.deleteCheckpoint(f.domain, "ct-2", { metadataOnly: true }, sig());
+      expect((await h.listCheckpoints(f.domain, sig())).map((c) => c.name)).toEqual(["ct-1"]);
+      await h.redefineCheckpoint(f.domain, ct2!.xml, sig());
+      expect((await h.listCheckpoints(f.domain, sig())).map((c) => [c.name, c.parent])).toEqual([
+        ["ct-1", undefined],
+        ["ct-2", "ct-1"],
+      ]);
+    });
+
+    it("deleting the oldest checkpoint keeps the chain usable", async () => {
+      const f = fixture();
+      const h = f.hypervisor;
+      await h.deleteCheckpoint(f.domain, "ct-1", { metadataOnly: false }, sig());
+      expect((await h.listCheckpoints(f.domain, sig())).map((c) => c.name)).toEqual(["ct-2"]);
+      const err = await h
+        .deleteCheckpoint(f.domain, "ct-1", { metadataOnly: false }, sig())
+        .catch((e: unknown) => e);
+      expect(isCairnError(err, "not-found"), String(err)).toBe(true);
+    });
+  });
+}
