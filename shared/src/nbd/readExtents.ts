@@ -41,6 +41,8 @@ export async function* readExtents(
   const depth = Math.max(1, options.depth ?? DEFAULT_DEPTH);
   const local = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, local.signal]) : local.signal;
+  // Every in-flight read listens on this signal; depth can legitimately exceed the default 10.
+  setMaxListeners(depth * 2 + 16, signal);
   const pieces = iterateSplit(extents, {
     maxLength: requestSize,
     ...(options.chunkSize === undefined ? {} : { chunkSize: options.chunkSize }),
