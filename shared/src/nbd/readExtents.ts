@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { abortError, CairnError, isCairnError } from "../errors/CairnError.js";
 import { iterateSplit } from "./extents/splitExtents.js";
 import type { NbdClient } from "./NbdClient.js";

@@ -186,7 +186,9 @@ describe("client vs qemu-nbd, qcow2 > 4 GiB with a persistent dirty bitmap", () 
     });
     try {
       expect([...c.metaContexts.keys()]).toEqual([BASE_ALLOCATION]);
-      await expect(c.mapExtents("qemu:dirty-bitmap:nope")).rejects.toMatchObject({ code: "failed-precondition" });
+      await expect(c.mapExtents("qemu:dirty-bitmap:nope")).rejects.toMatchObject({
+        code: "failed-precondition",
+      });
     } finally {
       await c.close();
     }
@@ -201,7 +203,12 @@ describe("client writes to qemu-nbd (qcow2, read-write)", () => {
     const size = 16 * MiB;
     await run("qemu-img", ["create", "-q", "-f", "qcow2", img, String(size)]);
     await run("qemu-io", ["-f", "qcow2", "-c", "write -P 0x77 0 16M", img]);
-    const srv = await peers.qemuNbd({ image: img, format: "qcow2", socket: sock, extra: ["--discard=unmap"] });
+    const srv = await peers.qemuNbd({
+      image: img,
+      format: "qcow2",
+      socket: sock,
+      extra: ["--discard=unmap"],
+    });
     const model = Buffer.alloc(size, 0x77);
     const c = await NbdClient.connect({ target: { path: sock } });
     const a = randomBytes(3 * MiB + 4096);

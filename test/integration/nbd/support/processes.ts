@@ -53,7 +53,13 @@ export class Peers {
   }
 
   /** nbdkit in the foreground on a unix socket, exiting with us if we die (--exit-with-parent). */
-  async nbdkit(opts: { socket: string; plugin: string; params?: string[]; filters?: string[]; readOnly?: boolean }) {
+  async nbdkit(opts: {
+    socket: string;
+    plugin: string;
+    params?: string[];
+    filters?: string[];
+    readOnly?: boolean;
+  }) {
     const args = [
       "--foreground",
       "--exit-with-parent",
@@ -69,7 +75,11 @@ export class Peers {
 
   /** Runs a spawned-and-tracked server; `readyPath` is a socket that must accept a connection. */
   async spawn(cmd: string, args: string[], readyPath: string): Promise<Spawned> {
-    const p = execa(cmd, args, { reject: false, stdio: ["ignore", "pipe", "pipe"], buffer: { stdout: false } });
+    const p = execa(cmd, args, {
+      reject: false,
+      stdio: ["ignore", "pipe", "pipe"],
+      buffer: { stdout: false },
+    });
     this.procs.push(p);
     let stderr = "";
     p.stderr?.on("data", (d: Buffer) => {
