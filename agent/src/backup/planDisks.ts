@@ -1,4 +1,7 @@
-import type { BackupKind, SnapshotManifest } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
+import type {
+  BackupKind,
+  SnapshotManifest,
+} from "../../../shared/src/repository/manifest/SnapshotManifest.js";
 import type { CheckpointInfo } from "./parseCheckpointXml.js";
 
 export type BackupMode = "full" | "incremental" | "differential" | "copy" | "auto";
@@ -75,9 +78,12 @@ export function planDisks(input: PlanInput): BackupPlan {
     if (!entry.checkpoint) return full(`the last backup of ${d.target} (${base.id}) kept no checkpoint`);
     const cp = byName.get(entry.checkpoint);
     if (!cp) return full(`checkpoint ${entry.checkpoint} of the last backup is gone from the domain`);
-    if (!(d.target in cp.bitmaps)) return full(`checkpoint ${entry.checkpoint} has no bitmap for ${d.target}`);
+    if (!(d.target in cp.bitmaps))
+      return full(`checkpoint ${entry.checkpoint} has no bitmap for ${d.target}`);
     if (input.inconsistent.has(d.target)) {
-      return full(`dirty bitmap of ${d.target} is inconsistent (QEMU stopped uncleanly): changes since ${entry.checkpoint} are unknown`);
+      return full(
+        `dirty bitmap of ${d.target} is inconsistent (QEMU stopped uncleanly): changes since ${entry.checkpoint} are unknown`,
+      );
     }
     return {
       target: d.target,
@@ -99,7 +105,7 @@ export function chainRoot(
 ): SnapshotManifest | undefined {
   let s: SnapshotManifest | undefined = latest;
   for (let guard = 0; s && guard < 10_000; guard++) {
-    const e = s.disks.find((x) => x.target === target);
+    const e: SnapshotManifest["disks"][number] | undefined = s.disks.find((x) => x.target === target);
     if (!e) return undefined;
     if (e.kind === "full") return s;
     s = e.parentSnapshot ? byId.get(e.parentSnapshot) : undefined;
@@ -112,7 +118,11 @@ export function chainRoot(
  * root (differentials need it) and the newest (the next incremental needs it). Deleting merges a
  * checkpoint's bitmap into its parent, so nothing the kept ones cover is lost. Pure.
  */
-export function checkpointsToPrune(checkpoints: readonly CheckpointInfo[], keep: readonly string[], prefix = "cairn-"): string[] {
+export function checkpointsToPrune(
+  checkpoints: readonly CheckpointInfo[],
+  keep: readonly string[],
+  prefix = "cairn-",
+): string[] {
   const keepSet = new Set(keep);
   return checkpoints.filter((c) => c.name.startsWith(prefix) && !keepSet.has(c.name)).map((c) => c.name);
 }

@@ -45,4 +45,9 @@ export interface Hypervisor {
   backupJob(domain: string, signal: AbortSignal): Promise<BackupJobInfo | undefined>;
   /** Ends the backup job (pull backups end this way); no error when there is none. */
   endBackup(domain: string, signal: AbortSignal): Promise<void>;
+  /**
+   * Disk targets of a running domain with at least one dirty bitmap QEMU marks inconsistent (after
+   * QEMU stopped uncleanly): incrementals from those bitmaps would be wrong.
+   */
+  inconsistentBitmaps(domain: string, signal: AbortSignal): Promise<Set<string>>;
 }

@@ -151,6 +151,29 @@ export class VirshHypervisor implements Hypervisor {
     }
   }
 
+  async inconsistentBitmaps(domain: string, signal: AbortSignal): Promise<Set<string>> {
+    // qemu-img info -U cannot see bitmaps of a running QEMU: ask QEMU itself.
+    const [xml, out] = await Promise.all([
+      this.domainXml(domain, { inactive: false }, signal),
+      this.virsh(
+        [
+          "qemu-monitor-command",
+          domain,
+          JSON.stringify({ execute: "query-named-block-nodes", arguments: { flat: true } }),
+        ],
+        signal,
+      ),
+    ]);
+    const bySource = new Map(parseDomainXml(xml).disks.map((d) => [d.source, d.target]));
+    const nodes = (JSON.parse(out) as { return: QmpBlockNode[] }).return;
+    const bad = new Set<string>();
+    for (const n of nodes) {
+      const target = bySource.get(n.file);
+      if (target && (n["dirty-bitmaps"] ?? []).some((b) => b.inconsistent)) bad.add(target);
+    }
+    return bad;
+  }
+
   /** virsh takes documents as files: write them to a private temp dir for the call's duration. */
   private async withXmlFiles<T>(
     docs: Record<string, string>,
@@ -168,6 +191,13 @@ export class VirshHypervisor implements Hypervisor {
       await rm(dir, { recursive: true, force: true });
     }
   }
+}
+
+interface QmpBlockNode {
+  "node-name": string;
+  drv: string;
+  file: string;
+  "dirty-bitmaps"?: { name: string; inconsistent?: boolean; persistent?: boolean }[];
 }
 
 function lines(s: string): string[] {

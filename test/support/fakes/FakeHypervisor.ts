@@ -108,6 +108,14 @@ export class FakeHypervisor implements Hypervisor {
     return structuredClone(this.find(domain, signal, "backupJob").st.job);
   }
 
+  /** Targets whose bitmaps tests declare inconsistent (as after a QEMU crash). */
+  readonly inconsistent = new Map<string, Set<string>>();
+
+  async inconsistentBitmaps(domain: string, signal: AbortSignal) {
+    const { info } = this.find(domain, signal, "inconsistentBitmaps");
+    return new Set(this.inconsistent.get(info.name) ?? []);
+  }
+
   async endBackup(domain: string, signal: AbortSignal) {
     this.find(domain, signal, "endBackup").st.job = undefined;
   }

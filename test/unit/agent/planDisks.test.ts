@@ -2,7 +2,10 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { CheckpointInfo } from "../../../agent/src/backup/parseCheckpointXml.js";
 import { type BackupMode, checkpointsToPrune, planDisks } from "../../../agent/src/backup/planDisks.js";
-import type { BackupKind, SnapshotManifest } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
+import type {
+  BackupKind,
+  SnapshotManifest,
+} from "../../../shared/src/repository/manifest/SnapshotManifest.js";
 
 const cp = (name: string, disks: string[], parent?: string): CheckpointInfo => ({
   name,
@@ -12,7 +15,10 @@ const cp = (name: string, disks: string[], parent?: string): CheckpointInfo => (
   xml: "",
 });
 
-const snap = (id: string, disks: { target: string; kind: BackupKind; checkpoint: string | null; parent: string | null }[]) =>
+const snap = (
+  id: string,
+  disks: { target: string; kind: BackupKind; checkpoint: string | null; parent: string | null }[],
+) =>
   ({
     formatVersion: 1,
     id,
@@ -56,20 +62,54 @@ describe("planDisks", () => {
   it("first backup of a VM is full everywhere, with the reason", () => {
     const p = planDisks({ ...base, mode: "auto", disks: [qcow("vda")], checkpoints: [], history: [] });
     expect(p.newCheckpoint).toBe("cairn-new");
-    expect(p.disks[0]).toMatchObject({ kind: "full", bitmap: true, fullReason: "no earlier backup of this VM in the repository" });
+    expect(p.disks[0]).toMatchObject({
+      kind: "full",
+      bitmap: true,
+      fullReason: "no earlier backup of this VM in the repository",
+    });
   });
 
   it("incremental from the last backup's checkpoint, parent = last snapshot", () => {
-    const p = planDisks({ ...base, mode: "incremental", disks: [qcow("vda"), qcow("vdb")], checkpoints: cps, history: [s1, s2] });
+    const p = planDisks({
+      ...base,
+      mode: "incremental",
+      disks: [qcow("vda"), qcow("vdb")],
+      checkpoints: cps,
+      history: [s1, s2],
+    });
     expect(p.disks).toEqual([
-      { target: "vda", kind: "incremental", incrementalFrom: "cairn-2", parentSnapshot: "S2", fullReason: null, bitmap: true },
-      { target: "vdb", kind: "incremental", incrementalFrom: "cairn-2", parentSnapshot: "S2", fullReason: null, bitmap: true },
+      {
+        target: "vda",
+        kind: "incremental",
+        incrementalFrom: "cairn-2",
+        parentSnapshot: "S2",
+        fullReason: null,
+        bitmap: true,
+      },
+      {
+        target: "vdb",
+        kind: "incremental",
+        incrementalFrom: "cairn-2",
+        parentSnapshot: "S2",
+        fullReason: null,
+        bitmap: true,
+      },
     ]);
   });
 
   it("differential reads since the chain's full backup", () => {
-    const p = planDisks({ ...base, mode: "differential", disks: [qcow("vda")], checkpoints: cps, history: [s1, s2] });
-    expect(p.disks[0]).toMatchObject({ kind: "differential", incrementalFrom: "cairn-1", parentSnapshot: "S1" });
+    const p = planDisks({
+      ...base,
+      mode: "differential",
+      disks: [qcow("vda")],
+      checkpoints: cps,
+      history: [s1, s2],
+    });
+    expect(p.disks[0]).toMatchObject({
+      kind: "differential",
+      incrementalFrom: "cairn-1",
+      parentSnapshot: "S1",
+    });
   });
 
   it("per disk: a new disk, a raw disk and an inconsistent bitmap go full; the rest stays incremental", () => {
@@ -94,14 +134,28 @@ describe("planDisks", () => {
   });
 
   it("a checkpoint gone from the domain (e.g. lost in a migration) demotes to full with the reason", () => {
-    const p = planDisks({ ...base, mode: "auto", disks: [qcow("vda")], checkpoints: [cps[0]!], history: [s1, s2] });
-    expect(p.disks[0]).toMatchObject({ kind: "full", fullReason: "checkpoint cairn-2 of the last backup is gone from the domain" });
+    const p = planDisks({
+      ...base,
+      mode: "auto",
+      disks: [qcow("vda")],
+      checkpoints: [cps[0]!],
+      history: [s1, s2],
+    });
+    expect(p.disks[0]).toMatchObject({
+      kind: "full",
+      fullReason: "checkpoint cairn-2 of the last backup is gone from the domain",
+    });
   });
 
   it("copy: full reads, no checkpoint at all", () => {
     const p = planDisks({ ...base, mode: "copy", disks: [qcow("vda")], checkpoints: cps, history: [s1, s2] });
     expect(p.newCheckpoint).toBeNull();
-    expect(p.disks[0]).toMatchObject({ kind: "copy", bitmap: false, incrementalFrom: null, parentSnapshot: null });
+    expect(p.disks[0]).toMatchObject({
+      kind: "copy",
+      bitmap: false,
+      incrementalFrom: null,
+      parentSnapshot: null,
+    });
   });
 
   it("property: an incremental plan always names an existing checkpoint with this disk's bitmap, and a parent that has the disk", () => {
@@ -109,7 +163,9 @@ describe("planDisks", () => {
     const arb = fc.record({
       mode: fc.constantFrom<BackupMode>("full", "incremental", "differential", "copy", "auto"),
       cpDisks: fc.array(fc.subarray(targets), { maxLength: 4 }),
-      snaps: fc.array(fc.record({ disks: fc.subarray(targets), cpIndex: fc.nat(5), full: fc.boolean() }), { maxLength: 4 }),
+      snaps: fc.array(fc.record({ disks: fc.subarray(targets), cpIndex: fc.nat(5), full: fc.boolean() }), {
+        maxLength: 4,
+      }),
       bad: fc.subarray(targets),
     });
     fc.assert(
@@ -126,12 +182,21 @@ describe("planDisks", () => {
             })),
           ),
         );
-        const plan = planDisks({ ...base, inconsistent: new Set(bad), mode, disks: targets.map(qcow), checkpoints, history });
+        const plan = planDisks({
+          ...base,
+          inconsistent: new Set(bad),
+          mode,
+          disks: targets.map(qcow),
+          checkpoints,
+          history,
+        });
         for (const d of plan.disks) {
           if (d.kind === "incremental" || d.kind === "differential") {
             const c = checkpoints.find((x) => x.name === d.incrementalFrom);
             expect(c && d.target in c.bitmaps).toBe(true);
-            expect(history.find((s) => s.id === d.parentSnapshot)?.disks.some((e) => e.target === d.target)).toBe(true);
+            expect(
+              history.find((s) => s.id === d.parentSnapshot)?.disks.some((e) => e.target === d.target),
+            ).toBe(true);
             expect(bad).not.toContain(d.target);
           } else {
             expect(d.incrementalFrom).toBeNull();
@@ -146,7 +211,13 @@ describe("planDisks", () => {
 
 describe("checkpointsToPrune", () => {
   it("keeps the chain root and the newest, deletes Cairn's others, never foreign checkpoints", () => {
-    const cps = [cp("cairn-1", []), cp("cairn-2", []), cp("operator-manual", []), cp("cairn-3", []), cp("cairn-4", [])];
+    const cps = [
+      cp("cairn-1", []),
+      cp("cairn-2", []),
+      cp("operator-manual", []),
+      cp("cairn-3", []),
+      cp("cairn-4", []),
+    ];
     expect(checkpointsToPrune(cps, ["cairn-1", "cairn-4"])).toEqual(["cairn-2", "cairn-3"]);
   });
 });

@@ -1,0 +1,55 @@
+import { CairnError } from "../../../shared/src/errors/CairnError.js";
+import type { Logger } from "../../../shared/src/log/createLogger.js";
+
+/** A backup job's lifecycle. Cleanup runs in every terminal path (see runLiveBackup). */
+export type BackupJobState =
+  | "planning"
+  | "quiescing" // pre-freeze hooks, freeze, begin the export, thaw
+  | "reading" // changed blocks from the NBD export into the repository
+  | "sealing"
+  | "succeeded"
+  | "failed";
+
+const NEXT: Record<BackupJobState, readonly BackupJobState[]> = {
+  planning: ["quiescing", "failed"],
+  quiescing: ["reading", "failed"],
+  reading: ["sealing", "failed"],
+  sealing: ["succeeded", "failed"],
+  succeeded: [],
+  failed: [],
+};
+
+/** Holds the state; every transition is logged; an illegal one throws. */
+export class BackupJobStateMachine {
+  private current: BackupJobState = "planning";
+  private readonly since = new Map<BackupJobState, number>([["planning", performance.now()]]);
+
+  constructor(
+    private readonly jobId: string,
+    private readonly log: Logger,
+    private readonly onChange?: (s: BackupJobState) => void,
+  ) {
+    log.info({ jobId, state: "planning" }, "backup job state");
+  }
+
+  get state(): BackupJobState {
+    return this.current;
+  }
+
+  to(next: BackupJobState, details: Record<string, unknown> = {}): void {
+    if (!NEXT[this.current].includes(next)) {
+      throw new CairnError(
+        "internal",
+        `backup job ${this.jobId}: illegal transition ${this.current} → ${next}`,
+      );
+    }
+    const ms = performance.now() - (this.since.get(this.current) ?? performance.now());
+    this.log.info(
+      { jobId: this.jobId, from: this.current, state: next, ms: Math.round(ms), ...details },
+      "backup job state",
+    );
+    this.current = next;
+    this.since.set(next, performance.now());
+    this.onChange?.(next);
+  }
+}

@@ -1,0 +1,451 @@
+import { randomBytes } from "node:crypto";
+import { chmod, chown, mkdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { abortError, CairnError, isCairnError } from "../../../shared/src/errors/CairnError.js";
+import type { Logger } from "../../../shared/src/log/createLogger.js";
+import type { PlannedExtent } from "../../../shared/src/nbd/extents/Extent.js";
+import {
+  intersectDirtyWithAllocation,
+  planFromAllocation,
+} from "../../../shared/src/nbd/extents/intersectDirtyWithAllocation.js";
+import { NbdClient } from "../../../shared/src/nbd/NbdClient.js";
+import { readExtentsTo } from "../../../shared/src/nbd/readExtents.js";
+import type {
+  Consistency,
+  SnapshotManifest,
+} from "../../../shared/src/repository/manifest/SnapshotManifest.js";
+import type { Repository } from "../../../shared/src/repository/Repository.js";
+import type { RestorePointWriter } from "../../../shared/src/repository/RestorePointWriter.js";
+import type { FreezeMarkers } from "../guest/FreezeMarkers.js";
+import type { GuestAgent } from "../guest/GuestAgent.js";
+import { withFrozenGuest } from "../guest/withFrozenGuest.js";
+import type { DomainInfo } from "../hypervisor/DomainInfo.js";
+import type { Hypervisor } from "../hypervisor/Hypervisor.js";
+import { type BackupJobState, BackupJobStateMachine } from "./BackupJobState.js";
+import { checkpointXml, pullBackupXml } from "./backupXml.js";
+import { type BackupMode, type BackupPlan, chainRoot, checkpointsToPrune, planDisks } from "./planDisks.js";
+
+export type QuiesceMode = "required" | "preferred" | "off";
+
+export interface LiveBackupDeps {
+  hypervisor: Hypervisor;
+  guestAgent: GuestAgent;
+  freezeMarkers: FreezeMarkers;
+  repository: Repository;
+  log: Logger;
+}
+
+export interface LiveBackupConfig {
+  /** Agent-owned directory for per-job NBD sockets and scratch images. */
+  workDir: string;
+  /** QEMU's user and group: QEMU creates the NBD socket in the job's socket directory. */
+  qemuUid: number;
+  qemuGid: number;
+  freezeTimeoutMs: number;
+  thawTimeoutMs: number;
+  maxFrozenMs: number;
+  guestPingTimeoutMs: number;
+  hookTimeoutMs: number;
+  nbdRequestSize: number;
+  nbdDepth: number;
+}
+
+export interface LiveBackupRequest {
+  jobId: string;
+  /** Domain name or uuid. */
+  domain: string;
+  mode: BackupMode;
+  quiesce: QuiesceMode;
+  /** Disk targets; empty/undefined = every disk with a source. */
+  disks?: readonly string[];
+  labels?: Record<string, string>;
+  /** Run in the guest (guest-exec) right before the freeze / right after the thaw. */
+  hooks?: { preFreeze?: readonly string[]; postThaw?: readonly string[] };
+  signal: AbortSignal;
+  onProgress?: (p: BackupProgress) => void;
+  onState?: (s: BackupJobState) => void;
+}
+
+export interface BackupProgress {
+  phase: string;
+  bytesDone: number;
+  bytesTotal: number;
+  rate: number;
+  etaSeconds: number;
+}
+
+export interface LiveBackupResult {
+  manifest: SnapshotManifest;
+  plan: BackupPlan;
+  /** Bytes read from the NBD export (what the changed-block tracking let us skip is not here). */
+  bytesRead: number;
+  freezeWindowMs: number | undefined;
+  prunedCheckpoints: string[];
+}
+
+/**
+ * Backs up a running domain: plan per disk → (hooks, freeze) begin a pull backup with the new
+ * checkpoint (thaw at once) → read dirty ∩ allocated extents over NBD into the repository → seal.
+ * Whatever fails, the libvirt job is ended, a checkpoint created by this attempt is removed (its
+ * bitmap merges back into its parent, so the chain stays valid), scratch files are deleted and the
+ * guest is thawed.
+ */
+export async function runLiveBackup(
+  deps: LiveBackupDeps,
+  config: LiveBackupConfig,
+  req: LiveBackupRequest,
+): Promise<LiveBackupResult> {
+  const { hypervisor, repository, log } = deps;
+  const signal = req.signal;
+  const sm = new BackupJobStateMachine(req.jobId, log, req.onState);
+  const jobDir = join(config.workDir, "jobs", req.jobId);
+  let exportStarted = false;
+  let createdCheckpoint: string | undefined;
+  let writer: RestorePointWriter | undefined;
+  let domainName = req.domain;
+  try {
+    // ---- planning
+    const domain = await findDomain(hypervisor, req.domain, signal);
+    domainName = domain.name;
+    if (domain.state !== "running" && domain.state !== "paused") {
+      throw new CairnError("failed-precondition", `domain ${domain.name} is ${domain.state}, not running`, {
+        hint: "shut-off domains are backed up through the offline path",
+      });
+    }
+    const disks = selectDisks(domain, req.disks);
+    const [checkpoints, snapshots, inconsistent] = await Promise.all([
+      hypervisor.listCheckpoints(domain.name, signal),
+      repository.listSnapshots(signal),
+      req.mode === "full" || req.mode === "copy"
+        ? Promise.resolve(new Set<string>())
+        : hypervisor.inconsistentBitmaps(domain.name, signal),
+    ]);
+    const history = snapshots.filter((s) => s.vm.uuid === domain.uuid);
+    if (req.mode === "incremental" && history.length === 0) {
+      throw new CairnError(
+        "failed-precondition",
+        `no earlier backup of ${domain.name} in ${repository.location} to be incremental to`,
+        {
+          hint: "run a full backup first, or use mode auto",
+        },
+      );
+    }
+    const plan = planDisks({
+      mode: req.mode,
+      disks: disks.map((d) => ({ target: d.target, format: d.format })),
+      checkpoints,
+      history,
+      inconsistent,
+      checkpointName: `cairn-${new Date().toISOString().replace(/[-:.]/g, "").slice(0, 15)}Z-${randomBytes(3).toString("hex")}`,
+    });
+    log.info({ jobId: req.jobId, domain: domain.name, plan }, "backup plan");
+
+    await mkdir(join(jobDir, "nbd"), { recursive: true });
+    await mkdir(join(jobDir, "scratch"), { recursive: true });
+    // QEMU (not root) opens the scratch images below: every agent-owned level must be traversable.
+    for (const d of [config.workDir, join(config.workDir, "jobs"), jobDir]) await chmod(d, 0o711);
+    await chown(join(jobDir, "nbd"), config.qemuUid, config.qemuGid);
+    const socketPath = join(jobDir, "nbd", "backup.sock");
+    const backupXml = pullBackupXml({
+      socketPath,
+      disks: domain.disks
+        .filter((d) => d.device === "disk")
+        .map((d) => {
+          const p = plan.disks.find((x) => x.target === d.target);
+          return p
+            ? {
+                target: d.target,
+                backup: true,
+                scratchPath: join(jobDir, "scratch", `${d.target}.qcow2`),
+                ...(p.incrementalFrom ? { incremental: p.incrementalFrom } : {}),
+              }
+            : { target: d.target, backup: false };
+        }),
+    });
+    const cpXml = plan.newCheckpoint
+      ? checkpointXml({
+          name: plan.newCheckpoint,
+          description: `cairn job ${req.jobId}`,
+          disks: domain.disks
+            .filter((d) => d.device === "disk")
+            .map((d) => ({
+              target: d.target,
+              bitmap: plan.disks.find((x) => x.target === d.target)?.bitmap ?? false,
+            })),
+        })
+      : undefined;
+
+    // ---- quiescing: freeze → begin (creates the checkpoint atomically) → thaw
+    sm.to("quiescing");
+    const begin = async () => {
+      await hypervisor.beginPullBackup(
+        domain.name,
+        { backupXml, ...(cpXml ? { checkpointXml: cpXml } : {}) },
+        signal,
+      );
+      exportStarted = true;
+      if (plan.newCheckpoint) createdCheckpoint = plan.newCheckpoint;
+    };
+    const { consistency, freezeWindowMs } = await quiesceAround(deps, config, req, domain, begin);
+
+    // ---- reading
+    sm.to("reading", { consistency: consistency.kind });
+    const job = await hypervisor.backupJob(domain.name, signal);
+    if (!job)
+      throw new CairnError("internal", `backup job of ${domain.name} vanished right after it started`);
+    writer = await repository.beginSnapshot({ vm: { uuid: domain.uuid, name: domain.name }, signal });
+    const progress = new ProgressTracker(req.onProgress);
+    let bytesRead = 0;
+    const connections: { target: string; client: NbdClient; extents: PlannedExtent[] }[] = [];
+    try {
+      for (const p of plan.disks) {
+        const exp = job.disks.find((d) => d.target === p.target);
+        if (!exp) throw new CairnError("internal", `libvirt exported no NBD export for ${p.target}`);
+        const dirtyCtx = exp.exportBitmap ? `qemu:dirty-bitmap:${exp.exportBitmap}` : undefined;
+        const client = await NbdClient.connect({
+          target: { path: job.socket ?? socketPath },
+          exportName: exp.exportName,
+          metaContexts: dirtyCtx ? ["base:allocation", dirtyCtx] : ["base:allocation"],
+          signal,
+        });
+        connections.push({ target: p.target, client, extents: [] });
+        const allocation = await client.mapExtents("base:allocation", { signal });
+        const planned =
+          p.incrementalFrom && dirtyCtx
+            ? intersectDirtyWithAllocation(await client.mapExtents(dirtyCtx, { signal }), allocation)
+            : planFromAllocation(allocation);
+        connections[connections.length - 1]!.extents = planned;
+        progress.addTotal(planned.filter((e) => e.kind === "data").reduce((a, e) => a + e.length, 0));
+      }
+      for (const { target, client, extents } of connections) {
+        const p = plan.disks.find((x) => x.target === target)!;
+        const source = domain.disks.find((d) => d.target === target)!;
+        const disk = await writer.addDisk({
+          target,
+          virtualSize: client.size,
+          sourceFormat: source.format,
+          kind: p.kind,
+          parent: p.parentSnapshot ? { snapshotId: p.parentSnapshot } : undefined,
+          checkpoint: p.bitmap ? plan.newCheckpoint : null,
+          fullReason: p.fullReason,
+          signal,
+        });
+        // Zero ranges matter only over a parent: without one, unwritten chunks are zeros already.
+        if (p.parentSnapshot) {
+          for (const z of extents) if (z.kind === "zero") await disk.writeZeroes(z.offset, z.length, signal);
+        }
+        const r = await readExtentsTo(
+          client,
+          extents.filter((e) => e.kind === "data"),
+          (offset, data) => disk.write(offset, data, signal),
+          {
+            signal,
+            requestSize: config.nbdRequestSize,
+            depth: config.nbdDepth,
+            chunkSize: repository.chunkSize,
+            onProgress: (n) => progress.update("reading", bytesRead + n),
+          },
+        );
+        bytesRead += r.bytesRead;
+        await disk.finish(signal);
+      }
+    } finally {
+      for (const c of connections) await c.client.close().catch(() => c.client.destroy());
+    }
+
+    // ---- sealing
+    sm.to("sealing", { bytesRead });
+    const domainXml = await hypervisor.domainXml(domain.name, { inactive: true }, signal);
+    const manifest = await writer.seal({
+      domainXml,
+      consistency,
+      labels: req.labels ?? {},
+      extra: { jobId: req.jobId, freezeWindowMs: freezeWindowMs ?? null, mode: req.mode },
+      signal,
+    });
+    createdCheckpoint = undefined; // sealed: the checkpoint now belongs to a restore point
+    const prunedCheckpoints = await pruneCheckpoints(deps, domain.name, plan, [...history, manifest], signal);
+    sm.to("succeeded", { snapshotId: manifest.id, bytesRead });
+    return { manifest, plan, bytesRead, freezeWindowMs, prunedCheckpoints };
+  } catch (err) {
+    const failure =
+      signal.aborted && !isCairnError(err, "aborted") ? abortError(signal, `backup job ${req.jobId}`) : err;
+    if (sm.state !== "failed" && sm.state !== "succeeded")
+      sm.to("failed", { err: (failure as Error).message });
+    throw failure;
+  } finally {
+    // Cleanup never uses the job's signal: a cancelled job must still clean up.
+    const cleanup = AbortSignal.timeout(60_000);
+    if (writer) await writer.abort().catch((e) => log.warn({ err: e }, "abort of unsealed snapshot failed"));
+    if (exportStarted) {
+      await hypervisor
+        .endBackup(domainName, cleanup)
+        .catch((e) => log.error({ err: e, domain: domainName }, "could not end the backup job"));
+    }
+    if (createdCheckpoint) {
+      await deleteCheckpointSafely(deps, domainName, createdCheckpoint, cleanup);
+    }
+    await rm(jobDir, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+async function findDomain(h: Hypervisor, nameOrUuid: string, signal: AbortSignal): Promise<DomainInfo> {
+  const d = (await h.listDomains(signal)).find((x) => x.name === nameOrUuid || x.uuid === nameOrUuid);
+  if (!d)
+    throw new CairnError("not-found", `no domain ${nameOrUuid} on this host`, {
+      hint: "check the name with cairn agent domains",
+    });
+  return d;
+}
+
+function selectDisks(domain: DomainInfo, wanted: readonly string[] | undefined): DomainInfo["disks"] {
+  const candidates = domain.disks.filter((d) => d.device === "disk" && d.source);
+  if (!wanted?.length) return candidates;
+  const missing = wanted.filter((t) => !candidates.some((d) => d.target === t));
+  if (missing.length) {
+    throw new CairnError(
+      "invalid-argument",
+      `domain ${domain.name} has no backup-capable disk ${missing.join(", ")}`,
+      {
+        hint: `its disks are ${candidates.map((d) => d.target).join(", ") || "(none)"}`,
+      },
+    );
+  }
+  return candidates.filter((d) => wanted.includes(d.target));
+}
+
+async function quiesceAround(
+  deps: LiveBackupDeps,
+  config: LiveBackupConfig,
+  req: LiveBackupRequest,
+  domain: DomainInfo,
+  begin: () => Promise<void>,
+): Promise<{ consistency: Consistency; freezeWindowMs: number | undefined }> {
+  const crash = async (reason: string) => {
+    if (req.quiesce === "required") {
+      throw new CairnError("failed-precondition", `cannot quiesce ${domain.name}: ${reason}`, {
+        hint: "start qemu-guest-agent in the guest, or set quiesce to preferred/off",
+      });
+    }
+    deps.log.warn({ domain: domain.name, reason }, "crash-consistent backup");
+    await begin();
+    return { consistency: { kind: "crash-consistent", reason } as Consistency, freezeWindowMs: undefined };
+  };
+  if (req.quiesce === "off") return crash("quiesce is off by policy");
+  if (!domain.hasGuestAgentChannel) return crash("the domain has no guest agent channel");
+  const opts = { signal: req.signal, timeoutMs: config.guestPingTimeoutMs };
+  if (!(await deps.guestAgent.ping(domain.name, opts))) return crash("the guest agent did not answer");
+
+  const runHook = async (name: string, argv: readonly string[] | undefined) => {
+    if (!argv?.length) return;
+    const r = await deps.guestAgent.exec(domain.name, argv, {
+      signal: req.signal,
+      timeoutMs: config.hookTimeoutMs,
+    });
+    if (r.exitCode !== 0) {
+      throw new CairnError(
+        "failed-precondition",
+        `${name} hook ${argv.join(" ")} failed in ${domain.name} (exit ${r.exitCode}): ${r.stderr.trim() || r.stdout.trim()}`,
+        {
+          hint: "fix the hook inside the guest; the guest was not frozen",
+        },
+      );
+    }
+  };
+  await runHook("pre-freeze", req.hooks?.preFreeze);
+  const frozen = await withFrozenGuest(
+    deps.guestAgent,
+    deps.freezeMarkers,
+    deps.log,
+    {
+      domain: domain.name,
+      freezeTimeoutMs: config.freezeTimeoutMs,
+      thawTimeoutMs: config.thawTimeoutMs,
+      maxFrozenMs: config.maxFrozenMs,
+      signal: req.signal,
+    },
+    begin,
+  );
+  await runHook("post-thaw", req.hooks?.postThaw);
+  if (frozen.watchdogFired) {
+    return {
+      consistency: {
+        kind: "crash-consistent",
+        reason: `the freeze watchdog thawed the guest after ${config.maxFrozenMs} ms, before the export started`,
+      },
+      freezeWindowMs: frozen.freezeWindowMs,
+    };
+  }
+  return {
+    consistency: { kind: "quiesced", freezeMs: frozen.freezeWindowMs },
+    freezeWindowMs: frozen.freezeWindowMs,
+  };
+}
+
+async function pruneCheckpoints(
+  deps: LiveBackupDeps,
+  domain: string,
+  plan: BackupPlan,
+  history: SnapshotManifest[],
+  signal: AbortSignal,
+): Promise<string[]> {
+  if (!plan.newCheckpoint) return [];
+  const latest = history.at(-1)!;
+  const keep = new Set<string>([plan.newCheckpoint]);
+  const byId = new Map(history.map((s) => [s.id, s]));
+  for (const d of latest.disks) {
+    const root = chainRoot(latest, d.target, byId)?.disks.find((e) => e.target === d.target)?.checkpoint;
+    if (root) keep.add(root);
+  }
+  const cps = await deps.hypervisor.listCheckpoints(domain, signal);
+  const prune = checkpointsToPrune(cps, [...keep]);
+  for (const name of prune) await deleteCheckpointSafely(deps, domain, name, signal);
+  return prune;
+}
+
+/** Deletes a checkpoint; if its bitmaps are broken (after a crash), drops the metadata only. */
+async function deleteCheckpointSafely(
+  deps: LiveBackupDeps,
+  domain: string,
+  name: string,
+  signal: AbortSignal,
+): Promise<void> {
+  try {
+    await deps.hypervisor.deleteCheckpoint(domain, name, { metadataOnly: false }, signal);
+  } catch (err) {
+    if (isCairnError(err, "not-found")) return;
+    deps.log.warn(
+      { domain, checkpoint: name, err: (err as Error).message },
+      "checkpoint delete failed; dropping its metadata",
+    );
+    await deps.hypervisor
+      .deleteCheckpoint(domain, name, { metadataOnly: true }, signal)
+      .catch((e) => deps.log.error({ domain, checkpoint: name, err: e }, "could not remove checkpoint"));
+  }
+}
+
+class ProgressTracker {
+  private total = 0;
+  private readonly started = performance.now();
+  private lastEmit = 0;
+
+  constructor(private readonly emit?: (p: BackupProgress) => void) {}
+
+  addTotal(n: number): void {
+    this.total += n;
+  }
+
+  update(phase: string, done: number): void {
+    const now = performance.now();
+    if (!this.emit || (now - this.lastEmit < 250 && done < this.total)) return;
+    this.lastEmit = now;
+    const rate = done / Math.max(0.001, (now - this.started) / 1000);
+    this.emit({
+      phase,
+      bytesDone: done,
+      bytesTotal: this.total,
+      rate,
+      etaSeconds: rate > 0 ? (this.total - done) / rate : -1,
+    });
+  }
+}

@@ -1,0 +1,46 @@
+import { chmod, mkdir, mkdtemp } from "node:fs/promises";
+import { join } from "node:path";
+import { inject } from "vitest";
+import type { LiveBackupConfig, LiveBackupDeps } from "../../../agent/src/backup/runLiveBackup.js";
+import { FreezeMarkers } from "../../../agent/src/guest/FreezeMarkers.js";
+import { VirshGuestAgent } from "../../../agent/src/guest/VirshGuestAgent.js";
+import { VirshHypervisor } from "../../../agent/src/hypervisor/VirshHypervisor.js";
+import { createLogger } from "../../../shared/src/log/createLogger.js";
+import { LocalObjectStore } from "../../../shared/src/repository/backends/LocalObjectStore.js";
+import { Repository } from "../../../shared/src/repository/Repository.js";
+import type { LabHost } from "./LabHost.js";
+import { run } from "./run.js";
+
+/** The agent's backup dependencies wired to the lab's real libvirt, qemu-ga and a local repository. */
+export async function agentHarness(host: LabHost, opts: { chunkSize?: number } = {}) {
+  const root = join(inject("cairnLab").runRoot, "tmp");
+  await mkdir(root, { recursive: true });
+  const dir = await mkdtemp(join(root, "agent-"));
+  await chmod(dir, 0o711); // as /var/lib/cairn-agent would be
+
+  const ids = async (what: string, name: string) =>
+    Number.parseInt((await run("getent", [what, name])).stdout.split(":")[2] ?? "", 10);
+  const repository = await Repository.init(new LocalObjectStore(join(dir, "repo")), {
+    ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : {}),
+  });
+  const deps: LiveBackupDeps = {
+    hypervisor: new VirshHypervisor({ uri: host.uri, callTimeoutMs: 60_000 }),
+    guestAgent: new VirshGuestAgent({ uri: host.uri }),
+    freezeMarkers: new FreezeMarkers(join(dir, "state", "frozen")),
+    repository,
+    log: createLogger("agent-test", process.env.CAIRN_TEST_LOG ?? "silent"),
+  };
+  const config: LiveBackupConfig = {
+    workDir: join(dir, "work"),
+    qemuUid: await ids("passwd", "libvirt-qemu"),
+    qemuGid: await ids("group", "kvm"),
+    freezeTimeoutMs: 10_000,
+    thawTimeoutMs: 10_000,
+    maxFrozenMs: 30_000,
+    guestPingTimeoutMs: 5_000,
+    hookTimeoutMs: 30_000,
+    nbdRequestSize: 256 * 1024,
+    nbdDepth: 16,
+  };
+  return { dir, deps, config, repository };
+}
