@@ -84,23 +84,14 @@ describe("our server vs real clients", () => {
     const { sock } = await serve({ "": dev });
     const map = await nbdinfoMap(unixUri(sock), BASE_ALLOCATION);
     const hz = NBD_STATE_HOLE | NBD_STATE_ZERO;
-    expect(map).toEqual(
-      [
-        { offset: 0, length: MiB, flags: hz },
-        { offset: MiB, length: 3 * MiB, flags: 0 },
-        { offset: 4 * MiB, length: 36 * MiB, flags: hz },
-        { offset: 40 * MiB, length: 2 * MiB, flags: 0 }, // 64 KiB blocks: 40M+12345 .. +100000 spans 2 blocks
-        { offset: 42 * MiB, length: 22 * MiB, flags: hz },
-      ]
-        .map((e) => (e.offset === 40 * MiB ? { ...e, length: 128 * 1024 } : e))
-        .flatMap((e) =>
-          e.offset === 40 * MiB
-            ? [e, { offset: 40 * MiB + 128 * 1024, length: 24 * MiB - 128 * 1024, flags: hz }]
-            : e.offset === 42 * MiB
-              ? []
-              : [e],
-        ),
-    );
+    // 64 KiB blocks: the 100000 bytes at 40M+12345 touch two blocks.
+    expect(map).toEqual([
+      { offset: 0, length: MiB, flags: hz },
+      { offset: MiB, length: 3 * MiB, flags: 0 },
+      { offset: 4 * MiB, length: 36 * MiB, flags: hz },
+      { offset: 40 * MiB, length: 128 * 1024, flags: 0 },
+      { offset: 40 * MiB + 128 * 1024, length: 24 * MiB - 128 * 1024, flags: hz },
+    ]);
   });
 
   it("qemu-io writes land on a file-backed device, and our client reads them back", async () => {
