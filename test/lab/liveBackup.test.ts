@@ -26,7 +26,7 @@ const backup = (mode: LiveBackupRequest["mode"], extra: Partial<LiveBackupReques
 
 /** sha256 of a whole guest block device, computed inside the guest. */
 const guestDeviceHash = async (dev: string) =>
-  (await vm.sh('dd if="$1" bs=1M 2>/dev/null | sha256sum', [dev], 120_000)).split(/\s+/)[0];
+  (await vm.sh('dd if="$1" bs=1M 2>/dev/null | sha256sum', [dev], 120_000)).split(/\s+/)[0] ?? "";
 
 /** Materializes one disk of a snapshot and returns its sha256 (and the path, for more checks). */
 async function restoredHash(snapshotId: string, target: string): Promise<{ hash: string; path: string }> {
