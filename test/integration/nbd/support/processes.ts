@@ -74,7 +74,7 @@ export class Peers {
   }
 
   /** Runs a spawned-and-tracked server; `readyPath` is a socket that must accept a connection. */
-  async spawn(cmd: string, args: string[], readyPath: string): Promise<Spawned> {
+  async spawn(cmd: string, args: string[], ready: string | { port: number }): Promise<Spawned> {
     const p = execa(cmd, args, {
       reject: false,
       stdio: ["ignore", "pipe", "pipe"],
@@ -88,10 +88,14 @@ export class Peers {
     const until = Date.now() + 15_000;
     while (Date.now() < until) {
       if (p.exitCode !== null) throw new Error(`${cmd} exited early (${p.exitCode}): ${stderr}`);
-      if (existsSync(readyPath) && (await canConnect(readyPath))) return { proc: p, pid: p.pid! };
+      if (
+        typeof ready === "string" ? existsSync(ready) && (await canConnect(ready)) : await canConnect(ready)
+      ) {
+        return { proc: p, pid: p.pid! };
+      }
       await new Promise((r) => setTimeout(r, 25));
     }
-    throw new Error(`${cmd} did not start listening on ${readyPath} within 15 s: ${stderr}`);
+    throw new Error(`${cmd} did not start listening on ${JSON.stringify(ready)} within 15 s: ${stderr}`);
   }
 
   /** Kills one tracked process by PID and waits for it to exit. */
@@ -113,9 +117,9 @@ export class Peers {
   }
 }
 
-function canConnect(path: string): Promise<boolean> {
+function canConnect(at: string | { port: number }): Promise<boolean> {
   return new Promise((resolve) => {
-    const s = net.connect(path);
+    const s = typeof at === "string" ? net.connect(at) : net.connect(at.port, "127.0.0.1");
     s.once("connect", () => {
       s.destroy();
       resolve(true);
@@ -129,4 +133,17 @@ export async function run(cmd: string, args: string[], input?: string): Promise<
   const r = await execa(cmd, args, { reject: false, ...(input === undefined ? {} : { input }) });
   if (r.exitCode !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${r.exitCode}): ${r.stderr}`);
   return r.stdout;
+}
+
+/** A free loopback TCP port (bind to 0, read it, release it). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const a = srv.address();
+      const port = typeof a === "object" && a ? a.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
 }
