@@ -23,6 +23,7 @@ import type { DomainInfo } from "../hypervisor/DomainInfo.js";
 import type { Hypervisor } from "../hypervisor/Hypervisor.js";
 import { type BackupJobState, BackupJobStateMachine } from "./BackupJobState.js";
 import { checkpointXml, pullBackupXml } from "./backupXml.js";
+import { writeJobRecord } from "./jobRecord.js";
 import { type BackupMode, type BackupPlan, chainRoot, checkpointsToPrune, planDisks } from "./planDisks.js";
 
 export type QuiesceMode = "required" | "preferred" | "off";
@@ -145,6 +146,14 @@ export async function runLiveBackup(
     // QEMU (not root) opens the scratch images below: every agent-owned level must be traversable.
     for (const d of [config.workDir, join(config.workDir, "jobs"), jobDir]) await chmod(d, 0o711);
     await chown(join(jobDir, "nbd"), config.qemuUid, config.qemuGid);
+    // What startup recovery needs if this process dies: which domain, which checkpoint.
+    await writeJobRecord(jobDir, {
+      jobId: req.jobId,
+      domain: domain.name,
+      checkpoint: plan.newCheckpoint,
+      sealed: false,
+      pid: process.pid,
+    });
     const socketPath = join(jobDir, "nbd", "backup.sock");
     const backupXml = pullBackupXml({
       socketPath,
@@ -264,6 +273,13 @@ export async function runLiveBackup(
       signal,
     });
     createdCheckpoint = undefined; // sealed: the checkpoint now belongs to a restore point
+    await writeJobRecord(jobDir, {
+      jobId: req.jobId,
+      domain: domain.name,
+      checkpoint: plan.newCheckpoint,
+      sealed: true,
+      pid: process.pid,
+    });
     const prunedCheckpoints = await pruneCheckpoints(deps, domain.name, plan, [...history, manifest], signal);
     sm.to("succeeded", { snapshotId: manifest.id, bytesRead });
     return { manifest, plan, bytesRead, freezeWindowMs, prunedCheckpoints };
@@ -404,8 +420,8 @@ async function pruneCheckpoints(
 }
 
 /** Deletes a checkpoint; if its bitmaps are broken (after a crash), drops the metadata only. */
-async function deleteCheckpointSafely(
-  deps: LiveBackupDeps,
+export async function deleteCheckpointSafely(
+  deps: Pick<LiveBackupDeps, "hypervisor" | "log">,
   domain: string,
   name: string,
   signal: AbortSignal,

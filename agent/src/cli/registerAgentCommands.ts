@@ -1,0 +1,220 @@
+import { existsSync } from "node:fs";
+import type { Command } from "commander";
+import { openCliRepository } from "../../../coordinator/src/cli/registerRepoCommands.js";
+import { formatBytes, ProgressBar } from "../../../shared/src/cli/ProgressBar.js";
+import { renderTable } from "../../../shared/src/cli/renderTable.js";
+import { parseLabels, runCli } from "../../../shared/src/cli/runCli.js";
+import { CairnError } from "../../../shared/src/errors/CairnError.js";
+import type { BackupMode } from "../backup/planDisks.js";
+import { type QuiesceMode, runLiveBackup } from "../backup/runLiveBackup.js";
+import { loadAgentConfig } from "../config/AgentConfig.js";
+import { createAgentRuntime } from "../createAgentRuntime.js";
+
+const MODES: BackupMode[] = ["auto", "full", "incremental", "differential", "copy"];
+const QUIESCE: QuiesceMode[] = ["required", "preferred", "off"];
+
+function parseArgv(what: string, v: string | undefined): string[] | undefined {
+  if (v === undefined) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(v);
+  } catch {
+    parsed = undefined;
+  }
+  if (!Array.isArray(parsed) || parsed.length === 0 || !parsed.every((x) => typeof x === "string")) {
+    throw new CairnError(
+      "invalid-argument",
+      `${what} must be a JSON array of strings, e.g. '["/usr/bin/sync"]'`,
+    );
+  }
+  return parsed as string[];
+}
+
+/** Local agent commands: drive this host's agent directly, without a coordinator. */
+export function registerAgentCommands(program: Command): void {
+  const agent = program.command("agent").description("this host's agent, driven locally (no coordinator)");
+  agent
+    .command("domains")
+    .description("list the domains on this host")
+    .option("--config <file>", "agent config (YAML)")
+    .option("--json", "machine-readable output")
+    .action((o: { config?: string; json?: boolean }) =>
+      runCli(async () => {
+        const rt = await createAgentRuntime(await loadAgentConfig(o.config));
+        const ds = await rt.hypervisor.listDomains(AbortSignal.timeout(60_000));
+        if (o.json) return void process.stdout.write(`${JSON.stringify(ds)}\n`);
+        process.stdout.write(
+          `${renderTable(
+            ["NAME", "UUID", "STATE", "DISKS", "AGENT"],
+            ds.map((d) => [
+              d.name,
+              d.uuid,
+              d.state,
+              d.disks.map((k) => `${k.target}(${k.format})`).join(" "),
+              d.hasGuestAgentChannel ? "yes" : "no",
+            ]),
+          )}\n`,
+        );
+      }, o),
+    );
+
+  agent
+    .command("backup")
+    .description("back up one domain into a repository")
+    .requiredOption("--domain <name-or-uuid>", "domain to back up")
+    .requiredOption("--repo <location>", "repository (local path or s3://bucket/prefix)")
+    .option("--mode <mode>", `one of ${MODES.join(", ")}`, "auto")
+    .option("--quiesce <q>", `one of ${QUIESCE.join(", ")}`, "preferred")
+    .option("--disk <target...>", "only these disks (default: all)")
+    .option("--label <key=value...>", "labels stored with the snapshot")
+    .option("--pre-freeze <argv-json>", "command run in the guest before the freeze, as a JSON array")
+    .option("--post-thaw <argv-json>", "command run in the guest after the thaw, as a JSON array")
+    .option("--job-id <id>", "job id (default: generated)")
+    .option("--config <file>", "agent config (YAML)")
+    .option("--passphrase-file <file>")
+    .option("--progress <how>", "bar | json | none", "bar")
+    .option("--json", "machine-readable result")
+    .action(
+      (o: {
+        domain: string;
+        repo: string;
+        mode: string;
+        quiesce: string;
+        disk?: string[];
+        label?: string[];
+        preFreeze?: string;
+        postThaw?: string;
+        jobId?: string;
+        config?: string;
+        passphraseFile?: string;
+        progress: string;
+        json?: boolean;
+      }) =>
+        runCli(async () => {
+          if (!MODES.includes(o.mode as BackupMode)) {
+            throw new CairnError("invalid-argument", `--mode ${o.mode} is not one of ${MODES.join(", ")}`);
+          }
+          if (!QUIESCE.includes(o.quiesce as QuiesceMode)) {
+            throw new CairnError(
+              "invalid-argument",
+              `--quiesce ${o.quiesce} is not one of ${QUIESCE.join(", ")}`,
+            );
+          }
+          if (!o.repo.startsWith("s3://") && !existsSync(o.repo)) {
+            throw new CairnError("not-found", `no repository at ${o.repo}`, {
+              hint: `create it with cairn repo init ${o.repo}`,
+            });
+          }
+          const preFreeze = parseArgv("--pre-freeze", o.preFreeze);
+          const postThaw = parseArgv("--post-thaw", o.postThaw);
+          const rt = await createAgentRuntime(await loadAgentConfig(o.config));
+          const ac = new AbortController();
+          const stop = (sig: string) => ac.abort(new CairnError("aborted", `backup interrupted by ${sig}`));
+          process.once("SIGINT", () => stop("SIGINT"));
+          process.once("SIGTERM", () => stop("SIGTERM"));
+          await rt.recover(ac.signal);
+          const repository = await openCliRepository(o.repo, o.passphraseFile);
+          const bar = new ProgressBar(`backup ${o.domain}`);
+          try {
+            const r = await runLiveBackup(
+              {
+                hypervisor: rt.hypervisor,
+                guestAgent: rt.guestAgent,
+                freezeMarkers: rt.freezeMarkers,
+                repository,
+                log: rt.log,
+              },
+              rt.liveBackup,
+              {
+                jobId: o.jobId ?? `local-${Date.now().toString(36)}`,
+                domain: o.domain,
+                mode: o.mode as BackupMode,
+                quiesce: o.quiesce as QuiesceMode,
+                ...(o.disk ? { disks: o.disk } : {}),
+                labels: parseLabels(o.label),
+                hooks: { ...(preFreeze ? { preFreeze } : {}), ...(postThaw ? { postThaw } : {}) },
+                signal: ac.signal,
+                onState: (s) => {
+                  if (o.progress === "json") process.stderr.write(`${JSON.stringify({ state: s })}\n`);
+                },
+                onProgress: (p) => {
+                  if (o.progress === "json") process.stderr.write(`${JSON.stringify({ progress: p })}\n`);
+                  else if (o.progress === "bar") bar.update(p);
+                },
+              },
+            );
+            bar.done();
+            const m = r.manifest;
+            if (o.json) {
+              process.stdout.write(
+                `${JSON.stringify({ snapshot: m, bytesRead: r.bytesRead, freezeWindowMs: r.freezeWindowMs ?? null, prunedCheckpoints: r.prunedCheckpoints })}\n`,
+              );
+              return;
+            }
+            process.stdout.write(
+              `snapshot ${m.id} of ${m.vm.name} sealed in ${repository.location}\n` +
+                `consistency: ${m.consistency.kind === "quiesced" ? `quiesced (freeze window ${r.freezeWindowMs?.toFixed(0)} ms)` : `crash-consistent: ${m.consistency.reason}`}\n` +
+                `${renderTable(
+                  ["DISK", "KIND", "READ", "NEW", "STORED", "WHY FULL"],
+                  m.disks.map((d) => [
+                    d.target,
+                    d.kind,
+                    formatBytes(d.stats.bytesRead),
+                    formatBytes(d.stats.bytesNew),
+                    formatBytes(d.stats.bytesStored),
+                    d.fullReason ?? "",
+                  ]),
+                )}\n`,
+            );
+          } finally {
+            bar.done();
+            await repository.close();
+          }
+        }, o),
+    );
+
+  agent
+    .command("restore-disk")
+    .description("write one disk of a snapshot to a file")
+    .requiredOption("--repo <location>", "repository")
+    .requiredOption("--snapshot <id>", "snapshot id")
+    .requiredOption("--disk <target>", "disk target, e.g. vda")
+    .requiredOption("--out <path>", "destination file")
+    .option("--format <f>", "raw | qcow2", "raw")
+    .option("--force", "overwrite an existing file")
+    .option("--passphrase-file <file>")
+    .option("--json", "machine-readable result")
+    .action(
+      (o: {
+        repo: string;
+        snapshot: string;
+        disk: string;
+        out: string;
+        format: string;
+        force?: boolean;
+        passphraseFile?: string;
+        json?: boolean;
+      }) =>
+        runCli(async () => {
+          if (o.format !== "raw" && o.format !== "qcow2")
+            throw new CairnError("invalid-argument", `--format ${o.format} is not raw or qcow2`);
+          if (existsSync(o.out) && !o.force) {
+            throw new CairnError("already-exists", `${o.out} exists`, {
+              hint: "choose another --out, or pass --force to overwrite it",
+            });
+          }
+          const repository = await openCliRepository(o.repo, o.passphraseFile);
+          try {
+            const reader = await repository.openDisk(o.snapshot, o.disk);
+            await reader.materialize(o.out, { format: o.format });
+            process.stdout.write(
+              o.json
+                ? `${JSON.stringify({ out: o.out, format: o.format })}\n`
+                : `restored ${o.disk} of ${o.snapshot} to ${o.out} (${o.format})\n`,
+            );
+          } finally {
+            await repository.close();
+          }
+        }, o),
+    );
+}

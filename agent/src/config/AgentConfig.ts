@@ -1,0 +1,76 @@
+import { readFile } from "node:fs/promises";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { CairnError } from "../../../shared/src/errors/CairnError.js";
+
+/** The agent's configuration file (YAML), validated; every field has a documented default. */
+export const agentConfigSchema = z
+  .object({
+    /** Stable id of this host in the fleet (default: the machine's hostname). */
+    hostId: z.string().min(1).optional(),
+    libvirtUri: z.string().min(1).default("qemu:///system"),
+    /** Agent state: freeze markers, job work directories (NBD sockets, scratch images). */
+    stateDir: z.string().min(1).default("/var/lib/cairn-agent"),
+    /** gRPC listen address of the AgentService. */
+    listen: z.string().min(1).default("127.0.0.1:7460"),
+    qemuUser: z.string().min(1).default("libvirt-qemu"),
+    qemuGroup: z.string().min(1).default("kvm"),
+    timeouts: z
+      .object({
+        virshCallMs: z.number().int().positive().default(60_000),
+        guestPingMs: z.number().int().positive().default(5_000),
+        freezeMs: z.number().int().positive().default(10_000),
+        thawMs: z.number().int().positive().default(10_000),
+        /** Watchdog: a guest is never left frozen longer than this. */
+        maxFrozenMs: z.number().int().positive().default(30_000),
+        hookMs: z.number().int().positive().default(60_000),
+      })
+      .strict()
+      .prefault({}),
+    nbd: z
+      .object({
+        requestSize: z
+          .number()
+          .int()
+          .min(4096)
+          .max(32 * 1024 * 1024)
+          .default(256 * 1024),
+        depth: z.number().int().min(1).max(256).default(16),
+      })
+      .strict()
+      .prefault({}),
+    logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+  })
+  .strict();
+
+export type AgentConfig = z.infer<typeof agentConfigSchema>;
+
+/** Parses and validates a config document; errors name the field and the reason. */
+export function parseAgentConfig(text: string, source: string): AgentConfig {
+  let raw: unknown;
+  try {
+    raw = text.trim() ? parseYaml(text) : {};
+  } catch (e) {
+    throw new CairnError("invalid-argument", `${source} is not valid YAML: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+  const r = agentConfigSchema.safeParse(raw ?? {});
+  if (!r.success) {
+    const issues = r.error.issues.map((i) => `${i.path.join(".") || "(top level)"}: ${i.message}`).join("; ");
+    throw new CairnError("invalid-argument", `invalid agent config ${source}: ${issues}`, {
+      hint: "fix the named fields (see the agent configuration reference in README)",
+    });
+  }
+  return r.data;
+}
+
+export async function loadAgentConfig(path: string | undefined): Promise<AgentConfig> {
+  if (!path) return parseAgentConfig("", "(defaults)");
+  const text = await readFile(path, "utf8").catch((e: NodeJS.ErrnoException) => {
+    throw new CairnError("not-found", `cannot read agent config ${path}: ${e.code ?? e.message}`, {
+      cause: e,
+    });
+  });
+  return parseAgentConfig(text, path);
+}

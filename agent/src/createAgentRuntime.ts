@@ -1,0 +1,84 @@
+import { hostname } from "node:os";
+import { join } from "node:path";
+import { execa } from "execa";
+import { CairnError } from "../../shared/src/errors/CairnError.js";
+import { createLogger, type Logger } from "../../shared/src/log/createLogger.js";
+import { type RecoveredJob, recoverInterruptedJobs } from "./backup/recoverInterruptedJobs.js";
+import type { LiveBackupConfig } from "./backup/runLiveBackup.js";
+import type { AgentConfig } from "./config/AgentConfig.js";
+import { FreezeMarkers } from "./guest/FreezeMarkers.js";
+import type { GuestAgent } from "./guest/GuestAgent.js";
+import { recoverFrozenGuests } from "./guest/recoverFrozenGuests.js";
+import { VirshGuestAgent } from "./guest/VirshGuestAgent.js";
+import type { Hypervisor } from "./hypervisor/Hypervisor.js";
+import { VirshHypervisor } from "./hypervisor/VirshHypervisor.js";
+
+export interface AgentRuntime {
+  config: AgentConfig;
+  hostId: string;
+  log: Logger;
+  hypervisor: Hypervisor;
+  guestAgent: GuestAgent;
+  freezeMarkers: FreezeMarkers;
+  liveBackup: LiveBackupConfig;
+  /** Startup recovery: thaw guests left frozen, clean up after interrupted jobs. */
+  recover(signal: AbortSignal): Promise<{ thawed: string[]; jobs: RecoveredJob[] }>;
+}
+
+/** Wires the agent's adapters from its config (used by the daemon and the local CLI alike). */
+export async function createAgentRuntime(
+  config: AgentConfig,
+  log = createLogger("cairn-agent", config.logLevel),
+): Promise<AgentRuntime> {
+  const hypervisor = new VirshHypervisor({
+    uri: config.libvirtUri,
+    callTimeoutMs: config.timeouts.virshCallMs,
+  });
+  const guestAgent = new VirshGuestAgent({ uri: config.libvirtUri });
+  const freezeMarkers = new FreezeMarkers(join(config.stateDir, "frozen"));
+  const workDir = join(config.stateDir, "work");
+  const liveBackup: LiveBackupConfig = {
+    workDir,
+    qemuUid: await lookupId("passwd", config.qemuUser),
+    qemuGid: await lookupId("group", config.qemuGroup),
+    freezeTimeoutMs: config.timeouts.freezeMs,
+    thawTimeoutMs: config.timeouts.thawMs,
+    maxFrozenMs: config.timeouts.maxFrozenMs,
+    guestPingTimeoutMs: config.timeouts.guestPingMs,
+    hookTimeoutMs: config.timeouts.hookMs,
+    nbdRequestSize: config.nbd.requestSize,
+    nbdDepth: config.nbd.depth,
+  };
+  return {
+    config,
+    hostId: config.hostId ?? hostname(),
+    log,
+    hypervisor,
+    guestAgent,
+    freezeMarkers,
+    liveBackup,
+    async recover(signal) {
+      const thawed = await recoverFrozenGuests(guestAgent, freezeMarkers, log, {
+        timeoutMs: config.timeouts.thawMs,
+        signal,
+      });
+      const jobs = await recoverInterruptedJobs({ hypervisor, log }, workDir, signal);
+      return { thawed, jobs };
+    },
+  };
+}
+
+async function lookupId(db: "passwd" | "group", name: string): Promise<number> {
+  const r = await execa("getent", [db, name], { reject: false });
+  const id = Number.parseInt(String(r.stdout).split(":")[2] ?? "", 10);
+  if (!Number.isInteger(id)) {
+    throw new CairnError(
+      "invalid-argument",
+      `${db === "passwd" ? "user" : "group"} ${name} does not exist on this host`,
+      {
+        hint: `set ${db === "passwd" ? "qemuUser" : "qemuGroup"} in the agent config to the account libvirt runs QEMU as`,
+      },
+    );
+  }
+  return id;
+}

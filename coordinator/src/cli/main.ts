@@ -1,0 +1,17 @@
+#!/usr/bin/env node
+import { Command } from "commander";
+import { registerAgentCommands } from "../../../agent/src/cli/registerAgentCommands.js";
+import { CAIRN_VERSION } from "../../../shared/src/version.js";
+import { registerRepoCommands } from "./registerRepoCommands.js";
+
+const program = new Command("cairn")
+  .version(CAIRN_VERSION)
+  .description("Cairn: incremental, application-consistent backup and restore for KVM/libvirt VMs")
+  .showHelpAfterError()
+  .exitOverride((err) => {
+    // commander's own usage errors: exit 2, like every other invalid-argument failure.
+    process.exit(err.exitCode === 0 ? 0 : 2);
+  });
+registerRepoCommands(program);
+registerAgentCommands(program);
+await program.parseAsync(process.argv);

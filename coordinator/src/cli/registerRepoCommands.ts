@@ -1,0 +1,111 @@
+import { existsSync } from "node:fs";
+import type { Command } from "commander";
+import { formatBytes } from "../../../shared/src/cli/ProgressBar.js";
+import { renderTable } from "../../../shared/src/cli/renderTable.js";
+import { parseLabels, readPassphrase, runCli } from "../../../shared/src/cli/runCli.js";
+import { CairnError } from "../../../shared/src/errors/CairnError.js";
+import { Repository } from "../../../shared/src/repository/Repository.js";
+import { openRepositoryStore } from "../../../shared/src/repositoryLocation/openRepositoryStore.js";
+
+/** Opens a repository named on the command line (passphrase from --passphrase-file or CAIRN_PASSPHRASE). */
+export async function openCliRepository(location: string, passphraseFile?: string): Promise<Repository> {
+  const passphrase = await readPassphrase(passphraseFile);
+  return Repository.open(openRepositoryStore(location), passphrase ? { passphrase } : {});
+}
+
+export function registerRepoCommands(program: Command): void {
+  const repo = program.command("repo").description("create and inspect backup repositories");
+  repo
+    .command("init <location>")
+    .description("create a repository at a local path or s3://bucket/prefix")
+    .option("--chunk-size <bytes>", "fixed chunk size (power of two)", (v) => Number.parseInt(v, 10))
+    .option("--encrypt", "encrypt client-side (passphrase from --passphrase-file or CAIRN_PASSPHRASE)")
+    .option("--passphrase-file <file>")
+    .option("--json", "machine-readable output")
+    .action(
+      (
+        location: string,
+        o: { chunkSize?: number; encrypt?: boolean; passphraseFile?: string; json?: boolean },
+      ) =>
+        runCli(async () => {
+          const passphrase = o.encrypt ? await readPassphrase(o.passphraseFile) : undefined;
+          if (o.encrypt && !passphrase) {
+            throw new CairnError("invalid-argument", "--encrypt needs a passphrase", {
+              hint: "set CAIRN_PASSPHRASE or pass --passphrase-file (there is no default passphrase)",
+            });
+          }
+          const r = await Repository.init(openRepositoryStore(location), {
+            ...(o.chunkSize ? { chunkSize: o.chunkSize } : {}),
+            ...(passphrase ? { passphrase } : {}),
+          });
+          const info = { location: r.location, chunkSize: r.chunkSize, encrypted: Boolean(passphrase) };
+          await r.close();
+          process.stdout.write(
+            o.json
+              ? `${JSON.stringify(info)}\n`
+              : `initialized repository ${info.location} (chunk size ${formatBytes(info.chunkSize)}${info.encrypted ? ", encrypted" : ""})\n`,
+          );
+        }, o),
+    );
+
+  const snapshots = program.command("snapshots").description("list and show restore points");
+  snapshots
+    .command("list")
+    .requiredOption("--repo <location>", "repository")
+    .option("--vm <name-or-uuid>", "only this VM")
+    .option("--label <key=value...>", "only snapshots with these labels")
+    .option("--passphrase-file <file>")
+    .option("--json", "machine-readable output")
+    .action((o: { repo: string; vm?: string; label?: string[]; passphraseFile?: string; json?: boolean }) =>
+      runCli(async () => {
+        if (!o.repo.startsWith("s3://") && !existsSync(o.repo)) {
+          throw new CairnError("not-found", `no repository at ${o.repo}`, {
+            hint: "create one with cairn repo init",
+          });
+        }
+        const labels = parseLabels(o.label);
+        const r = await openCliRepository(o.repo, o.passphraseFile);
+        try {
+          const all = (await r.listSnapshots()).filter(
+            (s) =>
+              (!o.vm || s.vm.name === o.vm || s.vm.uuid === o.vm) &&
+              Object.entries(labels).every(([k, v]) => s.labels[k] === v),
+          );
+          if (o.json) {
+            process.stdout.write(`${JSON.stringify(all)}\n`);
+            return;
+          }
+          process.stdout.write(
+            `${renderTable(
+              ["SNAPSHOT", "VM", "DISKS", "CONSISTENCY", "READ", "STORED", "FINISHED"],
+              all.map((s) => [
+                s.id,
+                s.vm.name,
+                s.disks.map((d) => `${d.target}:${d.kind}`).join(" "),
+                s.consistency.kind,
+                formatBytes(s.stats.bytesRead),
+                formatBytes(s.stats.bytesStored),
+                s.finishedAt,
+              ]),
+            )}\n`,
+          );
+        } finally {
+          await r.close();
+        }
+      }, o),
+    );
+  snapshots
+    .command("show <id>")
+    .requiredOption("--repo <location>", "repository")
+    .option("--passphrase-file <file>")
+    .action((id: string, o: { repo: string; passphraseFile?: string }) =>
+      runCli(async () => {
+        const r = await openCliRepository(o.repo, o.passphraseFile);
+        try {
+          process.stdout.write(`${JSON.stringify(await r.showSnapshot(id), null, 2)}\n`);
+        } finally {
+          await r.close();
+        }
+      }),
+    );
+}

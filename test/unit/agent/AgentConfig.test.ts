@@ -1,0 +1,27 @@
+import { describe, expect, it } from "vitest";
+import { parseAgentConfig } from "../../../agent/src/config/AgentConfig.js";
+
+describe("agent config", () => {
+  it("an empty file gives the documented defaults", () => {
+    const c = parseAgentConfig("", "t.yaml");
+    expect(c.libvirtUri).toBe("qemu:///system");
+    expect(c.stateDir).toBe("/var/lib/cairn-agent");
+    expect(c.timeouts.maxFrozenMs).toBe(30_000);
+    expect(c.nbd).toEqual({ requestSize: 262144, depth: 16 });
+  });
+
+  it("overrides merge with defaults", () => {
+    const c = parseAgentConfig("libvirtUri: qemu+ssh://h/system\ntimeouts:\n  freezeMs: 2000\n", "t.yaml");
+    expect(c.libvirtUri).toBe("qemu+ssh://h/system");
+    expect(c.timeouts.freezeMs).toBe(2000);
+    expect(c.timeouts.thawMs).toBe(10_000);
+  });
+
+  it("names the field and the reason for bad values and unknown keys", () => {
+    expect(() => parseAgentConfig("nbd:\n  depth: 0\n", "/etc/cairn/agent.yaml")).toThrow(
+      /invalid agent config \/etc\/cairn\/agent.yaml: nbd.depth: .*>=1/,
+    );
+    expect(() => parseAgentConfig("libvirtUrl: x\n", "a.yaml")).toThrow(/Unrecognized key.*libvirtUrl/);
+    expect(() => parseAgentConfig("a: [1,\n", "a.yaml")).toThrow(/a.yaml is not valid YAML/);
+  });
+});
