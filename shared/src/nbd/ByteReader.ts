@@ -35,14 +35,24 @@ export class ByteReader implements ByteSource {
     this.wake();
   };
 
+  /**
+   * With `external`, data arrives through push() (sockets using a reused `onread` buffer)
+   * instead of 'data' events.
+   */
   constructor(
     private readonly stream: Duplex,
     private readonly peer: string,
+    private readonly external = false,
   ) {
-    stream.on("data", this.onData);
+    if (!external) stream.on("data", this.onData);
     stream.on("end", this.onEnd);
     stream.on("close", this.onEnd);
     stream.on("error", this.onError);
+  }
+
+  /** Feeds bytes in external mode; they are copied (the caller's buffer is reused). */
+  push(chunk: Buffer): void {
+    this.onData(Buffer.from(chunk));
   }
 
   async read(n: number, signal?: AbortSignal): Promise<Buffer> {
@@ -65,7 +75,7 @@ export class ByteReader implements ByteSource {
 
   /** Stops consuming the stream; returns bytes read ahead of the last read(). */
   detach(): Buffer {
-    this.stream.off("data", this.onData);
+    if (!this.external) this.stream.off("data", this.onData);
     this.stream.off("end", this.onEnd);
     this.stream.off("close", this.onEnd);
     this.stream.off("error", this.onError);

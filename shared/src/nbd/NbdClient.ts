@@ -34,6 +34,8 @@ export interface WriteOptions extends OpOptions {
   fua?: boolean;
 }
 
+const SLAB_SIZE = 8 * 1024 * 1024;
+
 /** Largest TRIM / WRITE_ZEROES request we send (length is 32-bit; stay well clear). */
 const MAX_RANGE_REQUEST = 1024 * 1024 * 1024;
 
@@ -120,7 +122,7 @@ export class NbdClient {
 
   /** Reads [offset, offset+length). Lengths above maxPayload are split into parallel requests. */
   async read(offset: number, length: number, opts: OpOptions = {}): Promise<Buffer> {
-    const dest = Buffer.allocUnsafe(length);
+    const dest = this.allocate(length);
     await this.readInto(offset, dest, opts);
     return dest;
   }
@@ -232,6 +234,24 @@ export class NbdClient {
   /** Drops every connection immediately. */
   destroy(): void {
     for (const c of this.conns) c.destroy();
+  }
+
+  private slab: Buffer | undefined;
+  private slabUsed = 0;
+
+  /**
+   * Read buffers for small requests are carved from 8 MiB slabs: one ArrayBuffer per 256 KiB read
+   * made the garbage collector the bottleneck. A slab lives as long as any piece of it does.
+   */
+  private allocate(length: number): Buffer {
+    if (length > SLAB_SIZE / 8) return Buffer.allocUnsafeSlow(length);
+    if (!this.slab || this.slabUsed + length > SLAB_SIZE) {
+      this.slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+      this.slabUsed = 0;
+    }
+    const b = this.slab.subarray(this.slabUsed, this.slabUsed + length);
+    this.slabUsed += (length + 7) & ~7;
+    return b;
   }
 
   private get first(): NbdConnection {

@@ -44,6 +44,11 @@ export interface ReadResult {
   data: Buffer;
 }
 
+/** Where chunks read into the reused receive buffer go: the handshake reader, then the parser. */
+interface Route {
+  to: (chunk: Buffer) => void;
+}
+
 interface Pending extends InflightRequest {
   handle: number;
   dest: Buffer | undefined;
@@ -70,6 +75,11 @@ export class NbdConnection implements ReplySink {
   private readonly parser = new ReplyParser(this);
   private readonly watchdog: NodeJS.Timeout;
   private closing = false;
+  private corked = false;
+  private readonly uncork = () => {
+    this.corked = false;
+    this.socket.uncork();
+  };
 
   private constructor(
     private readonly socket: net.Socket | tls.TLSSocket,
@@ -78,15 +88,18 @@ export class NbdConnection implements ReplySink {
     peer: string,
     private readonly requestTimeoutMs: number,
     leftover: Buffer,
+    route: Route | undefined,
   ) {
     this.peer = peer;
-    socket.on("data", (d: Buffer) => {
+    const onChunk = (d: Buffer) => {
       try {
         this.parser.push(d);
       } catch (e) {
         this.fail(e as CairnError);
       }
-    });
+    };
+    if (route) route.to = onChunk;
+    else socket.on("data", onChunk);
     socket.on("error", (e) => this.fail(this.dropped(e)));
     socket.on("close", () => this.fail(this.dropped()));
     this.watchdog = setInterval(
@@ -108,9 +121,17 @@ export class NbdConnection implements ReplySink {
     const timeoutMs = options.connectTimeoutMs ?? 30_000;
     const deadline = AbortSignal.timeout(timeoutMs);
     const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
-    let socket: net.Socket | tls.TLSSocket = await openSocket(options.target, timeoutMs, options.signal);
+    // Plain sockets read into one reused buffer (see openSocket); TLS needs a normal stream.
+    const route: Route | undefined = options.tls ? undefined : { to: () => {} };
+    let socket: net.Socket | tls.TLSSocket = await openSocket(
+      options.target,
+      timeoutMs,
+      options.signal,
+      route ? (b) => route.to(b) : undefined,
+    );
     try {
-      let reader = new ByteReader(socket, peer);
+      let reader = new ByteReader(socket, peer, route !== undefined);
+      if (route) route.to = (b) => reader.push(b);
       const hs = new ClientHandshake({ source: reader, write: (b) => socket.write(b), signal }, peer);
       await hs.greet();
       if (options.tls) {
@@ -127,7 +148,15 @@ export class NbdConnection implements ReplySink {
         : new Map<string, number>();
       const info = await hs.go(options.exportName ?? "");
       const leftover = reader.detach();
-      return new NbdConnection(socket, info, contexts, peer, options.requestTimeoutMs ?? 120_000, leftover);
+      return new NbdConnection(
+        socket,
+        info,
+        contexts,
+        peer,
+        options.requestTimeoutMs ?? 120_000,
+        leftover,
+        route,
+      );
     } catch (e) {
       socket.destroy();
       if (deadline.aborted && !(options.signal?.aborted ?? false)) {
@@ -296,15 +325,14 @@ export class NbdConnection implements ReplySink {
         signal.addEventListener("abort", p.onAbort, { once: true });
       }
       this.pending.set(handle, p);
-      const h = this.header(type, flags, handle, offset, length);
-      if (payload) {
+      // Requests issued in the same tick leave in one write (one syscall instead of one each).
+      if (!this.corked) {
+        this.corked = true;
         this.socket.cork();
-        this.socket.write(h);
-        this.socket.write(payload);
-        process.nextTick(() => this.socket.uncork());
-      } else {
-        this.socket.write(h);
+        process.nextTick(this.uncork);
       }
+      this.socket.write(this.header(type, flags, handle, offset, length));
+      if (payload) this.socket.write(payload);
     });
   }
 

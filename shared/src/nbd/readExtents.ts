@@ -15,6 +15,12 @@ export interface ReadExtentsOptions {
   /** Pieces never cross a multiple of this (the repository's chunk size). */
   chunkSize?: number;
   signal?: AbortSignal;
+  /**
+   * Recycle read buffers: each yielded `data` is then only valid until the consumer asks for the
+   * next piece (copy it if you keep it). Removes per-read allocation — and with it most garbage
+   * collection — which is what lets a null sink keep up with nbdcopy.
+   */
+  reuseBuffers?: boolean;
   /** Called after each piece is handed to the consumer with the running byte count. */
   onProgress?: (bytesRead: number) => void;
 }
@@ -49,6 +55,10 @@ export async function* readExtents(
     ...(options.chunkSize === undefined ? {} : { chunkSize: options.chunkSize }),
   });
   const window: { offset: number; length: number; done: Promise<Buffer> }[] = [];
+  // With reuseBuffers: depth buffers in flight plus the one the consumer holds.
+  const pool: Buffer[] = [];
+  let held: Buffer | undefined;
+  const reuse = options.reuseBuffers === true;
   let bytesRead = 0;
   let lastCompleted: number | undefined;
   const refill = () => {
@@ -56,7 +66,13 @@ export async function* readExtents(
       const next = pieces.next();
       if (next.done) return;
       const { offset, length } = next.value;
-      const done = client.read(offset, length, { signal });
+      let done: Promise<Buffer>;
+      if (reuse) {
+        const buf = (pool.pop() ?? Buffer.allocUnsafeSlow(requestSize)).subarray(0, length);
+        done = client.readInto(offset, buf, { signal }).then(() => buf);
+      } else {
+        done = client.read(offset, length, { signal });
+      }
       done.catch(() => {}); // observed when it reaches the head of the window
       window.push({ offset, length, done });
     }
@@ -72,6 +88,8 @@ export async function* readExtents(
         throw annotate(e, head.offset, lastCompleted, options.signal);
       }
       window.shift();
+      if (held) pool.push(Buffer.from(held.buffer, held.byteOffset, requestSize));
+      held = reuse ? data : undefined;
       refill();
       bytesRead += data.length;
       lastCompleted = head.offset + head.length;
