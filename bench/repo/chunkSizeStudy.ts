@@ -41,7 +41,7 @@ const workloads: Record<string, (r: () => number) => Write[]> = {
   },
 };
 
-const sizes = [64 * KiB, 256 * KiB, 1 * MiB, 4 * MiB];
+const sizes = [64 * KiB, 256 * KiB, 512 * KiB, 1 * MiB, 4 * MiB];
 const rows: string[] = [];
 rows.push(
   `| chunk size | ${Object.keys(workloads).join(" | ")} | index per TiB | objects per TiB |`,

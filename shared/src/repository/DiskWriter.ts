@@ -272,9 +272,10 @@ export class DiskWriter {
       if (!upload) {
         upload = (async () => {
           if (await repo.store.head(chunkKey(h.id), { signal })) return;
+          const plainLength = h.data.length; // h.data is transferred to the worker by frame()
           const f = await repo.pool.frame("chunk", h.id, h.data);
           await repo.store.put(chunkKey(h.id), f.framed, { signal });
-          this.stats.bytesNew += h.data.length;
+          this.stats.bytesNew += plainLength;
           this.stats.bytesStored += f.framed.length;
           this.stats.chunksNew++;
         })();

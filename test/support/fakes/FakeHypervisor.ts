@@ -116,6 +116,13 @@ export class FakeHypervisor implements Hypervisor {
     return new Set(this.inconsistent.get(info.name) ?? []);
   }
 
+  async removeInconsistentBitmaps(domain: string, signal: AbortSignal) {
+    const { info } = this.find(domain, signal, "removeInconsistentBitmaps");
+    const removed = [...(this.inconsistent.get(info.name) ?? [])].map((t) => `${t}/bitmap`);
+    this.inconsistent.delete(info.name);
+    return removed;
+  }
+
   async endBackup(domain: string, signal: AbortSignal) {
     this.find(domain, signal, "endBackup").st.job = undefined;
   }
