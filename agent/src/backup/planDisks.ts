@@ -2,6 +2,7 @@ import type {
   BackupKind,
   SnapshotManifest,
 } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
+import type { LiveBitmap } from "../hypervisor/Hypervisor.js";
 import type { CheckpointInfo } from "./parseCheckpointXml.js";
 
 export type BackupMode = "full" | "incremental" | "differential" | "copy" | "auto";
@@ -38,8 +39,11 @@ export interface PlanInput {
   checkpoints: CheckpointInfo[];
   /** This VM's sealed snapshots in the target repository, oldest first. */
   history: SnapshotManifest[];
-  /** Disks whose bitmaps QEMU reports inconsistent (after a crash). */
-  inconsistent: ReadonlySet<string>;
+  /**
+   * The bitmaps the running QEMU really has, per disk (Hypervisor.liveBitmaps). A checkpoint whose
+   * bitmap is missing or inconsistent cannot drive an incremental. Undefined: not checked.
+   */
+  liveBitmaps: ReadonlyMap<string, readonly LiveBitmap[]> | undefined;
   /** Name for the new checkpoint (unique, safe). */
   checkpointName: string;
 }
@@ -80,11 +84,8 @@ export function planDisks(input: PlanInput): BackupPlan {
     if (!cp) return full(`checkpoint ${entry.checkpoint} of the last backup is gone from the domain`);
     if (!(d.target in cp.bitmaps))
       return full(`checkpoint ${entry.checkpoint} has no bitmap for ${d.target}`);
-    if (input.inconsistent.has(d.target)) {
-      return full(
-        `dirty bitmap of ${d.target} is inconsistent (QEMU stopped uncleanly): changes since ${entry.checkpoint} are unknown`,
-      );
-    }
+    const broken = brokenBitmap(input, entry.checkpoint, d.target);
+    if (broken) return full(broken);
     return {
       target: d.target,
       kind: mode === "differential" ? "differential" : "incremental",
@@ -95,6 +96,31 @@ export function planDisks(input: PlanInput): BackupPlan {
     };
   });
   return { newCheckpoint: mode === "copy" ? null : input.checkpointName, disks };
+}
+
+/**
+ * An incremental from `from` merges the bitmaps of `from` and of every later checkpoint: each must
+ * be in QEMU and consistent. Returns why not, or undefined when the chain is usable. Pure.
+ */
+export function brokenBitmap(
+  input: Pick<PlanInput, "checkpoints" | "liveBitmaps">,
+  from: string,
+  target: string,
+): string | undefined {
+  if (!input.liveBitmaps) return undefined;
+  const start = input.checkpoints.findIndex((c) => c.name === from);
+  if (start < 0) return undefined;
+  const live = input.liveBitmaps.get(target) ?? [];
+  for (const c of input.checkpoints.slice(start)) {
+    const name = c.bitmaps[target];
+    if (name === undefined) continue;
+    const b = live.find((x) => x.name === name);
+    if (!b)
+      return `dirty bitmap ${name} of ${target} is missing (QEMU stopped before saving it): changes since ${from} are unknown`;
+    if (b.inconsistent)
+      return `dirty bitmap ${name} of ${target} is inconsistent (QEMU stopped uncleanly): changes since ${from} are unknown`;
+  }
+  return undefined;
 }
 
 /** The full backup that started the chain `latest` belongs to, for one disk. */

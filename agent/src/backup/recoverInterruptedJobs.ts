@@ -3,9 +3,9 @@ import { join } from "node:path";
 import { isCairnError } from "../../../shared/src/errors/CairnError.js";
 import type { Logger } from "../../../shared/src/log/createLogger.js";
 import type { Hypervisor } from "../hypervisor/Hypervisor.js";
+import { deleteCheckpointSafely } from "./deleteCheckpointSafely.js";
 import { isAlive } from "./isAlive.js";
 import { readJobRecord } from "./jobRecord.js";
-import { deleteCheckpointSafely } from "./runLiveBackup.js";
 
 export interface RecoveredJob {
   jobId: string;

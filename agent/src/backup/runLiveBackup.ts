@@ -10,21 +10,22 @@ import {
 } from "../../../shared/src/nbd/extents/intersectDirtyWithAllocation.js";
 import { NbdClient } from "../../../shared/src/nbd/NbdClient.js";
 import { readExtentsTo } from "../../../shared/src/nbd/readExtents.js";
-import type {
-  Consistency,
-  SnapshotManifest,
-} from "../../../shared/src/repository/manifest/SnapshotManifest.js";
+import type { SnapshotManifest } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
 import type { Repository } from "../../../shared/src/repository/Repository.js";
 import type { RestorePointWriter } from "../../../shared/src/repository/RestorePointWriter.js";
 import type { FreezeMarkers } from "../guest/FreezeMarkers.js";
 import type { GuestAgent } from "../guest/GuestAgent.js";
-import { withFrozenGuest } from "../guest/withFrozenGuest.js";
 import type { DomainInfo } from "../hypervisor/DomainInfo.js";
 import type { Hypervisor } from "../hypervisor/Hypervisor.js";
 import { type BackupJobState, BackupJobStateMachine } from "./BackupJobState.js";
 import { checkpointXml, pullBackupXml } from "./backupXml.js";
+import { cleanBrokenCheckpoints } from "./cleanBrokenCheckpoints.js";
+import { deleteCheckpointSafely } from "./deleteCheckpointSafely.js";
 import { writeJobRecord } from "./jobRecord.js";
-import { type BackupMode, type BackupPlan, chainRoot, checkpointsToPrune, planDisks } from "./planDisks.js";
+import { ProgressTracker } from "./ProgressTracker.js";
+import { type BackupMode, type BackupPlan, planDisks } from "./planDisks.js";
+import { pruneCheckpoints } from "./pruneCheckpoints.js";
+import { quiesceAround } from "./quiesceAround.js";
 
 export type QuiesceMode = "required" | "preferred" | "off";
 
@@ -114,12 +115,10 @@ export async function runLiveBackup(
       });
     }
     const disks = selectDisks(domain, req.disks);
-    const [checkpoints, snapshots, inconsistent] = await Promise.all([
+    const [checkpoints, snapshots, liveBitmaps] = await Promise.all([
       hypervisor.listCheckpoints(domain.name, signal),
       repository.listSnapshots(signal),
-      req.mode === "full" || req.mode === "copy"
-        ? Promise.resolve(new Set<string>())
-        : hypervisor.inconsistentBitmaps(domain.name, signal),
+      req.mode === "copy" ? Promise.resolve(undefined) : hypervisor.liveBitmaps(domain.name, signal),
     ]);
     const history = snapshots.filter((s) => s.vm.uuid === domain.uuid);
     if (req.mode === "incremental" && history.length === 0) {
@@ -136,10 +135,11 @@ export async function runLiveBackup(
       disks: disks.map((d) => ({ target: d.target, format: d.format })),
       checkpoints,
       history,
-      inconsistent,
+      liveBitmaps,
       checkpointName: `cairn-${new Date().toISOString().replace(/[-:.]/g, "").slice(0, 15)}Z-${randomBytes(3).toString("hex")}`,
     });
     log.info({ jobId: req.jobId, domain: domain.name, plan }, "backup plan");
+    await cleanBrokenCheckpoints(deps, domain.name, checkpoints, liveBitmaps, plan, signal);
 
     await mkdir(join(jobDir, "nbd"), { recursive: true });
     await mkdir(join(jobDir, "scratch"), { recursive: true });
@@ -328,140 +328,4 @@ function selectDisks(domain: DomainInfo, wanted: readonly string[] | undefined):
     );
   }
   return candidates.filter((d) => wanted.includes(d.target));
-}
-
-async function quiesceAround(
-  deps: LiveBackupDeps,
-  config: LiveBackupConfig,
-  req: LiveBackupRequest,
-  domain: DomainInfo,
-  begin: () => Promise<void>,
-): Promise<{ consistency: Consistency; freezeWindowMs: number | undefined }> {
-  const crash = async (reason: string) => {
-    if (req.quiesce === "required") {
-      throw new CairnError("failed-precondition", `cannot quiesce ${domain.name}: ${reason}`, {
-        hint: "start qemu-guest-agent in the guest, or set quiesce to preferred/off",
-      });
-    }
-    deps.log.warn({ domain: domain.name, reason }, "crash-consistent backup");
-    await begin();
-    return { consistency: { kind: "crash-consistent", reason } as Consistency, freezeWindowMs: undefined };
-  };
-  if (req.quiesce === "off") return crash("quiesce is off by policy");
-  if (!domain.hasGuestAgentChannel) return crash("the domain has no guest agent channel");
-  const opts = { signal: req.signal, timeoutMs: config.guestPingTimeoutMs };
-  if (!(await deps.guestAgent.ping(domain.name, opts))) return crash("the guest agent did not answer");
-
-  const runHook = async (name: string, argv: readonly string[] | undefined) => {
-    if (!argv?.length) return;
-    const r = await deps.guestAgent.exec(domain.name, argv, {
-      signal: req.signal,
-      timeoutMs: config.hookTimeoutMs,
-    });
-    if (r.exitCode !== 0) {
-      throw new CairnError(
-        "failed-precondition",
-        `${name} hook ${argv.join(" ")} failed in ${domain.name} (exit ${r.exitCode}): ${r.stderr.trim() || r.stdout.trim()}`,
-        {
-          hint: "fix the hook inside the guest; the guest was not frozen",
-        },
-      );
-    }
-  };
-  await runHook("pre-freeze", req.hooks?.preFreeze);
-  const frozen = await withFrozenGuest(
-    deps.guestAgent,
-    deps.freezeMarkers,
-    deps.log,
-    {
-      domain: domain.name,
-      freezeTimeoutMs: config.freezeTimeoutMs,
-      thawTimeoutMs: config.thawTimeoutMs,
-      maxFrozenMs: config.maxFrozenMs,
-      signal: req.signal,
-    },
-    begin,
-  );
-  await runHook("post-thaw", req.hooks?.postThaw);
-  if (frozen.watchdogFired) {
-    return {
-      consistency: {
-        kind: "crash-consistent",
-        reason: `the freeze watchdog thawed the guest after ${config.maxFrozenMs} ms, before the export started`,
-      },
-      freezeWindowMs: frozen.freezeWindowMs,
-    };
-  }
-  return {
-    consistency: { kind: "quiesced", freezeMs: frozen.freezeWindowMs },
-    freezeWindowMs: frozen.freezeWindowMs,
-  };
-}
-
-async function pruneCheckpoints(
-  deps: LiveBackupDeps,
-  domain: string,
-  plan: BackupPlan,
-  history: SnapshotManifest[],
-  signal: AbortSignal,
-): Promise<string[]> {
-  if (!plan.newCheckpoint) return [];
-  const latest = history.at(-1)!;
-  const keep = new Set<string>([plan.newCheckpoint]);
-  const byId = new Map(history.map((s) => [s.id, s]));
-  for (const d of latest.disks) {
-    const root = chainRoot(latest, d.target, byId)?.disks.find((e) => e.target === d.target)?.checkpoint;
-    if (root) keep.add(root);
-  }
-  const cps = await deps.hypervisor.listCheckpoints(domain, signal);
-  const prune = checkpointsToPrune(cps, [...keep]);
-  for (const name of prune) await deleteCheckpointSafely(deps, domain, name, signal);
-  return prune;
-}
-
-/** Deletes a checkpoint; if its bitmaps are broken (after a crash), drops the metadata only. */
-export async function deleteCheckpointSafely(
-  deps: Pick<LiveBackupDeps, "hypervisor" | "log">,
-  domain: string,
-  name: string,
-  signal: AbortSignal,
-): Promise<void> {
-  try {
-    await deps.hypervisor.deleteCheckpoint(domain, name, { metadataOnly: false }, signal);
-  } catch (err) {
-    if (isCairnError(err, "not-found")) return;
-    deps.log.warn(
-      { domain, checkpoint: name, err: (err as Error).message },
-      "checkpoint delete failed; dropping its metadata",
-    );
-    await deps.hypervisor
-      .deleteCheckpoint(domain, name, { metadataOnly: true }, signal)
-      .catch((e) => deps.log.error({ domain, checkpoint: name, err: e }, "could not remove checkpoint"));
-  }
-}
-
-class ProgressTracker {
-  private total = 0;
-  private readonly started = performance.now();
-  private lastEmit = 0;
-
-  constructor(private readonly emit?: (p: BackupProgress) => void) {}
-
-  addTotal(n: number): void {
-    this.total += n;
-  }
-
-  update(phase: string, done: number): void {
-    const now = performance.now();
-    if (!this.emit || (now - this.lastEmit < 250 && done < this.total)) return;
-    this.lastEmit = now;
-    const rate = done / Math.max(0.001, (now - this.started) / 1000);
-    this.emit({
-      phase,
-      bytesDone: done,
-      bytesTotal: this.total,
-      rate,
-      etaSeconds: rate > 0 ? (this.total - done) / rate : -1,
-    });
-  }
 }

@@ -1,6 +1,11 @@
 import type { BackupJobInfo, CheckpointInfo } from "../backup/parseCheckpointXml.js";
 import type { DomainInfo } from "./DomainInfo.js";
 
+export interface LiveBitmap {
+  name: string;
+  inconsistent: boolean;
+}
+
 /**
  * Port: the host's hypervisor as the agent sees it.
  *
@@ -46,8 +51,14 @@ export interface Hypervisor {
   /** Ends the backup job (pull backups end this way); no error when there is none. */
   endBackup(domain: string, signal: AbortSignal): Promise<void>;
   /**
-   * Disk targets of a running domain with at least one dirty bitmap QEMU marks inconsistent (after
-   * QEMU stopped uncleanly): incrementals from those bitmaps would be wrong.
+   * The dirty bitmaps a running domain's QEMU actually has, per disk target. After QEMU stopped
+   * uncleanly a checkpoint's bitmap is missing (never saved) or marked inconsistent: incrementals
+   * from it would be wrong.
    */
-  inconsistentBitmaps(domain: string, signal: AbortSignal): Promise<Set<string>>;
+  liveBitmaps(domain: string, signal: AbortSignal): Promise<Map<string, LiveBitmap[]>>;
+  /**
+   * Removes dirty bitmaps QEMU marks inconsistent (they can never become valid again, and would
+   * force every later backup of their disk to read in full). Returns "target/bitmap" names removed.
+   */
+  removeInconsistentBitmaps(domain: string, signal: AbortSignal): Promise<string[]>;
 }

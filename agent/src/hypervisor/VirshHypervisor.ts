@@ -9,7 +9,7 @@ import {
   parseCheckpointXml,
 } from "../backup/parseCheckpointXml.js";
 import type { DomainInfo, DomainPowerState } from "./DomainInfo.js";
-import type { Hypervisor } from "./Hypervisor.js";
+import type { Hypervisor, LiveBitmap } from "./Hypervisor.js";
 import { parseDomainXml } from "./parseDomainXml.js";
 import { runVirsh } from "./runVirsh.js";
 
@@ -151,27 +151,54 @@ export class VirshHypervisor implements Hypervisor {
     }
   }
 
-  async inconsistentBitmaps(domain: string, signal: AbortSignal): Promise<Set<string>> {
+  async liveBitmaps(domain: string, signal: AbortSignal): Promise<Map<string, LiveBitmap[]>> {
+    const out = new Map<string, LiveBitmap[]>();
+    for (const b of await this.bitmapNodes(domain, signal)) {
+      out.set(b.target, [...(out.get(b.target) ?? []), { name: b.name, inconsistent: b.inconsistent }]);
+    }
+    return out;
+  }
+
+  async removeInconsistentBitmaps(domain: string, signal: AbortSignal): Promise<string[]> {
+    const removed: string[] = [];
+    for (const b of await this.bitmapNodes(domain, signal)) {
+      if (!b.inconsistent) continue;
+      await this.qmp(domain, "block-dirty-bitmap-remove", { node: b.node, name: b.name }, signal);
+      removed.push(`${b.target}/${b.name}`);
+    }
+    return removed;
+  }
+
+  /** Dirty bitmaps of the domain's qcow2 nodes, mapped to disk targets. */
+  private async bitmapNodes(domain: string, signal: AbortSignal) {
     // qemu-img info -U cannot see bitmaps of a running QEMU: ask QEMU itself.
-    const [xml, out] = await Promise.all([
+    const [xml, nodes] = await Promise.all([
       this.domainXml(domain, { inactive: false }, signal),
-      this.virsh(
-        [
-          "qemu-monitor-command",
-          domain,
-          JSON.stringify({ execute: "query-named-block-nodes", arguments: { flat: true } }),
-        ],
-        signal,
-      ),
+      this.qmp<QmpBlockNode[]>(domain, "query-named-block-nodes", { flat: true }, signal),
     ]);
     const bySource = new Map(parseDomainXml(xml).disks.map((d) => [d.source, d.target]));
-    const nodes = (JSON.parse(out) as { return: QmpBlockNode[] }).return;
-    const bad = new Set<string>();
+    const out: { target: string; node: string; name: string; inconsistent: boolean }[] = [];
     for (const n of nodes) {
       const target = bySource.get(n.file);
-      if (target && (n["dirty-bitmaps"] ?? []).some((b) => b.inconsistent)) bad.add(target);
+      if (!target || n.drv !== "qcow2") continue;
+      for (const b of n["dirty-bitmaps"] ?? []) {
+        out.push({ target, node: n["node-name"], name: b.name, inconsistent: Boolean(b.inconsistent) });
+      }
     }
-    return bad;
+    return out;
+  }
+
+  private async qmp<T = unknown>(
+    domain: string,
+    execute: string,
+    args: unknown,
+    signal: AbortSignal,
+  ): Promise<T> {
+    const out = await this.virsh(
+      ["qemu-monitor-command", domain, JSON.stringify({ execute, arguments: args })],
+      signal,
+    );
+    return (JSON.parse(out) as { return: T }).return;
   }
 
   /** virsh takes documents as files: write them to a private temp dir for the call's duration. */

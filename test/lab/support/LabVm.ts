@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { copyFile, mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
@@ -12,7 +12,13 @@ export type LabDiskSpec =
   /** A copy of the guest's 64 MiB ext4 template, mounted at /data in the guest. */
   | { kind: "ext4-data" }
   /** A blank disk: the guest sees a raw block device. qcow2 can carry persistent bitmaps; raw cannot. */
-  | { kind: "blank"; format: "qcow2" | "raw"; sizeMiB: number };
+  | {
+      kind: "blank";
+      format: "qcow2" | "raw";
+      sizeMiB: number;
+      /** Fill the first N MiB with random bytes (host-side, before boot): data to read in bulk. */
+      randomMiB?: number;
+    };
 
 export interface LabVmOptions {
   name: string;
@@ -58,6 +64,20 @@ export class LabVm {
       } else {
         const path = join(dir, `${target}.${d.format === "qcow2" ? "qcow2" : "img"}`);
         await run("qemu-img", ["create", "-q", "-f", d.format, path, `${d.sizeMiB}M`]);
+        if (d.randomMiB) {
+          const raw = join(dir, `${target}.fill.raw`);
+          const fh = await open(raw, "w");
+          try {
+            for (let i = 0; i < d.randomMiB; i++) await fh.write(randomBytes(1024 * 1024));
+          } finally {
+            await fh.close();
+          }
+          // Copy into the image in place (keeps its format and size): raw file → image via qemu-img dd-like convert.
+          await run("qemu-img", ["convert", "-n", "-f", "raw", "-O", d.format, raw, path], {
+            timeoutMs: 300_000,
+          });
+          await rm(raw, { force: true });
+        }
         disks.push({ path, format: d.format, target });
       }
     }

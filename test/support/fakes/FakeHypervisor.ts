@@ -5,7 +5,7 @@ import {
   parseCheckpointXml,
 } from "../../../agent/src/backup/parseCheckpointXml.js";
 import type { DomainInfo } from "../../../agent/src/hypervisor/DomainInfo.js";
-import type { Hypervisor } from "../../../agent/src/hypervisor/Hypervisor.js";
+import type { Hypervisor, LiveBitmap } from "../../../agent/src/hypervisor/Hypervisor.js";
 import { abortError, CairnError } from "../../../shared/src/errors/CairnError.js";
 
 interface FakeDomainState {
@@ -108,19 +108,39 @@ export class FakeHypervisor implements Hypervisor {
     return structuredClone(this.find(domain, signal, "backupJob").st.job);
   }
 
-  /** Targets whose bitmaps tests declare inconsistent (as after a QEMU crash). */
-  readonly inconsistent = new Map<string, Set<string>>();
+  /** Bitmaps ("domain/target/name") lost or broken, as after QEMU is killed. */
+  readonly missing = new Set<string>();
+  readonly inconsistent = new Set<string>();
 
-  async inconsistentBitmaps(domain: string, signal: AbortSignal) {
-    const { info } = this.find(domain, signal, "inconsistentBitmaps");
-    return new Set(this.inconsistent.get(info.name) ?? []);
+  /** Like SIGKILL of QEMU: runtime-created bitmaps were never saved to the images. */
+  crash(domain: string): void {
+    const info = this.domains.find((d) => d.name === domain || d.uuid === domain);
+    for (const c of this.state.get(info?.uuid ?? "")?.checkpoints ?? []) {
+      for (const [t, b] of Object.entries(c.bitmaps)) this.missing.add(`${info?.name}/${t}/${b}`);
+    }
+  }
+
+  async liveBitmaps(domain: string, signal: AbortSignal) {
+    const { info, st } = this.find(domain, signal, "liveBitmaps");
+    const out = new Map<string, LiveBitmap[]>();
+    for (const c of st.checkpoints) {
+      for (const [t, b] of Object.entries(c.bitmaps)) {
+        const key = `${info.name}/${t}/${b}`;
+        if (this.missing.has(key)) continue;
+        out.set(t, [...(out.get(t) ?? []), { name: b, inconsistent: this.inconsistent.has(key) }]);
+      }
+    }
+    return out;
   }
 
   async removeInconsistentBitmaps(domain: string, signal: AbortSignal) {
     const { info } = this.find(domain, signal, "removeInconsistentBitmaps");
-    const removed = [...(this.inconsistent.get(info.name) ?? [])].map((t) => `${t}/bitmap`);
-    this.inconsistent.delete(info.name);
-    return removed;
+    const removed = [...this.inconsistent].filter((k) => k.startsWith(`${info.name}/`));
+    for (const k of removed) {
+      this.inconsistent.delete(k);
+      this.missing.add(k);
+    }
+    return removed.map((k) => k.slice(info.name.length + 1));
   }
 
   async endBackup(domain: string, signal: AbortSignal) {

@@ -46,7 +46,17 @@ const snap = (
   }) satisfies SnapshotManifest;
 
 const qcow = (t: string) => ({ target: t, format: "qcow2" });
-const base = { checkpointName: "cairn-new", inconsistent: new Set<string>() };
+const base = { checkpointName: "cairn-new", liveBitmaps: undefined };
+/** What QEMU would report for these checkpoints, minus the "target/bitmap" names listed as lost. */
+const live = (cps: CheckpointInfo[], lost: string[] = [], bad: string[] = []) => {
+  const m = new Map<string, { name: string; inconsistent: boolean }[]>();
+  for (const c of cps)
+    for (const [t, b] of Object.entries(c.bitmaps)) {
+      if (lost.includes(`${t}/${b}`)) continue;
+      m.set(t, [...(m.get(t) ?? []), { name: b, inconsistent: bad.includes(`${t}/${b}`) }]);
+    }
+  return m;
+};
 
 describe("planDisks", () => {
   const s1 = snap("S1", [
@@ -115,7 +125,7 @@ describe("planDisks", () => {
   it("per disk: a new disk, a raw disk and an inconsistent bitmap go full; the rest stays incremental", () => {
     const p = planDisks({
       ...base,
-      inconsistent: new Set(["vdb"]),
+      liveBitmaps: live(cps, [], ["vdb/cairn-2"]),
       mode: "auto",
       disks: [qcow("vda"), qcow("vdb"), qcow("vdc"), { target: "vdd", format: "raw" }],
       checkpoints: cps,
@@ -131,6 +141,30 @@ describe("planDisks", () => {
     expect(p.disks[2]?.fullReason).toBe("disk added since the last backup");
     expect(p.disks[3]?.fullReason).toMatch(/raw-format disk/);
     expect(p.disks[3]?.bitmap).toBe(false);
+  });
+
+  it("a bitmap QEMU never saved (QEMU killed) demotes that disk, naming the bitmap", () => {
+    const p = planDisks({
+      ...base,
+      liveBitmaps: live(cps, ["vda/cairn-2"]),
+      mode: "auto",
+      disks: [qcow("vda"), qcow("vdb")],
+      checkpoints: cps,
+      history: [s1, s2],
+    });
+    expect(p.disks[0]).toMatchObject({ kind: "full" });
+    expect(p.disks[0]?.fullReason).toMatch(/dirty bitmap cairn-2 of vda is missing/);
+    expect(p.disks[1]).toMatchObject({ kind: "incremental" });
+    // A differential from cairn-1 merges cairn-1 and cairn-2: a lost later bitmap breaks it too.
+    const d = planDisks({
+      ...base,
+      liveBitmaps: live(cps, ["vda/cairn-2"]),
+      mode: "differential",
+      disks: [qcow("vda")],
+      checkpoints: cps,
+      history: [s1, s2],
+    });
+    expect(d.disks[0]?.fullReason).toMatch(/cairn-2 of vda is missing/);
   });
 
   it("a checkpoint gone from the domain (e.g. lost in a migration) demotes to full with the reason", () => {
@@ -184,7 +218,10 @@ describe("planDisks", () => {
         );
         const plan = planDisks({
           ...base,
-          inconsistent: new Set(bad),
+          liveBitmaps: live(
+            checkpoints,
+            bad.map((t) => `${t}/cairn-0`),
+          ),
           mode,
           disks: targets.map(qcow),
           checkpoints,
@@ -197,7 +234,10 @@ describe("planDisks", () => {
             expect(
               history.find((s) => s.id === d.parentSnapshot)?.disks.some((e) => e.target === d.target),
             ).toBe(true);
-            expect(bad).not.toContain(d.target);
+            // Every bitmap from the incremental's checkpoint on is present in QEMU.
+            const from = checkpoints.findIndex((x) => x.name === d.incrementalFrom);
+            if (bad.includes(d.target))
+              expect(checkpoints.slice(from).some((x) => x.bitmaps[d.target] === "cairn-0")).toBe(false);
           } else {
             expect(d.incrementalFrom).toBeNull();
             expect(d.parentSnapshot).toBeNull();

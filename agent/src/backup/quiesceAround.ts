@@ -1,0 +1,78 @@
+import { CairnError } from "../../../shared/src/errors/CairnError.js";
+import type { Consistency } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
+import { withFrozenGuest } from "../guest/withFrozenGuest.js";
+import type { DomainInfo } from "../hypervisor/DomainInfo.js";
+import type { LiveBackupConfig, LiveBackupDeps, LiveBackupRequest } from "./runLiveBackup.js";
+
+/**
+ * Runs `begin` (which starts the point-in-time export) with the guest quiesced when the policy and
+ * the guest allow it: pre-freeze hook → freeze → begin → thaw → post-thaw hook. Without a usable
+ * guest agent the backup is crash-consistent with the reason, unless quiesce is required.
+ */
+export async function quiesceAround(
+  deps: LiveBackupDeps,
+  config: LiveBackupConfig,
+  req: LiveBackupRequest,
+  domain: DomainInfo,
+  begin: () => Promise<void>,
+): Promise<{ consistency: Consistency; freezeWindowMs: number | undefined }> {
+  const crash = async (reason: string) => {
+    if (req.quiesce === "required") {
+      throw new CairnError("failed-precondition", `cannot quiesce ${domain.name}: ${reason}`, {
+        hint: "start qemu-guest-agent in the guest, or set quiesce to preferred/off",
+      });
+    }
+    deps.log.warn({ domain: domain.name, reason }, "crash-consistent backup");
+    await begin();
+    return { consistency: { kind: "crash-consistent", reason } as Consistency, freezeWindowMs: undefined };
+  };
+  if (req.quiesce === "off") return crash("quiesce is off by policy");
+  if (!domain.hasGuestAgentChannel) return crash("the domain has no guest agent channel");
+  const opts = { signal: req.signal, timeoutMs: config.guestPingTimeoutMs };
+  if (!(await deps.guestAgent.ping(domain.name, opts))) return crash("the guest agent did not answer");
+
+  const runHook = async (name: string, argv: readonly string[] | undefined) => {
+    if (!argv?.length) return;
+    const r = await deps.guestAgent.exec(domain.name, argv, {
+      signal: req.signal,
+      timeoutMs: config.hookTimeoutMs,
+    });
+    if (r.exitCode !== 0) {
+      throw new CairnError(
+        "failed-precondition",
+        `${name} hook ${argv.join(" ")} failed in ${domain.name} (exit ${r.exitCode}): ${r.stderr.trim() || r.stdout.trim()}`,
+        {
+          hint: "fix the hook inside the guest; the guest was not frozen",
+        },
+      );
+    }
+  };
+  await runHook("pre-freeze", req.hooks?.preFreeze);
+  const frozen = await withFrozenGuest(
+    deps.guestAgent,
+    deps.freezeMarkers,
+    deps.log,
+    {
+      domain: domain.name,
+      freezeTimeoutMs: config.freezeTimeoutMs,
+      thawTimeoutMs: config.thawTimeoutMs,
+      maxFrozenMs: config.maxFrozenMs,
+      signal: req.signal,
+    },
+    begin,
+  );
+  await runHook("post-thaw", req.hooks?.postThaw);
+  if (frozen.watchdogFired) {
+    return {
+      consistency: {
+        kind: "crash-consistent",
+        reason: `the freeze watchdog thawed the guest after ${config.maxFrozenMs} ms, before the export started`,
+      },
+      freezeWindowMs: frozen.freezeWindowMs,
+    };
+  }
+  return {
+    consistency: { kind: "quiesced", freezeMs: frozen.freezeWindowMs },
+    freezeWindowMs: frozen.freezeWindowMs,
+  };
+}

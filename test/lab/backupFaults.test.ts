@@ -1,0 +1,275 @@
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type LiveBackupRequest, runLiveBackup } from "../../agent/src/backup/runLiveBackup.js";
+import { isCairnError } from "../../shared/src/errors/CairnError.js";
+import { agentHarness } from "./support/agentHarness.js";
+import type { LabVm } from "./support/LabVm.js";
+import { Lab } from "./support/lab.js";
+import { REPO_ROOT } from "./support/labPaths.js";
+
+const MiB = 1024 * 1024;
+const lab = new Lab();
+let h: Awaited<ReturnType<typeof agentHarness>>;
+let n = 0;
+const sig = () => AbortSignal.timeout(30_000);
+
+const backup = (vm: LabVm, mode: LiveBackupRequest["mode"], extra: Partial<LiveBackupRequest> = {}) =>
+  runLiveBackup(h.deps, h.config, {
+    jobId: `f-${++n}`,
+    domain: vm.name,
+    mode,
+    quiesce: "preferred",
+    signal: AbortSignal.timeout(240_000),
+    ...extra,
+  });
+
+const guestHash = async (vm: LabVm, dev: string) =>
+  (await vm.sh('dd if="$1" bs=1M 2>/dev/null | sha256sum', [dev], 180_000)).split(/\s+/)[0] ?? "";
+
+async function restoredHash(id: string, target: string): Promise<string> {
+  const path = join(h.dir, `${id}-${target}.raw`);
+  await (await h.repository.openDisk(id, target)).materialize(path, { format: "raw" });
+  const hash = createHash("sha256")
+    .update(await readFile(path))
+    .digest("hex");
+  await rm(path);
+  return hash;
+}
+
+/** Nothing of a job may be left: no libvirt job, no job directory, guest thawed. */
+async function expectClean(vm: LabVm) {
+  expect(await h.deps.hypervisor.backupJob(vm.name, sig())).toBeUndefined();
+  const jobs = join(h.config.workDir, "jobs");
+  expect(existsSync(jobs) ? await readdir(jobs) : []).toEqual([]);
+  if (await vm.pingAgent()) expect(await vm.fsfreezeStatus()).toBe("thawed");
+}
+
+beforeAll(async () => {
+  h = await agentHarness(lab.host1, { chunkSize: 256 * 1024 });
+});
+afterAll(async () => {
+  await lab.dispose();
+  await h?.repository.close();
+  if (h) await rm(h.dir, { recursive: true, force: true });
+});
+
+describe("backup faults on real VMs", () => {
+  it("kill -9 of the agent mid-read: VM keeps running thawed, the next run cleans up and continues the chain", async () => {
+    const vm = await lab.createVm({
+      label: "kill",
+      disks: [{ kind: "ext4-data" }, { kind: "blank", format: "qcow2", sizeMiB: 768, randomMiB: 512 }],
+    });
+    await vm.boot();
+    const config = join(h.dir, "agent-kill.yaml");
+    await writeFile(config, `stateDir: ${join(h.dir, "state-kill")}\nlogLevel: silent\n`);
+    const cli = (args: string[]) =>
+      execa(
+        "node",
+        [
+          "--import",
+          "tsx",
+          join(REPO_ROOT, "coordinator/src/cli/main.ts"),
+          "agent",
+          "backup",
+          "--domain",
+          vm.name,
+          "--repo",
+          join(h.dir, "repo"),
+          "--config",
+          config,
+          ...args,
+        ],
+        {
+          cwd: REPO_ROOT,
+          reject: false,
+          timeout: 300_000,
+        },
+      );
+    const first = await cli(["--mode", "full", "--json", "--progress", "none"]);
+    expect(first.exitCode, first.stderr).toBe(0);
+    const s1 = JSON.parse(first.stdout).snapshot;
+
+    // Second full backup, killed as soon as it reads.
+    const child = execa(
+      "node",
+      [
+        "--import",
+        "tsx",
+        join(REPO_ROOT, "coordinator/src/cli/main.ts"),
+        "agent",
+        "backup",
+        "--domain",
+        vm.name,
+        "--repo",
+        join(h.dir, "repo"),
+        "--config",
+        config,
+        "--mode",
+        "full",
+        "--progress",
+        "json",
+      ],
+      { cwd: REPO_ROOT, reject: false, timeout: 300_000 },
+    );
+    let killedReading = false;
+    child.stderr?.on("data", (b: Buffer) => {
+      if (!killedReading && b.toString().includes('"state":"reading"')) {
+        killedReading = true;
+        child.kill("SIGKILL");
+      }
+    });
+    const r = await child;
+    expect(killedReading, r.stderr).toBe(true);
+    expect(r.signal).toBe("SIGKILL");
+    // The VM runs, thawed; libvirt still holds the dead agent's backup job.
+    expect(await vm.state()).toBe("running");
+    expect(await vm.fsfreezeStatus()).toBe("thawed");
+    expect(await h.deps.hypervisor.backupJob(vm.name, sig())).toBeDefined();
+
+    await vm.writePattern("/dev/vdb", 600 * MiB, MiB, 0x77);
+    const next = await cli(["--mode", "auto", "--json", "--progress", "none"]);
+    expect(next.exitCode, next.stderr).toBe(0);
+    const s3 = JSON.parse(next.stdout).snapshot;
+    const vdb = s3.disks.find((d: { target: string }) => d.target === "vdb");
+    expect(vdb.kind).toBe("incremental"); // the chain from the first backup continues
+    expect(vdb.parentSnapshot).toBe(s1.id);
+    expect(vdb.stats.bytesRead).toBe(MiB);
+    expect(await h.deps.hypervisor.backupJob(vm.name, sig())).toBeUndefined();
+    expect(await readdir(join(h.dir, "state-kill", "work", "jobs"))).toEqual([]);
+    // The restore point equals the guest disk.
+    const { Repository } = await import("../../shared/src/repository/Repository.js");
+    const { LocalObjectStore } = await import("../../shared/src/repository/backends/LocalObjectStore.js");
+    const repo = await Repository.open(new LocalObjectStore(join(h.dir, "repo")));
+    try {
+      const path = join(h.dir, "kill-vdb.raw");
+      await (await repo.openDisk(s3.id, "vdb")).materialize(path, { format: "raw" });
+      expect(
+        createHash("sha256")
+          .update(await readFile(path))
+          .digest("hex"),
+      ).toBe(await guestHash(vm, "/dev/vdb"));
+      await rm(path);
+    } finally {
+      await repo.close();
+    }
+    await vm.dispose();
+  });
+
+  it("no guest agent: crash-consistent with the reason when preferred, refused when required", async () => {
+    const vm = await lab.createVm({ label: "noga", disks: [{ kind: "ext4-data" }], guestAgent: false });
+    await vm.start();
+    const r = await backup(vm, "auto");
+    expect(r.manifest.consistency).toEqual({
+      kind: "crash-consistent",
+      reason: "the domain has no guest agent channel",
+    });
+    const err = await backup(vm, "auto", { quiesce: "required" }).catch((e: unknown) => e);
+    expect(
+      isCairnError(err, "failed-precondition") &&
+        /cannot quiesce .*no guest agent channel/.test((err as Error).message),
+      String(err),
+    ).toBe(true);
+    await expectClean(vm);
+    // The refused attempt created no checkpoint: only the first backup's.
+    expect((await h.deps.hypervisor.listCheckpoints(vm.name, sig())).map((c) => c.name)).toEqual([
+      r.plan.newCheckpoint,
+    ]);
+    await vm.dispose();
+  });
+
+  it("a failing pre-freeze hook fails the job clearly; the guest was never frozen and nothing is left", async () => {
+    const vm = await lab.createVm({ label: "hook", disks: [{ kind: "ext4-data" }] });
+    await vm.boot();
+    const err = await backup(vm, "auto", {
+      quiesce: "required",
+      hooks: { preFreeze: ["/bin/sh", "-c", "echo db flush failed >&2; exit 3"] },
+    }).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(
+      /pre-freeze hook \/bin\/sh -c .* failed in .* \(exit 3\): db flush failed/,
+    );
+    expect(await vm.fsfreezeStatus()).toBe("thawed");
+    expect(await h.deps.hypervisor.listCheckpoints(vm.name, sig())).toEqual([]);
+    await expectClean(vm);
+    // A working hook runs before the freeze and the backup is quiesced.
+    const ok = await backup(vm, "auto", {
+      quiesce: "required",
+      hooks: { preFreeze: ["/bin/sh", "-c", "sync"], postThaw: ["/bin/true"] },
+    });
+    expect(ok.manifest.consistency.kind).toBe("quiesced");
+    await vm.dispose();
+  });
+
+  it("the guest shuts down mid-backup: the job fails cleanly and the chain stays valid", async () => {
+    const vm = await lab.createVm({
+      label: "down",
+      disks: [{ kind: "ext4-data" }, { kind: "blank", format: "qcow2", sizeMiB: 512, randomMiB: 384 }],
+    });
+    await vm.boot();
+    const s1 = await backup(vm, "full");
+    await vm.writePattern("/dev/vdb", 500 * MiB, MiB, 0x42);
+    // Slow reads (one small request at a time) so the shutdown lands mid-read.
+    const slow = { ...h.config, nbdDepth: 1, nbdRequestSize: 64 * 1024 };
+    const err = await runLiveBackup(h.deps, slow, {
+      jobId: `f-${++n}`,
+      domain: vm.name,
+      mode: "full",
+      quiesce: "preferred",
+      signal: AbortSignal.timeout(240_000),
+      onState: (s) => {
+        if (s === "reading") void vm.exec(["/bin/busybox", "poweroff", "-f"]).catch(() => {});
+      },
+    }).catch((e: unknown) => e);
+    expect(isCairnError(err), String(err)).toBe(true);
+    await vm.waitState("shut off", 60_000);
+    expect(existsSync(join(h.config.workDir, "jobs", `f-${n}`))).toBe(false);
+    const cps = await h.deps.hypervisor.listCheckpoints(vm.name, sig());
+    expect(cps.map((c) => c.name)).toEqual([s1.plan.newCheckpoint]); // the failed attempt's checkpoint is gone
+    await vm.boot();
+    const s3 = await backup(vm, "auto");
+    const vdb = s3.manifest.disks.find((d) => d.target === "vdb")!;
+    expect(vdb).toMatchObject({ kind: "incremental", parentSnapshot: s1.manifest.id });
+    expect(await restoredHash(s3.manifest.id, "vdb")).toBe(await guestHash(vm, "/dev/vdb"));
+    await vm.dispose();
+  });
+
+  it("QEMU killed (host crash): the next backup reads the affected disks in full and says why, then chains again", async () => {
+    const vm = await lab.createVm({
+      label: "crash",
+      disks: [
+        { kind: "ext4-data" },
+        { kind: "blank", format: "qcow2", sizeMiB: 64 },
+        { kind: "blank", format: "raw", sizeMiB: 16 },
+      ],
+    });
+    await vm.boot();
+    const s1 = await backup(vm, "auto");
+    await vm.writePattern("/dev/vdb", 8 * MiB, MiB, 0x21);
+    await vm.crash();
+    await vm.boot();
+    await vm.writePattern("/dev/vdb", 16 * MiB, MiB, 0x22);
+    const s2 = await backup(vm, "auto");
+    const kinds = Object.fromEntries(s2.manifest.disks.map((d) => [d.target, [d.kind, d.fullReason]]));
+    expect(kinds["vdb"]?.[0]).toBe("full");
+    expect(kinds["vdb"]?.[1]).toMatch(/dirty bitmap .* of vdb is (missing|inconsistent)/);
+    expect(kinds["vdc"]?.[1]).toMatch(/raw-format/);
+    const liveAfter = await h.deps.hypervisor.liveBitmaps(vm.name, sig());
+    expect([...liveAfter.values()].flat().every((b) => !b.inconsistent)).toBe(true);
+    expect(await restoredHash(s2.manifest.id, "vdb")).toBe(await guestHash(vm, "/dev/vdb"));
+    // The broken checkpoint is gone; the next backup is incremental again.
+    expect((await h.deps.hypervisor.listCheckpoints(vm.name, sig())).map((c) => c.name)).not.toContain(
+      s1.plan.newCheckpoint,
+    );
+    await vm.writePattern("/dev/vdb", 24 * MiB, MiB, 0x23);
+    const s3 = await backup(vm, "auto");
+    expect(s3.manifest.disks.find((d) => d.target === "vdb")).toMatchObject({
+      kind: "incremental",
+      parentSnapshot: s2.manifest.id,
+    });
+    expect(s3.manifest.disks.find((d) => d.target === "vdb")?.stats.bytesRead).toBe(MiB);
+    await vm.dispose();
+  });
+});
