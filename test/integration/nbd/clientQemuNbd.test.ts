@@ -77,6 +77,28 @@ describe("client vs qemu-nbd, raw image", () => {
     }
   });
 
+  it("readExtents with recycled buffers over several connections is byte-identical too", async () => {
+    const c = await NbdClient.connect({ target: { path: sock }, connections: 3 });
+    try {
+      const got = Buffer.alloc(image.length);
+      const seen = new Set<ArrayBuffer>();
+      let n = 0;
+      for await (const p of readExtents(c, [{ offset: 0, length: image.length }], {
+        reuseBuffers: true,
+        depth: 4,
+      })) {
+        p.data.copy(got, p.offset);
+        seen.add(p.data.buffer as ArrayBuffer);
+        n++;
+      }
+      expect(got.equals(image)).toBe(true);
+      expect(seen.size).toBeLessThanOrEqual(5); // depth + the one the consumer holds
+      expect(n).toBeGreaterThan(100);
+    } finally {
+      await c.close();
+    }
+  });
+
   it("base:allocation map equals nbdinfo --map", async () => {
     const c = await NbdClient.connect({ target: { path: sock }, metaContexts: [BASE_ALLOCATION] });
     try {
