@@ -105,7 +105,7 @@ export function hypervisorBackupContract(name: string, fixture: () => Hypervisor
       const [, ct2] = await h.listCheckpoints(f.domain, sig());
       await h.deleteCheckpoint(f.domain, "ct-2", { metadataOnly: true }, sig());
       expect((await h.listCheckpoints(f.domain, sig())).map((c) => c.name)).toEqual(["ct-1"]);
-      await h.redefineCheckpoint(f.domain, ct2!.xml, sig());
+      await h.redefineCheckpoint(f.domain, ct2!.xml, { validate: true }, sig());
       expect((await h.listCheckpoints(f.domain, sig())).map((c) => [c.name, c.parent])).toEqual([
         ["ct-1", undefined],
         ["ct-2", "ct-1"],

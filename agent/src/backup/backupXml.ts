@@ -80,3 +80,32 @@ export function checkpointXml(spec: CheckpointSpec): string {
   lines.push("  </disks>", "</domaincheckpoint>");
   return `${lines.join("\n")}\n`;
 }
+
+/**
+ * A checkpoint's full description for `checkpoint-create --redefine`: how libvirt learns about a
+ * checkpoint whose bitmaps were made outside it (offline backups with qemu-img).
+ */
+export function checkpointRedefineXml(spec: {
+  name: string;
+  parent: string | undefined;
+  creationTime: number;
+  disks: { target: string; bitmap: string | null }[];
+  domainXml: string;
+}): string {
+  assertSafeName("checkpoint", spec.name);
+  if (spec.parent) assertSafeName("checkpoint", spec.parent);
+  const lines = ["<domaincheckpoint>", `  <name>${spec.name}</name>`];
+  if (spec.parent) lines.push(`  <parent><name>${spec.parent}</name></parent>`);
+  lines.push(`  <creationTime>${Math.floor(spec.creationTime)}</creationTime>`, "  <disks>");
+  for (const d of spec.disks) {
+    assertSafeName("disk", d.target);
+    if (d.bitmap) assertSafeName("bitmap", d.bitmap);
+    lines.push(
+      d.bitmap
+        ? `    <disk name='${d.target}' checkpoint='bitmap' bitmap='${d.bitmap}'/>`
+        : `    <disk name='${d.target}' checkpoint='no'/>`,
+    );
+  }
+  lines.push("  </disks>", spec.domainXml.trim(), "</domaincheckpoint>");
+  return `${lines.join("\n")}\n`;
+}

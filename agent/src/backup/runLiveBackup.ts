@@ -3,13 +3,6 @@ import { chmod, chown, mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { abortError, CairnError, isCairnError } from "../../../shared/src/errors/CairnError.js";
 import type { Logger } from "../../../shared/src/log/createLogger.js";
-import type { PlannedExtent } from "../../../shared/src/nbd/extents/Extent.js";
-import {
-  intersectDirtyWithAllocation,
-  planFromAllocation,
-} from "../../../shared/src/nbd/extents/intersectDirtyWithAllocation.js";
-import { NbdClient } from "../../../shared/src/nbd/NbdClient.js";
-import { readExtentsTo } from "../../../shared/src/nbd/readExtents.js";
 import type { SnapshotManifest } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
 import type { Repository } from "../../../shared/src/repository/Repository.js";
 import type { RestorePointWriter } from "../../../shared/src/repository/RestorePointWriter.js";
@@ -22,10 +15,10 @@ import { checkpointXml, pullBackupXml } from "./backupXml.js";
 import { cleanBrokenCheckpoints } from "./cleanBrokenCheckpoints.js";
 import { deleteCheckpointSafely } from "./deleteCheckpointSafely.js";
 import { writeJobRecord } from "./jobRecord.js";
-import { ProgressTracker } from "./ProgressTracker.js";
 import { type BackupMode, type BackupPlan, planDisks } from "./planDisks.js";
 import { pruneCheckpoints } from "./pruneCheckpoints.js";
 import { quiesceAround } from "./quiesceAround.js";
+import { readExportsIntoSnapshot } from "./readExportsIntoSnapshot.js";
 
 export type QuiesceMode = "required" | "preferred" | "off";
 
@@ -96,6 +89,8 @@ export async function runLiveBackup(
   deps: LiveBackupDeps,
   config: LiveBackupConfig,
   req: LiveBackupRequest,
+  /** The domain as already looked up (runBackup passes it). */
+  known?: DomainInfo,
 ): Promise<LiveBackupResult> {
   const { hypervisor, repository, log } = deps;
   const signal = req.signal;
@@ -107,7 +102,7 @@ export async function runLiveBackup(
   let domainName = req.domain;
   try {
     // ---- planning
-    const domain = await findDomain(hypervisor, req.domain, signal);
+    const domain = known ?? (await findDomain(hypervisor, req.domain, signal));
     domainName = domain.name;
     if (domain.state !== "running" && domain.state !== "paused") {
       throw new CairnError("failed-precondition", `domain ${domain.name} is ${domain.state}, not running`, {
@@ -203,64 +198,28 @@ export async function runLiveBackup(
     if (!job)
       throw new CairnError("internal", `backup job of ${domain.name} vanished right after it started`);
     writer = await repository.beginSnapshot({ vm: { uuid: domain.uuid, name: domain.name }, signal });
-    const progress = new ProgressTracker(req.onProgress);
-    let bytesRead = 0;
-    const connections: { target: string; client: NbdClient; extents: PlannedExtent[] }[] = [];
-    try {
-      for (const p of plan.disks) {
+    const { bytesRead } = await readExportsIntoSnapshot(
+      writer,
+      plan,
+      domain,
+      plan.disks.map((p) => {
         const exp = job.disks.find((d) => d.target === p.target);
         if (!exp) throw new CairnError("internal", `libvirt exported no NBD export for ${p.target}`);
-        const dirtyCtx = exp.exportBitmap ? `qemu:dirty-bitmap:${exp.exportBitmap}` : undefined;
-        const client = await NbdClient.connect({
-          target: { path: job.socket ?? socketPath },
+        return {
+          target: p.target,
+          socketPath: job.socket ?? socketPath,
           exportName: exp.exportName,
-          metaContexts: dirtyCtx ? ["base:allocation", dirtyCtx] : ["base:allocation"],
-          signal,
-        });
-        connections.push({ target: p.target, client, extents: [] });
-        const allocation = await client.mapExtents("base:allocation", { signal });
-        const planned =
-          p.incrementalFrom && dirtyCtx
-            ? intersectDirtyWithAllocation(await client.mapExtents(dirtyCtx, { signal }), allocation)
-            : planFromAllocation(allocation);
-        connections[connections.length - 1]!.extents = planned;
-        progress.addTotal(planned.filter((e) => e.kind === "data").reduce((a, e) => a + e.length, 0));
-      }
-      for (const { target, client, extents } of connections) {
-        const p = plan.disks.find((x) => x.target === target)!;
-        const source = domain.disks.find((d) => d.target === target)!;
-        const disk = await writer.addDisk({
-          target,
-          virtualSize: client.size,
-          sourceFormat: source.format,
-          kind: p.kind,
-          parent: p.parentSnapshot ? { snapshotId: p.parentSnapshot } : undefined,
-          checkpoint: p.bitmap ? plan.newCheckpoint : null,
-          fullReason: p.fullReason,
-          signal,
-        });
-        // Zero ranges matter only over a parent: without one, unwritten chunks are zeros already.
-        if (p.parentSnapshot) {
-          for (const z of extents) if (z.kind === "zero") await disk.writeZeroes(z.offset, z.length, signal);
-        }
-        const r = await readExtentsTo(
-          client,
-          extents.filter((e) => e.kind === "data"),
-          (offset, data) => disk.write(offset, data, signal),
-          {
-            signal,
-            requestSize: config.nbdRequestSize,
-            depth: config.nbdDepth,
-            chunkSize: repository.chunkSize,
-            onProgress: (n) => progress.update("reading", bytesRead + n),
-          },
-        );
-        bytesRead += r.bytesRead;
-        await disk.finish(signal);
-      }
-    } finally {
-      for (const c of connections) await c.client.close().catch(() => c.client.destroy());
-    }
+          ...(exp.exportBitmap ? { dirtyBitmap: exp.exportBitmap } : {}),
+        };
+      }),
+      {
+        requestSize: config.nbdRequestSize,
+        depth: config.nbdDepth,
+        chunkSize: repository.chunkSize,
+        signal,
+        ...(req.onProgress ? { onProgress: req.onProgress } : {}),
+      },
+    );
 
     // ---- sealing
     sm.to("sealing", { bytesRead });
@@ -305,7 +264,11 @@ export async function runLiveBackup(
   }
 }
 
-async function findDomain(h: Hypervisor, nameOrUuid: string, signal: AbortSignal): Promise<DomainInfo> {
+export async function findDomain(
+  h: Hypervisor,
+  nameOrUuid: string,
+  signal: AbortSignal,
+): Promise<DomainInfo> {
   const d = (await h.listDomains(signal)).find((x) => x.name === nameOrUuid || x.uuid === nameOrUuid);
   if (!d)
     throw new CairnError("not-found", `no domain ${nameOrUuid} on this host`, {

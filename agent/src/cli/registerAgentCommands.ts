@@ -6,7 +6,8 @@ import { renderTable } from "../../../shared/src/cli/renderTable.js";
 import { parseLabels, runCli } from "../../../shared/src/cli/runCli.js";
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
 import type { BackupMode } from "../backup/planDisks.js";
-import { type QuiesceMode, runLiveBackup } from "../backup/runLiveBackup.js";
+import { runBackup } from "../backup/runBackup.js";
+import type { QuiesceMode } from "../backup/runLiveBackup.js";
 import { loadAgentConfig } from "../config/AgentConfig.js";
 import { createAgentRuntime } from "../createAgentRuntime.js";
 
@@ -116,7 +117,7 @@ export function registerAgentCommands(program: Command): void {
           const repository = await openCliRepository(o.repo, o.passphraseFile);
           const bar = new ProgressBar(`backup ${o.domain}`);
           try {
-            const r = await runLiveBackup(
+            const r = await runBackup(
               {
                 hypervisor: rt.hypervisor,
                 guestAgent: rt.guestAgent,

@@ -34,8 +34,16 @@ export interface Hypervisor {
     opts: { metadataOnly: boolean },
     signal: AbortSignal,
   ): Promise<void>;
-  /** Re-creates checkpoint metadata from its XML (after migration); validates the bitmaps exist. */
-  redefineCheckpoint(domain: string, xml: string, signal: AbortSignal): Promise<void>;
+  /**
+   * Re-creates checkpoint metadata from its XML (after migration, or for bitmaps made offline).
+   * `validate` checks the bitmaps exist in the running QEMU (running domains only).
+   */
+  redefineCheckpoint(
+    domain: string,
+    xml: string,
+    opts: { validate: boolean },
+    signal: AbortSignal,
+  ): Promise<void>;
 
   /**
    * Starts a pull-mode backup job (NBD export of the point-in-time view), atomically creating the

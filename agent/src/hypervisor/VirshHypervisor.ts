@@ -94,10 +94,21 @@ export class VirshHypervisor implements Hypervisor {
     );
   }
 
-  async redefineCheckpoint(domain: string, xml: string, signal: AbortSignal): Promise<void> {
+  async redefineCheckpoint(
+    domain: string,
+    xml: string,
+    opts: { validate: boolean },
+    signal: AbortSignal,
+  ): Promise<void> {
     await this.withXmlFiles({ checkpoint: xml }, async (f) => {
       await this.virsh(
-        ["checkpoint-create", domain, f.checkpoint!, "--redefine", "--redefine-validate"],
+        [
+          "checkpoint-create",
+          domain,
+          f.checkpoint!,
+          "--redefine",
+          ...(opts.validate ? ["--redefine-validate"] : []),
+        ],
         signal,
       );
     });

@@ -63,7 +63,7 @@ export class FakeHypervisor implements Hypervisor {
     for (const c of st.checkpoints) if (c.parent === name) c.parent = gone?.parent;
   }
 
-  async redefineCheckpoint(domain: string, xml: string, signal: AbortSignal) {
+  async redefineCheckpoint(domain: string, xml: string, _opts: { validate: boolean }, signal: AbortSignal) {
     const { st } = this.find(domain, signal, "redefineCheckpoint");
     const cp = parseCheckpointXml(xml);
     if (st.checkpoints.some((c) => c.name === cp.name)) {

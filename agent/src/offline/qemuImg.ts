@@ -1,0 +1,65 @@
+import { execa } from "execa";
+import { CairnError } from "../../../shared/src/errors/CairnError.js";
+
+export interface ImageInfo {
+  format: string;
+  virtualSize: number;
+  /** Persistent dirty bitmaps of a qcow2 image; "in-use" means QEMU did not close it cleanly. */
+  bitmaps: { name: string; flags: string[] }[];
+}
+
+async function qemuImg(args: readonly string[], what: string, signal: AbortSignal): Promise<string> {
+  const r = await execa("qemu-img", args, {
+    cancelSignal: signal,
+    timeout: 120_000,
+    reject: false,
+    env: { LC_ALL: "C" },
+  });
+  if (r.isCanceled) throw new CairnError("aborted", `qemu-img ${args[0]} was aborted`);
+  if (r.failed) {
+    const msg = String(r.stderr || r.message).trim();
+    if (/Failed to get .*lock|Is another process using the image/i.test(msg)) {
+      throw new CairnError(
+        "failed-precondition",
+        `${what}: the image is in use (was the VM started?): ${msg}`,
+        {
+          hint: "an offline backup needs the VM shut off; it will run as a live backup once the VM runs",
+        },
+      );
+    }
+    throw new CairnError("failed-precondition", `${what} failed: ${msg}`, { cause: r });
+  }
+  return String(r.stdout);
+}
+
+/** `qemu-img info` of an image that nothing is running (offline path). */
+export async function imageInfo(path: string, signal: AbortSignal): Promise<ImageInfo> {
+  const out = await qemuImg(["info", "--output=json", path], `reading ${path}`, signal);
+  const j = JSON.parse(out) as {
+    format: string;
+    "virtual-size": number;
+    "format-specific"?: { data?: { bitmaps?: { name: string; flags: string[] }[] } };
+  };
+  return {
+    format: j.format,
+    virtualSize: j["virtual-size"],
+    bitmaps: j["format-specific"]?.data?.bitmaps ?? [],
+  };
+}
+
+/**
+ * One `qemu-img bitmap` call with several operations on bitmap `name`, e.g.
+ * ["--add", "--merge", "a", "--merge", "b"] creates `name` as the union of a and b.
+ */
+export async function bitmapOps(
+  path: string,
+  name: string,
+  ops: readonly string[],
+  signal: AbortSignal,
+): Promise<void> {
+  await qemuImg(
+    ["bitmap", ...ops, "-f", "qcow2", path, name],
+    `qemu-img bitmap ${ops.join(" ")} ${name} on ${path}`,
+    signal,
+  );
+}

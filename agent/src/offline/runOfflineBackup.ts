@@ -1,0 +1,207 @@
+import { randomBytes } from "node:crypto";
+import { mkdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { abortError, isCairnError } from "../../../shared/src/errors/CairnError.js";
+import type { SnapshotManifest } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
+import type { RestorePointWriter } from "../../../shared/src/repository/RestorePointWriter.js";
+import { BackupJobStateMachine } from "../backup/BackupJobState.js";
+import { checkpointRedefineXml } from "../backup/backupXml.js";
+import { writeJobRecord } from "../backup/jobRecord.js";
+import { type BackupPlan, planDisks } from "../backup/planDisks.js";
+import { readExportsIntoSnapshot } from "../backup/readExportsIntoSnapshot.js";
+import type { LiveBackupConfig, LiveBackupDeps, LiveBackupRequest } from "../backup/runLiveBackup.js";
+import type { DomainInfo } from "../hypervisor/DomainInfo.js";
+import type { LiveBitmap } from "../hypervisor/Hypervisor.js";
+import { QemuNbdExport } from "./QemuNbdExport.js";
+import { bitmapOps, imageInfo } from "./qemuImg.js";
+
+export interface OfflineBackupResult {
+  manifest: SnapshotManifest;
+  plan: BackupPlan;
+  bytesRead: number;
+}
+
+/**
+ * Backs up a shut-off domain without starting it: qemu-nbd exports each disk read-only (qcow2 with
+ * the chain's dirty bitmap), the new checkpoint's bitmap is added with qemu-img (the previous one
+ * disabled, as libvirt does), and libvirt's checkpoint metadata is redefined so the next live backup
+ * continues the same chain. Every bitmap change is rolled back if the backup does not seal.
+ */
+export async function runOfflineBackup(
+  deps: LiveBackupDeps,
+  config: LiveBackupConfig,
+  req: Omit<LiveBackupRequest, "quiesce" | "hooks">,
+  domain: DomainInfo,
+): Promise<OfflineBackupResult> {
+  const { hypervisor, repository, log } = deps;
+  const { signal } = req;
+  const sm = new BackupJobStateMachine(req.jobId, log, req.onState);
+  const jobDir = join(config.workDir, "jobs", req.jobId);
+  const undo: (() => Promise<void>)[] = [];
+  const exports: QemuNbdExport[] = [];
+  let writer: RestorePointWriter | undefined;
+  let sealed = false;
+  try {
+    const disks = domain.disks.filter(
+      (d) => d.device === "disk" && d.source && (!req.disks?.length || req.disks.includes(d.target)),
+    );
+    const [checkpoints, snapshots] = await Promise.all([
+      hypervisor.listCheckpoints(domain.name, signal),
+      repository.listSnapshots(signal),
+    ]);
+    const infos = new Map<string, Awaited<ReturnType<typeof imageInfo>>>();
+    for (const d of disks) infos.set(d.target, await imageInfo(d.source, signal));
+    // The bitmaps stored in each image; "in-use" ones were never closed cleanly.
+    const bitmaps = new Map<string, LiveBitmap[]>();
+    for (const [t, info] of infos)
+      bitmaps.set(
+        t,
+        info.bitmaps.map((b) => ({ name: b.name, inconsistent: b.flags.includes("in-use") })),
+      );
+    const history = snapshots.filter((s) => s.vm.uuid === domain.uuid);
+    const plan = planDisks({
+      mode: req.mode,
+      disks: disks.map((d) => ({ target: d.target, format: infos.get(d.target)?.format ?? d.format })),
+      checkpoints,
+      history,
+      liveBitmaps: req.mode === "copy" ? undefined : bitmaps,
+      checkpointName: `cairn-${new Date().toISOString().replace(/[-:.]/g, "").slice(0, 15)}Z-${randomBytes(3).toString("hex")}`,
+    });
+    log.info({ jobId: req.jobId, domain: domain.name, plan, offline: true }, "backup plan");
+    await mkdir(jobDir, { recursive: true, mode: 0o700 });
+    await writeJobRecord(jobDir, {
+      jobId: req.jobId,
+      domain: domain.name,
+      checkpoint: null,
+      sealed: false,
+      pid: process.pid,
+    });
+
+    // ---- exporting: bitmaps first (qemu-img needs the write lock), then read-only exports
+    sm.to("quiescing", { offline: true });
+    const latest = checkpoints.at(-1);
+    const exportBitmaps = new Map<string, string>();
+    for (const p of plan.disks) {
+      const src = disks.find((d) => d.target === p.target)!.source;
+      if (p.incrementalFrom) {
+        const chain = checkpoints
+          .slice(checkpoints.findIndex((c) => c.name === p.incrementalFrom))
+          .map((c) => c.bitmaps[p.target])
+          .filter((b): b is string => !!b);
+        if (chain.length === 1) exportBitmaps.set(p.target, chain[0]!);
+        else {
+          // An incremental across several checkpoints reads the union of their bitmaps.
+          const tmp = `cairn-export-${randomBytes(3).toString("hex")}`;
+          await bitmapOps(src, tmp, ["--add", ...chain.flatMap((b) => ["--merge", b])], signal);
+          undo.push(() => bitmapOps(src, tmp, ["--remove"], AbortSignal.timeout(60_000)));
+          exportBitmaps.set(p.target, tmp);
+        }
+      }
+      if (p.bitmap && plan.newCheckpoint) {
+        const prev = latest?.bitmaps[p.target];
+        if (prev && bitmaps.get(p.target)?.some((b) => b.name === prev)) {
+          await bitmapOps(src, prev, ["--disable"], signal);
+          undo.push(() => bitmapOps(src, prev, ["--enable"], AbortSignal.timeout(60_000)));
+        }
+        const name = plan.newCheckpoint;
+        await bitmapOps(src, name, ["--add"], signal);
+        undo.push(() => bitmapOps(src, name, ["--remove"], AbortSignal.timeout(60_000)));
+      }
+    }
+    for (const p of plan.disks) {
+      const d = disks.find((x) => x.target === p.target)!;
+      const bitmap = exportBitmaps.get(p.target);
+      exports.push(
+        await QemuNbdExport.start({
+          image: d.source,
+          format: infos.get(p.target)?.format ?? d.format,
+          socketPath: join(jobDir, `${p.target}.sock`),
+          exportName: p.target,
+          ...(bitmap ? { bitmap } : {}),
+          startTimeoutMs: 30_000,
+          signal,
+        }),
+      );
+    }
+
+    // ---- reading
+    sm.to("reading", { offline: true });
+    writer = await repository.beginSnapshot({ vm: { uuid: domain.uuid, name: domain.name }, signal });
+    const { bytesRead } = await readExportsIntoSnapshot(
+      writer,
+      plan,
+      domain,
+      exports.map((e) => ({
+        target: e.exportName,
+        socketPath: e.socketPath,
+        exportName: e.exportName,
+        ...(exportBitmaps.get(e.exportName) ? { dirtyBitmap: exportBitmaps.get(e.exportName)! } : {}),
+      })),
+      {
+        requestSize: config.nbdRequestSize,
+        depth: config.nbdDepth,
+        chunkSize: repository.chunkSize,
+        signal,
+        ...(req.onProgress ? { onProgress: req.onProgress } : {}),
+      },
+    );
+    for (const e of exports.splice(0)) await e.stop();
+
+    // ---- sealing: libvirt learns the checkpoint first, so a sealed snapshot never names an unknown one
+    sm.to("sealing", { bytesRead });
+    const domainXml = await hypervisor.domainXml(domain.name, { inactive: true }, signal);
+    if (plan.newCheckpoint) {
+      const xml = checkpointRedefineXml({
+        name: plan.newCheckpoint,
+        parent: latest?.name,
+        creationTime: Date.now() / 1000,
+        disks: domain.disks
+          .filter((d) => d.device === "disk")
+          .map((d) => ({
+            target: d.target,
+            bitmap: plan.disks.find((x) => x.target === d.target)?.bitmap ? plan.newCheckpoint : null,
+          })),
+        domainXml,
+      });
+      await hypervisor.redefineCheckpoint(domain.name, xml, { validate: false }, signal);
+      const name = plan.newCheckpoint;
+      undo.push(() =>
+        hypervisor.deleteCheckpoint(domain.name, name, { metadataOnly: true }, AbortSignal.timeout(60_000)),
+      );
+    }
+    const manifest = await writer.seal({
+      domainXml,
+      consistency: { kind: "quiesced" },
+      labels: req.labels ?? {},
+      extra: { jobId: req.jobId, mode: req.mode, offline: true },
+      signal,
+    });
+    sealed = true;
+    // Temporary export bitmaps go; the new checkpoint's bitmap stays.
+    undo.length = 0;
+    for (const p of plan.disks) {
+      const tmp = exportBitmaps.get(p.target);
+      if (tmp?.startsWith("cairn-export-"))
+        await bitmapOps(disks.find((d) => d.target === p.target)!.source, tmp, ["--remove"], signal);
+    }
+    sm.to("succeeded", { snapshotId: manifest.id, bytesRead });
+    return { manifest, plan, bytesRead };
+  } catch (err) {
+    const failure =
+      signal.aborted && !isCairnError(err, "aborted") ? abortError(signal, `backup job ${req.jobId}`) : err;
+    if (sm.state !== "failed" && sm.state !== "succeeded")
+      sm.to("failed", { err: (failure as Error).message });
+    throw failure;
+  } finally {
+    for (const e of exports) await e.stop().catch(() => {});
+    if (writer && !sealed) await writer.abort().catch(() => {});
+    if (!sealed) {
+      for (const u of undo.reverse()) {
+        await u().catch((e) =>
+          log.error({ err: e, domain: domain.name }, "offline backup rollback step failed"),
+        );
+      }
+    }
+    await rm(jobDir, { recursive: true, force: true }).catch(() => {});
+  }
+}
