@@ -91,8 +91,10 @@ async function backupFromNbd(repo: Repository): Promise<string> {
       if (e.flags & NBD_STATE_ZERO) await d.writeZeroes(e.offset, e.length);
       else data.push(e);
     }
-    for await (const piece of readExtents(client, data, { chunkSize: repo.chunkSize }))
+    // 1 MiB requests read fastest here (bench/nbd); the writer splits pieces across chunks itself.
+    for await (const piece of readExtents(client, data, { requestSize: 1024 * 1024 })) {
       await d.write(piece.offset, piece.data);
+    }
     await d.finish();
     const m = await w.seal({
       domainXml: "<domain/>",

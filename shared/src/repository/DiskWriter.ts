@@ -97,6 +97,8 @@ export class DiskWriter {
         );
       }
       index = DiskIndex.derive(parentIndex, options.virtualSize);
+      // The parent is sealed and our shared lock keeps GC away: its chunks exist, no need to stat them.
+      for (const e of parentIndex.entries()) if (e.id !== undefined) snapshot.knownChunks.add(e.id);
     }
     return new DiskWriter(snapshot, options, index);
   }

@@ -25,15 +25,18 @@ function handle(req: WorkerRequest): { reply: WorkerReply; transfer: ArrayBuffer
         };
       }
       case "frame": {
-        const out = frame(req.kind, req.id, req.data, keys, init.level);
+        const out = owned(frame(req.kind, req.id, req.data, keys, init.level));
         return {
           reply: { seq: req.seq, ok: true, id: req.id, zero: false, data: req.data, framed: out },
-          transfer: [req.data.buffer as ArrayBuffer],
+          transfer: [req.data.buffer as ArrayBuffer, out.buffer as ArrayBuffer],
         };
       }
       case "unframe": {
-        const plain = unframe(req.kind, req.id, req.data, keys, req.what);
-        return { reply: { seq: req.seq, ok: true, id: req.id, zero: false, data: plain }, transfer: [] };
+        const plain = owned(unframe(req.kind, req.id, req.data, keys, req.what));
+        return {
+          reply: { seq: req.seq, ok: true, id: req.id, zero: false, data: plain },
+          transfer: [plain.buffer as ArrayBuffer],
+        };
       }
     }
   } catch (e) {
@@ -43,6 +46,17 @@ function handle(req: WorkerRequest): { reply: WorkerReply; transfer: ArrayBuffer
       transfer: [],
     };
   }
+}
+
+/**
+ * Replies transfer their buffers instead of copying them; only a buffer that owns its whole
+ * ArrayBuffer can be transferred (pooled or sliced ones are copied once into a fresh one).
+ */
+function owned(u: Uint8Array): Uint8Array {
+  if (u.byteOffset === 0 && u.byteLength === u.buffer.byteLength) return u;
+  const c = new Uint8Array(u.byteLength);
+  c.set(u);
+  return c;
 }
 
 parentPort?.on("message", (req: WorkerRequest) => {
