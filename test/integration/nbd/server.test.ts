@@ -161,4 +161,34 @@ describe("our server vs real clients", () => {
     expect(c.size).toBe(MiB);
     await c.close();
   });
+
+  it("a client that disconnects mid-request aborts the device call; server.close() fails pending reads as unavailable", async () => {
+    let sawAbort: Promise<void> | undefined;
+    const slow = {
+      size: MiB,
+      readOnly: true,
+      read: (_o: number, n: number, signal: AbortSignal) => {
+        sawAbort = new Promise<void>((r) => signal.addEventListener("abort", () => r(), { once: true }));
+        return new Promise<Buffer>((resolve) => setTimeout(() => resolve(Buffer.alloc(n)), 60_000).unref());
+      },
+    };
+    const { sock } = await serve({ "": slow });
+    const c = await NbdClient.connect({ target: { path: sock }, connections: 2 });
+    expect(c.connectionCount).toBe(2); // read-only export: CAN_MULTI_CONN
+    const pending = c.read(0, 4096).catch((e) => e);
+    await new Promise((r) => setTimeout(r, 100));
+    c.destroy();
+    expect((await pending).code).toBe("aborted");
+    await sawAbort;
+
+    const c2 = await NbdClient.connect({ target: { path: sock } });
+    const p2 = c2.read(0, 4096).catch((e) => e);
+    await new Promise((r) => setTimeout(r, 100));
+    const t0 = Date.now();
+    await servers.pop()!.close();
+    const e = await p2;
+    expect(e.code).toBe("unavailable");
+    expect(e.transient).toBe(true);
+    expect(Date.now() - t0).toBeLessThan(3000);
+  });
 });
