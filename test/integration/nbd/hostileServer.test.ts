@@ -197,4 +197,35 @@ describe("client vs hostile servers", () => {
     expect((e as CairnError).transient).toBe(true);
     expect((e as CairnError).details?.["midReply"]).toBe(true);
   });
+
+  it("mapExtents loops over partial block-status replies and clips an overlong last extent", async () => {
+    let requests = 0;
+    const path = await afterGo((s, h) => {
+      requests++;
+      const offset = h.readUInt32BE(20);
+      const len = h.readUInt32BE(24);
+      // One extent per reply, 40000 bytes (or the rest + 777 bytes past the request end).
+      const n = Math.min(40_000, len) + (len <= 40_000 ? 777 : 0);
+      const p = Buffer.alloc(12);
+      p.writeUInt32BE(1, 0);
+      p.writeUInt32BE(n, 4);
+      p.writeUInt32BE(Math.floor(offset / 40_000) % 2 ? 3 : 0, 8);
+      const r = Buffer.alloc(20);
+      r.writeUInt32BE(NBD_STRUCTURED_REPLY_MAGIC, 0);
+      r.writeUInt16BE(1, 4);
+      r.writeUInt16BE(5, 6);
+      h.copy(r, 8, 8, 16);
+      r.writeUInt32BE(p.length, 16);
+      s.write(Buffer.concat([r, p]));
+    });
+    const c = await NbdClient.connect({ target: { path }, metaContexts: ["base:allocation"] });
+    const map = await c.mapExtents("base:allocation");
+    const size = 1 << 20;
+    expect(requests).toBe(Math.ceil(size / 40_000));
+    expect(map.reduce((a, e) => a + e.length, 0)).toBe(size);
+    expect(map[0]).toEqual({ offset: 0, length: 40_000, flags: 0 });
+    expect(map[1]).toEqual({ offset: 40_000, length: 40_000, flags: 3 });
+    expect(map.at(-1)!.offset + map.at(-1)!.length).toBe(size);
+    c.destroy();
+  });
 });
