@@ -5,8 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runBackup } from "../../agent/src/backup/runBackup.js";
 import type { LiveBackupRequest } from "../../agent/src/backup/runLiveBackup.js";
 import { agentHarness } from "./support/agentHarness.js";
-import { Lab } from "./support/lab.js";
 import type { LabVm } from "./support/LabVm.js";
+import { Lab } from "./support/lab.js";
 import { run } from "./support/run.js";
 
 const MiB = 1024 * 1024;
@@ -15,7 +15,13 @@ let vm: LabVm;
 let h: Awaited<ReturnType<typeof agentHarness>>;
 let n = 0;
 const backup = (mode: LiveBackupRequest["mode"]) =>
-  runBackup(h.deps, h.config, { jobId: `o-${++n}`, domain: vm.name, mode, quiesce: "preferred", signal: AbortSignal.timeout(240_000) });
+  runBackup(h.deps, h.config, {
+    jobId: `o-${++n}`,
+    domain: vm.name,
+    mode,
+    quiesce: "preferred",
+    signal: AbortSignal.timeout(240_000),
+  });
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
 async function restored(id: string, target: string): Promise<string> {
@@ -38,7 +44,11 @@ async function hostImageHash(target: string): Promise<string> {
 beforeAll(async () => {
   vm = await lab.createVm({
     label: "off",
-    disks: [{ kind: "ext4-data" }, { kind: "blank", format: "qcow2", sizeMiB: 64 }, { kind: "blank", format: "raw", sizeMiB: 16 }],
+    disks: [
+      { kind: "ext4-data" },
+      { kind: "blank", format: "qcow2", sizeMiB: 64 },
+      { kind: "blank", format: "raw", sizeMiB: 16 },
+    ],
   });
   await vm.boot();
   h = await agentHarness(lab.host1, { chunkSize: 256 * 1024 });
@@ -83,7 +93,7 @@ describe("offline backup of a shut-off VM", () => {
     const vdb3 = s3.manifest.disks.find((d) => d.target === "vdb")!;
     expect(vdb3).toMatchObject({ kind: "incremental", parentSnapshot: s2.manifest.id });
     expect(vdb3.stats.bytesRead).toBe(MiB);
-    const guest = (await vm.sh('dd if=/dev/vdb bs=1M 2>/dev/null | sha256sum', [], 120_000)).split(/\s+/)[0];
+    const guest = (await vm.sh("dd if=/dev/vdb bs=1M 2>/dev/null | sha256sum", [], 120_000)).split(/\s+/)[0];
     expect(await restored(s3.manifest.id, "vdb")).toBe(guest);
   });
 });

@@ -39,6 +39,8 @@ export const agentConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /** Passphrase of encrypted repositories (file readable by the agent only). */
+    repositoryPassphraseFile: z.string().min(1).optional(),
     logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
   })
   .strict();

@@ -1,4 +1,5 @@
 import type { CallContext } from "nice-grpc-common";
+import { CairnError } from "../../../shared/src/errors/CairnError.js";
 import {
   type AgentServiceDefinition,
   type AgentServiceImplementation,
@@ -10,11 +11,14 @@ import { CAIRN_VERSION } from "../../../shared/src/version.js";
 import type { DomainPowerState } from "../hypervisor/DomainInfo.js";
 import type { Hypervisor } from "../hypervisor/Hypervisor.js";
 import { collectHostInventory } from "../inventory/collectHostInventory.js";
+import { type BackupRpcDeps, runBackupRpc } from "./runBackupRpc.js";
 
 export interface AgentServiceDeps {
   hypervisor: Hypervisor;
   hostId: string;
   libvirtUri: string;
+  /** Backup execution; without it RunBackup/AbortJob answer UNIMPLEMENTED (inventory-only agent). */
+  backups?: BackupRpcDeps;
 }
 
 const STATE_TO_PROTO: Record<DomainPowerState, DomainState> = {
@@ -56,6 +60,14 @@ export function createAgentService(deps: AgentServiceDeps): AgentServiceImplemen
       };
     },
   };
+  const backups = deps.backups;
+  if (backups) {
+    impl.runBackup = (req, ctx: CallContext) => runBackupRpc(backups, req, ctx);
+    impl.abortJob = async (req) => {
+      if (!req.jobId.trim()) throw new CairnError("invalid-argument", "job_id is required");
+      return { found: backups.jobs.abort(req.jobId, req.reason || "aborted by request") };
+    };
+  }
   return withUnimplemented<AgentServiceImplementation>(Definition, impl, CAIRN_VERSION);
 }
 

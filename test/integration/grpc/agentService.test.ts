@@ -105,3 +105,71 @@ describe("AgentService and CoordinatorService over gRPC", () => {
     }
   });
 });
+
+describe("RunBackup request validation", () => {
+  it("names the missing field with INVALID_ARGUMENT before touching anything", async () => {
+    const { JobRegistry } = await import("../../../agent/src/jobs/JobRegistry.js");
+    const { FakeGuestAgent } = await import("../../support/fakes/FakeGuestAgent.js");
+    const { FreezeMarkers } = await import("../../../agent/src/guest/FreezeMarkers.js");
+    let opened = 0;
+    const log = createLogger("test", "silent");
+    const s = await startAgentServer(
+      { listen: "127.0.0.1:0" },
+      {
+        hypervisor: new FakeHypervisor([sampleDomain]),
+        hostId: "h",
+        libvirtUri: "x",
+        backups: {
+          backup: {
+            hypervisor: new FakeHypervisor([sampleDomain]),
+            guestAgent: new FakeGuestAgent(),
+            freezeMarkers: new FreezeMarkers("/nonexistent"),
+            log,
+          },
+          config: {} as never,
+          jobs: new JobRegistry(),
+          openRepository: async () => {
+            opened++;
+            throw new CairnError("not-found", "no repository");
+          },
+        },
+      },
+      log,
+    );
+    try {
+      const c = createClient(AgentServiceDefinition, createChannel(`127.0.0.1:${s.port}`));
+      const drain = async (req: Parameters<typeof c.runBackup>[0]) => {
+        for await (const _ of c.runBackup(req)) {
+          /* drain */
+        }
+      };
+      await expect(
+        drain({ jobId: "", domainUuid: "u", repository: "/r", mode: BackupMode.BACKUP_MODE_AUTO }),
+      ).rejects.toMatchObject({
+        code: Status.INVALID_ARGUMENT,
+        details: "job_id is required",
+      });
+      await expect(
+        drain({ jobId: "j", domainUuid: "", repository: "/r", mode: BackupMode.BACKUP_MODE_AUTO }),
+      ).rejects.toMatchObject({
+        code: Status.INVALID_ARGUMENT,
+        details: "domain_uuid is required",
+      });
+      await expect(
+        drain({ jobId: "j", domainUuid: "u", repository: "/r", mode: BackupMode.BACKUP_MODE_UNSPECIFIED }),
+      ).rejects.toMatchObject({
+        code: Status.INVALID_ARGUMENT,
+        details: expect.stringMatching(/^mode 0 is not a backup mode/),
+      });
+      expect(opened).toBe(0);
+      await expect(
+        drain({ jobId: "j", domainUuid: "u", repository: "/r", mode: BackupMode.BACKUP_MODE_AUTO }),
+      ).rejects.toMatchObject({
+        code: Status.NOT_FOUND,
+      });
+      await expect(c.abortJob({ jobId: "nope" })).resolves.toEqual({ found: false });
+    } finally {
+      await s.close();
+    }
+  });
+});

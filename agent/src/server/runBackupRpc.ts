@@ -1,0 +1,126 @@
+import type { CallContext } from "nice-grpc-common";
+import { CairnError } from "../../../shared/src/errors/CairnError.js";
+import type { RunBackupRequest, RunBackupResponse } from "../../../shared/src/gen/cairn/v1/agent.js";
+import { BackupMode, QuiesceMode } from "../../../shared/src/gen/cairn/v1/common.js";
+import { AsyncQueue } from "../../../shared/src/grpc/AsyncQueue.js";
+import type { SnapshotManifest } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
+import type { Repository } from "../../../shared/src/repository/Repository.js";
+import type { BackupMode as CoreMode } from "../backup/planDisks.js";
+import { runBackup } from "../backup/runBackup.js";
+import type {
+  QuiesceMode as CoreQuiesce,
+  LiveBackupConfig,
+  LiveBackupDeps,
+} from "../backup/runLiveBackup.js";
+import type { JobRegistry } from "../jobs/JobRegistry.js";
+
+export interface BackupRpcDeps {
+  backup: Omit<LiveBackupDeps, "repository">;
+  config: LiveBackupConfig;
+  jobs: JobRegistry;
+  openRepository(location: string, signal: AbortSignal): Promise<Repository>;
+}
+
+const MODES: Partial<Record<BackupMode, CoreMode>> = {
+  [BackupMode.BACKUP_MODE_FULL]: "full",
+  [BackupMode.BACKUP_MODE_INCREMENTAL]: "incremental",
+  [BackupMode.BACKUP_MODE_DIFFERENTIAL]: "differential",
+  [BackupMode.BACKUP_MODE_COPY]: "copy",
+  [BackupMode.BACKUP_MODE_AUTO]: "auto",
+};
+const QUIESCE: Partial<Record<QuiesceMode, CoreQuiesce>> = {
+  [QuiesceMode.QUIESCE_MODE_REQUIRED]: "required",
+  [QuiesceMode.QUIESCE_MODE_PREFERRED]: "preferred",
+  [QuiesceMode.QUIESCE_MODE_OFF]: "off",
+};
+
+function toResult(m: SnapshotManifest, freezeMs: number | undefined): RunBackupResponse["event"] {
+  return {
+    $case: "result",
+    value: {
+      snapshotId: m.id,
+      diskKinds: Object.fromEntries(
+        m.disks.map((d) => [d.target, d.fullReason ? `${d.kind}: ${d.fullReason}` : d.kind]),
+      ),
+      quiesced: m.consistency.kind === "quiesced",
+      consistencyReason: m.consistency.kind === "crash-consistent" ? m.consistency.reason : "",
+      bytesRead: BigInt(m.stats.bytesRead),
+      bytesNew: BigInt(m.stats.bytesNew),
+      bytesStored: BigInt(m.stats.bytesStored),
+      freezeMs: freezeMs ?? 0,
+    },
+  };
+}
+
+/**
+ * RunBackup: validates the request (INVALID_ARGUMENT names the field), returns the result of a job
+ * id that already sealed a snapshot instead of running it twice, otherwise runs the backup and streams
+ * its states and progress. A cancelled call aborts the job; its cleanup still runs.
+ */
+export async function* runBackupRpc(
+  deps: BackupRpcDeps,
+  req: RunBackupRequest,
+  ctx: CallContext,
+): AsyncGenerator<RunBackupResponse> {
+  if (!req.jobId.trim()) throw new CairnError("invalid-argument", "job_id is required");
+  if (!req.domainUuid.trim()) throw new CairnError("invalid-argument", "domain_uuid is required");
+  if (!req.repository.trim()) throw new CairnError("invalid-argument", "repository is required");
+  const mode = MODES[req.mode];
+  if (!mode) throw new CairnError("invalid-argument", `mode ${req.mode} is not a backup mode`);
+  const quiesce = req.quiesce === QuiesceMode.QUIESCE_MODE_UNSPECIFIED ? "preferred" : QUIESCE[req.quiesce];
+  if (!quiesce) throw new CairnError("invalid-argument", `quiesce ${req.quiesce} is not a quiesce mode`);
+
+  const repository = await deps.openRepository(req.repository, ctx.signal);
+  try {
+    const done = (await repository.listSnapshots(ctx.signal)).find((s) => s.extra["jobId"] === req.jobId);
+    if (done) {
+      const fw = done.extra["freezeWindowMs"];
+      yield { jobId: req.jobId, event: toResult(done, typeof fw === "number" ? fw : undefined) };
+      return;
+    }
+    const queue = new AsyncQueue<RunBackupResponse>();
+    const job = deps.jobs.start(req.jobId, req.domainUuid, (signal) =>
+      runBackup({ ...deps.backup, repository }, deps.config, {
+        jobId: req.jobId,
+        domain: req.domainUuid,
+        mode,
+        quiesce,
+        ...(req.disks.length ? { disks: req.disks } : {}),
+        labels: req.labels,
+        signal,
+        onState: (s) => queue.push({ jobId: req.jobId, event: { $case: "state", value: s } }),
+        onProgress: (p) =>
+          queue.push({
+            jobId: req.jobId,
+            event: {
+              $case: "progress",
+              value: {
+                bytesDone: BigInt(p.bytesDone),
+                bytesTotal: BigInt(p.bytesTotal),
+                rate: p.rate,
+                etaSeconds: p.etaSeconds,
+                phase: p.phase,
+              },
+            },
+          }),
+      }),
+    );
+    const onCancel = () => deps.jobs.abort(req.jobId, "the caller cancelled the RPC");
+    ctx.signal.addEventListener("abort", onCancel, { once: true });
+    job.then(
+      (r) => {
+        queue.push({ jobId: req.jobId, event: toResult(r.manifest, r.freezeWindowMs) });
+        queue.end();
+      },
+      (e) => queue.fail(e),
+    );
+    try {
+      yield* queue;
+    } finally {
+      ctx.signal.removeEventListener("abort", onCancel);
+      await job.catch(() => {});
+    }
+  } finally {
+    await repository.close();
+  }
+}
