@@ -73,6 +73,11 @@ export class SwiftServer implements SwiftS3Endpoint {
       for (const name of ["account", "container", "object"] as const) {
         s.spawn(name, `swift-${name}-server`, [join(dir, "etc", `${name}-server.conf`), "-v"]);
       }
+      // The proxy's healthcheck does not cover the storage servers: wait until they accept connections.
+      const deadline = Date.now() + (options.timeoutMs ?? 60_000);
+      for (const port of [ports.memcached, ports.account, ports.container, ports.object]) {
+        await waitForPort(port, deadline, options.signal, s.dir);
+      }
       await s.startProxy(options);
       return s;
     } catch (e) {
@@ -167,5 +172,27 @@ export class SwiftServer implements SwiftS3Endpoint {
   async stop(options: { keepDir?: boolean } = {}): Promise<void> {
     for (const name of ["proxy", "object", "container", "account", "memcached"]) await this.kill(name);
     if (!options.keepDir) await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+async function waitForPort(
+  port: number,
+  deadline: number,
+  signal: AbortSignal | undefined,
+  dir: string,
+): Promise<void> {
+  const { connect } = await import("node:net");
+  for (;;) {
+    signal?.throwIfAborted();
+    const ok = await new Promise<boolean>((resolve) => {
+      const c = connect({ host: "127.0.0.1", port }, () => {
+        c.destroy();
+        resolve(true);
+      });
+      c.on("error", () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`Swift service on port ${port} did not start; see ${dir}/log`);
+    await new Promise((r) => setTimeout(r, 100));
   }
 }
