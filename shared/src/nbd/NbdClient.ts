@@ -190,14 +190,11 @@ export class NbdClient {
     length: number,
     opts: OpOptions = {},
   ): Promise<Extent[]> {
-    const id = this.contextId(context);
     this.checkRange(offset, length);
-    const res = await this.pick().blockStatus(
-      offset,
-      Math.min(length, MAX_BLOCK_STATUS_REQUEST),
-      0,
-      opts.signal,
-    );
+    // Context ids are per connection: take the id the chosen connection negotiated.
+    const conn = this.pick();
+    const id = this.contextId(context, conn);
+    const res = await conn.blockStatus(offset, Math.min(length, MAX_BLOCK_STATUS_REQUEST), 0, opts.signal);
     const extents = res.get(id);
     if (!extents?.length) {
       throw new CairnError("protocol", `NBD server sent no block status for context ${context} at ${offset}`);
@@ -268,8 +265,8 @@ export class NbdClient {
     return best ?? this.first;
   }
 
-  private contextId(context: string): number {
-    const id = this.metaContexts.get(context);
+  private contextId(context: string, conn: NbdConnection): number {
+    const id = conn.contexts.get(context);
     if (id === undefined) {
       throw new CairnError("failed-precondition", `NBD meta context ${context} was not negotiated`, {
         hint: "pass it in metaContexts when connecting; for a dirty bitmap check that the bitmap exists",
