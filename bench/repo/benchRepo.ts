@@ -20,7 +20,7 @@ import { makeVmLikeFixture } from "./makeFixture.js";
 
 const GiB = 1024 ** 3;
 const SIZE = Number(process.env.CAIRN_BENCH_SIZE ?? 2 * GiB);
-const ROUNDS = Number(process.env.CAIRN_BENCH_ROUNDS ?? 2);
+const ROUNDS = Number(process.env.CAIRN_BENCH_ROUNDS ?? 3);
 const root = resolve(".cache/bench");
 const fixture = join(root, `repo-fixture-${SIZE}.raw`);
 const work = join(root, "repo-work");
@@ -116,7 +116,12 @@ async function peerRead(input: string, out: string): Promise<void> {
   await fsyncFile(out);
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+/** Median (mean of the middle two for an even count): robust against one disturbed round. */
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
 
 async function main(): Promise<void> {
   await mkdir(work, { recursive: true });
