@@ -47,7 +47,12 @@ export interface ReadResult {
 /** Where chunks read into the reused receive buffer go: the handshake reader, then the parser. */
 interface Route {
   to: (chunk: Buffer) => void;
+  target?: () => Buffer | undefined;
+  landed?: (n: number) => void;
 }
+
+/** Payloads at least this large are read straight into the destination (zero-copy). */
+const DIRECT_MIN = 4096;
 
 interface Pending extends InflightRequest {
   handle: number;
@@ -98,8 +103,17 @@ export class NbdConnection implements ReplySink {
         this.fail(e as CairnError);
       }
     };
-    if (route) route.to = onChunk;
-    else socket.on("data", onChunk);
+    if (route) {
+      route.to = onChunk;
+      route.target = () => this.directTarget();
+      route.landed = (n) => {
+        try {
+          this.parser.landed(n);
+        } catch (e) {
+          this.fail(e as CairnError);
+        }
+      };
+    } else socket.on("data", onChunk);
     socket.on("error", (e) => this.fail(this.dropped(e)));
     socket.on("close", () => this.fail(this.dropped()));
     this.watchdog = setInterval(
@@ -127,7 +141,9 @@ export class NbdConnection implements ReplySink {
       options.target,
       timeoutMs,
       options.signal,
-      route ? (b) => route.to(b) : undefined,
+      route
+        ? { chunk: (b) => route.to(b), target: () => route.target?.(), landed: (n) => route.landed?.(n) }
+        : undefined,
     );
     try {
       let reader = new ByteReader(socket, peer, route !== undefined);
@@ -236,6 +252,20 @@ export class NbdConnection implements ReplySink {
   /** Tears the connection down now, failing all in-flight requests with `error`. */
   destroy(error?: CairnError): void {
     this.fail(error ?? new CairnError("aborted", `NBD connection to ${this.peer} was destroyed`));
+  }
+
+  /** The rest of the read payload being received, as a view of its destination, if worth it. */
+  private directTarget(): Buffer | undefined {
+    const d = this.parser.direct();
+    if (!d || d.length < DIRECT_MIN || this.failure) return undefined;
+    const p = this.pending.get(d.handle);
+    if (!p?.dest || p.abandoned) return undefined;
+    const at = d.offset - p.offset;
+    return p.dest.subarray(at, at + d.length);
+  }
+
+  onDataLanded(handle: number, _offset: number, length: number): void {
+    this.pending.get(handle)!.covered += length;
   }
 
   // --- ReplySink -------------------------------------------------------------------------------

@@ -36,6 +36,8 @@ export interface ReplySink {
   lookup(handle: number): InflightRequest | undefined;
   onSimpleReply(handle: number, error: number): void;
   onData(handle: number, offset: number, data: Buffer): void;
+  /** Payload bytes that were read straight into the destination (see ReplyParser.direct). */
+  onDataLanded?(handle: number, offset: number, length: number): void;
   onHole(handle: number, offset: number, length: number): void;
   onBlockStatus(handle: number, contextId: number, extents: Extent[]): void;
   onError(handle: number, error: number, message: string, offset: number | undefined): void;
@@ -87,6 +89,25 @@ export class ReplyParser {
         e instanceof CairnError ? e : new CairnError("protocol", "NBD reply parser failed", { cause: e });
       throw this.failed;
     }
+  }
+
+  /** While streaming read data: the handle, absolute offset and length still to come. */
+  direct(): { handle: number; offset: number; length: number } | undefined {
+    if (this.failed || this.state !== State.DataStream) return undefined;
+    return { handle: this.handle, offset: this.dataOffset, length: this.dataLeft };
+  }
+
+  /** `n` bytes of the current data payload were placed in the destination by the caller. */
+  landed(n: number): void {
+    if (this.failed) throw this.failed;
+    if (this.state !== State.DataStream || n > this.dataLeft) {
+      this.failed = new CairnError("internal", "NBD direct read landed outside a data payload");
+      throw this.failed;
+    }
+    this.sink.onDataLanded?.(this.handle, this.dataOffset, n);
+    this.dataOffset += n;
+    this.dataLeft -= n;
+    if (this.dataLeft === 0) this.chunkComplete();
   }
 
   /** True between replies: nothing half-read. A close here is clean; elsewhere it truncated a reply. */

@@ -8,6 +8,16 @@ export function describeTarget(t: NbdTarget): string {
   return "path" in t ? `nbd+unix://?socket=${t.path}` : `nbd://${t.host}:${t.port}`;
 }
 
+/** Receives socket data read into a reused buffer (see openSocket). */
+export interface ReadRouter {
+  /** Bytes read into the shared buffer; only valid during the call. */
+  chunk(b: Buffer): void;
+  /** Where the next read should land instead of the shared buffer, if anywhere. */
+  target?(): Buffer | undefined;
+  /** `n` bytes were read straight into the buffer `target()` returned. */
+  landed?(n: number): void;
+}
+
 /** Size of the one receive buffer reused for every read when `onread` is given. */
 const RECV_BUFFER = 1024 * 1024;
 
@@ -21,17 +31,21 @@ export function openSocket(
   target: NbdTarget,
   timeoutMs: number,
   signal?: AbortSignal,
-  onread?: (chunk: Buffer) => void,
+  onread?: ReadRouter,
 ): Promise<net.Socket> {
   const peer = describeTarget(target);
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(abortError(signal, `connecting to ${peer}`));
+    const shared = Buffer.allocUnsafe(RECV_BUFFER);
+    // Node asks for the next read's buffer after each read: usually the shared one, but while a
+    // large read payload is pending the router may return the destination itself (zero-copy).
     const reuse = onread
       ? {
           onread: {
-            buffer: Buffer.allocUnsafe(RECV_BUFFER),
+            buffer: () => onread.target?.() ?? shared,
             callback: (n: number, buf: Uint8Array) => {
-              onread(Buffer.from(buf.buffer, buf.byteOffset, n));
+              if (buf === shared) onread.chunk(shared.subarray(0, n));
+              else onread.landed?.(n);
               return true;
             },
           },
