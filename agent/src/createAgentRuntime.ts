@@ -12,6 +12,7 @@ import { recoverFrozenGuests } from "./guest/recoverFrozenGuests.js";
 import { VirshGuestAgent } from "./guest/VirshGuestAgent.js";
 import type { Hypervisor } from "./hypervisor/Hypervisor.js";
 import { VirshHypervisor } from "./hypervisor/VirshHypervisor.js";
+import { VirshSessionPool } from "./hypervisor/VirshSessionPool.js";
 
 export interface AgentRuntime {
   config: AgentConfig;
@@ -30,11 +31,14 @@ export async function createAgentRuntime(
   config: AgentConfig,
   log = createLogger("cairn-agent", config.logLevel),
 ): Promise<AgentRuntime> {
+  // Warm virsh sessions: no process start per call, which keeps the guest's freeze window short.
+  const pool = new VirshSessionPool(config.libvirtUri);
   const hypervisor = new VirshHypervisor({
     uri: config.libvirtUri,
     callTimeoutMs: config.timeouts.virshCallMs,
+    runner: pool.run,
   });
-  const guestAgent = new VirshGuestAgent({ uri: config.libvirtUri });
+  const guestAgent = new VirshGuestAgent({ uri: config.libvirtUri, runner: pool.run });
   const freezeMarkers = new FreezeMarkers(join(config.stateDir, "frozen"));
   const workDir = join(config.stateDir, "work");
   const liveBackup: LiveBackupConfig = {

@@ -1,6 +1,7 @@
 import { createChannel, createClient } from "nice-grpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { VirshHypervisor } from "../../agent/src/hypervisor/VirshHypervisor.js";
+import { VirshSessionPool } from "../../agent/src/hypervisor/VirshSessionPool.js";
 import { startAgentServer } from "../../agent/src/server/startAgentServer.js";
 import { AgentServiceDefinition } from "../../shared/src/gen/cairn/v1/agent.js";
 import { DomainState } from "../../shared/src/gen/cairn/v1/common.js";
@@ -27,6 +28,18 @@ beforeAll(async () => {
   uuid = (await run("virsh", ["-c", "qemu:///system", "domuuid", vm.name])).stdout.trim();
 });
 afterAll(() => lab.dispose());
+
+const pool = new VirshSessionPool("qemu:///system");
+afterAll(() => pool.close());
+hypervisorContract("VirshHypervisor through a pool of virsh sessions", () => ({
+  hypervisor: new VirshHypervisor({ uri: "qemu:///system", callTimeoutMs: 30_000, runner: pool.run }),
+  expected: {
+    uuid,
+    name: vm.name,
+    disks: { vda: "qcow2", vdb: "qcow2", vdc: "raw" },
+    hasGuestAgentChannel: true,
+  },
+}));
 
 hypervisorContract("VirshHypervisor on the lab's libvirt", () => ({
   hypervisor,

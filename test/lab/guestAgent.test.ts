@@ -6,6 +6,7 @@ import { FreezeMarkers } from "../../agent/src/guest/FreezeMarkers.js";
 import { recoverFrozenGuests } from "../../agent/src/guest/recoverFrozenGuests.js";
 import { VirshGuestAgent } from "../../agent/src/guest/VirshGuestAgent.js";
 import { withFrozenGuest } from "../../agent/src/guest/withFrozenGuest.js";
+import { VirshSessionPool } from "../../agent/src/hypervisor/VirshSessionPool.js";
 import { createLogger } from "../../shared/src/log/createLogger.js";
 import { guestAgentContract } from "../support/guestAgentContract.js";
 import type { LabVm } from "./support/LabVm.js";
@@ -31,6 +32,14 @@ afterAll(async () => {
 
 guestAgentContract("VirshGuestAgent with the lab's real qemu-ga", () => ({
   agent,
+  live: live.name,
+  silent: silent.name,
+}));
+
+const pool = new VirshSessionPool("qemu:///system");
+afterAll(() => pool.close());
+guestAgentContract("VirshGuestAgent through a pool of virsh sessions", () => ({
+  agent: new VirshGuestAgent({ uri: "qemu:///system", runner: pool.run }),
   live: live.name,
   silent: silent.name,
 }));

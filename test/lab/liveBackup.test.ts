@@ -53,6 +53,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await lab.dispose();
+  h?.pool.close();
   await h?.repository.close();
   if (h) await rm(h.dir, { recursive: true, force: true });
 });

@@ -1,10 +1,14 @@
 import { CairnError, isCairnError } from "../../../shared/src/errors/CairnError.js";
-import { runVirsh } from "../hypervisor/runVirsh.js";
+import { spawnRunner, type VirshRunner } from "../hypervisor/runVirsh.js";
 import type { GuestAgent, GuestCallOptions, GuestExecResult } from "./GuestAgent.js";
 
 /** GuestAgent over `virsh qemu-agent-command` (libvirt owns the agent channel). */
 export class VirshGuestAgent implements GuestAgent {
-  constructor(private readonly config: { uri: string }) {}
+  private readonly runner: VirshRunner;
+
+  constructor(config: { uri: string; runner?: VirshRunner }) {
+    this.runner = config.runner ?? spawnRunner(config.uri);
+  }
 
   private async command<T>(
     domain: string,
@@ -15,8 +19,7 @@ export class VirshGuestAgent implements GuestAgent {
     const cmd = JSON.stringify(args === undefined ? { execute } : { execute, arguments: args });
     const timeoutS = Math.max(1, Math.ceil(opts.timeoutMs / 1000));
     try {
-      const out = await runVirsh(["qemu-agent-command", domain, cmd, "--timeout", String(timeoutS)], {
-        uri: this.config.uri,
+      const out = await this.runner(["qemu-agent-command", domain, cmd, "--timeout", String(timeoutS)], {
         signal: opts.signal,
         // virsh's own --timeout bounds the agent; this bounds virsh itself.
         timeoutMs: opts.timeoutMs + 10_000,

@@ -11,13 +11,15 @@ import {
 import type { DomainInfo, DomainPowerState } from "./DomainInfo.js";
 import type { Hypervisor, LiveBitmap } from "./Hypervisor.js";
 import { parseDomainXml } from "./parseDomainXml.js";
-import { runVirsh } from "./runVirsh.js";
+import { spawnRunner, type VirshRunner } from "./runVirsh.js";
 
 export interface VirshHypervisorConfig {
   /** libvirt connection URI, e.g. "qemu:///system" or "qemu+unix:///system?socket=…". */
   uri: string;
   /** Deadline for a single virsh call. */
   callTimeoutMs: number;
+  /** How commands run: a pooled session (VirshSessionPool.run) or, by default, one process each. */
+  runner?: VirshRunner;
 }
 
 const STATES: Record<string, DomainPowerState> = {
@@ -33,10 +35,14 @@ const STATES: Record<string, DomainPowerState> = {
 
 /** Hypervisor adapter over libvirt through the virsh CLI (the npm bindings lack checkpoints/backup). */
 export class VirshHypervisor implements Hypervisor {
-  constructor(private readonly config: VirshHypervisorConfig) {}
+  private readonly runner: VirshRunner;
+
+  constructor(private readonly config: VirshHypervisorConfig) {
+    this.runner = config.runner ?? spawnRunner(config.uri);
+  }
 
   private virsh(args: string[], signal: AbortSignal): Promise<string> {
-    return runVirsh(args, { uri: this.config.uri, signal, timeoutMs: this.config.callTimeoutMs });
+    return this.runner(args, { signal, timeoutMs: this.config.callTimeoutMs });
   }
 
   async versions(signal: AbortSignal): Promise<{ libvirt: string; qemu: string }> {

@@ -1,5 +1,6 @@
 import { execa } from "execa";
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
+import { virshFailure } from "./virshFailure.js";
 
 export interface VirshOptions {
   uri: string;
@@ -7,6 +8,12 @@ export interface VirshOptions {
   /** Explicit deadline for one virsh call. */
   timeoutMs?: number;
 }
+
+/** How adapters run one virsh command: a fresh process (runVirsh) or a pooled session. */
+export type VirshRunner = (
+  args: readonly string[],
+  opts: { signal: AbortSignal; timeoutMs: number },
+) => Promise<string>;
 
 /**
  * Runs one virsh command with an argument array (never a shell string) and returns stdout.
@@ -22,34 +29,15 @@ export async function runVirsh(args: readonly string[], opts: VirshOptions): Pro
     env: { LC_ALL: "C" },
   });
   if (r.isCanceled) throw new CairnError("aborted", `virsh ${args[0]} was aborted`, { cause: r });
-  if (r.timedOut)
+  if (r.timedOut) {
     throw new CairnError("timeout", `virsh ${args[0]} did not finish within ${timeout} ms`, {
       hint: "check that libvirtd is responsive (virsh version)",
     });
-  if (r.failed) {
-    const msg = String(r.stderr || r.stdout || r.message || "")
-      .replace(/^error:\s*/gm, "")
-      .trim();
-    const notFound =
-      /failed to get domain|Domain not found|checkpoint not found|no domain with matching|does not exist/i.test(
-        msg,
-      );
-    const unreachable = /failed to connect|Failed to connect socket|No such file or directory.*sock/i.test(
-      msg,
-    );
-    if (/cannot acquire state change lock/i.test(msg)) {
-      throw new CairnError("timeout", `virsh ${args[0]}: the domain is busy with another job: ${msg}`, {
-        cause: r,
-      });
-    }
-    throw new CairnError(
-      notFound ? "not-found" : unreachable ? "unavailable" : "failed-precondition",
-      `virsh ${args.join(" ")} failed: ${msg}`,
-      {
-        cause: r,
-        ...(unreachable ? { hint: `is libvirtd running and reachable at ${opts.uri}?` } : {}),
-      },
-    );
   }
+  if (r.failed) throw virshFailure(args, String(r.stderr || r.stdout || r.message || ""), opts.uri, r);
   return r.stdout;
+}
+
+export function spawnRunner(uri: string): VirshRunner {
+  return (args, o) => runVirsh(args, { uri, signal: o.signal, timeoutMs: o.timeoutMs });
 }

@@ -5,6 +5,7 @@ import type { LiveBackupConfig, LiveBackupDeps } from "../../../agent/src/backup
 import { FreezeMarkers } from "../../../agent/src/guest/FreezeMarkers.js";
 import { VirshGuestAgent } from "../../../agent/src/guest/VirshGuestAgent.js";
 import { VirshHypervisor } from "../../../agent/src/hypervisor/VirshHypervisor.js";
+import { VirshSessionPool } from "../../../agent/src/hypervisor/VirshSessionPool.js";
 import { createLogger } from "../../../shared/src/log/createLogger.js";
 import { LocalObjectStore } from "../../../shared/src/repository/backends/LocalObjectStore.js";
 import { Repository } from "../../../shared/src/repository/Repository.js";
@@ -23,9 +24,11 @@ export async function agentHarness(host: LabHost, opts: { chunkSize?: number } =
   const repository = await Repository.init(new LocalObjectStore(join(dir, "repo")), {
     ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : {}),
   });
+  // As in the agent: virsh calls go through a pool of warm sessions.
+  const pool = new VirshSessionPool(host.uri);
   const deps: LiveBackupDeps = {
-    hypervisor: new VirshHypervisor({ uri: host.uri, callTimeoutMs: 60_000 }),
-    guestAgent: new VirshGuestAgent({ uri: host.uri }),
+    hypervisor: new VirshHypervisor({ uri: host.uri, callTimeoutMs: 60_000, runner: pool.run }),
+    guestAgent: new VirshGuestAgent({ uri: host.uri, runner: pool.run }),
     freezeMarkers: new FreezeMarkers(join(dir, "state", "frozen")),
     repository,
     log: createLogger("agent-test", process.env.CAIRN_TEST_LOG ?? "silent"),
@@ -42,5 +45,5 @@ export async function agentHarness(host: LabHost, opts: { chunkSize?: number } =
     nbdRequestSize: 256 * 1024,
     nbdDepth: 16,
   };
-  return { dir, deps, config, repository };
+  return { dir, deps, config, repository, pool };
 }
