@@ -215,8 +215,8 @@ export class DiskWriter {
   private async openChunk(i: number): Promise<OpenChunk> {
     let c = this.open.get(i);
     if (c) return c;
-    // A rewrite of a chunk still being processed must start from that chunk's new content.
-    while (this.processing.has(i)) await this.processing.get(i);
+    // A rewrite of a chunk still being completed or processed must start from its new content.
+    while (this.processing.has(i)) await this.processing.get(i)?.catch(() => {});
     if (this.failure !== undefined) throw this.failure;
     c = this.open.get(i);
     if (c) return c;
@@ -227,6 +227,21 @@ export class DiskWriter {
 
   /** Fills a partially written chunk's gaps from its previous content, then processes it. */
   private async complete(i: number, c: OpenChunk, signal: AbortSignal | undefined): Promise<void> {
+    // Registered before the first await so a concurrent write to chunk i waits for this version.
+    const filled = this.fillFromBase(i, c, signal);
+    const placeholder = filled.catch(() => {});
+    this.processing.set(i, placeholder);
+    try {
+      await filled;
+    } catch (e) {
+      this.failure ??= e;
+      if (this.processing.get(i) === placeholder) this.processing.delete(i);
+      throw e;
+    }
+    await this.dispatch(i, c.buf, signal);
+  }
+
+  private async fillFromBase(i: number, c: OpenChunk, signal: AbortSignal | undefined): Promise<void> {
     const baseId = this.index.get(i);
     if (baseId !== undefined) {
       const base = await this.snapshot.repository.readChunk(
@@ -240,25 +255,36 @@ export class DiskWriter {
         prev = e;
       }
     }
-    await this.dispatch(i, c.buf, signal);
   }
 
+  /**
+   * Queues chunk i for processing. It is registered in `processing` at once (so a concurrent write
+   * to the same chunk waits for it); the returned promise resolves when it got an in-flight slot,
+   * which is the back-pressure on the caller.
+   */
   private async dispatch(i: number, buf: Uint8Array, signal: AbortSignal | undefined): Promise<void> {
-    while (this.inFlight >= this.maxInFlight) {
-      await new Promise<void>((r) => this.waiters.push(r));
-    }
-    this.check(signal);
-    this.inFlight++;
-    const p = this.process(i, buf, signal)
-      .catch((e: unknown) => {
+    let started!: () => void;
+    const slot = new Promise<void>((r) => {
+      started = r;
+    });
+    const p: Promise<void> = (async () => {
+      while (this.inFlight >= this.maxInFlight) await new Promise<void>((r) => this.waiters.push(r));
+      this.inFlight++;
+      started();
+      try {
+        this.check(signal);
+        await this.process(i, buf, signal);
+      } catch (e) {
         this.failure ??= e;
-      })
-      .finally(() => {
+      } finally {
         this.inFlight--;
         if (this.processing.get(i) === p) this.processing.delete(i);
         this.waiters.shift()?.();
-      });
+      }
+    })();
     this.processing.set(i, p);
+    await slot;
+    if (this.failure !== undefined) throw this.failure;
   }
 
   private async process(i: number, buf: Uint8Array, signal: AbortSignal | undefined): Promise<void> {

@@ -69,4 +69,47 @@ describe("DiskWriter (model-based)", () => {
       { numRuns: 25 },
     );
   }, 60_000);
+
+  it("concurrent, unawaited writes of disjoint pieces land exactly (agent pipelines may overlap)", async () => {
+    const parentData = vmDisk(SIZE, 98);
+    const w0 = await repo.beginSnapshot({ vm });
+    const d0 = await w0.addDisk({ target: "vda", virtualSize: SIZE, sourceFormat: "raw", kind: "full" });
+    await d0.write(0, parentData);
+    await d0.finish();
+    const parent = await w0.seal(sealOpts);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.uniqueArray(fc.integer({ min: 1, max: SIZE - 1 }), { minLength: 1, maxLength: 40 }),
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 1, max: 1000 }),
+        async (cuts, maxOpen, seed) => {
+          const bounds = [0, ...[...cuts].sort((a, b) => a - b), SIZE];
+          const model = Buffer.from(parentData);
+          const w = await repo.beginSnapshot({ vm });
+          const d = await w.addDisk({
+            target: "vda",
+            virtualSize: SIZE,
+            sourceFormat: "raw",
+            kind: "incremental",
+            parent: { snapshotId: parent.id },
+            maxOpenChunks: maxOpen,
+            maxInFlight: 2,
+          });
+          const pending: Promise<void>[] = [];
+          for (let k = 0; k + 1 < bounds.length; k++) {
+            if ((k + seed) % 3 === 0) continue; // leave some pieces to the parent
+            const [a, b] = [bounds[k]!, bounds[k + 1]!];
+            const data = vmDisk(b - a, seed + k);
+            data.copy(model, a);
+            pending.push(d.write(a, data));
+          }
+          await Promise.all(pending);
+          await d.finish();
+          const m = await w.seal(sealOpts);
+          expect((await (await repo.openDisk(m.id, "vda")).read(0, SIZE)).equals(model)).toBe(true);
+        },
+      ),
+      { numRuns: 25 },
+    );
+  }, 60_000);
 });
