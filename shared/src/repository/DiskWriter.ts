@@ -267,7 +267,9 @@ export class DiskWriter {
     const slot = new Promise<void>((r) => {
       started = r;
     });
-    const p: Promise<void> = (async () => {
+    const self: { p?: Promise<void> } = {};
+    self.p = (async () => {
+      await Promise.resolve(); // run the body only after self.p is set (the finally compares it)
       while (this.inFlight >= this.maxInFlight) await new Promise<void>((r) => this.waiters.push(r));
       this.inFlight++;
       started();
@@ -278,11 +280,11 @@ export class DiskWriter {
         this.failure ??= e;
       } finally {
         this.inFlight--;
-        if (this.processing.get(i) === p) this.processing.delete(i);
+        if (this.processing.get(i) === self.p) this.processing.delete(i);
         this.waiters.shift()?.();
       }
     })();
-    this.processing.set(i, p);
+    this.processing.set(i, self.p);
     await slot;
     if (this.failure !== undefined) throw this.failure;
   }
