@@ -18,6 +18,18 @@ export function objectStoreContract(name: string, make: () => Promise<ObjectStor
       expect((await s.get("chunks/ab/abc")).toString()).toBe("second");
     });
 
+    it("staged puts are complete, visible and listed after commitStaged; a commit with nothing staged is a no-op", async () => {
+      const s = await make();
+      await s.commitStaged();
+      const objs = Array.from({ length: 20 }, (_, i) => [`chunks/st/${i}`, randomBytes(1000 + i)] as const);
+      await Promise.all(objs.map(([k, v]) => s.put(k, v, { staged: true })));
+      await s.commitStaged();
+      for (const [k, v] of objs) expect((await s.get(k)).equals(v)).toBe(true);
+      const listed: string[] = [];
+      for await (const o of s.list("chunks/st/")) listed.push(o.key);
+      expect(listed.sort()).toEqual(objs.map(([k]) => k).sort());
+    });
+
     it("stores empty objects", async () => {
       const s = await make();
       await s.put("empty", Buffer.alloc(0));

@@ -304,7 +304,7 @@ export class DiskWriter {
           if (await repo.store.head(chunkKey(h.id), { signal })) return;
           const plainLength = h.data.length; // h.data is transferred to the worker by frame()
           const f = await repo.pool.frame("chunk", h.id, h.data);
-          await repo.store.put(chunkKey(h.id), f.framed, { signal });
+          await repo.store.put(chunkKey(h.id), f.framed, { signal, staged: true });
           this.stats.bytesNew += plainLength;
           this.stats.bytesStored += f.framed.length;
           this.stats.chunksNew++;
@@ -337,7 +337,7 @@ export class DiskWriter {
     const h = await repo.pool.hash(this.index.encode());
     if (!(await repo.store.head(indexKey(h.id), { signal }))) {
       const f = await repo.pool.frame("index", h.id, h.data);
-      await repo.store.put(indexKey(h.id), f.framed, { signal });
+      await repo.store.put(indexKey(h.id), f.framed, { signal, staged: true });
     }
     const o = this.options;
     this.entry = {

@@ -95,6 +95,8 @@ export class RestorePointWriter {
       extra: options.extra ?? {},
     };
     try {
+      // Chunks and indexes were staged: make them durable before the manifest names them.
+      await this.repository.store.commitStaged({ signal: options.signal });
       await this.repository.putSnapshot(manifest, options.signal);
       this.state = "sealed";
     } finally {

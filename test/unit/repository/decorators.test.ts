@@ -78,6 +78,7 @@ describe("ConcurrencyLimitedObjectStore", () => {
     const inner = new MemoryObjectStore();
     const slow: ObjectStore = {
       location: "slow",
+      commitStaged: (o) => inner.commitStaged(o),
       async put(k, d) {
         inFlight++;
         max = Math.max(max, inFlight);

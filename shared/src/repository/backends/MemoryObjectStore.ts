@@ -1,6 +1,6 @@
 import { CairnError } from "../../errors/CairnError.js";
 import { assertKey, assertPrefix } from "../ports/assertKey.js";
-import type { CallOptions, GetOptions, ObjectInfo, ObjectStore } from "../ports/ObjectStore.js";
+import type { CallOptions, GetOptions, ObjectInfo, ObjectStore, PutOptions } from "../ports/ObjectStore.js";
 import { throwIfAborted } from "../ports/throwIfAborted.js";
 
 /** In-memory ObjectStore for unit tests; passes the same contract suite as the real backends. */
@@ -12,7 +12,12 @@ export class MemoryObjectStore implements ObjectStore {
     this.location = `memory:${name}`;
   }
 
-  async put(key: string, data: Uint8Array, options?: CallOptions): Promise<void> {
+  /** Puts here are durable on return: nothing is ever staged. */
+  async commitStaged(options?: CallOptions): Promise<void> {
+    throwIfAborted(options?.signal, "commit staged objects");
+  }
+
+  async put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
     assertKey(key, this.location);
     throwIfAborted(options?.signal, `put ${key}`);
     this.objects.set(key, { data: Buffer.from(data), lastModified: new Date() });

@@ -9,7 +9,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { CairnError } from "../../errors/CairnError.js";
 import { assertKey, assertPrefix } from "../ports/assertKey.js";
-import type { CallOptions, GetOptions, ObjectInfo, ObjectStore } from "../ports/ObjectStore.js";
+import type { CallOptions, GetOptions, ObjectInfo, ObjectStore, PutOptions } from "../ports/ObjectStore.js";
 import { throwIfAborted } from "../ports/throwIfAborted.js";
 
 export interface S3ObjectStoreOptions {
@@ -117,7 +117,12 @@ export class S3ObjectStore implements ObjectStore {
     });
   }
 
-  async put(key: string, data: Uint8Array, options?: CallOptions): Promise<void> {
+  /** Puts here are durable on return: nothing is ever staged. */
+  async commitStaged(options?: CallOptions): Promise<void> {
+    throwIfAborted(options?.signal, "commit staged objects");
+  }
+
+  async put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
     assertKey(key, this.location);
     await this.call(
       "writing",

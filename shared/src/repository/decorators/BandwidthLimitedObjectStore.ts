@@ -1,5 +1,5 @@
 import { abortError } from "../../errors/CairnError.js";
-import type { CallOptions, GetOptions, ObjectInfo, ObjectStore } from "../ports/ObjectStore.js";
+import type { CallOptions, GetOptions, ObjectInfo, ObjectStore, PutOptions } from "../ports/ObjectStore.js";
 
 /**
  * Limits payload bytes per second (put and get) with a token bucket holding at most one second of
@@ -38,7 +38,11 @@ export class BandwidthLimitedObjectStore implements ObjectStore {
     return p;
   }
 
-  async put(key: string, data: Uint8Array, options?: CallOptions): Promise<void> {
+  commitStaged(options?: CallOptions): Promise<void> {
+    return this.inner.commitStaged(options);
+  }
+
+  async put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
     await this.pay(data.length, options?.signal);
     return this.inner.put(key, data, options);
   }

@@ -1,4 +1,4 @@
-import type { CallOptions, GetOptions, ObjectInfo, ObjectStore } from "../ports/ObjectStore.js";
+import type { CallOptions, GetOptions, ObjectInfo, ObjectStore, PutOptions } from "../ports/ObjectStore.js";
 import { Semaphore } from "./Semaphore.js";
 
 /** At most `limit` calls in flight to the inner store (S3 connection pools, NFS servers...). */
@@ -24,7 +24,11 @@ export class ConcurrencyLimitedObjectStore implements ObjectStore {
     }
   }
 
-  put(key: string, data: Uint8Array, options?: CallOptions): Promise<void> {
+  commitStaged(options?: CallOptions): Promise<void> {
+    return this.inner.commitStaged(options);
+  }
+
+  put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
     return this.run(options?.signal, () => this.inner.put(key, data, options));
   }
   get(key: string, options?: GetOptions): Promise<Buffer> {

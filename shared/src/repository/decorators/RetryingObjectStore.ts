@@ -1,5 +1,5 @@
 import { abortError, CairnError } from "../../errors/CairnError.js";
-import type { CallOptions, GetOptions, ObjectInfo, ObjectStore } from "../ports/ObjectStore.js";
+import type { CallOptions, GetOptions, ObjectInfo, ObjectStore, PutOptions } from "../ports/ObjectStore.js";
 
 export interface RetryPolicy {
   /** Total attempts including the first (default 5). */
@@ -50,7 +50,11 @@ export class RetryingObjectStore implements ObjectStore {
     }
   }
 
-  put(key: string, data: Uint8Array, options?: CallOptions): Promise<void> {
+  commitStaged(options?: CallOptions): Promise<void> {
+    return this.retry("commit staged objects", options?.signal, () => this.inner.commitStaged(options));
+  }
+
+  put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
     return this.retry(`put ${key}`, options?.signal, () => this.inner.put(key, data, options));
   }
   get(key: string, options?: GetOptions): Promise<Buffer> {

@@ -19,6 +19,12 @@ export interface GcReport {
   bytesFreed: number;
   /** Unreferenced but inside the grace period. */
   chunksSpared: number;
+  /** Staged or half-written temporaries of writers that died (local stores), past the grace period. */
+  temporariesDeleted: number;
+}
+
+interface SweepsTemporaries {
+  sweepTemporaries(olderThanMs: number, signal?: AbortSignal): Promise<number>;
 }
 
 /**
@@ -72,6 +78,7 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
       indexesDeleted: 0,
       bytesFreed: 0,
       chunksSpared: 0,
+      temporariesDeleted: 0,
     };
     for (const [prefix, keep, field] of [
       [INDEXES_PREFIX, markedIndexes, "indexesDeleted"],
@@ -92,6 +99,12 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
         report[field]++;
         report.bytesFreed += v.size;
       }
+    }
+    // A writer that died before commitStaged() leaves invisible temporaries: under the exclusive lock
+    // no writer is running, so those past the grace period are garbage.
+    const sweepable = repo.store as Partial<SweepsTemporaries>;
+    if (!options.dryRun && typeof sweepable.sweepTemporaries === "function") {
+      report.temporariesDeleted = await sweepable.sweepTemporaries(Math.max(0, started - cutoff), signal);
     }
     return report;
   } finally {

@@ -5,6 +5,11 @@
  * - Keys are `/`-separated relative paths of `[A-Za-z0-9._-]` segments, never starting with `.`.
  * - `put` is atomic and durable: once it resolves the whole object is stored and survives a crash;
  *   a reader never sees a prefix. Overwriting an existing key replaces it atomically.
+ * - `put` with `staged: true` may defer both: the object may stay invisible (and is lost in a crash)
+ *   until `commitStaged()` resolves, after which every object staged on this store so far is visible
+ *   and durable. A visible object is always complete and durable. Stores whose puts are durable
+ *   anyway (S3, memory) treat staged puts as plain puts and `commitStaged` as a no-op. This turns a
+ *   backup's thousands of per-chunk fsyncs into a couple of filesystem syncs at seal time.
  * - `get` returns the whole object or, with `range`, exactly `[offset, offset+length)` clipped to
  *   the object; a missing key rejects with CairnError("not-found").
  * - `head` resolves `undefined` for a missing key.
@@ -19,7 +24,9 @@
 export interface ObjectStore {
   /** Human-readable location for messages, e.g. `/srv/backups` or `s3://bucket/prefix`. */
   readonly location: string;
-  put(key: string, data: Uint8Array, options?: CallOptions): Promise<void>;
+  put(key: string, data: Uint8Array, options?: PutOptions): Promise<void>;
+  /** Makes every staged put so far visible and durable (see the contract above). */
+  commitStaged(options?: CallOptions): Promise<void>;
   get(key: string, options?: GetOptions): Promise<Buffer>;
   head(key: string, options?: CallOptions): Promise<ObjectInfo | undefined>;
   delete(key: string, options?: CallOptions): Promise<void>;
@@ -28,6 +35,11 @@ export interface ObjectStore {
 
 export interface CallOptions {
   signal?: AbortSignal | undefined;
+}
+
+export interface PutOptions extends CallOptions {
+  /** Defer visibility and durability to the next commitStaged(). */
+  staged?: boolean | undefined;
 }
 
 export interface GetOptions extends CallOptions {
