@@ -162,7 +162,8 @@ async function ours(
   for await (const p of readExtents(
     c,
     plan.filter((e) => e.kind === "data"),
-    { requestSize, depth, reuseBuffers: true },
+    // The single-32 MiB peer keeps virtnbdbackup's fixed pattern; ours adapts its request size.
+    { requestSize, depth, reuseBuffers: true, adaptive: depth > 1 },
   )) {
     bytes += p.data.length;
   }

@@ -88,6 +88,8 @@ export async function readExportsIntoSnapshot(
           requestSize: opts.requestSize,
           depth: opts.depth,
           chunkSize: opts.chunkSize,
+          // DiskWriter.write copies each piece before it resolves: the read buffers can be recycled.
+          reuseBuffers: true,
           onProgress: (n) => progress.update("reading", bytesRead + n),
         },
       );

@@ -10,6 +10,7 @@ import type { FreezeMarkers } from "../guest/FreezeMarkers.js";
 import type { GuestAgent } from "../guest/GuestAgent.js";
 import type { DomainInfo } from "../hypervisor/DomainInfo.js";
 import type { Hypervisor } from "../hypervisor/Hypervisor.js";
+import { createQcow2, imageInfo } from "../offline/qemuImg.js";
 import { type BackupJobState, BackupJobStateMachine } from "./BackupJobState.js";
 import { checkpointXml, pullBackupXml } from "./backupXml.js";
 import { cleanBrokenCheckpoints } from "./cleanBrokenCheckpoints.js";
@@ -150,6 +151,12 @@ export async function runLiveBackup(
       pid: process.pid,
     });
     const socketPath = join(jobDir, "nbd", "backup.sock");
+    // Scratch images made now, not by libvirt inside the freeze window (backup-begin --reuse-external).
+    for (const p of plan.disks) {
+      const src = domain.disks.find((d) => d.target === p.target)!.source;
+      const { virtualSize } = await imageInfo(src, signal, true);
+      await createQcow2(join(jobDir, "scratch", `${p.target}.qcow2`), virtualSize, signal);
+    }
     const backupXml = pullBackupXml({
       socketPath,
       disks: domain.disks
@@ -184,7 +191,7 @@ export async function runLiveBackup(
     const begin = async () => {
       await hypervisor.beginPullBackup(
         domain.name,
-        { backupXml, ...(cpXml ? { checkpointXml: cpXml } : {}) },
+        { backupXml, reuseScratch: true, ...(cpXml ? { checkpointXml: cpXml } : {}) },
         signal,
       );
       exportStarted = true;

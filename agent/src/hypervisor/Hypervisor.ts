@@ -48,10 +48,12 @@ export interface Hypervisor {
   /**
    * Starts a pull-mode backup job (NBD export of the point-in-time view), atomically creating the
    * checkpoint when `checkpointXml` is given. At most one backup job per domain.
+   * `reuseScratch`: the scratch images named in the backup XML exist already (made by the caller
+   * before the guest was frozen), so libvirt does not create them inside the freeze window.
    */
   beginPullBackup(
     domain: string,
-    docs: { backupXml: string; checkpointXml?: string },
+    docs: { backupXml: string; checkpointXml?: string; reuseScratch?: boolean },
     signal: AbortSignal,
   ): Promise<void>;
   /** The running backup job, or undefined when there is none. */

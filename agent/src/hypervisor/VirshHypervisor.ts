@@ -122,7 +122,7 @@ export class VirshHypervisor implements Hypervisor {
 
   async beginPullBackup(
     domain: string,
-    docs: { backupXml: string; checkpointXml?: string },
+    docs: { backupXml: string; checkpointXml?: string; reuseScratch?: boolean },
     signal: AbortSignal,
   ) {
     // A second backup-begin would wait 30 s for libvirt's job lock and then time out: refuse at once.
@@ -135,7 +135,13 @@ export class VirshHypervisor implements Hypervisor {
     if (docs.checkpointXml) files["checkpoint"] = docs.checkpointXml;
     await this.withXmlFiles(files, async (f) => {
       await this.virsh(
-        ["backup-begin", domain, f["backup"]!, ...(f["checkpoint"] ? [f["checkpoint"]] : [])],
+        [
+          "backup-begin",
+          domain,
+          f["backup"]!,
+          ...(f["checkpoint"] ? [f["checkpoint"]] : []),
+          ...(docs.reuseScratch ? ["--reuse-external"] : []),
+        ],
         signal,
       );
     });

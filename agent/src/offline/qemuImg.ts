@@ -32,9 +32,16 @@ async function qemuImg(args: readonly string[], what: string, signal: AbortSigna
   return String(r.stdout);
 }
 
-/** `qemu-img info` of an image that nothing is running (offline path). */
-export async function imageInfo(path: string, signal: AbortSignal): Promise<ImageInfo> {
-  const out = await qemuImg(["info", "--output=json", path], `reading ${path}`, signal);
+/**
+ * `qemu-img info` of an image. `forceShare` reads an image a running QEMU holds (virtual size is
+ * reliable then; bitmaps are not: ask QEMU for those).
+ */
+export async function imageInfo(path: string, signal: AbortSignal, forceShare = false): Promise<ImageInfo> {
+  const out = await qemuImg(
+    ["info", ...(forceShare ? ["-U"] : []), "--output=json", path],
+    `reading ${path}`,
+    signal,
+  );
   const j = JSON.parse(out) as {
     format: string;
     "virtual-size": number;
@@ -45,6 +52,11 @@ export async function imageInfo(path: string, signal: AbortSignal): Promise<Imag
     virtualSize: j["virtual-size"],
     bitmaps: j["format-specific"]?.data?.bitmaps ?? [],
   };
+}
+
+/** Creates an empty qcow2 image (scratch space for a pull backup's copy-before-write). */
+export async function createQcow2(path: string, size: number, signal: AbortSignal): Promise<void> {
+  await qemuImg(["create", "-q", "-f", "qcow2", path, String(size)], `creating ${path}`, signal);
 }
 
 /**

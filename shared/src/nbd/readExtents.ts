@@ -23,6 +23,13 @@ export interface ReadExtentsOptions {
   reuseBuffers?: boolean;
   /** Called after each piece is handed to the consumer with the running byte count. */
   onProgress?: (bytesRead: number) => void;
+  /**
+   * Grow the request size from `requestSize` while that raises throughput (default true): a
+   * latency-bound source (network path, a slow array) gets fewer, larger requests.
+   */
+  adaptive?: boolean;
+  /** Upper bound for adaptive growth (default 4 MiB, and never above the server's maximum). */
+  maxRequestSize?: number;
 }
 
 export interface ExtentPiece {
@@ -45,13 +52,18 @@ export async function* readExtents(
   options: ReadExtentsOptions = {},
 ): AsyncGenerator<ExtentPiece, void, undefined> {
   const requestSize = Math.max(1, Math.min(options.requestSize ?? DEFAULT_REQUEST_SIZE, client.maxPayload));
+  const sizer = new RequestSizer(
+    requestSize,
+    Math.min(client.maxPayload, Math.max(requestSize, options.maxRequestSize ?? MAX_ADAPTIVE_REQUEST_SIZE)),
+    options.adaptive !== false,
+  );
   const depth = Math.max(1, options.depth ?? DEFAULT_DEPTH);
   const local = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, local.signal]) : local.signal;
   // Every in-flight read listens on this signal; depth can legitimately exceed the default 10.
   setMaxListeners(depth * 2 + 16, signal);
   const pieces = iterateSplit(extents, {
-    maxLength: requestSize,
+    maxLength: () => sizer.size,
     ...(options.chunkSize === undefined ? {} : { chunkSize: options.chunkSize }),
   });
   const window: { offset: number; length: number; done: Promise<Buffer> }[] = [];
@@ -68,7 +80,10 @@ export async function* readExtents(
       const { offset, length } = next.value;
       let done: Promise<Buffer>;
       if (reuse) {
-        const buf = (pool.pop() ?? Buffer.allocUnsafeSlow(requestSize)).subarray(0, length);
+        let buf = pool.pop();
+        // Buffers from before the request size grew are too small: let them go.
+        while (buf && buf.length < length) buf = pool.pop();
+        buf = (buf ?? Buffer.allocUnsafeSlow(Math.max(length, sizer.size))).subarray(0, length);
         done = client.readInto(offset, buf, { signal }).then(() => buf);
       } else {
         done = client.read(offset, length, { signal });
@@ -88,16 +103,59 @@ export async function* readExtents(
         throw annotate(e, head.offset, lastCompleted, options.signal);
       }
       window.shift();
-      if (held) pool.push(Buffer.from(held.buffer, held.byteOffset, requestSize));
+      if (held)
+        pool.push(Buffer.from(held.buffer, held.byteOffset, held.buffer.byteLength - held.byteOffset));
       held = reuse ? data : undefined;
       refill();
       bytesRead += data.length;
+      sizer.record(data.length);
       lastCompleted = head.offset + head.length;
       yield { offset: head.offset, data };
       options.onProgress?.(bytesRead);
     }
   } finally {
     local.abort(new CairnError("aborted", "readExtents consumer stopped"));
+  }
+}
+
+/** Largest request the adaptive sizer grows to (latency-bound sources: network, slow storage). */
+export const MAX_ADAPTIVE_REQUEST_SIZE = 4 * 1024 * 1024;
+
+/**
+ * Hill-climbs the request size: doubles it while each doubling raises throughput by more than 15%
+ * (a latency-bound source: per-request cost dominates), then settles. On a fast local export the
+ * first doubling gains nothing and the size stays where it started.
+ */
+class RequestSizer {
+  private settled: boolean;
+  private windowStart = performance.now();
+  private windowBytes = 0;
+  private lastRate: number | undefined;
+
+  constructor(
+    public size: number,
+    private readonly max: number,
+    enabled: boolean,
+  ) {
+    this.settled = !enabled || size >= max;
+  }
+
+  record(bytes: number): void {
+    if (this.settled) return;
+    this.windowBytes += bytes;
+    if (this.windowBytes < Math.max(8 * 1024 * 1024, 32 * this.size)) return;
+    const now = performance.now();
+    const rate = this.windowBytes / Math.max(0.001, now - this.windowStart);
+    this.windowBytes = 0;
+    this.windowStart = now;
+    if (this.lastRate === undefined || rate > this.lastRate * 1.15) {
+      this.lastRate = rate;
+      if (this.size * 2 <= this.max) this.size *= 2;
+      else this.settled = true;
+    } else {
+      this.size = Math.max(1, Math.floor(this.size / 2));
+      this.settled = true;
+    }
   }
 }
 

@@ -154,6 +154,42 @@ describe("client vs nbdkit", () => {
     c.destroy();
   });
 
+  it("adaptive request size: a latency-bound source gets larger requests and reads faster", async () => {
+    const dir = await peers.tempDir();
+    const s = join(dir, "latency.sock");
+    await peers.nbdkit({
+      socket: s,
+      filters: ["delay"],
+      plugin: "pattern",
+      params: ["96M", "delay-read=4ms"],
+    });
+    const c = await NbdClient.connect({ target: { path: s } });
+    try {
+      const time = async (adaptive: boolean) => {
+        const t0 = performance.now();
+        let sizes = 0;
+        let n = 0;
+        for await (const p of readExtents(c, [{ offset: 0, length: 96 * MiB }], {
+          requestSize: 256 * 1024,
+          depth: 4,
+          adaptive,
+        })) {
+          sizes = Math.max(sizes, p.data.length);
+          n++;
+          if (n === 1) expect(p.data.readBigUInt64BE(8)).toBe(8n);
+        }
+        return { s: performance.now() - t0, largest: sizes };
+      };
+      const fixed = await time(false);
+      const adaptive = await time(true);
+      expect(fixed.largest).toBe(256 * 1024);
+      expect(adaptive.largest).toBeGreaterThanOrEqual(1024 * 1024);
+      expect(adaptive.s).toBeLessThan(fixed.s * 0.75);
+    } finally {
+      await c.close();
+    }
+  });
+
   it("a server killed mid-transfer gives a retryable 'unavailable' error with the resume offset", async () => {
     const dir = await peers.tempDir();
     const s = join(dir, "kill.sock");

@@ -13,8 +13,8 @@ import type { LabHost } from "./LabHost.js";
 import { run } from "./run.js";
 
 /** The agent's backup dependencies wired to the lab's real libvirt, qemu-ga and a local repository. */
-export async function agentHarness(host: LabHost, opts: { chunkSize?: number } = {}) {
-  const root = join(inject("cairnLab").runRoot, "tmp");
+export async function agentHarness(host: LabHost, opts: { chunkSize?: number; runRoot?: string } = {}) {
+  const root = join(opts.runRoot ?? inject("cairnLab").runRoot, "tmp");
   await mkdir(root, { recursive: true });
   const dir = await mkdtemp(join(root, "agent-"));
   await chmod(dir, 0o711); // as /var/lib/cairn-agent would be

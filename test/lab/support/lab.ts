@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { inject } from "vitest";
-import "./labConfig.js";
+import type { LabConfig } from "./labConfig.js";
 import { type LabHost, MAIN_HOST } from "./LabHost.js";
 import { LabVm, type LabVmOptions } from "./LabVm.js";
 import { LAB_DOMAIN_PREFIX } from "./labPaths.js";
@@ -15,7 +15,12 @@ export class Lab {
   readonly host1: LabHost = MAIN_HOST;
   private readonly vms: LabVm[] = [];
   private readonly hosts: SecondHost[] = [];
-  private readonly config = inject("cairnLab");
+  private readonly config: LabConfig;
+
+  /** In a vitest lab file the config comes from the global setup; benchmarks pass prepareLab()'s. */
+  constructor(config?: LabConfig) {
+    this.config = config ?? inject("cairnLab");
+  }
 
   /** A unique lab domain name; the prefix lets cleanup find leftovers of crashed runs. */
   name(label: string): string {

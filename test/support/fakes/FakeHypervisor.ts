@@ -74,7 +74,7 @@ export class FakeHypervisor implements Hypervisor {
 
   async beginPullBackup(
     domain: string,
-    docs: { backupXml: string; checkpointXml?: string },
+    docs: { backupXml: string; checkpointXml?: string; reuseScratch?: boolean },
     signal: AbortSignal,
   ) {
     const { info, st } = this.find(domain, signal, "beginPullBackup");

@@ -23,14 +23,22 @@ export function splitExtents<T extends { offset: number; length: number }>(
   return out;
 }
 
-/** Lazy form of splitExtents, for multi-GiB plans that should not be materialised as pieces. */
+/**
+ * Lazy form of splitExtents, for multi-GiB plans that should not be materialised as pieces.
+ * `maxLength` may be a function: it is asked before each piece (readExtents adapts its request size).
+ */
 export function* iterateSplit<T extends { offset: number; length: number }>(
   extents: Iterable<T>,
-  { maxLength, chunkSize }: SplitOptions,
+  { maxLength: max, chunkSize }: Omit<SplitOptions, "maxLength"> & { maxLength: number | (() => number) },
 ): Generator<T> {
-  if (!Number.isSafeInteger(maxLength) || maxLength <= 0) {
-    throw new CairnError("invalid-argument", `maxLength must be a positive integer, got ${maxLength}`);
-  }
+  const current = typeof max === "function" ? max : () => max;
+  const check = (maxLength: number) => {
+    if (!Number.isSafeInteger(maxLength) || maxLength <= 0) {
+      throw new CairnError("invalid-argument", `maxLength must be a positive integer, got ${maxLength}`);
+    }
+    return maxLength;
+  };
+  check(current());
   if (chunkSize !== undefined && (!Number.isSafeInteger(chunkSize) || chunkSize <= 0)) {
     throw new CairnError("invalid-argument", `chunkSize must be a positive integer, got ${chunkSize}`);
   }
@@ -38,7 +46,7 @@ export function* iterateSplit<T extends { offset: number; length: number }>(
     let offset = e.offset;
     const end = e.offset + e.length;
     while (offset < end) {
-      let next = Math.min(end, offset + maxLength);
+      let next = Math.min(end, offset + check(current()));
       if (chunkSize !== undefined) {
         const boundary = (Math.floor(offset / chunkSize) + 1) * chunkSize;
         if (boundary < next) next = boundary;

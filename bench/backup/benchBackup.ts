@@ -1,0 +1,176 @@
+/**
+ * npm run bench:backup — Cairn's backup path against nbdcopy on the same lab VM, in one run.
+ *
+ *  full:  a full backup of a 2 GiB random-data disk into a fresh local repository (ours), against
+ *         `nbdcopy` of the same libvirt pull-mode export to a file (peer); interleaved, median of 3.
+ *  incr:  the guest writes 5% of the disk in 1 MiB extents; an incremental reads only those.
+ *  freeze: the guest's freeze window (freeze → backup-begin → thaw) over every backup of the run.
+ * Last stdout line: {"full_ratio_vs_nbdcopy":…,"incr_read_over_dirty":…,"incr_stored_over_full":…,"freeze_ms_median":…}
+ */
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { execa } from "execa";
+import { pullBackupXml } from "../../agent/src/backup/backupXml.js";
+import { runLiveBackup } from "../../agent/src/backup/runLiveBackup.js";
+import { LocalObjectStore } from "../../shared/src/repository/backends/LocalObjectStore.js";
+import { Repository } from "../../shared/src/repository/Repository.js";
+import { agentHarness } from "../../test/lab/support/agentHarness.js";
+import { Lab } from "../../test/lab/support/lab.js";
+import { REPO_ROOT } from "../../test/lab/support/labPaths.js";
+import { prepareLab } from "../../test/lab/support/prepareLab.js";
+import { run } from "../../test/lab/support/run.js";
+
+const MiB = 1024 * 1024;
+const DISK_MIB = 2048;
+const REPS = 3;
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const log = (s: string) => process.stderr.write(`[bench:backup] ${s}\n`);
+
+const prepared = await prepareLab();
+log(`lab ${prepared.summary}`);
+const lab = new Lab(prepared.config);
+const h = await agentHarness(lab.host1, { runRoot: prepared.config.runRoot });
+try {
+  const t = Date.now();
+  const vm = await lab.createVm({
+    label: "bench",
+    disks: [
+      { kind: "ext4-data" },
+      { kind: "blank", format: "qcow2", sizeMiB: DISK_MIB, randomMiB: DISK_MIB },
+    ],
+  });
+  await vm.boot();
+  log(`VM with a ${DISK_MIB} MiB random-data disk ready in ${Date.now() - t} ms`);
+  const freezes: number[] = [];
+  const ours: number[] = [];
+  const peer: number[] = [];
+  let lastFull: Awaited<ReturnType<typeof runLiveBackup>> | undefined;
+  let job = 0;
+
+  for (let rep = 1; rep <= REPS; rep++) {
+    // Peer: nbdcopy of the same pull-mode export (no checkpoint) to a file.
+    const dir = join(h.dir, `peer-${rep}`);
+    await mkdir(join(dir, "nbd"), { recursive: true });
+    await run("chown", [`${h.config.qemuUid}:${h.config.qemuGid}`, join(dir, "nbd")]);
+    const sock = join(dir, "nbd", "s.sock");
+    await h.deps.hypervisor.beginPullBackup(
+      vm.name,
+      {
+        backupXml: pullBackupXml({
+          socketPath: sock,
+          disks: [
+            { target: "vda", backup: false },
+            { target: "vdb", backup: true, scratchPath: join(dir, "scratch.qcow2") },
+          ],
+        }),
+      },
+      AbortSignal.timeout(60_000),
+    );
+    try {
+      const t0 = performance.now();
+      await execa("nbdcopy", [`nbd+unix:///vdb?socket=${sock}`, join(dir, "out.raw")]);
+      peer.push((performance.now() - t0) / 1000);
+    } finally {
+      await h.deps.hypervisor.endBackup(vm.name, AbortSignal.timeout(60_000));
+      await rm(dir, { recursive: true, force: true });
+    }
+
+    // Ours: a full backup of the same disk into a fresh repository (no dedup against earlier reps).
+    const repoDir = join(h.dir, `repo-${rep}`);
+    const repository = await Repository.init(new LocalObjectStore(repoDir));
+    try {
+      const t0 = performance.now();
+      const r = await runLiveBackup({ ...h.deps, repository }, h.config, {
+        jobId: `bench-${++job}`,
+        domain: vm.name,
+        mode: "full",
+        quiesce: "required",
+        disks: ["vdb"],
+        signal: AbortSignal.timeout(600_000),
+      });
+      ours.push((performance.now() - t0) / 1000);
+      if (r.freezeWindowMs) freezes.push(r.freezeWindowMs);
+      lastFull = r;
+    } finally {
+      await repository.close();
+      if (rep < REPS) await rm(repoDir, { recursive: true, force: true });
+    }
+    log(`rep ${rep}: nbdcopy ${peer.at(-1)?.toFixed(2)} s, cairn full ${ours.at(-1)?.toFixed(2)} s`);
+  }
+
+  // Incremental after the guest writes 5% of the disk in 1 MiB extents at distinct offsets.
+  const repository = await Repository.open(new LocalObjectStore(join(h.dir, `repo-${REPS}`)));
+  try {
+    const extents = Math.round(DISK_MIB * 0.05);
+    const offsets = new Set<number>();
+    while (offsets.size < extents) offsets.add(Math.floor(Math.random() * DISK_MIB));
+    await vm.sh(
+      'dev=$1; shift; for k in "$@"; do head -c 1048576 /dev/urandom | dd of=$dev bs=1M seek=$k conv=notrunc 2>/dev/null; done; sync',
+      ["/dev/vdb", ...offsets],
+      600_000,
+    );
+    const dirty = extents * MiB;
+    const inc = await runLiveBackup({ ...h.deps, repository }, h.config, {
+      jobId: `bench-${++job}`,
+      domain: vm.name,
+      mode: "incremental",
+      quiesce: "required",
+      disks: ["vdb"],
+      signal: AbortSignal.timeout(600_000),
+    });
+    if (inc.freezeWindowMs) freezes.push(inc.freezeWindowMs);
+    // More small incrementals: the freeze window is what an operator feels on every backup.
+    for (let i = 0; i < 6; i++) {
+      await vm.writePattern("/dev/vdb", (i + 1) * 64 * MiB, MiB, 0x10 + i);
+      const r = await runLiveBackup({ ...h.deps, repository }, h.config, {
+        jobId: `bench-${++job}`,
+        domain: vm.name,
+        mode: "incremental",
+        quiesce: "required",
+        signal: AbortSignal.timeout(600_000),
+      });
+      if (r.freezeWindowMs) freezes.push(r.freezeWindowMs);
+    }
+    const fullVdb = lastFull!.manifest.disks.find((d) => d.target === "vdb")!;
+    const incVdb = inc.manifest.disks.find((d) => d.target === "vdb")!;
+    const result = {
+      full_ratio_vs_nbdcopy: +(median(ours) / median(peer)).toFixed(3),
+      incr_read_over_dirty: +(incVdb.stats.bytesRead / dirty).toFixed(4),
+      incr_stored_over_full: +(incVdb.stats.bytesStored / fullVdb.stats.bytesStored).toFixed(4),
+      freeze_ms_median: +median(freezes).toFixed(1),
+    };
+    const detail = {
+      ...result,
+      nbdcopy_s: peer,
+      cairn_full_s: ours,
+      nbdcopy_mib_s: +(DISK_MIB / median(peer)).toFixed(0),
+      cairn_full_mib_s: +(DISK_MIB / median(ours)).toFixed(0),
+      dirty_bytes: dirty,
+      incr_bytes_read: incVdb.stats.bytesRead,
+      incr_bytes_stored: incVdb.stats.bytesStored,
+      full_bytes_stored: fullVdb.stats.bytesStored,
+      freeze_ms: freezes.map((f) => +f.toFixed(1)),
+      targets: {
+        full_ratio_vs_nbdcopy: 1.3,
+        incr_read_over_dirty: 1.05,
+        incr_stored_over_full: 0.1,
+        freeze_ms_median: 100,
+      },
+    };
+    log(JSON.stringify(detail));
+    await mkdir(join(REPO_ROOT, "bench", "out"), { recursive: true });
+    await writeFile(join(REPO_ROOT, "bench", "out", "backup.json"), `${JSON.stringify(detail, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+  } finally {
+    await repository.close();
+  }
+} finally {
+  h.pool.close();
+  await h.repository.close();
+  await lab.dispose();
+  await rm(h.dir, { recursive: true, force: true });
+  await prepared.teardown();
+}
