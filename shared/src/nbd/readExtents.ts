@@ -54,14 +54,14 @@ export async function* readExtents(
   const requestSize = Math.max(1, Math.min(options.requestSize ?? DEFAULT_REQUEST_SIZE, client.maxPayload));
   const sizer = new RequestSizer(
     requestSize,
+    Math.max(1, options.depth ?? DEFAULT_DEPTH),
     Math.min(client.maxPayload, Math.max(requestSize, options.maxRequestSize ?? MAX_ADAPTIVE_REQUEST_SIZE)),
     options.adaptive !== false,
   );
-  const depth = Math.max(1, options.depth ?? DEFAULT_DEPTH);
   const local = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, local.signal]) : local.signal;
   // Every in-flight read listens on this signal; depth can legitimately exceed the default 10.
-  setMaxListeners(depth * 2 + 16, signal);
+  setMaxListeners(2 * Math.max(sizer.depth, MAX_ADAPTIVE_IN_FLIGHT / sizer.size) + 16, signal);
   const pieces = iterateSplit(extents, {
     maxLength: () => sizer.size,
     ...(options.chunkSize === undefined ? {} : { chunkSize: options.chunkSize }),
@@ -74,7 +74,7 @@ export async function* readExtents(
   let bytesRead = 0;
   let lastCompleted: number | undefined;
   const refill = () => {
-    while (window.length < depth) {
+    while (window.length < sizer.depth) {
       const next = pieces.next();
       if (next.done) return;
       const { offset, length } = next.value;
@@ -121,27 +121,50 @@ export async function* readExtents(
 /** Largest request the adaptive sizer grows to (latency-bound sources: network, slow storage). */
 export const MAX_ADAPTIVE_REQUEST_SIZE = 4 * 1024 * 1024;
 
+/** Bytes the adaptive sizer may keep in flight (request size × depth). */
+export const MAX_ADAPTIVE_IN_FLIGHT = 64 * 1024 * 1024;
+
 /**
- * Hill-climbs the request size: doubles it while each doubling raises throughput by more than 15%
- * (a latency-bound source: per-request cost dominates), then settles. On a fast local export the
- * first doubling gains nothing and the size stays where it started.
+ * Hill-climbs the request size, then the depth: doubles one while each doubling raises throughput by
+ * more than 15% (a latency-bound source: per-request cost dominates), and settles when it stops
+ * paying. Short extents cap the request size, so depth is the second lever. On a fast local export
+ * the first doubling gains nothing and both stay where they started.
  */
 class RequestSizer {
-  private settled: boolean;
+  private phase: "size" | "depth" | "settled";
   private windowStart = performance.now();
   private windowBytes = 0;
   private lastRate: number | undefined;
 
   constructor(
     public size: number,
-    private readonly max: number,
+    public depth: number,
+    private readonly maxSize: number,
     enabled: boolean,
   ) {
-    this.settled = !enabled || size >= max;
+    this.phase = !enabled ? "settled" : size < maxSize ? "size" : "depth";
+  }
+
+  private canGrow(): boolean {
+    return this.phase === "size"
+      ? this.size * 2 <= this.maxSize && this.size * 2 * this.depth <= MAX_ADAPTIVE_IN_FLIGHT
+      : this.depth * 2 * this.size <= MAX_ADAPTIVE_IN_FLIGHT;
+  }
+
+  private grow(sign: 1 | -1): void {
+    if (this.phase === "size") this.size = sign > 0 ? this.size * 2 : Math.max(1, Math.floor(this.size / 2));
+    else if (this.phase === "depth")
+      this.depth = sign > 0 ? this.depth * 2 : Math.max(1, Math.floor(this.depth / 2));
+  }
+
+  private nextPhase(): void {
+    this.phase = this.phase === "size" ? "depth" : "settled";
+    this.lastRate = undefined;
+    if (this.phase === "depth" && !this.canGrow()) this.phase = "settled";
   }
 
   record(bytes: number): void {
-    if (this.settled) return;
+    if (this.phase === "settled") return;
     this.windowBytes += bytes;
     if (this.windowBytes < Math.max(8 * 1024 * 1024, 32 * this.size)) return;
     const now = performance.now();
@@ -150,11 +173,11 @@ class RequestSizer {
     this.windowStart = now;
     if (this.lastRate === undefined || rate > this.lastRate * 1.15) {
       this.lastRate = rate;
-      if (this.size * 2 <= this.max) this.size *= 2;
-      else this.settled = true;
+      if (this.canGrow()) this.grow(1);
+      else this.nextPhase();
     } else {
-      this.size = Math.max(1, Math.floor(this.size / 2));
-      this.settled = true;
+      this.grow(-1);
+      this.nextPhase();
     }
   }
 }

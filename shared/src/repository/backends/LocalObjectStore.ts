@@ -5,6 +5,7 @@ import { dirname, join, resolve } from "node:path";
 import { assertKey, assertPrefix } from "../ports/assertKey.js";
 import type { CallOptions, GetOptions, ObjectInfo, ObjectStore, PutOptions } from "../ports/ObjectStore.js";
 import { throwIfAborted } from "../ports/throwIfAborted.js";
+import { closeFd, fstatFd, fsyncFd, openFd, readAll, writeAll } from "./fdIo.js";
 import { fsError } from "./fsError.js";
 import { syncFilesystem } from "./syncFilesystem.js";
 
@@ -47,16 +48,12 @@ export class LocalObjectStore implements ObjectStore {
         await mkdir(dir, { recursive: true });
         this.madeDirs.add(dir);
       }
-      const fh = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o640);
+      const fd = await openFd(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o640);
       try {
-        let off = 0;
-        while (off < data.length) {
-          const { bytesWritten } = await fh.write(data, off, data.length - off, off);
-          off += bytesWritten;
-        }
-        if (!options?.staged) await fh.sync();
+        await writeAll(fd, data, 0);
+        if (!options?.staged) await fsyncFd(fd);
       } finally {
-        await fh.close();
+        await closeFd(fd);
       }
       throwIfAborted(options?.signal, `put ${key}`);
       if (options?.staged) {
@@ -90,21 +87,16 @@ export class LocalObjectStore implements ObjectStore {
     const p = this.path(key);
     throwIfAborted(options?.signal, `get ${key}`);
     try {
-      const fh = await open(p, "r");
+      const fd = await openFd(p, constants.O_RDONLY);
       try {
-        const size = (await fh.stat()).size;
+        const size = (await fstatFd(fd)).size;
         const start = Math.min(options?.range?.offset ?? 0, size);
         const end = options?.range ? Math.min(start + options.range.length, size) : size;
         const buf = Buffer.allocUnsafe(end - start);
-        let got = 0;
-        while (got < buf.length) {
-          const { bytesRead } = await fh.read(buf, got, buf.length - got, start + got);
-          if (bytesRead === 0) break;
-          got += bytesRead;
-        }
+        const got = await readAll(fd, buf, start);
         return got === buf.length ? buf : buf.subarray(0, got);
       } finally {
-        await fh.close();
+        await closeFd(fd);
       }
     } catch (e) {
       throw fsError(e, this.location, `reading ${key}`);
