@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { inject } from "vitest";
-import type { LabConfig } from "./labConfig.js";
 import { type LabHost, MAIN_HOST } from "./LabHost.js";
 import { LabVm, type LabVmOptions } from "./LabVm.js";
+import type { LabConfig } from "./labConfig.js";
 import { LAB_DOMAIN_PREFIX } from "./labPaths.js";
 import { type SecondHost, startSecondHost } from "./SecondHost.js";
 

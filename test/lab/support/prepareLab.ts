@@ -2,8 +2,8 @@ import { mkdir } from "node:fs/promises";
 import { cleanupLabDomains } from "./cleanupLabDomains.js";
 import { ensureDebianPackages, labPackageList } from "./ensureDebianPackages.js";
 import { buildGuest, installGuest } from "./guest/buildGuest.js";
-import type { LabConfig } from "./labConfig.js";
 import { MAIN_HOST } from "./LabHost.js";
+import type { LabConfig } from "./labConfig.js";
 import { LAB_CACHE_DIR, LAB_RUN_ROOT } from "./labPaths.js";
 import { startLibvirt, stopDaemons } from "./libvirtDaemons.js";
 
@@ -25,7 +25,9 @@ export async function prepareLab(): Promise<PreparedLab> {
   const stale = await cleanupLabDomains(MAIN_HOST);
   await mkdir(LAB_RUN_ROOT, { recursive: true });
   const guest = await installGuest(await buildGuest(LAB_CACHE_DIR), LAB_RUN_ROOT);
-  const started = daemons.pids.length ? `started (${daemons.pids.map((p) => `${p.name}=${p.pid}`).join(" ")})` : "already running";
+  const started = daemons.pids.length
+    ? `started (${daemons.pids.map((p) => `${p.name}=${p.pid}`).join(" ")})`
+    : "already running";
   return {
     config: { guest, runRoot: LAB_RUN_ROOT },
     summary: `ready in ${Date.now() - t0} ms: libvirt ${started}, guest ${guest.key}${stale.length ? `, removed stale domains ${stale.join(" ")}` : ""}`,
