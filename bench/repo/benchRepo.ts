@@ -91,8 +91,11 @@ async function backupFromNbd(repo: Repository): Promise<string> {
       if (e.flags & NBD_STATE_ZERO) await d.writeZeroes(e.offset, e.length);
       else data.push(e);
     }
-    // 1 MiB requests read fastest here (bench/nbd); the writer splits pieces across chunks itself.
-    for await (const piece of readExtents(client, data, { requestSize: 1024 * 1024 })) {
+    // As the agent reads: chunk-aligned pieces into recycled buffers (DiskWriter copies each piece).
+    for await (const piece of readExtents(client, data, {
+      chunkSize: repo.chunkSize,
+      reuseBuffers: true,
+    })) {
       await d.write(piece.offset, piece.data);
     }
     await d.finish();

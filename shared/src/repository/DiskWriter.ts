@@ -18,7 +18,7 @@ export interface DiskWriterOptions {
   fullReason?: string | null;
   /** Partially written chunks kept open waiting for more extents (default 16). */
   maxOpenChunks?: number;
-  /** Chunks being hashed/compressed/uploaded at once (default 2 per worker + 4). */
+  /** Chunks being hashed/compressed/uploaded at once (default 32: each is mostly waiting on I/O). */
   maxInFlight?: number;
   signal?: AbortSignal;
 }
@@ -62,7 +62,7 @@ export class DiskWriter {
     private readonly index: DiskIndex,
   ) {
     this.maxOpen = options.maxOpenChunks ?? 16;
-    this.maxInFlight = options.maxInFlight ?? 12;
+    this.maxInFlight = options.maxInFlight ?? 32;
   }
 
   static async create(snapshot: RestorePointWriter, options: DiskWriterOptions): Promise<DiskWriter> {

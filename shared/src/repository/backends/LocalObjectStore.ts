@@ -5,7 +5,7 @@ import { dirname, join, resolve } from "node:path";
 import { assertKey, assertPrefix } from "../ports/assertKey.js";
 import type { CallOptions, GetOptions, ObjectInfo, ObjectStore, PutOptions } from "../ports/ObjectStore.js";
 import { throwIfAborted } from "../ports/throwIfAborted.js";
-import { closeFd, fstatFd, fsyncFd, openFd, readAll, writeAll } from "./fdIo.js";
+import { closeFd, fstatFd, fsyncFd, openFd, readAll, statOrMissing, writeAll } from "./fdIo.js";
 import { fsError } from "./fsError.js";
 import { syncFilesystem } from "./syncFilesystem.js";
 
@@ -106,13 +106,10 @@ export class LocalObjectStore implements ObjectStore {
   async head(key: string, options?: CallOptions): Promise<ObjectInfo | undefined> {
     const p = this.path(key);
     throwIfAborted(options?.signal, `head ${key}`);
-    try {
-      const s = await stat(p);
-      return s.isFile() ? { key, size: s.size, lastModified: s.mtime } : undefined;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-      throw fsError(e, this.location, `stat ${key}`);
-    }
+    // Callback stat: a missing object (every new chunk's dedup check) costs no exception.
+    const r = await statOrMissing(p);
+    if (r instanceof Error) throw fsError(r, this.location, `stat ${key}`);
+    return r?.isFile() ? { key, size: r.size, lastModified: r.mtime } : undefined;
   }
 
   async delete(key: string, options?: CallOptions): Promise<void> {

@@ -47,3 +47,10 @@ export async function readAll(fd: number, buf: Buffer, position: number): Promis
   }
   return got;
 }
+
+/** stat that resolves undefined for a missing path (ENOENT/ENOTDIR) and the error for anything else. */
+export function statOrMissing(path: string): Promise<fs.Stats | undefined | Error> {
+  return new Promise((resolve) =>
+    fs.stat(path, (e, s) => resolve(e ? (e.code === "ENOENT" || e.code === "ENOTDIR" ? undefined : e) : s)),
+  );
+}
