@@ -186,12 +186,19 @@ export async function runLiveBackup(
         })
       : undefined;
 
+    // Refuse a busy domain now, not from inside the freeze window.
+    if (await hypervisor.backupJob(domain.name, signal)) {
+      throw new CairnError("failed-precondition", `domain ${domain.name} already has a backup job running`, {
+        hint: "wait for it to finish, or end it (virsh domjobabort) if it is stale",
+      });
+    }
+
     // ---- quiescing: freeze → begin (creates the checkpoint atomically) → thaw
     sm.to("quiescing");
     const begin = async () => {
       await hypervisor.beginPullBackup(
         domain.name,
-        { backupXml, reuseScratch: true, ...(cpXml ? { checkpointXml: cpXml } : {}) },
+        { backupXml, reuseScratch: true, jobChecked: true, ...(cpXml ? { checkpointXml: cpXml } : {}) },
         signal,
       );
       exportStarted = true;

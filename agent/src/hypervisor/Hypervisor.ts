@@ -50,10 +50,11 @@ export interface Hypervisor {
    * checkpoint when `checkpointXml` is given. At most one backup job per domain.
    * `reuseScratch`: the scratch images named in the backup XML exist already (made by the caller
    * before the guest was frozen), so libvirt does not create them inside the freeze window.
+   * `jobChecked`: the caller made sure no backup job runs (before freezing); skip that round trip.
    */
   beginPullBackup(
     domain: string,
-    docs: { backupXml: string; checkpointXml?: string; reuseScratch?: boolean },
+    docs: { backupXml: string; checkpointXml?: string; reuseScratch?: boolean; jobChecked?: boolean },
     signal: AbortSignal,
   ): Promise<void>;
   /** The running backup job, or undefined when there is none. */

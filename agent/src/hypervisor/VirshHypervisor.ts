@@ -122,11 +122,11 @@ export class VirshHypervisor implements Hypervisor {
 
   async beginPullBackup(
     domain: string,
-    docs: { backupXml: string; checkpointXml?: string; reuseScratch?: boolean },
+    docs: { backupXml: string; checkpointXml?: string; reuseScratch?: boolean; jobChecked?: boolean },
     signal: AbortSignal,
   ) {
     // A second backup-begin would wait 30 s for libvirt's job lock and then time out: refuse at once.
-    if (await this.backupJob(domain, signal)) {
+    if (!docs.jobChecked && (await this.backupJob(domain, signal))) {
       throw new CairnError("failed-precondition", `domain ${domain} already has a backup job running`, {
         hint: "wait for it to finish, or end it (cairn job cancel / virsh domjobabort) if it is stale",
       });
@@ -171,6 +171,21 @@ export class VirshHypervisor implements Hypervisor {
       )
         return;
       throw err;
+    }
+    // domjobabort returns before libvirt has torn the job down (seen in CI: backup-dumpxml still
+    // answered right after). Wait, bounded, so "ended" means ended for the next backup-begin.
+    const deadline = Date.now() + 30_000;
+    while (await this.backupJob(domain, signal)) {
+      if (Date.now() > deadline) {
+        throw new CairnError(
+          "timeout",
+          `the backup job of ${domain} did not end within 30 s of domjobabort`,
+          {
+            hint: "check virsh domjobinfo; libvirtd may be stuck",
+          },
+        );
+      }
+      await new Promise((r) => setTimeout(r, 50));
     }
   }
 

@@ -74,7 +74,7 @@ export class FakeHypervisor implements Hypervisor {
 
   async beginPullBackup(
     domain: string,
-    docs: { backupXml: string; checkpointXml?: string; reuseScratch?: boolean },
+    docs: { backupXml: string; checkpointXml?: string; reuseScratch?: boolean; jobChecked?: boolean },
     signal: AbortSignal,
   ) {
     const { info, st } = this.find(domain, signal, "beginPullBackup");
