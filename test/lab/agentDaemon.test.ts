@@ -1,4 +1,4 @@
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa, type ResultPromise } from "execa";
 import { createChannel, createClient, Status } from "nice-grpc";
@@ -53,9 +53,7 @@ beforeAll(async () => {
 afterAll(async () => {
   daemon?.kill("SIGKILL");
   await lab.dispose();
-  h?.pool.close();
-  await h?.repository.close();
-  if (h) await rm(h.dir, { recursive: true, force: true });
+  await h?.dispose();
 });
 
 const client = () => createClient(AgentServiceDefinition, createChannel(`127.0.0.1:${port}`));

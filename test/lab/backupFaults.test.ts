@@ -1,6 +1,5 @@
-import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -27,19 +26,6 @@ const backup = (vm: LabVm, mode: LiveBackupRequest["mode"], extra: Partial<LiveB
     ...extra,
   });
 
-const guestHash = async (vm: LabVm, dev: string) =>
-  (await vm.sh('dd if="$1" bs=1M 2>/dev/null | sha256sum', [dev], 180_000)).split(/\s+/)[0] ?? "";
-
-async function restoredHash(id: string, target: string): Promise<string> {
-  const path = join(h.dir, `${id}-${target}.raw`);
-  await (await h.repository.openDisk(id, target)).materialize(path, { format: "raw" });
-  const hash = createHash("sha256")
-    .update(await readFile(path))
-    .digest("hex");
-  await rm(path);
-  return hash;
-}
-
 /** Nothing of a job may be left: no libvirt job, no job directory, guest thawed. */
 async function expectClean(vm: LabVm) {
   expect(await h.deps.hypervisor.backupJob(vm.name, sig())).toBeUndefined();
@@ -53,9 +39,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await lab.dispose();
-  h?.pool.close();
-  await h?.repository.close();
-  if (h) await rm(h.dir, { recursive: true, force: true });
+  await h?.dispose();
 });
 
 describe("backup faults on real VMs", () => {
@@ -146,14 +130,7 @@ describe("backup faults on real VMs", () => {
     const { LocalObjectStore } = await import("../../shared/src/repository/backends/LocalObjectStore.js");
     const repo = await Repository.open(new LocalObjectStore(join(h.dir, "repo")));
     try {
-      const path = join(h.dir, "kill-vdb.raw");
-      await (await repo.openDisk(s3.id, "vdb")).materialize(path, { format: "raw" });
-      expect(
-        createHash("sha256")
-          .update(await readFile(path))
-          .digest("hex"),
-      ).toBe(await guestHash(vm, "/dev/vdb"));
-      await rm(path);
+      expect(await h.restoredHash(s3.id, "vdb", repo)).toBe(await vm.deviceHash("/dev/vdb"));
     } finally {
       await repo.close();
     }
@@ -233,7 +210,7 @@ describe("backup faults on real VMs", () => {
     const s3 = await backup(vm, "auto");
     const vdb = s3.manifest.disks.find((d) => d.target === "vdb")!;
     expect(vdb).toMatchObject({ kind: "incremental", parentSnapshot: s1.manifest.id });
-    expect(await restoredHash(s3.manifest.id, "vdb")).toBe(await guestHash(vm, "/dev/vdb"));
+    expect(await h.restoredHash(s3.manifest.id, "vdb")).toBe(await vm.deviceHash("/dev/vdb"));
     await vm.dispose();
   });
 
@@ -259,7 +236,7 @@ describe("backup faults on real VMs", () => {
     expect(kinds["vdc"]?.[1]).toMatch(/raw-format/);
     const liveAfter = await h.deps.hypervisor.liveBitmaps(vm.name, sig());
     expect([...liveAfter.values()].flat().every((b) => !b.inconsistent)).toBe(true);
-    expect(await restoredHash(s2.manifest.id, "vdb")).toBe(await guestHash(vm, "/dev/vdb"));
+    expect(await h.restoredHash(s2.manifest.id, "vdb")).toBe(await vm.deviceHash("/dev/vdb"));
     // The broken checkpoint is gone; the next backup is incremental again.
     expect((await h.deps.hypervisor.listCheckpoints(vm.name, sig())).map((c) => c.name)).not.toContain(
       s1.plan.newCheckpoint,

@@ -1,6 +1,3 @@
-import { createHash } from "node:crypto";
-import { readFile, rm } from "node:fs/promises";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LiveBackupRequest, runLiveBackup } from "../../agent/src/backup/runLiveBackup.js";
 import { agentHarness } from "./support/agentHarness.js";
@@ -24,21 +21,6 @@ const backup = (mode: LiveBackupRequest["mode"], extra: Partial<LiveBackupReques
     ...extra,
   });
 
-/** sha256 of a whole guest block device, computed inside the guest. */
-const guestDeviceHash = async (dev: string) =>
-  (await vm.sh('dd if="$1" bs=1M 2>/dev/null | sha256sum', [dev], 120_000)).split(/\s+/)[0] ?? "";
-
-/** Materializes one disk of a snapshot and returns its sha256 (and the path, for more checks). */
-async function restoredHash(snapshotId: string, target: string): Promise<{ hash: string; path: string }> {
-  const path = join(h.dir, `${snapshotId}-${target}.raw`);
-  const reader = await h.repository.openDisk(snapshotId, target);
-  await reader.materialize(path, { format: "raw" });
-  const hash = createHash("sha256")
-    .update(await readFile(path))
-    .digest("hex");
-  return { hash, path };
-}
-
 beforeAll(async () => {
   vm = await lab.createVm({
     label: "live",
@@ -53,9 +35,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await lab.dispose();
-  h?.pool.close();
-  await h?.repository.close();
-  if (h) await rm(h.dir, { recursive: true, force: true });
+  await h?.dispose();
 });
 
 describe("live backup of a running VM (real libvirt pull backup, real qemu-ga, our NBD client)", () => {
@@ -76,9 +56,9 @@ describe("live backup of a running VM (real libvirt pull backup, real qemu-ga, o
     expect(full.manifest.disks.find((d) => d.target === "vdc")?.fullReason).toMatch(/raw-format disk/);
     // A full backup reads only allocated data, not the whole 96 MiB of vdb.
     expect(full.manifest.disks.find((d) => d.target === "vdb")?.stats.bytesRead).toBeLessThan(8 * MiB);
-    const fullHashes = { vdb: await guestDeviceHash("/dev/vdb"), vdc: await guestDeviceHash("/dev/vdc") };
-    expect((await restoredHash(full.manifest.id, "vdb")).hash).toBe(fullHashes.vdb);
-    expect((await restoredHash(full.manifest.id, "vdc")).hash).toBe(fullHashes.vdc);
+    const fullHashes = { vdb: await vm.deviceHash("/dev/vdb"), vdc: await vm.deviceHash("/dev/vdc") };
+    expect(await h.restoredHash(full.manifest.id, "vdb")).toBe(fullHashes.vdb);
+    expect(await h.restoredHash(full.manifest.id, "vdc")).toBe(fullHashes.vdc);
 
     const points: { id: string; vdb: string; vdc: string }[] = [{ id: full.manifest.id, ...fullHashes }];
     for (let i = 1; i <= 3; i++) {
@@ -92,8 +72,8 @@ describe("live backup of a running VM (real libvirt pull backup, real qemu-ga, o
       expect(vdb.stats.bytesRead).toBe(MiB);
       points.push({
         id: inc.manifest.id,
-        vdb: await guestDeviceHash("/dev/vdb"),
-        vdc: await guestDeviceHash("/dev/vdc"),
+        vdb: await vm.deviceHash("/dev/vdb"),
+        vdc: await vm.deviceHash("/dev/vdc"),
       });
     }
     await vm.writePattern("/dev/vdb", 80 * MiB, 512 * 1024, 0x55);
@@ -106,18 +86,18 @@ describe("live backup of a running VM (real libvirt pull backup, real qemu-ga, o
     expect(dvdb.stats.bytesRead).toBe(3 * MiB + 512 * 1024);
     points.push({
       id: diff.manifest.id,
-      vdb: await guestDeviceHash("/dev/vdb"),
-      vdc: await guestDeviceHash("/dev/vdc"),
+      vdb: await vm.deviceHash("/dev/vdb"),
+      vdc: await vm.deviceHash("/dev/vdc"),
     });
 
     // Every restore point is logically full and equals the guest at its time.
     for (const p of points) {
-      expect((await restoredHash(p.id, "vdb")).hash, `vdb of ${p.id}`).toBe(p.vdb);
-      expect((await restoredHash(p.id, "vdc")).hash, `vdc of ${p.id}`).toBe(p.vdc);
+      expect(await h.restoredHash(p.id, "vdb"), `vdb of ${p.id}`).toBe(p.vdb);
+      expect(await h.restoredHash(p.id, "vdc"), `vdc of ${p.id}`).toBe(p.vdc);
     }
     // The ext4 disk: files written before each backup are in its restore point.
-    const vda = await restoredHash(diff.manifest.id, "vda");
-    const cat = async (f: string) => (await run("debugfs", ["-R", `cat /${f}`, vda.path])).stdout;
+    const vdaPath = await h.materialize(diff.manifest.id, "vda");
+    const cat = async (f: string) => (await run("debugfs", ["-R", `cat /${f}`, vdaPath])).stdout;
     expect(await cat("v1.txt")).toBe("version one"); // run() strips the final newline
     expect(await cat("v2.txt")).toBe("version two");
 

@@ -213,6 +213,13 @@ export class LabVm {
     return this.hashRange(device, offset, length);
   }
 
+  /** SHA-256 of a whole guest block device, read inside the guest. */
+  async deviceHash(device: string, timeoutMs = 180_000): Promise<string> {
+    return (
+      (await this.sh('dd if="$1" bs=1M 2>/dev/null | sha256sum', [device], timeoutMs)).split(/\s+/)[0] ?? ""
+    );
+  }
+
   /** SHA-256 of [offset, offset+length) of a guest block device or file, read inside the guest. */
   async hashRange(path: string, offset: number, length: number): Promise<string> {
     assertAligned(offset, length);

@@ -1,4 +1,5 @@
-import { chmod, mkdir, mkdtemp } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { chmod, mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { inject } from "vitest";
 import type { LiveBackupConfig, LiveBackupDeps } from "../../../agent/src/backup/runLiveBackup.js";
@@ -45,5 +46,34 @@ export async function agentHarness(host: LabHost, opts: { chunkSize?: number; ru
     nbdRequestSize: 256 * 1024,
     nbdDepth: 16,
   };
-  return { dir, deps, config, repository, pool };
+  /** Writes one disk of a snapshot to a raw file in the harness dir; returns its path. */
+  const materialize = async (snapshotId: string, target: string, repo: Repository = repository) => {
+    const path = join(dir, `${snapshotId}-${target}.raw`);
+    await (await repo.openDisk(snapshotId, target)).materialize(path, { format: "raw" });
+    return path;
+  };
+  return {
+    dir,
+    deps,
+    config,
+    repository,
+    pool,
+    materialize,
+    /** sha256 of one disk of a snapshot, restored from the repository. */
+    async restoredHash(snapshotId: string, target: string, repo: Repository = repository): Promise<string> {
+      const path = await materialize(snapshotId, target, repo);
+      try {
+        return createHash("sha256")
+          .update(await readFile(path))
+          .digest("hex");
+      } finally {
+        await rm(path, { force: true });
+      }
+    },
+    async dispose() {
+      pool.close();
+      await repository.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 }
