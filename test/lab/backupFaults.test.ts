@@ -250,4 +250,38 @@ describe("backup faults on real VMs", () => {
     expect(s3.manifest.disks.find((d) => d.target === "vdb")?.stats.bytesRead).toBe(MiB);
     await vm.dispose();
   });
+
+  it("QEMU killed after its bitmaps were persisted once: they load inconsistent, the disk is read in full and the chain resumes", async () => {
+    const vm = await lab.createVm({
+      label: "incons",
+      disks: [{ kind: "ext4-data" }, { kind: "blank", format: "qcow2", sizeMiB: 64 }],
+    });
+    await vm.boot();
+    const s1 = await backup(vm, "auto");
+    // A clean shutdown writes the bitmaps into the qcow2; the next start loads them marked in-use,
+    // so a kill now leaves them inconsistent in the image (not merely missing, as a kill before).
+    await vm.shutdown();
+    await vm.boot();
+    await vm.writePattern("/dev/vdb", 4 * MiB, MiB, 0x31);
+    await vm.crash();
+    await vm.boot();
+    const before = await h.deps.hypervisor.liveBitmaps(vm.name, sig());
+    expect([...before.values()].flat().some((b) => b.inconsistent)).toBe(true);
+    await vm.writePattern("/dev/vdb", 12 * MiB, MiB, 0x32);
+    const s2 = await backup(vm, "auto");
+    const vdb = s2.manifest.disks.find((d) => d.target === "vdb");
+    expect(vdb?.kind).toBe("full");
+    expect(vdb?.fullReason).toMatch(/inconsistent/);
+    expect(await h.restoredHash(s2.manifest.id, "vdb")).toBe(await vm.deviceHash("/dev/vdb"));
+    expect((await h.deps.hypervisor.listCheckpoints(vm.name, sig())).map((c) => c.name)).not.toContain(
+      s1.plan.newCheckpoint,
+    );
+    await vm.writePattern("/dev/vdb", 20 * MiB, MiB, 0x33);
+    const s3 = await backup(vm, "auto");
+    expect(s3.manifest.disks.find((d) => d.target === "vdb")).toMatchObject({
+      kind: "incremental",
+      parentSnapshot: s2.manifest.id,
+    });
+    await vm.dispose();
+  });
 });
