@@ -1,13 +1,20 @@
 #!/usr/bin/env node
+import { X509Certificate } from "node:crypto";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { readPassphrase } from "../../shared/src/cli/runCli.js";
 import { CairnError } from "../../shared/src/errors/CairnError.js";
+import { readIdentity } from "../../shared/src/pki/writeIdentity.js";
 import { Repository } from "../../shared/src/repository/Repository.js";
 import { openRepositoryStore } from "../../shared/src/repositoryLocation/openRepositoryStore.js";
 import { CAIRN_VERSION } from "../../shared/src/version.js";
 import { loadAgentConfig } from "./config/AgentConfig.js";
+import { CoordinatorLink } from "./coordinator/CoordinatorLink.js";
+import { enrollAgent } from "./coordinator/enrollAgent.js";
 import { createAgentRuntime } from "./createAgentRuntime.js";
+import { collectHostInventory } from "./inventory/collectHostInventory.js";
 import { JobRegistry } from "./jobs/JobRegistry.js";
+import { startAgentMetrics } from "./metrics/startAgentMetrics.js";
 import { startAgentServer } from "./server/startAgentServer.js";
 
 /**
@@ -16,21 +23,65 @@ import { startAgentServer } from "./server/startAgentServer.js";
  * thaws guests and ends libvirt jobs), stop serving, exit 0.
  */
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: { config: { type: "string", short: "c" }, version: { type: "boolean" } },
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      config: { type: "string", short: "c" },
+      version: { type: "boolean" },
+      coordinator: { type: "string" },
+      token: { type: "string" },
+      "ca-file": { type: "string" },
+      hostname: { type: "string" },
+    },
   });
   if (values.version) {
     process.stdout.write(`cairn-agent ${CAIRN_VERSION}\n`);
     return;
   }
   const config = await loadAgentConfig(values.config);
+  const identityDir = config.identityDir ?? join(config.stateDir, "identity");
+  if (positionals[0] === "enroll") {
+    const coordinator = values.coordinator ?? config.coordinator?.address;
+    const token = values.token ?? process.env.CAIRN_ENROLL_TOKEN;
+    const caFile = values["ca-file"];
+    if (!coordinator || !token || !caFile)
+      throw new CairnError(
+        "invalid-argument",
+        "enroll needs --coordinator <host:port>, --token <token> and --ca-file <ca.pem>",
+        {
+          hint: "get a token with `cairn hosts enroll-token <host-id>` on the coordinator",
+        },
+      );
+    const r = await enrollAgent(
+      { coordinator, token, caFile, identityDir, ...(values.hostname ? { hostname: values.hostname } : {}) },
+      AbortSignal.timeout(60_000),
+    );
+    process.stdout.write(`enrolled as host ${r.hostId}; identity in ${identityDir}\n`);
+    return;
+  }
+  if (positionals.length)
+    throw new CairnError("invalid-argument", `unknown command ${positionals[0]}`, {
+      hint: "commands: enroll; none runs the daemon",
+    });
+  const identity = await readIdentity(identityDir);
+  if (config.coordinator && !identity)
+    throw new CairnError(
+      "failed-precondition",
+      `this agent has a coordinator configured but no identity in ${identityDir}`,
+      {
+        hint: "enroll it first: cairn-agent enroll --coordinator <host:port> --token <token> --ca-file <ca.pem>",
+      },
+    );
   const rt = await createAgentRuntime(config);
   const startup = await rt.recover(AbortSignal.timeout(120_000));
   rt.log.info({ ...startup, version: CAIRN_VERSION }, "agent startup recovery done");
   const passphrase = await readPassphrase(config.repositoryPassphraseFile);
   const jobs = new JobRegistry();
   const server = await startAgentServer(
-    { listen: config.listen },
+    {
+      listen: config.listen,
+      ...(identity ? { tls: { ...identity, allowedPeer: COORDINATOR_CN } } : {}),
+    },
     {
       hypervisor: rt.hypervisor,
       hostId: rt.hostId,
@@ -50,19 +101,75 @@ async function main(): Promise<void> {
     },
     rt.log,
   );
-  process.stdout.write(`cairn-agent ${CAIRN_VERSION} listening on port ${server.port}\n`);
+  const metrics = config.metricsListen ? await startAgentMetrics(config.metricsListen, jobs) : undefined;
+  let link: CoordinatorLink | undefined;
+  if (config.coordinator && identity) {
+    const hostId = certificateCommonName(identity.certPem);
+    if (config.hostId && config.hostId !== hostId)
+      throw new CairnError(
+        "invalid-argument",
+        `hostId ${config.hostId} in the config differs from the enrolled id ${hostId}`,
+        {
+          hint: "remove hostId from the config or enroll again under that id",
+        },
+      );
+    link = new CoordinatorLink(
+      {
+        address: config.coordinator.address,
+        advertiseAddress: config.coordinator.advertiseAddress ?? advertise(config.listen, server.port),
+        hostId,
+        identity,
+        pollMs: config.coordinator.inventoryPollSeconds * 1000,
+      },
+      {
+        hypervisor: rt.hypervisor,
+        jobs,
+        log: rt.log,
+        inventory: async (signal) => {
+          const facts = await collectHostInventory(
+            rt.hypervisor,
+            { hostId, libvirtUri: config.libvirtUri },
+            signal,
+          );
+          return { ...facts, memoryBytes: BigInt(facts.memoryBytes) };
+        },
+      },
+    );
+    link.start();
+  }
+  process.stdout.write(
+    `cairn-agent ${CAIRN_VERSION} listening on port ${server.port}${identity ? " (mTLS)" : ""}\n`,
+  );
   let stopping = false;
   const stop = async (sig: string) => {
     if (stopping) return;
     stopping = true;
     rt.log.info({ signal: sig, running: jobs.runningJobIds() }, "agent stopping");
+    await link?.stop();
     await jobs.abortAll(`agent stopping (${sig})`, 60_000);
+    await metrics?.close();
     await server.close();
     rt.log.info("agent stopped");
     process.exit(0);
   };
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
+}
+
+/** The coordinator's certificate CN (see `cairn ca init`): the only peer allowed to call an enrolled agent. */
+const COORDINATOR_CN = "cairn-coordinator";
+
+function certificateCommonName(pem: string): string {
+  const m = /CN\s*=\s*([^,\n]+)/.exec(new X509Certificate(pem).subject);
+  if (!m?.[1])
+    throw new CairnError("corrupt", "the enrolled certificate has no CN", { hint: "enroll again" });
+  return m[1].trim();
+}
+
+/** host:port the coordinator dials: the listen host (0.0.0.0 becomes 127.0.0.1) and the bound port. */
+function advertise(listen: string, port: number): string {
+  const host = listen.slice(0, listen.lastIndexOf(":"));
+  return `${host === "0.0.0.0" || host === "" ? "127.0.0.1" : host}:${port}`;
 }
 
 main().catch((err) => {

@@ -39,6 +39,22 @@ export const agentConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /** The coordinator this agent reports to; absent = standalone (local CLI and direct gRPC only). */
+    coordinator: z
+      .object({
+        /** host:port of the coordinator's gRPC endpoint. */
+        address: z.string().min(1),
+        /** Address the coordinator dials to reach this agent (default: listen). */
+        advertiseAddress: z.string().min(1).optional(),
+        /** How often the agent looks for domain changes to report. */
+        inventoryPollSeconds: z.number().min(0.2).max(3600).default(5),
+      })
+      .strict()
+      .optional(),
+    /** Key, certificate and CA from enrollment (`cairn-agent enroll`); default <stateDir>/identity. */
+    identityDir: z.string().min(1).optional(),
+    /** Prometheus endpoint of the agent; "" disables it. */
+    metricsListen: z.string().default(""),
     /** Passphrase of encrypted repositories (file readable by the agent only). */
     repositoryPassphraseFile: z.string().min(1).optional(),
     logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),

@@ -5,10 +5,9 @@ import {
   type AgentServiceImplementation,
   AgentServiceDefinition as Definition,
 } from "../../../shared/src/gen/cairn/v1/agent.js";
-import { DomainState } from "../../../shared/src/gen/cairn/v1/common.js";
+import { domainStateFromName } from "../../../shared/src/grpc/domainStateNames.js";
 import { withUnimplemented } from "../../../shared/src/grpc/withUnimplemented.js";
 import { CAIRN_VERSION } from "../../../shared/src/version.js";
-import type { DomainPowerState } from "../hypervisor/DomainInfo.js";
 import type { Hypervisor } from "../hypervisor/Hypervisor.js";
 import { collectHostInventory } from "../inventory/collectHostInventory.js";
 import { type BackupRpcDeps, runBackupRpc } from "./runBackupRpc.js";
@@ -20,17 +19,6 @@ export interface AgentServiceDeps {
   /** Backup execution; without it RunBackup/AbortJob answer UNIMPLEMENTED (inventory-only agent). */
   backups?: BackupRpcDeps;
 }
-
-const STATE_TO_PROTO: Record<DomainPowerState, DomainState> = {
-  running: DomainState.DOMAIN_STATE_RUNNING,
-  blocked: DomainState.DOMAIN_STATE_BLOCKED,
-  paused: DomainState.DOMAIN_STATE_PAUSED,
-  shutdown: DomainState.DOMAIN_STATE_SHUTDOWN,
-  shutoff: DomainState.DOMAIN_STATE_SHUTOFF,
-  crashed: DomainState.DOMAIN_STATE_CRASHED,
-  pmsuspended: DomainState.DOMAIN_STATE_PMSUSPENDED,
-  unknown: DomainState.DOMAIN_STATE_UNSPECIFIED,
-};
 
 /** The gRPC AgentService: maps the core's types to the wire; RPCs not built yet answer UNIMPLEMENTED. */
 export function createAgentService(deps: AgentServiceDeps): AgentServiceImplementation {
@@ -51,7 +39,7 @@ export function createAgentService(deps: AgentServiceDeps): AgentServiceImplemen
         domains: domains.map((d) => ({
           uuid: d.uuid,
           name: d.name,
-          state: STATE_TO_PROTO[d.state],
+          state: domainStateFromName(d.state),
           persistent: d.persistent,
           disks: d.disks.map((k) => ({ ...k, virtualSize: 0n })),
           labels: d.labels,

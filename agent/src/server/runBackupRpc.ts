@@ -2,7 +2,6 @@ import type { CallContext } from "nice-grpc-common";
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
 import type { RunBackupRequest, RunBackupResponse } from "../../../shared/src/gen/cairn/v1/agent.js";
 import { BackupMode, QuiesceMode } from "../../../shared/src/gen/cairn/v1/common.js";
-import { AsyncQueue } from "../../../shared/src/grpc/AsyncQueue.js";
 import type { SnapshotManifest } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
 import type { Repository } from "../../../shared/src/repository/Repository.js";
 import type { BackupMode as CoreMode } from "../backup/planDisks.js";
@@ -12,6 +11,7 @@ import type {
   LiveBackupConfig,
   LiveBackupDeps,
 } from "../backup/runLiveBackup.js";
+import { JobFeed } from "../jobs/JobFeed.js";
 import type { JobRegistry } from "../jobs/JobRegistry.js";
 
 export interface BackupRpcDeps {
@@ -71,6 +71,7 @@ export async function* runBackupRpc(
   if (!quiesce) throw new CairnError("invalid-argument", `quiesce ${req.quiesce} is not a quiesce mode`);
 
   const repository = await deps.openRepository(req.repository, ctx.signal);
+  let closeRepository = true;
   try {
     const done = (await repository.listSnapshots(ctx.signal)).find((s) => s.extra["jobId"] === req.jobId);
     if (done) {
@@ -78,7 +79,14 @@ export async function* runBackupRpc(
       yield { jobId: req.jobId, event: toResult(done, typeof fw === "number" ? fw : undefined) };
       return;
     }
-    const queue = new AsyncQueue<RunBackupResponse>();
+    const feeds = feedsOf(deps.jobs);
+    const running = feeds.get(req.jobId);
+    if (running) {
+      // Re-attach (the coordinator restarted or its stream broke): follow the job, never start it twice.
+      yield* follow(running, req, ctx, deps, false);
+      return;
+    }
+    const feed = new JobFeed<RunBackupResponse>();
     const job = deps.jobs.start(req.jobId, req.domainUuid, (signal) =>
       runBackup({ ...deps.backup, repository }, deps.config, {
         jobId: req.jobId,
@@ -88,9 +96,9 @@ export async function* runBackupRpc(
         ...(req.disks.length ? { disks: req.disks } : {}),
         labels: req.labels,
         signal,
-        onState: (s) => queue.push({ jobId: req.jobId, event: { $case: "state", value: s } }),
+        onState: (s) => feed.publish("state", { jobId: req.jobId, event: { $case: "state", value: s } }),
         onProgress: (p) =>
-          queue.push({
+          feed.publish("progress", {
             jobId: req.jobId,
             event: {
               $case: "progress",
@@ -105,22 +113,54 @@ export async function* runBackupRpc(
           }),
       }),
     );
-    const onCancel = () => deps.jobs.abort(req.jobId, "the caller cancelled the RPC");
-    ctx.signal.addEventListener("abort", onCancel, { once: true });
-    job.then(
-      (r) => {
-        queue.push({ jobId: req.jobId, event: toResult(r.manifest, r.freezeWindowMs) });
-        queue.end();
-      },
-      (e) => queue.fail(e),
+    feeds.set(req.jobId, feed);
+    // The repository stays open until the job ends, even if every caller has gone.
+    const settled = job.then(
+      (r) => feed.finish({ jobId: req.jobId, event: toResult(r.manifest, r.freezeWindowMs) }),
+      (e) => feed.fail(e),
     );
-    try {
-      yield* queue;
-    } finally {
-      ctx.signal.removeEventListener("abort", onCancel);
-      await job.catch(() => {});
-    }
+    closeRepository = false;
+    void settled.finally(() => {
+      feeds.delete(req.jobId);
+      return repository.close();
+    });
+    yield* follow(feed, req, ctx, deps, true);
   } finally {
-    await repository.close();
+    if (closeRepository) await repository.close();
+  }
+}
+
+const FEEDS = new WeakMap<JobRegistry, Map<string, JobFeed<RunBackupResponse>>>();
+function feedsOf(jobs: JobRegistry): Map<string, JobFeed<RunBackupResponse>> {
+  let m = FEEDS.get(jobs);
+  if (!m) {
+    m = new Map();
+    FEEDS.set(jobs, m);
+  }
+  return m;
+}
+
+/**
+ * Streams a job's events to one caller. When the caller goes away the job is aborted unless the
+ * caller asked to detach (the coordinator does: it re-attaches by job id), or it is not the starter.
+ */
+async function* follow(
+  feed: JobFeed<RunBackupResponse>,
+  req: RunBackupRequest,
+  ctx: CallContext,
+  deps: BackupRpcDeps,
+  starter: boolean,
+): AsyncGenerator<RunBackupResponse> {
+  const q = feed.subscribe();
+  const onCancel = () => {
+    if (starter && !req.detachOnDisconnect) deps.jobs.abort(req.jobId, "the caller cancelled the RPC");
+    q.end();
+  };
+  ctx.signal.addEventListener("abort", onCancel, { once: true });
+  try {
+    yield* q;
+  } finally {
+    ctx.signal.removeEventListener("abort", onCancel);
+    feed.unsubscribe(q);
   }
 }

@@ -1,12 +1,33 @@
+import { ServerCredentials } from "@grpc/grpc-js";
 import { createServer, type Server } from "nice-grpc";
+import { type CallContext, ServerError, type ServerMiddlewareCall, Status } from "nice-grpc-common";
 import { AgentServiceDefinition } from "../../../shared/src/gen/cairn/v1/agent.js";
 import { errorMappingMiddleware } from "../../../shared/src/grpc/errorMappingMiddleware.js";
+import { PEER_CN_HEADER, peerIdentityInterceptor } from "../../../shared/src/grpc/peerIdentityInterceptor.js";
 import type { Logger } from "../../../shared/src/log/createLogger.js";
 import { type AgentServiceDeps, createAgentService } from "./createAgentService.js";
 
 export interface AgentServerConfig {
   /** host:port to listen on ("127.0.0.1:0" picks a free port). */
   listen: string;
+  /**
+   * Mutual TLS after enrollment: only a client presenting a certificate from the fleet CA with
+   * CN `allowedPeer` (the coordinator) may call. Without it the server is plaintext (standalone, tests).
+   */
+  tls?: { caPem: string; certPem: string; keyPem: string; allowedPeer: string };
+}
+
+/** Refuses every call whose verified peer certificate is not the coordinator's. */
+function onlyPeer(allowed: string) {
+  return async function* onlyPeer<Req, Res>(call: ServerMiddlewareCall<Req, Res>, ctx: CallContext) {
+    const cn = ctx.metadata.get(PEER_CN_HEADER);
+    if (cn !== allowed)
+      throw new ServerError(
+        Status.PERMISSION_DENIED,
+        `only ${allowed} may call this agent${cn ? `, not ${cn}` : "; present the coordinator's certificate"}`,
+      );
+    return yield* call.next(call.request, ctx);
+  };
 }
 
 export interface RunningAgentServer {
@@ -15,17 +36,30 @@ export interface RunningAgentServer {
   close(): Promise<void>;
 }
 
-/** Starts the agent's gRPC server. TLS arrives with enrollment (coordinator issue). */
+/** Starts the agent's gRPC server: mutual TLS once enrolled, plaintext when standalone. */
 export async function startAgentServer(
   config: AgentServerConfig,
   deps: AgentServiceDeps,
   log: Logger,
 ): Promise<RunningAgentServer> {
-  const server = createServer().use(
-    errorMappingMiddleware((err, method) => log.error({ err, method }, "internal error")),
-  );
+  const tls = config.tls;
+  const errors = errorMappingMiddleware((err, method) => log.error({ err, method }, "internal error"));
+  const server = tls
+    ? createServer({ interceptors: [peerIdentityInterceptor(tls.caPem)] })
+        .use(errors)
+        .use(onlyPeer(tls.allowedPeer))
+    : createServer().use(errors);
   server.add(AgentServiceDefinition, createAgentService(deps));
-  const port = await server.listen(config.listen);
-  log.info({ listen: config.listen, port }, "agent gRPC server listening");
+  const port = await server.listen(
+    config.listen,
+    tls
+      ? ServerCredentials.createSsl(
+          Buffer.from(tls.caPem),
+          [{ cert_chain: Buffer.from(tls.certPem), private_key: Buffer.from(tls.keyPem) }],
+          true,
+        )
+      : ServerCredentials.createInsecure(),
+  );
+  log.info({ listen: config.listen, port, tls: Boolean(tls) }, "agent gRPC server listening");
   return { server, port, close: () => server.shutdown() };
 }

@@ -2,7 +2,12 @@
 import { Command } from "commander";
 import { registerAgentCommands } from "../../../agent/src/cli/registerAgentCommands.js";
 import { CAIRN_VERSION } from "../../../shared/src/version.js";
+import { registerCaCommands } from "./registerCaCommands.js";
+import { registerFleetCommands } from "./registerFleetCommands.js";
+import { registerJobCommands } from "./registerJobCommands.js";
+import { registerPolicyCommands } from "./registerPolicyCommands.js";
 import { registerRepoCommands } from "./registerRepoCommands.js";
+import { registerRepositoryAdminCommands } from "./registerRepositoryAdminCommands.js";
 
 const program = new Command("cairn")
   .version(CAIRN_VERSION)
@@ -12,6 +17,11 @@ const program = new Command("cairn")
     // commander's own usage errors: exit 2, like every other invalid-argument failure.
     process.exit(err.exitCode === 0 ? 0 : 2);
   });
+registerCaCommands(program);
+registerFleetCommands(program);
+registerPolicyCommands(program);
+registerJobCommands(program);
 registerRepoCommands(program);
+registerRepositoryAdminCommands(program);
 registerAgentCommands(program);
 await program.parseAsync(process.argv);

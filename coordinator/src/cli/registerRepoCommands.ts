@@ -6,6 +6,29 @@ import { parseLabels, readPassphrase, runCli } from "../../../shared/src/cli/run
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
 import { Repository } from "../../../shared/src/repository/Repository.js";
 import { openRepositoryStore } from "../../../shared/src/repositoryLocation/openRepositoryStore.js";
+import { type ConnectOptions, connectCoordinator, withConnectOptions } from "./connectCoordinator.js";
+import { output, table, when } from "./output.js";
+
+async function listIndexedSnapshots(
+  o: ConnectOptions & { repository?: string; vm?: string; json?: boolean },
+) {
+  const r = await connectCoordinator(o).listSnapshots({ vm: o.vm ?? "", repository: o.repository ?? "" });
+  output(o.json, r.snapshots, () =>
+    table(
+      ["SNAPSHOT", "VM", "REPOSITORY", "DISKS", "SIZE", "STORED", "CREATED", "JOB"],
+      r.snapshots.map((s) => [
+        s.snapshotId,
+        s.vmName,
+        s.repository,
+        s.kinds,
+        formatBytes(Number(s.logicalBytes)),
+        formatBytes(Number(s.bytesStored)),
+        when(s.createdMs),
+        s.jobId,
+      ]),
+    ),
+  );
+}
 
 /** Opens a repository named on the command line (passphrase from --passphrase-file or CAIRN_PASSPHRASE). */
 export async function openCliRepository(location: string, passphraseFile?: string): Promise<Repository> {
@@ -49,57 +72,71 @@ export function registerRepoCommands(program: Command): void {
     );
 
   const snapshots = program.command("snapshots").description("list and show restore points");
-  snapshots
-    .command("list")
-    .requiredOption("--repo <location>", "repository")
+  withConnectOptions(snapshots.command("list"))
+    .option("--repo <location>", "read this repository directly instead of asking the coordinator")
+    .option("--repository <name>", "only this registered repository (coordinator)")
     .option("--vm <name-or-uuid>", "only this VM")
     .option("--label <key=value...>", "only snapshots with these labels")
     .option("--passphrase-file <file>")
-    .option("--json", "machine-readable output")
-    .action((o: { repo: string; vm?: string; label?: string[]; passphraseFile?: string; json?: boolean }) =>
-      runCli(async () => {
-        if (!o.repo.startsWith("s3://") && !existsSync(o.repo)) {
-          throw new CairnError("not-found", `no repository at ${o.repo}`, {
-            hint: "create one with cairn repo init",
-          });
-        }
-        const labels = parseLabels(o.label);
-        const r = await openCliRepository(o.repo, o.passphraseFile);
-        try {
-          const all = (await r.listSnapshots()).filter(
-            (s) =>
-              (!o.vm || s.vm.name === o.vm || s.vm.uuid === o.vm) &&
-              Object.entries(labels).every(([k, v]) => s.labels[k] === v),
-          );
-          if (o.json) {
-            process.stdout.write(`${JSON.stringify(all)}\n`);
-            return;
+    .action(
+      (
+        o: ConnectOptions & {
+          repo?: string;
+          repository?: string;
+          vm?: string;
+          label?: string[];
+          passphraseFile?: string;
+          json?: boolean;
+        },
+      ) =>
+        runCli(async () => {
+          if (!o.repo) return listIndexedSnapshots(o);
+          if (!o.repo.startsWith("s3://") && !existsSync(o.repo)) {
+            throw new CairnError("not-found", `no repository at ${o.repo}`, {
+              hint: "create one with cairn repo init",
+            });
           }
-          process.stdout.write(
-            `${renderTable(
-              ["SNAPSHOT", "VM", "DISKS", "CONSISTENCY", "READ", "STORED", "FINISHED"],
-              all.map((s) => [
-                s.id,
-                s.vm.name,
-                s.disks.map((d) => `${d.target}:${d.kind}`).join(" "),
-                s.consistency.kind,
-                formatBytes(s.stats.bytesRead),
-                formatBytes(s.stats.bytesStored),
-                s.finishedAt,
-              ]),
-            )}\n`,
-          );
-        } finally {
-          await r.close();
-        }
-      }, o),
+          const labels = parseLabels(o.label);
+          const r = await openCliRepository(o.repo, o.passphraseFile);
+          try {
+            const all = (await r.listSnapshots()).filter(
+              (s) =>
+                (!o.vm || s.vm.name === o.vm || s.vm.uuid === o.vm) &&
+                Object.entries(labels).every(([k, v]) => s.labels[k] === v),
+            );
+            if (o.json) {
+              process.stdout.write(`${JSON.stringify(all)}\n`);
+              return;
+            }
+            process.stdout.write(
+              `${renderTable(
+                ["SNAPSHOT", "VM", "DISKS", "CONSISTENCY", "READ", "STORED", "FINISHED"],
+                all.map((s) => [
+                  s.id,
+                  s.vm.name,
+                  s.disks.map((d) => `${d.target}:${d.kind}`).join(" "),
+                  s.consistency.kind,
+                  formatBytes(s.stats.bytesRead),
+                  formatBytes(s.stats.bytesStored),
+                  s.finishedAt,
+                ]),
+              )}\n`,
+            );
+          } finally {
+            await r.close();
+          }
+        }, o),
     );
-  snapshots
-    .command("show <id>")
-    .requiredOption("--repo <location>", "repository")
+  withConnectOptions(snapshots.command("show <id>"))
+    .option("--repo <location>", "read this repository directly instead of asking the coordinator")
     .option("--passphrase-file <file>")
-    .action((id: string, o: { repo: string; passphraseFile?: string }) =>
+    .action((id: string, o: ConnectOptions & { repo?: string; passphraseFile?: string }) =>
       runCli(async () => {
+        if (!o.repo) {
+          const s = await connectCoordinator(o).showSnapshot({ snapshotId: id });
+          process.stdout.write(`${JSON.stringify(JSON.parse(s.manifestJson), null, 2)}\n`);
+          return;
+        }
         const r = await openCliRepository(o.repo, o.passphraseFile);
         try {
           process.stdout.write(`${JSON.stringify(await r.showSnapshot(id), null, 2)}\n`);

@@ -1,23 +1,17 @@
 import { createChannel, createClient, Status } from "nice-grpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningAgentServer, startAgentServer } from "../../../agent/src/server/startAgentServer.js";
-import {
-  type RunningCoordinatorServer,
-  startCoordinatorServer,
-} from "../../../coordinator/src/server/startCoordinatorServer.js";
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
 import { AgentServiceDefinition } from "../../../shared/src/gen/cairn/v1/agent.js";
 import { BackupMode, DomainState } from "../../../shared/src/gen/cairn/v1/common.js";
-import { CoordinatorServiceDefinition } from "../../../shared/src/gen/cairn/v1/coordinator.js";
 import { createLogger } from "../../../shared/src/log/createLogger.js";
 import { FakeHypervisor, sampleDomain } from "../../support/fakes/FakeHypervisor.js";
 
 // Real gRPC over loopback TCP; only the hypervisor behind the agent is a fake.
-describe("AgentService and CoordinatorService over gRPC", () => {
+describe("AgentService over gRPC", () => {
   const log = createLogger("test", "silent");
   const hv = new FakeHypervisor([sampleDomain]);
   let agent: RunningAgentServer;
-  let coord: RunningCoordinatorServer;
 
   beforeAll(async () => {
     agent = await startAgentServer(
@@ -25,11 +19,9 @@ describe("AgentService and CoordinatorService over gRPC", () => {
       { hypervisor: hv, hostId: "h-1", libvirtUri: "test:///fake" },
       log,
     );
-    coord = await startCoordinatorServer({ listen: "127.0.0.1:0" }, log);
   });
   afterAll(async () => {
     await agent.close();
-    await coord.close();
   });
 
   const agentClient = () => createClient(AgentServiceDefinition, createChannel(`127.0.0.1:${agent.port}`));
@@ -68,11 +60,6 @@ describe("AgentService and CoordinatorService over gRPC", () => {
         }
       })(),
     ).rejects.toMatchObject({ code: Status.UNIMPLEMENTED, details: expect.stringMatching(/RunBackup/) });
-    const c = createClient(CoordinatorServiceDefinition, createChannel(`127.0.0.1:${coord.port}`));
-    await expect(c.listHosts({})).rejects.toMatchObject({
-      code: Status.UNIMPLEMENTED,
-      details: expect.stringMatching(/CoordinatorService\/ListHosts is not implemented.*coordinator/),
-    });
   });
 
   it("a CairnError from the core becomes the mapped status with the operator message", async () => {

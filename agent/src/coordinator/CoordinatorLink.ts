@@ -1,0 +1,151 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { ChannelCredentials } from "@grpc/grpc-js";
+import { type Channel, createChannel, createClient } from "nice-grpc";
+import type { HostInventory } from "../../../shared/src/gen/cairn/v1/common.js";
+import {
+  CoordinatorServiceDefinition,
+  type DomainEvent,
+} from "../../../shared/src/gen/cairn/v1/coordinator.js";
+import { domainStateFromName } from "../../../shared/src/grpc/domainStateNames.js";
+import type { Logger } from "../../../shared/src/log/createLogger.js";
+import type { DomainInfo } from "../hypervisor/DomainInfo.js";
+import type { Hypervisor } from "../hypervisor/Hypervisor.js";
+import type { JobRegistry } from "../jobs/JobRegistry.js";
+import { diffDomains } from "./diffDomains.js";
+
+export interface CoordinatorLinkConfig {
+  address: string;
+  advertiseAddress: string;
+  hostId: string;
+  identity: { caPem: string; certPem: string; keyPem: string };
+  pollMs: number;
+}
+
+export interface CoordinatorLinkDeps {
+  hypervisor: Hypervisor;
+  jobs: JobRegistry;
+  inventory(signal: AbortSignal): Promise<HostInventory>;
+  log: Logger;
+}
+
+/**
+ * The agent's side of the fleet: register (inventory and domains), then heartbeat with the jobs it
+ * runs, and report domain changes as events. Any failure drops back to registering after a
+ * backoff, so a restarted coordinator (or a network cut) heals by itself.
+ */
+export class CoordinatorLink {
+  private readonly stopper = new AbortController();
+  private channel: Channel | undefined;
+  private loop: Promise<void> | undefined;
+  /** Resolves on the first successful registration (tests, startup logs). */
+  readonly registered: Promise<void>;
+  private markRegistered!: () => void;
+
+  constructor(
+    private readonly config: CoordinatorLinkConfig,
+    private readonly deps: CoordinatorLinkDeps,
+  ) {
+    this.registered = new Promise((r) => (this.markRegistered = r));
+  }
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopper.abort();
+    await this.loop?.catch(() => {});
+    this.channel?.close();
+  }
+
+  private client() {
+    if (!this.channel) {
+      const { caPem, keyPem, certPem } = this.config.identity;
+      this.channel = createChannel(
+        this.config.address,
+        ChannelCredentials.createSsl(Buffer.from(caPem), Buffer.from(keyPem), Buffer.from(certPem)),
+      );
+    }
+    return createClient(CoordinatorServiceDefinition, this.channel);
+  }
+
+  private async run(): Promise<void> {
+    const signal = this.stopper.signal;
+    let backoffMs = 500;
+    while (!signal.aborted) {
+      try {
+        await this.session(signal);
+        backoffMs = 500;
+      } catch (err) {
+        if (signal.aborted) return;
+        this.deps.log.warn(
+          { err: (err as Error).message, coordinator: this.config.address },
+          "coordinator link failed; retrying",
+        );
+        await sleep(backoffMs, undefined, { signal }).catch(() => {});
+        backoffMs = Math.min(30_000, backoffMs * 2);
+      }
+    }
+  }
+
+  private async session(signal: AbortSignal): Promise<void> {
+    const client = this.client();
+    const call = { signal: AbortSignal.any([signal, AbortSignal.timeout(30_000)]) };
+    const domains = await this.deps.hypervisor.listDomains(call.signal);
+    const reg = await client.register(
+      {
+        inventory: await this.deps.inventory(call.signal),
+        domains: domains.map(toWire),
+        agentAddress: this.config.advertiseAddress,
+      },
+      call,
+    );
+    this.deps.log.info(
+      { hostId: reg.hostId, coordinator: this.config.address },
+      "registered with the coordinator",
+    );
+    this.markRegistered();
+    let known = new Map(domains.map((d) => [d.uuid, d]));
+    const heartbeatMs = Math.max(200, reg.heartbeatIntervalSeconds * 1000);
+    let lastBeat = 0;
+    while (!signal.aborted) {
+      const now = Date.now();
+      if (now - lastBeat >= heartbeatMs) {
+        const hb = await client.heartbeat(
+          { hostId: this.config.hostId, runningJobIds: this.deps.jobs.runningJobIds() },
+          { signal: AbortSignal.any([signal, AbortSignal.timeout(15_000)]) },
+        );
+        for (const id of hb.abortJobIds) this.deps.jobs.abort(id, "the coordinator no longer wants this job");
+        lastBeat = now;
+      }
+      const current = await this.deps.hypervisor.listDomains(
+        AbortSignal.any([signal, AbortSignal.timeout(30_000)]),
+      );
+      const events = diffDomains(known, current, Date.now());
+      if (events.length) {
+        await client.streamEvents(oneMessage(this.config.hostId, events), {
+          signal: AbortSignal.any([signal, AbortSignal.timeout(15_000)]),
+        });
+        this.deps.log.debug({ events: events.length }, "domain events sent");
+      }
+      known = new Map(current.map((d) => [d.uuid, d]));
+      await sleep(Math.min(this.config.pollMs, heartbeatMs), undefined, { signal }).catch(() => {});
+    }
+  }
+}
+
+async function* oneMessage(hostId: string, events: DomainEvent[]) {
+  yield { hostId, events };
+}
+
+function toWire(d: DomainInfo) {
+  return {
+    uuid: d.uuid,
+    name: d.name,
+    state: domainStateFromName(d.state),
+    persistent: d.persistent,
+    disks: d.disks.map((k) => ({ ...k, virtualSize: 0n })),
+    labels: d.labels,
+    hasGuestAgentChannel: d.hasGuestAgentChannel,
+  };
+}

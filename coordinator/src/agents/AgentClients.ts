@@ -1,0 +1,55 @@
+import { ChannelCredentials } from "@grpc/grpc-js";
+import { type Channel, type Client, createChannel, createClient } from "nice-grpc";
+import {
+  type AgentServiceDefinition,
+  AgentServiceDefinition as Def,
+} from "../../../shared/src/gen/cairn/v1/agent.js";
+
+export type AgentClient = Client<typeof AgentServiceDefinition>;
+
+export interface CoordinatorIdentity {
+  caPem: string;
+  certPem: string;
+  keyPem: string;
+}
+
+/**
+ * One mutual-TLS channel per agent address, reused across jobs. The coordinator presents its own
+ * certificate (issued by the fleet CA) and trusts only agents whose certificate the CA issued.
+ */
+export class AgentClients {
+  private readonly channels = new Map<string, { channel: Channel; client: AgentClient }>();
+
+  constructor(private readonly identity: CoordinatorIdentity | undefined) {}
+
+  get(address: string): AgentClient {
+    let c = this.channels.get(address);
+    if (!c) {
+      const creds = this.identity
+        ? ChannelCredentials.createSsl(
+            Buffer.from(this.identity.caPem),
+            Buffer.from(this.identity.keyPem),
+            Buffer.from(this.identity.certPem),
+          )
+        : ChannelCredentials.createInsecure();
+      const channel = createChannel(address, creds, {
+        "grpc.keepalive_time_ms": 30_000,
+        "grpc.keepalive_timeout_ms": 5_000,
+      });
+      c = { channel, client: createClient(Def, channel) };
+      this.channels.set(address, c);
+    }
+    return c.client;
+  }
+
+  /** Drops a channel (the agent moved or restarted with a new address). */
+  forget(address: string): void {
+    this.channels.get(address)?.channel.close();
+    this.channels.delete(address);
+  }
+
+  close(): void {
+    for (const c of this.channels.values()) c.channel.close();
+    this.channels.clear();
+  }
+}

@@ -1,0 +1,154 @@
+import type { Command } from "commander";
+import { formatBytes, ProgressBar } from "../../../shared/src/cli/ProgressBar.js";
+import { runCli } from "../../../shared/src/cli/runCli.js";
+import { CairnError } from "../../../shared/src/errors/CairnError.js";
+import { BackupMode } from "../../../shared/src/gen/cairn/v1/common.js";
+import type { JobSummary } from "../../../shared/src/gen/cairn/v1/coordinator.js";
+import {
+  type ConnectOptions,
+  type CoordinatorClient,
+  connectCoordinator,
+  withConnectOptions,
+} from "./connectCoordinator.js";
+import { ago, output, table } from "./output.js";
+
+type O = ConnectOptions & { json?: boolean };
+const MODES: Record<string, BackupMode> = {
+  full: BackupMode.BACKUP_MODE_FULL,
+  incremental: BackupMode.BACKUP_MODE_INCREMENTAL,
+  differential: BackupMode.BACKUP_MODE_DIFFERENTIAL,
+  copy: BackupMode.BACKUP_MODE_COPY,
+  auto: BackupMode.BACKUP_MODE_AUTO,
+};
+
+/** Follows a job to its end with a progress bar; resolves with the final summary. */
+export async function watchJob(
+  client: CoordinatorClient,
+  jobId: string,
+  json: boolean | undefined,
+): Promise<JobSummary> {
+  const bar = new ProgressBar(jobId.slice(-6));
+  let last: JobSummary | undefined;
+  let lastState = "";
+  for await (const { job } of client.watchJob({ jobId })) {
+    if (!job) continue;
+    last = job;
+    if (job.state !== lastState && !json) {
+      bar.done();
+      process.stderr.write(
+        `${job.jobId} ${job.vmName}: ${job.state}${job.reason && !job.state.startsWith("running:") ? ` (${job.reason})` : ""}\n`,
+      );
+      lastState = job.state;
+    }
+    if (job.progress && !json)
+      bar.update({
+        bytesDone: Number(job.progress.bytesDone),
+        bytesTotal: Number(job.progress.bytesTotal),
+        rate: job.progress.rate,
+        etaSeconds: job.progress.etaSeconds,
+        phase: job.progress.phase,
+      });
+  }
+  bar.done();
+  if (!last) throw new CairnError("protocol", `the coordinator sent nothing for job ${jobId}`);
+  return last;
+}
+
+function finish(job: JobSummary, json: boolean | undefined): void {
+  output(json, job, () =>
+    job.state === "succeeded"
+      ? `job ${job.jobId} succeeded: snapshot ${job.snapshotId} in ${job.repository} (${Object.entries(
+          job.diskKinds,
+        )
+          .map(([d, k]) => `${d} ${k}`)
+          .join(", ")})\n`
+      : `job ${job.jobId} ${job.state}: ${job.reason}\n`,
+  );
+  if (job.state === "failed")
+    throw new CairnError("failed-precondition", `job ${job.jobId} failed: ${job.reason}`);
+  if (job.state === "cancelled") throw new CairnError("aborted", `job ${job.jobId} was cancelled`);
+}
+
+export function registerJobCommands(program: Command): void {
+  const backup = program.command("backup").description("back up VMs through the coordinator");
+  withConnectOptions(
+    backup
+      .command("now <vm>")
+      .description("queue a backup of one VM now (name or uuid)")
+      .option(
+        "--policy <name>",
+        "policy giving repository, quiesce, retention (default: the one selecting the VM)",
+      )
+      .option("--mode <mode>", "full | incremental | differential | copy | auto (default: the policy's next)")
+      .option("--wait", "follow the job with progress until it ends"),
+  ).action((vm: string, o: O & { policy?: string; mode?: string; wait?: boolean }) =>
+    runCli(async () => {
+      if (o.mode && !(o.mode in MODES))
+        throw new CairnError(
+          "invalid-argument",
+          `--mode ${o.mode} is not one of ${Object.keys(MODES).join(", ")}`,
+        );
+      const client = connectCoordinator(o);
+      const { jobId } = await client.backupNow({
+        vm,
+        policy: o.policy ?? "",
+        mode: o.mode ? (MODES[o.mode] as BackupMode) : BackupMode.BACKUP_MODE_UNSPECIFIED,
+      });
+      if (!o.wait)
+        return output(
+          o.json,
+          { jobId },
+          () => `queued job ${jobId}; follow it with: cairn jobs watch ${jobId}\n`,
+        );
+      finish(await watchJob(client, jobId, o.json), o.json);
+    }, o),
+  );
+
+  const jobs = program.command("jobs").description("backup jobs");
+  withConnectOptions(
+    jobs
+      .command("list")
+      .option("--state <state>", "active | queued | running | interrupted | succeeded | failed | cancelled")
+      .option("--vm <vm>", "only this VM")
+      .option("--limit <n>", "newest n", (v) => Number.parseInt(v, 10), 50),
+  ).action((o: O & { state?: string; vm?: string; limit: number }) =>
+    runCli(async () => {
+      const r = await connectCoordinator(o).listJobs({
+        state: o.state ?? "",
+        vm: o.vm ?? "",
+        limit: o.limit,
+      });
+      output(o.json, r.jobs, () =>
+        table(
+          ["JOB", "VM", "HOST", "MODE", "STATE", "TRY", "CREATED", "PROGRESS", "REASON"],
+          r.jobs.map((j) => [
+            j.jobId,
+            j.vmName,
+            j.hostId,
+            j.mode,
+            j.state,
+            j.attempt,
+            ago(j.createdMs),
+            j.progress
+              ? `${formatBytes(Number(j.progress.bytesDone))}/${formatBytes(Number(j.progress.bytesTotal))}`
+              : "",
+            j.reason.length > 60 ? `${j.reason.slice(0, 57)}...` : j.reason,
+          ]),
+        ),
+      );
+    }, o),
+  );
+  withConnectOptions(
+    jobs.command("watch <job-id>").description("follow a job with progress until it ends"),
+  ).action((jobId: string, o: O) =>
+    runCli(async () => finish(await watchJob(connectCoordinator(o), jobId, o.json), o.json), o),
+  );
+  withConnectOptions(
+    jobs.command("cancel <job-id>").description("abort a job; its cleanup still runs"),
+  ).action((jobId: string, o: O) =>
+    runCli(async () => {
+      await connectCoordinator(o).cancelJob({ jobId });
+      output(o.json, { cancelled: jobId }, () => `cancel requested for ${jobId}\n`);
+    }, o),
+  );
+}

@@ -1,0 +1,68 @@
+import { readFile } from "node:fs/promises";
+import type { Command } from "commander";
+import { runCli } from "../../../shared/src/cli/runCli.js";
+import { CairnError } from "../../../shared/src/errors/CairnError.js";
+import { BackupMode } from "../../../shared/src/gen/cairn/v1/common.js";
+import { type ConnectOptions, connectCoordinator, withConnectOptions } from "./connectCoordinator.js";
+import { output, table } from "./output.js";
+
+type O = ConnectOptions & { json?: boolean };
+const MODE: Record<number, string> = {
+  [BackupMode.BACKUP_MODE_INCREMENTAL]: "incremental",
+  [BackupMode.BACKUP_MODE_DIFFERENTIAL]: "differential",
+  [BackupMode.BACKUP_MODE_COPY]: "full only",
+};
+
+export function registerPolicyCommands(program: Command): void {
+  const policies = program.command("policies").description("backup policies (YAML documents)");
+  withConnectOptions(
+    policies
+      .command("apply")
+      .requiredOption("-f, --file <file>", "policy YAML (- for stdin)")
+      .description("create or update"),
+  ).action((o: O & { file: string }) =>
+    runCli(async () => {
+      const yaml =
+        o.file === "-"
+          ? await new Promise<string>((res) => {
+              let s = "";
+              process.stdin.on("data", (d) => (s += d)).on("end", () => res(s));
+            })
+          : await readFile(o.file, "utf8").catch((e: NodeJS.ErrnoException) => {
+              throw new CairnError("not-found", `cannot read ${o.file}: ${e.code}`);
+            });
+      const r = await connectCoordinator(o).applyPolicy({ yaml });
+      output(o.json, r, () => `policy ${r.name} ${r.created ? "created" : "updated"}\n`);
+    }, o),
+  );
+  withConnectOptions(policies.command("list")).action((o: O) =>
+    runCli(async () => {
+      const r = await connectCoordinator(o).listPolicies({});
+      output(
+        o.json,
+        r.policies.map(({ yaml: _y, ...p }) => ({ ...p, mode: MODE[p.mode] ?? "?" })),
+        () =>
+          table(
+            ["NAME", "SCHEDULE", "MODE", "REPOSITORY"],
+            r.policies.map((p) => [p.name, p.schedule, MODE[p.mode] ?? "?", p.repository]),
+          ),
+      );
+    }, o),
+  );
+  withConnectOptions(policies.command("show <name>")).action((name: string, o: O) =>
+    runCli(async () => {
+      const p = (await connectCoordinator(o).listPolicies({})).policies.find((x) => x.name === name);
+      if (!p)
+        throw new CairnError("not-found", `policy ${name} does not exist`, {
+          hint: "see `cairn policies list`",
+        });
+      output(o.json, p, () => p.yaml);
+    }, o),
+  );
+  withConnectOptions(policies.command("delete <name>")).action((name: string, o: O) =>
+    runCli(async () => {
+      await connectCoordinator(o).deletePolicy({ name });
+      output(o.json, { deleted: name }, () => `policy ${name} deleted\n`);
+    }, o),
+  );
+}

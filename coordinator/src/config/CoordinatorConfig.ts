@@ -1,0 +1,78 @@
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { CairnError } from "../../../shared/src/errors/CairnError.js";
+
+/** The coordinator's configuration file (YAML), validated; every field has a documented default. */
+export const coordinatorConfigSchema = z
+  .object({
+    /** Database, CA and certificates live here. */
+    stateDir: z.string().min(1).default("/var/lib/cairn-coordinator"),
+    /** gRPC listen address (agents and the CLI). */
+    listen: z.string().min(1).default("127.0.0.1:7450"),
+    /** Prometheus endpoint; "" disables it. */
+    metricsListen: z.string().default("127.0.0.1:9450"),
+    /** SQLite file; default <stateDir>/coordinator.db. */
+    database: z.string().min(1).optional(),
+    heartbeatIntervalSeconds: z.number().int().min(1).max(300).default(5),
+    /** An agent silent for this long is marked lost and its running jobs interrupted. */
+    lostAfterSeconds: z.number().int().min(2).max(3600).default(20),
+    schedulerTickMs: z.number().int().min(50).max(60_000).default(1000),
+    /** Attempts per job, the first run included. */
+    maxAttempts: z.number().int().min(1).max(20).default(3),
+    retryBaseMs: z.number().int().min(10).default(30_000),
+    retryMaxMs: z
+      .number()
+      .int()
+      .min(10)
+      .default(15 * 60_000),
+    /** Passphrase of encrypted repositories, for prune/verify/gc/stats run by the coordinator. */
+    repositoryPassphraseFile: z.string().min(1).optional(),
+    logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+  })
+  .strict();
+
+export type CoordinatorConfig = z.infer<typeof coordinatorConfigSchema>;
+
+export function databasePath(c: CoordinatorConfig): string {
+  return c.database ?? join(c.stateDir, "coordinator.db");
+}
+
+export function pkiDir(c: CoordinatorConfig): string {
+  return join(c.stateDir, "pki");
+}
+
+export function parseCoordinatorConfig(text: string, source: string): CoordinatorConfig {
+  let raw: unknown;
+  try {
+    raw = text.trim() ? parseYaml(text) : {};
+  } catch (e) {
+    throw new CairnError("invalid-argument", `${source} is not valid YAML: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+  const r = coordinatorConfigSchema.safeParse(raw ?? {});
+  if (!r.success) {
+    const issues = r.error.issues.map((i) => `${i.path.join(".") || "(top level)"}: ${i.message}`).join("; ");
+    throw new CairnError("invalid-argument", `invalid coordinator config ${source}: ${issues}`, {
+      hint: "fix the named fields (see the coordinator configuration reference in README)",
+    });
+  }
+  if (r.data.lostAfterSeconds <= r.data.heartbeatIntervalSeconds)
+    throw new CairnError(
+      "invalid-argument",
+      `invalid coordinator config ${source}: lostAfterSeconds (${r.data.lostAfterSeconds}) must be larger than heartbeatIntervalSeconds (${r.data.heartbeatIntervalSeconds})`,
+    );
+  return r.data;
+}
+
+export async function loadCoordinatorConfig(path: string | undefined): Promise<CoordinatorConfig> {
+  if (!path) return parseCoordinatorConfig("", "(defaults)");
+  const text = await readFile(path, "utf8").catch((e: NodeJS.ErrnoException) => {
+    throw new CairnError("not-found", `cannot read coordinator config ${path}: ${e.code ?? e.message}`, {
+      cause: e,
+    });
+  });
+  return parseCoordinatorConfig(text, path);
+}

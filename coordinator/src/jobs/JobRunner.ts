@@ -1,0 +1,261 @@
+import { ClientError, Status } from "nice-grpc-common";
+import { CairnError } from "../../../shared/src/errors/CairnError.js";
+import { BackupMode, QuiesceMode } from "../../../shared/src/gen/cairn/v1/common.js";
+import type { Logger } from "../../../shared/src/log/createLogger.js";
+import type { AgentClients } from "../agents/AgentClients.js";
+import type { JobMode, JobQuiesce, JobRecord } from "../store/records.js";
+import type { Store } from "../store/Store.js";
+import type { JobHub } from "./JobHub.js";
+import { assertTransition, type JobState } from "./JobState.js";
+
+const MODE: Record<JobMode, BackupMode> = {
+  full: BackupMode.BACKUP_MODE_FULL,
+  incremental: BackupMode.BACKUP_MODE_INCREMENTAL,
+  differential: BackupMode.BACKUP_MODE_DIFFERENTIAL,
+  copy: BackupMode.BACKUP_MODE_COPY,
+  auto: BackupMode.BACKUP_MODE_AUTO,
+};
+const QUIESCE: Record<JobQuiesce, QuiesceMode> = {
+  required: QuiesceMode.QUIESCE_MODE_REQUIRED,
+  preferred: QuiesceMode.QUIESCE_MODE_PREFERRED,
+  off: QuiesceMode.QUIESCE_MODE_OFF,
+};
+
+/** Status codes after which the same job may succeed later: it is retried with a backoff. */
+const RETRYABLE = new Set([
+  Status.FAILED_PRECONDITION,
+  Status.RESOURCE_EXHAUSTED,
+  Status.ABORTED,
+  Status.INTERNAL,
+  Status.UNKNOWN,
+  Status.DEADLINE_EXCEEDED,
+]);
+/** The stream to the agent broke: the agent may still be running the job (or finish it). */
+const LOST_SIGHT = new Set([Status.UNAVAILABLE, Status.CANCELLED]);
+
+export interface JobSuccess {
+  job: JobRecord;
+  snapshotId: string;
+  bytesRead: number;
+  bytesStored: number;
+  freezeMs: number;
+}
+
+export interface JobRunnerDeps {
+  store: Store;
+  hub: JobHub;
+  clients: AgentClients;
+  log: Logger;
+  now: () => number;
+  retryDelayMs: (attempt: number) => number;
+  /** Called after a job succeeded and was recorded (snapshot index, retention). */
+  onSuccess: (s: JobSuccess) => Promise<void>;
+  onTransition?: (job: JobRecord, from: JobState) => void;
+}
+
+/**
+ * Runs jobs on agents: one RunBackup stream per running job, progress into the hub, the outcome
+ * into the store. The agent keeps a job running when the stream breaks (detach), so a broken
+ * stream makes the job `interrupted`, and reconciliation re-attaches by job id: never run twice.
+ */
+export class JobRunner {
+  private readonly running = new Map<string, { controller: AbortController; cancelled: boolean }>();
+
+  constructor(private readonly deps: JobRunnerDeps) {}
+
+  isRunning(jobId: string): boolean {
+    return this.running.has(jobId);
+  }
+
+  runningCount(): number {
+    return this.running.size;
+  }
+
+  /** Moves a job through a legal transition and records it. */
+  async transition(
+    job: JobRecord,
+    to: JobState,
+    reason: string,
+    patch: Partial<JobRecord> = {},
+  ): Promise<JobRecord> {
+    assertTransition(job.id, job.state, to);
+    const now = this.deps.now();
+    const next: JobRecord = { ...job, ...patch, state: to, reason, updatedMs: now };
+    await this.deps.store.updateJob(next, job.state, reason);
+    this.deps.log.info({ job: job.id, vm: job.vmName, from: job.state, to, reason }, "job transition");
+    this.deps.hub.changed(next);
+    this.deps.onTransition?.(next, job.state);
+    return next;
+  }
+
+  /** Starts (or re-attaches to) a job on its agent; returns once it is `running`. */
+  async dispatch(job: JobRecord, agentAddress: string): Promise<void> {
+    if (this.running.has(job.id)) return;
+    const reattach = job.state === "interrupted";
+    const running = await this.transition(
+      job,
+      "running",
+      reattach ? `re-attached on ${job.hostId} (attempt ${job.attempt})` : `dispatched to ${job.hostId}`,
+      { startedMs: job.startedMs ?? this.deps.now(), phase: "starting" },
+    );
+    const entry = { controller: new AbortController(), cancelled: false };
+    this.running.set(job.id, entry);
+    void this.follow(running, agentAddress, entry).finally(() => this.running.delete(job.id));
+  }
+
+  /** Cancels a job: aborts it on the agent (its cleanup still runs there), then records it. */
+  async cancel(job: JobRecord, reason: string): Promise<JobRecord> {
+    const entry = this.running.get(job.id);
+    if (entry) {
+      entry.cancelled = true;
+      const host = await this.deps.store.getHost(job.hostId);
+      if (host)
+        await this.deps.clients
+          .get(host.agentAddress)
+          .abortJob({ jobId: job.id, reason }, { signal: AbortSignal.timeout(10_000) })
+          .catch((e) =>
+            this.deps.log.warn(
+              { err: e, job: job.id },
+              "AbortJob failed; the agent aborts it on its next heartbeat",
+            ),
+          );
+      entry.controller.abort();
+      return (await this.deps.store.getJob(job.id)) ?? job;
+    }
+    return this.transition(job, "cancelled", reason, { finishedMs: this.deps.now() });
+  }
+
+  /** The host is gone: its running streams are dropped and their jobs become interrupted. */
+  interruptHost(hostId: string, reason: string, jobs: readonly JobRecord[]): Promise<unknown> {
+    return Promise.all(
+      jobs
+        .filter((j) => j.hostId === hostId && j.state === "running")
+        .map(async (j) => {
+          this.running.get(j.id)?.controller.abort();
+          await this.transition(j, "interrupted", reason).catch(() => {});
+        }),
+    );
+  }
+
+  /** Stops following every job (coordinator shutdown); jobs stay running on their agents. */
+  async detachAll(reason: string): Promise<void> {
+    const ids = [...this.running.keys()];
+    for (const e of this.running.values()) e.controller.abort();
+    for (const id of ids) {
+      const j = await this.deps.store.getJob(id);
+      if (j?.state === "running") await this.transition(j, "interrupted", reason).catch(() => {});
+    }
+  }
+
+  private async follow(
+    job: JobRecord,
+    agentAddress: string,
+    entry: { controller: AbortController; cancelled: boolean },
+  ): Promise<void> {
+    const { hub, clients, log } = this.deps;
+    let current = job;
+    try {
+      const stream = clients.get(agentAddress).runBackup(
+        {
+          jobId: job.id,
+          domainUuid: job.vmUuid,
+          mode: MODE[job.mode],
+          quiesce: QUIESCE[job.quiesce],
+          repository: (await this.repositoryLocation(job)) ?? "",
+          disks: [],
+          bandwidthLimit: BigInt(job.bandwidthBytesPerSecond),
+          labels: { ...(job.policy ? { policy: job.policy } : {}), trigger: job.trigger },
+          detachOnDisconnect: true,
+        },
+        { signal: entry.controller.signal },
+      );
+      for await (const ev of stream) {
+        const e = ev.event;
+        if (!e) continue;
+        if (e.$case === "progress") {
+          hub.setProgress(job.id, {
+            bytesDone: Number(e.value.bytesDone),
+            bytesTotal: Number(e.value.bytesTotal),
+            rate: e.value.rate,
+            etaSeconds: e.value.etaSeconds,
+            phase: e.value.phase,
+          });
+        } else if (e.$case === "state") {
+          current = { ...current, phase: e.value };
+          hub.changed(current);
+        } else if (e.$case === "result") {
+          const r = e.value;
+          const latest = (await this.deps.store.getJob(job.id)) ?? current;
+          const kinds = Object.values(r.diskKinds).join(", ");
+          const done = await this.transition(
+            latest,
+            "succeeded",
+            `snapshot ${r.snapshotId} (${kinds}${r.quiesced ? ", quiesced" : `, crash-consistent: ${r.consistencyReason}`})`,
+            { snapshotId: r.snapshotId, diskKinds: r.diskKinds, finishedMs: this.deps.now(), phase: "done" },
+          );
+          await this.deps
+            .onSuccess({
+              job: done,
+              snapshotId: r.snapshotId,
+              bytesRead: Number(r.bytesRead),
+              bytesStored: Number(r.bytesStored),
+              freezeMs: r.freezeMs,
+            })
+            .catch((err) => log.error({ err, job: job.id }, "recording a finished job failed"));
+          return;
+        }
+      }
+      throw new CairnError("protocol", "the agent ended the RunBackup stream without a result");
+    } catch (err) {
+      await this.failed(job.id, err, entry).catch((e) =>
+        log.error({ err: e, job: job.id }, "recording a job failure failed"),
+      );
+    }
+  }
+
+  private async failed(
+    jobId: string,
+    err: unknown,
+    entry: { controller: AbortController; cancelled: boolean },
+  ) {
+    const job = await this.deps.store.getJob(jobId);
+    if (job?.state !== "running") return; // already moved (host lost, shutdown)
+    const now = this.deps.now();
+    if (entry.cancelled) {
+      await this.transition(job, "cancelled", "cancelled by request", { finishedMs: now });
+      return;
+    }
+    if (entry.controller.signal.aborted) return;
+    const status = err instanceof ClientError ? err.code : undefined;
+    const message = err instanceof ClientError ? err.details : ((err as Error)?.message ?? String(err));
+    if (status !== undefined && LOST_SIGHT.has(status)) {
+      await this.transition(job, "interrupted", `lost the agent mid-job: ${message}`);
+      return;
+    }
+    const retryable = status === undefined || RETRYABLE.has(status);
+    if (retryable && job.attempt < job.maxAttempts) {
+      const delay = this.deps.retryDelayMs(job.attempt);
+      await this.transition(
+        job,
+        "queued",
+        `attempt ${job.attempt} failed: ${message}; retrying in ${Math.round(delay / 1000)} s`,
+        {
+          attempt: job.attempt + 1,
+          notBeforeMs: now + delay,
+          phase: "",
+        },
+      );
+      return;
+    }
+    await this.transition(
+      job,
+      "failed",
+      retryable ? `failed after ${job.attempt} attempts: ${message}` : message,
+      { finishedMs: now, phase: "" },
+    );
+  }
+
+  private async repositoryLocation(job: JobRecord): Promise<string | undefined> {
+    return (await this.deps.store.getRepository(job.repository))?.location;
+  }
+}

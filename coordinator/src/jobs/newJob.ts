@@ -1,0 +1,51 @@
+import { randomBytes } from "node:crypto";
+import type { Policy } from "../policy/Policy.js";
+import type { JobMode, JobRecord, VmRecord } from "../store/records.js";
+
+/** Job ids sort by creation time and say when they were made: job-20261122T120000-3f9a1c. */
+export function newJobId(nowMs: number): string {
+  const t = new Date(nowMs).toISOString().replace(/[-:]/g, "").slice(0, 15);
+  return `job-${t}-${randomBytes(3).toString("hex")}`;
+}
+
+export function newJob(
+  vm: Pick<VmRecord, "uuid" | "name" | "hostId">,
+  policy: Policy,
+  mode: JobMode,
+  trigger: JobRecord["trigger"],
+  opts: { nowMs: number; maxAttempts: number; reason: string },
+): JobRecord {
+  return {
+    id: newJobId(opts.nowMs),
+    vmUuid: vm.uuid,
+    vmName: vm.name,
+    hostId: vm.hostId,
+    policy: policy.name,
+    repository: policy.repository,
+    mode,
+    quiesce: policy.quiesce,
+    trigger,
+    state: "queued",
+    attempt: 1,
+    maxAttempts: opts.maxAttempts,
+    reason: opts.reason,
+    priority: policy.priority,
+    limits: { ...policy.concurrency },
+    bandwidthBytesPerSecond: policy.bandwidthBytesPerSecond,
+    createdMs: opts.nowMs,
+    updatedMs: opts.nowMs,
+    notBeforeMs: 0,
+    startedMs: null,
+    finishedMs: null,
+    snapshotId: null,
+    diskKinds: {},
+    phase: "",
+  };
+}
+
+/** Whether a finished job started a new chain (what "a full every N" counts). */
+export function wasFull(job: Pick<JobRecord, "mode" | "diskKinds">): boolean {
+  if (job.mode === "full" || job.mode === "copy") return true;
+  const kinds = Object.values(job.diskKinds);
+  return kinds.length > 0 && kinds.every((k) => k.startsWith("full"));
+}

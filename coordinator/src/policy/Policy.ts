@@ -1,0 +1,122 @@
+import { Cron } from "croner";
+import { z } from "zod";
+
+const NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+const HHMM = /^([01]\d|2[0-3]):[0-5]\d$/;
+const count = z.number().int().min(0).max(100_000);
+
+function validCron(pattern: string): string | undefined {
+  try {
+    new Cron(pattern, { paused: true });
+    return undefined;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+function validZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat("en-US", { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** "100MiB/s", "1.5GB/s", 1048576 → bytes per second; undefined when unparseable. */
+export function parseBandwidth(v: number | string): number | undefined {
+  if (typeof v === "number") return Number.isFinite(v) && v >= 0 ? Math.floor(v) : undefined;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(|k|K|M|G|T)(i?)B\/s\s*$/.exec(v);
+  if (!m) return undefined;
+  const unit = { "": 0, k: 1, K: 1, M: 2, G: 3, T: 4 }[m[2] as string] as number;
+  const base = m[3] ? 1024 : 1000;
+  return Math.floor(Number(m[1]) * base ** unit);
+}
+
+/** The policy document (YAML) as validated: strict, every field named in errors. */
+export const policySchema = z
+  .object({
+    name: z.string().regex(NAME, "must be lowercase letters, digits, '.', '-', '_' (at most 63)"),
+    selector: z
+      .object({
+        names: z.array(z.string().min(1)).default([]),
+        globs: z.array(z.string().min(1)).default([]),
+        labels: z.record(z.string(), z.string()).default({}),
+      })
+      .strict()
+      .refine((s) => s.names.length + s.globs.length + Object.keys(s.labels).length > 0, {
+        message: "give at least one of names, globs, labels (an empty selector would select every VM)",
+      }),
+    schedule: z
+      .object({
+        cron: z.string().superRefine((v, ctx) => {
+          const err = validCron(v);
+          if (err)
+            ctx.addIssue({
+              code: "custom",
+              message: `${JSON.stringify(v)} is not a valid cron expression (${err})`,
+            });
+        }),
+        timezone: z
+          .string()
+          .default("UTC")
+          .superRefine((v, ctx) => {
+            if (!validZone(v))
+              ctx.addIssue({ code: "custom", message: `${JSON.stringify(v)} is not an IANA time zone` });
+          }),
+      })
+      .strict(),
+    mode: z.discriminatedUnion("kind", [
+      z.object({ kind: z.literal("incremental"), fullEvery: count.default(0) }).strict(),
+      z.object({ kind: z.literal("differential"), fullEvery: count.default(0) }).strict(),
+      z.object({ kind: z.literal("full") }).strict(),
+    ]),
+    quiesce: z.enum(["required", "preferred", "off"]).default("preferred"),
+    retention: z
+      .object({
+        keepLast: count.default(0),
+        hourly: count.default(0),
+        daily: count.default(0),
+        weekly: count.default(0),
+        monthly: count.default(0),
+        yearly: count.default(0),
+      })
+      .strict()
+      .refine((r) => Object.values(r).some((n) => n > 0), {
+        message: "keep something: set at least one rule above 0",
+      })
+      .default({ keepLast: 7, hourly: 0, daily: 0, weekly: 0, monthly: 0, yearly: 0 }),
+    repository: z.string().regex(NAME, "must name a registered repository"),
+    bandwidth: z
+      .union([z.number(), z.string()])
+      .optional()
+      .refine((v) => v === undefined || parseBandwidth(v) !== undefined, {
+        message: 'must be bytes per second or like "100MiB/s", "1GB/s"',
+      }),
+    concurrency: z
+      .object({
+        perHost: z.number().int().min(1).max(1000).default(2),
+        perRepository: z.number().int().min(1).max(10_000).default(4),
+        global: z.number().int().min(1).max(100_000).default(8),
+      })
+      .strict()
+      .prefault({}),
+    window: z
+      .object({
+        start: z.string().regex(HHMM, 'must be "HH:MM"'),
+        end: z.string().regex(HHMM, 'must be "HH:MM"'),
+      })
+      .strict()
+      .optional(),
+    priority: z.number().int().min(0).max(100).default(50),
+    disabled: z.boolean().default(false),
+  })
+  .strict();
+
+type Parsed = z.infer<typeof policySchema>;
+
+/** A validated, normalized policy. */
+export interface Policy extends Omit<Parsed, "bandwidth"> {
+  /** 0 = unlimited. */
+  bandwidthBytesPerSecond: number;
+}

@@ -1,0 +1,215 @@
+import type { Logger } from "../../../shared/src/log/createLogger.js";
+import { chainHistory } from "../jobs/chainHistory.js";
+import type { JobRunner } from "../jobs/JobRunner.js";
+import { newJob } from "../jobs/newJob.js";
+import { selectVms } from "../policy/selectVms.js";
+import type { RetentionQueue } from "../retention/RetentionQueue.js";
+import { chooseJobMode } from "../schedule/chooseJobMode.js";
+import { dueRun } from "../schedule/dueRun.js";
+import { inWindow } from "../schedule/inWindow.js";
+import { planDispatch } from "../schedule/planDispatch.js";
+import type { HostRecord, JobRecord } from "../store/records.js";
+import type { Store } from "../store/Store.js";
+import type { PolicyCache } from "./PolicyCache.js";
+
+export interface SchedulerConfig {
+  lostAfterMs: number;
+  maxAttempts: number;
+}
+
+export interface TickReport {
+  lostHosts: string[];
+  created: number;
+  reattached: number;
+  dispatched: number;
+  queued: number;
+  durationMs: number;
+}
+
+/**
+ * One scheduling pass: mark silent hosts lost (interrupting their jobs), turn due policy fires into
+ * jobs (a fire missed while the coordinator was down runs once), re-attach interrupted jobs whose
+ * host is back, start queued jobs within the concurrency limits, then run pending retention.
+ * Passes never overlap.
+ */
+export class Scheduler {
+  private ticking: Promise<TickReport> | undefined;
+
+  constructor(
+    private readonly deps: {
+      store: Store;
+      runner: JobRunner;
+      policies: PolicyCache;
+      retention: RetentionQueue;
+      log: Logger;
+      now: () => number;
+      config: SchedulerConfig;
+    },
+  ) {}
+
+  tick(signal: AbortSignal): Promise<TickReport> {
+    if (!this.ticking) this.ticking = this.pass(signal).finally(() => (this.ticking = undefined));
+    return this.ticking;
+  }
+
+  private async pass(signal: AbortSignal): Promise<TickReport> {
+    const { store, runner, log, config } = this.deps;
+    const started = performance.now();
+    const now = this.deps.now();
+    const report: TickReport = {
+      lostHosts: [],
+      created: 0,
+      reattached: 0,
+      dispatched: 0,
+      queued: 0,
+      durationMs: 0,
+    };
+
+    const hosts = new Map((await store.listHosts()).map((h) => [h.id, h]));
+    let open = await store.listJobs({ states: ["queued", "running", "interrupted"] });
+
+    for (const h of hosts.values()) {
+      if (h.status === "online" && now - h.lastSeenMs > config.lostAfterMs) {
+        await store.setHostStatus(h.id, "lost");
+        h.status = "lost";
+        report.lostHosts.push(h.id);
+        log.warn({ host: h.id, lastSeenMs: h.lastSeenMs }, "agent missed its heartbeats: host lost");
+        await runner.interruptHost(
+          h.id,
+          `host ${h.id} lost (no heartbeat for ${Math.round((now - h.lastSeenMs) / 1000)} s)`,
+          open,
+        );
+      }
+    }
+    if (report.lostHosts.length)
+      open = await store.listJobs({ states: ["queued", "running", "interrupted"] });
+
+    report.created = await this.fireDuePolicies(open, now);
+    if (report.created) open = await store.listJobs({ states: ["queued", "running", "interrupted"] });
+
+    const isOnline = (id: string) => {
+      const h = hosts.get(id);
+      return h !== undefined && h.status === "online" && now - h.lastSeenMs <= config.lostAfterMs;
+    };
+    for (const j of open) {
+      if (j.state !== "interrupted" || runner.isRunning(j.id) || !isOnline(j.hostId) || signal.aborted)
+        continue;
+      await runner.dispatch(j, (hosts.get(j.hostId) as HostRecord).agentAddress);
+      report.reattached++;
+    }
+
+    const policies = new Map<string, ReturnType<PolicyCache["get"]>>();
+    for (const rec of await store.listPolicies()) policies.set(rec.name, this.deps.policies.get(rec));
+    const eligible = (j: JobRecord) => {
+      if (j.trigger === "manual" || !j.policy) return true;
+      const p = policies.get(j.policy);
+      return p ? inWindow(p.window, p.schedule.timezone, new Date(now)) : true;
+    };
+    const queued = open.filter((j) => j.state === "queued");
+    const active = open.filter((j) => j.state !== "queued");
+    const onlineHosts = new Set([...hosts.keys()].filter(isOnline));
+    const pick = planDispatch({
+      queued: queued.filter(eligible).map((j) => ({
+        id: j.id,
+        vmUuid: j.vmUuid,
+        hostId: j.hostId,
+        repository: j.repository,
+        policy: j.policy ?? "",
+        priority: j.priority,
+        createdAtMs: j.createdMs,
+        notBeforeMs: j.notBeforeMs,
+        limits: j.limits,
+      })),
+      active: active.map((j) => ({
+        id: j.id,
+        vmUuid: j.vmUuid,
+        hostId: j.hostId,
+        repository: j.repository,
+        policy: j.policy ?? "",
+      })),
+      onlineHosts,
+      nowMs: now,
+    });
+    const byId = new Map(queued.map((j) => [j.id, j]));
+    for (const id of pick) {
+      if (signal.aborted) break;
+      const j = byId.get(id);
+      if (!j) continue;
+      await runner.dispatch(j, (hosts.get(j.hostId) as HostRecord).agentAddress);
+      report.dispatched++;
+    }
+    report.queued = queued.length - report.dispatched;
+
+    const activeRepos = new Set(open.filter((j) => j.state !== "queued").map((j) => j.repository));
+    for (const id of pick) activeRepos.add(byId.get(id)?.repository ?? "");
+    void this.deps.retention.runOne(activeRepos, signal);
+
+    report.durationMs = performance.now() - started;
+    if (
+      report.created ||
+      report.dispatched ||
+      report.reattached ||
+      report.lostHosts.length ||
+      report.durationMs > 100
+    )
+      log.info({ ...report, durationMs: Math.round(report.durationMs * 10) / 10 }, "scheduling pass");
+    return report;
+  }
+
+  /** Creates jobs for every policy fire that is due; returns how many. */
+  private async fireDuePolicies(open: readonly JobRecord[], now: number): Promise<number> {
+    const { store, log, config } = this.deps;
+    const records = await store.listPolicies();
+    const due = records
+      .map((rec) => ({ rec, policy: this.deps.policies.get(rec) }))
+      .filter(({ policy }) => policy && !policy.disabled)
+      .map(({ rec, policy }) => ({
+        rec,
+        policy: policy as NonNullable<typeof policy>,
+        fire: dueRun(
+          (policy as NonNullable<typeof policy>).schedule,
+          rec.lastFireMs === null ? undefined : new Date(rec.lastFireMs),
+          new Date(rec.createdMs),
+          new Date(now),
+        ),
+      }))
+      .filter((d) => d.fire !== undefined);
+    if (!due.length) return 0;
+    const vms = (await store.listVms()).filter((v) => v.present);
+    const vmByUuid = new Map(vms.map((v) => [v.uuid, v]));
+    const busy = new Set(open.map((j) => j.vmUuid));
+    const succeeded = await store.listJobs({ states: ["succeeded"] });
+    let created = 0;
+    for (const { rec, policy, fire } of due) {
+      const history = chainHistory(succeeded, policy.name);
+      const selected = selectVms(policy, vms);
+      const jobs: JobRecord[] = [];
+      const skipped: string[] = [];
+      for (const ref of selected) {
+        if (busy.has(ref.uuid)) {
+          skipped.push(ref.name);
+          continue;
+        }
+        const vm = vmByUuid.get(ref.uuid);
+        if (!vm) continue;
+        const mode = chooseJobMode(policy.mode, history.get(vm.uuid) ?? { fullCount: 0, runsSinceFull: 0 });
+        jobs.push(
+          newJob(vm, policy, mode, "schedule", {
+            nowMs: now,
+            maxAttempts: config.maxAttempts,
+            reason: `policy ${policy.name} fired at ${(fire as Date).toISOString()}`,
+          }),
+        );
+        busy.add(vm.uuid);
+      }
+      await store.insertJobs(jobs);
+      await store.setPolicyLastFire(rec.name, (fire as Date).getTime());
+      created += jobs.length;
+      log.info(
+        { policy: policy.name, fire: fire?.toISOString(), jobs: jobs.length, skippedBusy: skipped.length },
+        "policy fired",
+      );
+    }
+    return created;
+  }
+}

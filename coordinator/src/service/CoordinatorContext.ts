@@ -1,0 +1,27 @@
+import type { Logger } from "../../../shared/src/log/createLogger.js";
+import type { Repository } from "../../../shared/src/repository/Repository.js";
+import type { CoordinatorConfig } from "../config/CoordinatorConfig.js";
+import type { JobHub } from "../jobs/JobHub.js";
+import type { JobRunner } from "../jobs/JobRunner.js";
+import type { CoordinatorMetrics } from "../metrics/CoordinatorMetrics.js";
+import type { CertificateAuthority } from "../pki/CertificateAuthority.js";
+import type { PolicyCache } from "../scheduler/PolicyCache.js";
+import type { Store } from "../store/Store.js";
+
+/** Everything the RPC handlers need; built once by startCoordinator. */
+export interface CoordinatorContext {
+  store: Store;
+  hub: JobHub;
+  runner: JobRunner;
+  policies: PolicyCache;
+  /** Absent when the coordinator runs without a CA (tests of plaintext mode only). */
+  ca: CertificateAuthority | undefined;
+  log: Logger;
+  config: CoordinatorConfig;
+  metrics: CoordinatorMetrics;
+  now(): number;
+  /** Asks for a scheduling pass soon (after BackupNow, Register, ...). */
+  kick(): void;
+  audit(principal: string, action: string, target: string, detail?: string): Promise<void>;
+  openRepository(location: string, signal: AbortSignal): Promise<Repository>;
+}

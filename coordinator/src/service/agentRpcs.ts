@@ -1,0 +1,175 @@
+import type { CallContext } from "nice-grpc-common";
+import { CairnError } from "../../../shared/src/errors/CairnError.js";
+import type {
+  CoordinatorServiceImplementation,
+  DomainEvent,
+} from "../../../shared/src/gen/cairn/v1/coordinator.js";
+import { domainStateName } from "../../../shared/src/grpc/domainStateNames.js";
+import { hashToken } from "../auth/newSecretToken.js";
+import type { CoordinatorContext } from "./CoordinatorContext.js";
+import { agentHostId } from "./principal.js";
+
+const ADDRESS = /^[A-Za-z0-9.\-_[\]:]+:\d{1,5}$/;
+const HOST_ID = /^[A-Za-z0-9][A-Za-z0-9.\-_]{0,62}$/;
+
+const EVENT_STATE: Record<string, string> = {
+  started: "running",
+  resumed: "running",
+  migrated: "running",
+  stopped: "shutoff",
+  shutdown: "shutoff",
+  crashed: "crashed",
+  paused: "paused",
+  suspended: "paused",
+};
+
+type AgentRpcs = Pick<CoordinatorServiceImplementation, "enroll" | "register" | "heartbeat" | "streamEvents">;
+
+/** The RPCs agents call: Enroll (one-time token), then Register/Heartbeat/StreamEvents (client certificate). */
+export function agentRpcs(c: CoordinatorContext): AgentRpcs {
+  return {
+    async enroll(req, ctx: CallContext) {
+      if (!req.token) throw new CairnError("invalid-argument", "token is required");
+      if (!req.csrPem.includes("CERTIFICATE REQUEST"))
+        throw new CairnError("invalid-argument", "csr_pem is not a PEM certificate signing request");
+      if (!c.ca)
+        throw new CairnError("failed-precondition", "this coordinator has no CA", {
+          hint: "run `cairn ca init` on it",
+        });
+      const token = await c.store.consumeEnrollmentToken(hashToken(req.token), c.now());
+      if (!token)
+        throw new CairnError("unauthenticated", "the enrollment token is unknown, used or expired", {
+          hint: "create a new one with `cairn hosts enroll-token <host-id>`",
+        });
+      const hostId = token.hostId ?? req.hostname;
+      if (!HOST_ID.test(hostId))
+        throw new CairnError("invalid-argument", `hostname ${JSON.stringify(hostId)} is not a valid host id`);
+      const certificatePem = await c.ca.signCsr(req.csrPem, {
+        commonName: hostId,
+        usage: "client+server",
+        dnsNames: [hostId, "localhost"],
+        ipAddresses: ["127.0.0.1"],
+        days: 825,
+        signal: ctx.signal,
+      });
+      const old = await c.store.getHost(hostId);
+      await c.store.putHost({
+        id: hostId,
+        hostname: req.hostname || hostId,
+        agentAddress: old?.agentAddress ?? "",
+        status: old?.status ?? "lost",
+        lastSeenMs: old?.lastSeenMs ?? 0,
+        enrolledMs: c.now(),
+        inventory: old?.inventory ?? {},
+      });
+      await c.audit(
+        `enrollment:${token.name}`,
+        "Enroll",
+        hostId,
+        `certificate issued to ${req.hostname || hostId}`,
+      );
+      return { hostId, certificatePem, caCertificatePem: c.ca.caCertPem };
+    },
+
+    async register(req, ctx: CallContext) {
+      const hostId = agentHostId(ctx);
+      if (!ADDRESS.test(req.agentAddress))
+        throw new CairnError(
+          "invalid-argument",
+          `agent_address ${JSON.stringify(req.agentAddress)} is not host:port`,
+        );
+      const inv = req.inventory;
+      if (inv?.hostId && inv.hostId !== hostId)
+        throw new CairnError(
+          "permission-denied",
+          `inventory.host_id ${inv.hostId} does not match the certificate's host ${hostId}`,
+          { hint: "set hostId in the agent config to the id it enrolled with, or enroll again" },
+        );
+      const now = c.now();
+      const old = await c.store.getHost(hostId);
+      await c.store.putHost({
+        id: hostId,
+        hostname: inv?.hostname || hostId,
+        agentAddress: req.agentAddress,
+        status: "online",
+        lastSeenMs: now,
+        enrolledMs: old?.enrolledMs ?? now,
+        inventory: inv ? { ...inv, memoryBytes: Number(inv.memoryBytes) } : {},
+      });
+      await c.store.applyInventory(
+        hostId,
+        req.domains.map((d) => ({
+          uuid: d.uuid,
+          name: d.name,
+          state: domainStateName(d.state),
+          labels: d.labels,
+          disks: d.disks.map((k) => ({
+            target: k.target,
+            format: k.format,
+            virtualSize: Number(k.virtualSize),
+          })),
+          present: true,
+          updatedMs: now,
+        })),
+        now,
+      );
+      c.log.info(
+        { host: hostId, address: req.agentAddress, domains: req.domains.length, was: old?.status },
+        "agent registered",
+      );
+      c.metrics.hostEvent(old?.status === "lost" ? "returned" : "registered");
+      c.kick();
+      return { hostId, heartbeatIntervalSeconds: c.config.heartbeatIntervalSeconds };
+    },
+
+    async heartbeat(req, ctx: CallContext) {
+      const hostId = agentHostId(ctx);
+      if (req.hostId && req.hostId !== hostId)
+        throw new CairnError(
+          "permission-denied",
+          `host_id ${req.hostId} does not match the certificate's host ${hostId}`,
+        );
+      const host = await c.store.getHost(hostId);
+      if (!host?.agentAddress)
+        throw new CairnError("not-found", `host ${hostId} has not registered`, {
+          hint: "the agent registers again",
+        });
+      const wasLost = host.status === "lost";
+      await c.store.touchHost(hostId, c.now());
+      c.metrics.heartbeats.inc();
+      if (wasLost) c.kick();
+      // Jobs the agent runs that the coordinator has already given up on (cancelled while unreachable).
+      const abortJobIds: string[] = [];
+      for (const id of req.runningJobIds) {
+        const j = await c.store.getJob(id);
+        if (!j || j.state === "cancelled" || j.state === "failed") abortJobIds.push(id);
+      }
+      return { abortJobIds };
+    },
+
+    async streamEvents(requests, ctx: CallContext) {
+      const hostId = agentHostId(ctx);
+      let accepted = 0;
+      for await (const req of requests) {
+        if (req.hostId && req.hostId !== hostId)
+          throw new CairnError(
+            "permission-denied",
+            `host_id ${req.hostId} does not match the certificate's host ${hostId}`,
+          );
+        const updates = req.events.map((e: DomainEvent, i: number) => {
+          if (!e.domainUuid) throw new CairnError("invalid-argument", `events[${i}].domain_uuid is required`);
+          return {
+            uuid: e.domainUuid,
+            name: e.domainName,
+            hostId,
+            state: e.detail || EVENT_STATE[e.kind] || "unknown",
+            present: e.kind !== "undefined",
+          };
+        });
+        accepted += await c.store.applyVmUpdates(updates, c.now());
+        c.metrics.events.inc({}, updates.length);
+      }
+      return { accepted: BigInt(accepted) };
+    },
+  };
+}

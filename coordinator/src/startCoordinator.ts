@@ -1,0 +1,256 @@
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { createServer } from "nice-grpc";
+import { readPassphrase } from "../../shared/src/cli/runCli.js";
+import { CairnError } from "../../shared/src/errors/CairnError.js";
+import { CoordinatorServiceDefinition } from "../../shared/src/gen/cairn/v1/coordinator.js";
+import { errorMappingMiddleware } from "../../shared/src/grpc/errorMappingMiddleware.js";
+import { optionalClientCertCredentials } from "../../shared/src/grpc/optionalClientCertCredentials.js";
+import { peerIdentityInterceptor } from "../../shared/src/grpc/peerIdentityInterceptor.js";
+import { withUnimplemented } from "../../shared/src/grpc/withUnimplemented.js";
+import type { Logger } from "../../shared/src/log/createLogger.js";
+import { MetricsRegistry } from "../../shared/src/metrics/MetricsRegistry.js";
+import { startMetricsServer } from "../../shared/src/metrics/startMetricsServer.js";
+import { Repository } from "../../shared/src/repository/Repository.js";
+import { openRepositoryStore } from "../../shared/src/repositoryLocation/openRepositoryStore.js";
+import { CAIRN_VERSION } from "../../shared/src/version.js";
+import { TokenCache } from "./access/TokenCache.js";
+import { AgentClients } from "./agents/AgentClients.js";
+import { adminAuthMiddleware } from "./auth/adminAuthMiddleware.js";
+import { type CoordinatorConfig, databasePath, pkiDir } from "./config/CoordinatorConfig.js";
+import { JobHub } from "./jobs/JobHub.js";
+import { JobRunner } from "./jobs/JobRunner.js";
+import { CoordinatorMetrics } from "./metrics/CoordinatorMetrics.js";
+import { CertificateAuthority } from "./pki/CertificateAuthority.js";
+import { RetentionQueue } from "./retention/RetentionQueue.js";
+import { retryDelayMs } from "./schedule/retryDelayMs.js";
+import { PolicyCache } from "./scheduler/PolicyCache.js";
+import { Scheduler } from "./scheduler/Scheduler.js";
+import { accessRpcs } from "./service/accessRpcs.js";
+import { adminRpcs } from "./service/adminRpcs.js";
+import { agentRpcs } from "./service/agentRpcs.js";
+import type { CoordinatorContext } from "./service/CoordinatorContext.js";
+import { repositoryRpcs } from "./service/repositoryRpcs.js";
+import { snapshotRecordOf } from "./snapshots/snapshotRecordOf.js";
+import type { Role } from "./store/records.js";
+import { SqliteStore } from "./store/sqlite/SqliteStore.js";
+
+export const AGENT_METHODS = new Set(["Register", "Heartbeat", "StreamEvents"]);
+export const PUBLIC_METHODS = new Set(["Enroll"]);
+
+/** Where `cairn ca init` puts the coordinator's TLS identity. */
+export function coordinatorIdentityPaths(config: CoordinatorConfig) {
+  const dir = pkiDir(config);
+  return {
+    caDir: join(dir, "ca"),
+    cert: join(dir, "coordinator-cert.pem"),
+    key: join(dir, "coordinator-key.pem"),
+  };
+}
+
+export interface RunningCoordinator {
+  port: number;
+  metricsPort: number | undefined;
+  ctx: CoordinatorContext;
+  scheduler: Scheduler;
+  /** Runs one scheduling pass now (tests, benchmarks). */
+  tick(): Promise<unknown>;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  now?: () => number;
+  /** Don't run the scheduler loop (tests drive tick() themselves). */
+  manualTicks?: boolean;
+}
+
+/**
+ * Starts the coordinator: store (migrated), restart reconciliation (jobs that were running become
+ * interrupted and are re-attached once their agent is back), the mutual-TLS gRPC server, the
+ * scheduler loop and the metrics endpoint.
+ */
+export async function startCoordinator(
+  config: CoordinatorConfig,
+  log: Logger,
+  options: StartOptions = {},
+): Promise<RunningCoordinator> {
+  const now = options.now ?? Date.now;
+  const paths = coordinatorIdentityPaths(config);
+  if (!existsSync(paths.cert))
+    throw new CairnError("failed-precondition", `no coordinator certificate in ${pkiDir(config)}`, {
+      hint: `run \`cairn ca init --state-dir ${config.stateDir}\` once before starting the coordinator`,
+    });
+  const signal = AbortSignal.timeout(60_000);
+  const ca = await CertificateAuthority.load(paths.caDir, signal);
+  const identity = {
+    caPem: ca.caCertPem,
+    certPem: await readFile(paths.cert, "utf8"),
+    keyPem: await readFile(paths.key, "utf8"),
+  };
+  const store = SqliteStore.open(databasePath(config));
+  const passphrase = await readPassphrase(config.repositoryPassphraseFile);
+  const openRepository = (location: string, s: AbortSignal) =>
+    Repository.open(openRepositoryStore(location), { ...(passphrase ? { passphrase } : {}), signal: s });
+
+  const hub = new JobHub();
+  const clients = new AgentClients(identity);
+  const registry = new MetricsRegistry();
+  const jobCounts: Record<string, number> = {};
+  const metrics = new CoordinatorMetrics(registry, () => jobCounts);
+  const tokens = new TokenCache();
+  for (const t of await store.listTokens())
+    if (t.kind === "admin" && t.role) tokens.set(t.hash, { name: t.name, role: t.role as Role });
+
+  const audit = (principal: string, action: string, target: string, detail = "") =>
+    store.appendAudit({ atMs: now(), principal, action, target, detail });
+  const policies = new PolicyCache(log);
+  const retention = new RetentionQueue({
+    store,
+    log,
+    openRepository,
+    audit: (a, t, d) => audit("coordinator", a, t, d),
+  });
+  const runner = new JobRunner({
+    store,
+    hub,
+    clients,
+    log,
+    now,
+    retryDelayMs: (attempt) =>
+      retryDelayMs(attempt, { baseMs: config.retryBaseMs, maxMs: config.retryMaxMs }, Math.random),
+    onTransition: (job, from) => metrics.jobTransition(job, from),
+    onSuccess: async ({ job, snapshotId, bytesRead, bytesStored, freezeMs }) => {
+      metrics.jobSucceeded(job, bytesRead, bytesStored, freezeMs);
+      await store.setVmLastBackup(job.vmUuid, job.finishedMs ?? now());
+      const repoRec = await store.getRepository(job.repository);
+      if (repoRec) {
+        const repo = await openRepository(repoRec.location, AbortSignal.timeout(60_000));
+        try {
+          await store.putSnapshot(snapshotRecordOf(await repo.showSnapshot(snapshotId), job.repository));
+        } finally {
+          await repo.close();
+        }
+      }
+      const prec = job.policy ? await store.getPolicy(job.policy) : undefined;
+      const policy = prec && policies.get(prec);
+      if (policy && job.trigger === "schedule")
+        retention.add({ repository: job.repository, vmUuid: job.vmUuid, policy });
+      kick();
+    },
+  });
+
+  const scheduler = new Scheduler({
+    store,
+    runner,
+    policies,
+    retention,
+    log,
+    now,
+    config: { lostAfterMs: config.lostAfterSeconds * 1000, maxAttempts: config.maxAttempts },
+  });
+  const stopping = new AbortController();
+  const tick = async () => {
+    const r = await scheduler.tick(stopping.signal);
+    metrics.schedulePassSeconds(r.durationMs / 1000);
+    for (const _ of r.lostHosts) metrics.hostEvent("lost");
+    const counts = await store.listJobs({ states: ["queued", "running", "interrupted"] });
+    for (const k of Object.keys(jobCounts)) jobCounts[k] = 0;
+    for (const j of counts) jobCounts[j.state] = (jobCounts[j.state] ?? 0) + 1;
+    return r;
+  };
+  let kickTimer: NodeJS.Timeout | undefined;
+  function kick() {
+    if (options.manualTicks || kickTimer || stopping.signal.aborted) return;
+    kickTimer = setTimeout(() => {
+      kickTimer = undefined;
+      void tick().catch((err) => log.error({ err }, "scheduling pass failed"));
+    }, 50);
+  }
+
+  const ctx: CoordinatorContext = {
+    store,
+    hub,
+    runner,
+    policies,
+    ca,
+    log,
+    config,
+    metrics,
+    now,
+    kick,
+    audit: async (principal, action, target, detail) => {
+      await audit(principal, action, target, detail);
+      if (action === "CreateToken") {
+        // The token cache must know new tokens at once; reload the admin tokens.
+        for (const t of await store.listTokens())
+          if (t.kind === "admin" && t.role) tokens.set(t.hash, { name: t.name, role: t.role as Role });
+      }
+    },
+    openRepository,
+  };
+
+  // A restart loses sight of running jobs: they are interrupted and re-attached by job id.
+  for (const j of await store.listJobs({ states: ["running"] }))
+    await runner.transition(
+      j,
+      "interrupted",
+      "coordinator restarted while the job ran; re-attaching when its agent is online",
+    );
+
+  const server = createServer({ interceptors: [peerIdentityInterceptor(ca.caCertPem)] })
+    .use(errorMappingMiddleware((err, method) => log.error({ err, method }, "internal error")))
+    .use(
+      adminAuthMiddleware({
+        agentMethods: AGENT_METHODS,
+        publicMethods: PUBLIC_METHODS,
+        resolveToken: (hash) => tokens.get(hash),
+      }),
+    );
+  server.add(
+    CoordinatorServiceDefinition,
+    withUnimplemented(
+      CoordinatorServiceDefinition,
+      { ...agentRpcs(ctx), ...adminRpcs(ctx), ...repositoryRpcs(ctx), ...accessRpcs(ctx) },
+      CAIRN_VERSION,
+    ),
+  );
+  const port = await server.listen(
+    config.listen,
+    optionalClientCertCredentials(identity.caPem, identity.certPem, identity.keyPem),
+  );
+  const metricsServer = config.metricsListen
+    ? await startMetricsServer({ listen: config.metricsListen, registry })
+    : undefined;
+  log.info(
+    { listen: config.listen, port, metricsPort: metricsServer?.port, version: CAIRN_VERSION },
+    "coordinator started",
+  );
+
+  const loop = options.manualTicks
+    ? undefined
+    : setInterval(
+        () => void tick().catch((err) => log.error({ err }, "scheduling pass failed")),
+        config.schedulerTickMs,
+      );
+  if (!options.manualTicks) kick();
+
+  return {
+    port,
+    metricsPort: metricsServer?.port,
+    ctx,
+    scheduler,
+    tick,
+    async close() {
+      stopping.abort();
+      if (loop) clearInterval(loop);
+      if (kickTimer) clearTimeout(kickTimer);
+      await runner.detachAll("coordinator stopping; re-attaching on restart");
+      server.forceShutdown();
+      clients.close();
+      await metricsServer?.close();
+      await store.close();
+      log.info("coordinator stopped");
+    },
+  };
+}

@@ -1,0 +1,84 @@
+import type {
+  AuditRecord,
+  HostRecord,
+  JobFilter,
+  JobRecord,
+  PolicyRecord,
+  RepositoryRecord,
+  SnapshotFilter,
+  SnapshotRecord,
+  TokenRecord,
+  VmRecord,
+} from "./records.js";
+
+/**
+ * The coordinator's persistent state (port). Contract, checked by test/support/storeContract.ts:
+ * - Every method is atomic: after it resolves the change is durable and visible to every later call,
+ *   including after a crash of the coordinator (kill -9).
+ * - Reads return copies; mutating a returned record changes nothing until it is written back.
+ * - `get*` returns undefined for unknown keys; writes of unknown keys where an existing record is
+ *   required throw CairnError("not-found").
+ * - `consumeEnrollmentToken` succeeds at most once per token, even under concurrent callers.
+ * - `applyInventory` moves a VM to the reporting host (migration) and marks VMs of that host that it
+ *   no longer reports as not present; it never touches VMs that another host reports.
+ * Adapters: SqliteStore (embedded default).
+ */
+export interface Store {
+  putHost(host: HostRecord): Promise<void>;
+  getHost(id: string): Promise<HostRecord | undefined>;
+  listHosts(): Promise<HostRecord[]>;
+  /** Records a heartbeat: online, lastSeenMs = nowMs. Returns false for an unknown host. */
+  touchHost(id: string, nowMs: number): Promise<boolean>;
+  setHostStatus(id: string, status: HostRecord["status"]): Promise<void>;
+
+  applyInventory(
+    hostId: string,
+    vms: readonly Omit<VmRecord, "hostId" | "lastBackupMs">[],
+    nowMs: number,
+  ): Promise<void>;
+  /** Applies domain events in one transaction: state changes and migrations (host moves). */
+  applyVmUpdates(
+    updates: readonly { uuid: string; name: string; hostId: string; state: string; present: boolean }[],
+    nowMs: number,
+  ): Promise<number>;
+  getVm(uuidOrName: string): Promise<VmRecord | undefined>;
+  listVms(hostId?: string): Promise<VmRecord[]>;
+  setVmLastBackup(uuid: string, ms: number): Promise<void>;
+
+  putRepository(repo: RepositoryRecord): Promise<boolean>;
+  getRepository(name: string): Promise<RepositoryRecord | undefined>;
+  listRepositories(): Promise<RepositoryRecord[]>;
+
+  /** Inserts or replaces; true when created. */
+  putPolicy(policy: PolicyRecord): Promise<boolean>;
+  getPolicy(name: string): Promise<PolicyRecord | undefined>;
+  listPolicies(): Promise<PolicyRecord[]>;
+  deletePolicy(name: string): Promise<boolean>;
+  setPolicyLastFire(name: string, fireMs: number): Promise<void>;
+
+  insertJob(job: JobRecord): Promise<void>;
+  /** Inserts many jobs in one transaction (a policy firing over thousands of VMs). */
+  insertJobs(jobs: readonly JobRecord[]): Promise<void>;
+  /** Writes a job back. `expectedState` guards against lost updates: throws if the stored state differs. */
+  updateJob(job: JobRecord, expectedState: JobRecord["state"], transitionReason?: string): Promise<void>;
+  getJob(id: string): Promise<JobRecord | undefined>;
+  listJobs(filter?: JobFilter): Promise<JobRecord[]>;
+  /** State transitions of one job, oldest first. */
+  jobHistory(id: string): Promise<{ atMs: number; from: string; to: string; reason: string }[]>;
+
+  putSnapshot(snap: SnapshotRecord): Promise<void>;
+  getSnapshot(id: string): Promise<SnapshotRecord | undefined>;
+  listSnapshots(filter?: SnapshotFilter): Promise<SnapshotRecord[]>;
+  deleteSnapshots(ids: readonly string[]): Promise<void>;
+
+  putToken(token: TokenRecord): Promise<void>;
+  getToken(hash: string): Promise<TokenRecord | undefined>;
+  listTokens(): Promise<TokenRecord[]>;
+  /** Marks an unexpired, unused enrollment token used; returns it, or undefined if that is not possible. */
+  consumeEnrollmentToken(hash: string, nowMs: number): Promise<TokenRecord | undefined>;
+
+  appendAudit(entry: AuditRecord): Promise<void>;
+  listAudit(limit: number): Promise<AuditRecord[]>;
+
+  close(): Promise<void>;
+}

@@ -1,0 +1,349 @@
+import Database from "better-sqlite3";
+import { CairnError } from "../../../../shared/src/errors/CairnError.js";
+import type {
+  AuditRecord,
+  HostRecord,
+  JobFilter,
+  JobRecord,
+  PolicyRecord,
+  RepositoryRecord,
+  SnapshotFilter,
+  SnapshotRecord,
+  TokenRecord,
+  VmRecord,
+} from "../records.js";
+import type { Store } from "../Store.js";
+import { MIGRATIONS } from "./migrations.js";
+
+type Row = { doc: string };
+const parse = <T>(r: Row | undefined): T | undefined => (r ? (JSON.parse(r.doc) as T) : undefined);
+const parseAll = <T>(rows: Row[]): T[] => rows.map((r) => JSON.parse(r.doc) as T);
+
+/**
+ * The embedded Store: better-sqlite3 in WAL mode with synchronous=FULL, so a change is durable when
+ * the call returns (the contract survives kill -9). Calls are synchronous underneath; the async
+ * signatures belong to the port so that a networked store can implement it.
+ */
+export class SqliteStore implements Store {
+  private readonly db: Database.Database;
+
+  private constructor(db: Database.Database) {
+    this.db = db;
+  }
+
+  /** Opens (creating if needed) and migrates. `path` ":memory:" gives a private in-memory store. */
+  static open(path: string): SqliteStore {
+    let db: Database.Database;
+    try {
+      db = new Database(path);
+    } catch (e) {
+      throw new CairnError(
+        "unavailable",
+        `cannot open the coordinator database ${path}: ${(e as Error).message}`,
+        {
+          cause: e,
+          hint: "check that the state directory exists and is writable by the coordinator",
+        },
+      );
+    }
+    db.pragma("journal_mode = WAL");
+    db.pragma("synchronous = FULL");
+    db.pragma("busy_timeout = 5000");
+    const version = db.pragma("user_version", { simple: true }) as number;
+    if (version > MIGRATIONS.length) {
+      db.close();
+      throw new CairnError(
+        "failed-precondition",
+        `the coordinator database ${path} has schema version ${version}, newer than this coordinator knows (${MIGRATIONS.length})`,
+        { hint: "run the newer coordinator version, or restore the database from before the upgrade" },
+      );
+    }
+    for (let v = version; v < MIGRATIONS.length; v++) {
+      db.transaction(() => {
+        db.exec(MIGRATIONS[v] as string);
+        db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
+    return new SqliteStore(db);
+  }
+
+  get schemaVersion(): number {
+    return this.db.pragma("user_version", { simple: true }) as number;
+  }
+
+  async putHost(h: HostRecord): Promise<void> {
+    this.db
+      .prepare("INSERT OR REPLACE INTO hosts (id, status, last_seen_ms, doc) VALUES (?, ?, ?, ?)")
+      .run(h.id, h.status, h.lastSeenMs, JSON.stringify(h));
+  }
+  async getHost(id: string): Promise<HostRecord | undefined> {
+    return parse(this.db.prepare("SELECT doc FROM hosts WHERE id = ?").get(id) as Row | undefined);
+  }
+  async listHosts(): Promise<HostRecord[]> {
+    return parseAll(this.db.prepare("SELECT doc FROM hosts ORDER BY id").all() as Row[]);
+  }
+  async touchHost(id: string, nowMs: number): Promise<boolean> {
+    const h = await this.getHost(id);
+    if (!h) return false;
+    await this.putHost({ ...h, status: "online", lastSeenMs: nowMs });
+    return true;
+  }
+  async setHostStatus(id: string, status: HostRecord["status"]): Promise<void> {
+    const h = await this.getHost(id);
+    if (!h) throw new CairnError("not-found", `host ${id} is not registered`);
+    await this.putHost({ ...h, status });
+  }
+
+  async applyInventory(
+    hostId: string,
+    vms: readonly Omit<VmRecord, "hostId" | "lastBackupMs">[],
+    nowMs: number,
+  ): Promise<void> {
+    const get = this.db.prepare("SELECT doc FROM vms WHERE uuid = ?");
+    const put = this.db.prepare("INSERT OR REPLACE INTO vms (uuid, name, host_id, doc) VALUES (?, ?, ?, ?)");
+    const onHost = this.db.prepare("SELECT doc FROM vms WHERE host_id = ?");
+    this.db.transaction(() => {
+      const seen = new Set<string>();
+      for (const vm of vms) {
+        seen.add(vm.uuid);
+        const old = parse<VmRecord>(get.get(vm.uuid) as Row | undefined);
+        const rec: VmRecord = { ...vm, hostId, lastBackupMs: old?.lastBackupMs ?? 0, updatedMs: nowMs };
+        put.run(rec.uuid, rec.name, rec.hostId, JSON.stringify(rec));
+      }
+      for (const old of parseAll<VmRecord>(onHost.all(hostId) as Row[])) {
+        if (seen.has(old.uuid) || !old.present) continue;
+        const rec = { ...old, present: false, updatedMs: nowMs };
+        put.run(rec.uuid, rec.name, rec.hostId, JSON.stringify(rec));
+      }
+    })();
+  }
+  async applyVmUpdates(
+    updates: readonly { uuid: string; name: string; hostId: string; state: string; present: boolean }[],
+    nowMs: number,
+  ): Promise<number> {
+    const get = this.db.prepare("SELECT doc FROM vms WHERE uuid = ?");
+    const put = this.db.prepare("INSERT OR REPLACE INTO vms (uuid, name, host_id, doc) VALUES (?, ?, ?, ?)");
+    return this.db.transaction(() => {
+      let n = 0;
+      for (const u of updates) {
+        const old = parse<VmRecord>(get.get(u.uuid) as Row | undefined);
+        // An "undefined" event from a host the VM already left (migration source) must not hide it.
+        if (old && !u.present && old.hostId !== u.hostId) continue;
+        const rec: VmRecord = {
+          uuid: u.uuid,
+          name: u.name || old?.name || u.uuid,
+          hostId: u.hostId,
+          state: u.state,
+          labels: old?.labels ?? {},
+          disks: old?.disks ?? [],
+          present: u.present,
+          updatedMs: nowMs,
+          lastBackupMs: old?.lastBackupMs ?? 0,
+        };
+        put.run(rec.uuid, rec.name, rec.hostId, JSON.stringify(rec));
+        n++;
+      }
+      return n;
+    })();
+  }
+  async getVm(uuidOrName: string): Promise<VmRecord | undefined> {
+    return parse(
+      this.db
+        .prepare("SELECT doc FROM vms WHERE uuid = ? OR name = ? ORDER BY (uuid = ?) DESC LIMIT 1")
+        .get(uuidOrName, uuidOrName, uuidOrName) as Row | undefined,
+    );
+  }
+  async listVms(hostId?: string): Promise<VmRecord[]> {
+    const rows = hostId
+      ? this.db.prepare("SELECT doc FROM vms WHERE host_id = ? ORDER BY name").all(hostId)
+      : this.db.prepare("SELECT doc FROM vms ORDER BY name").all();
+    return parseAll(rows as Row[]);
+  }
+  async setVmLastBackup(uuid: string, ms: number): Promise<void> {
+    const vm = await this.getVm(uuid);
+    if (!vm) return;
+    this.db
+      .prepare("UPDATE vms SET doc = ? WHERE uuid = ?")
+      .run(JSON.stringify({ ...vm, lastBackupMs: Math.max(vm.lastBackupMs, ms) }), uuid);
+  }
+
+  async putRepository(r: RepositoryRecord): Promise<boolean> {
+    const existed = this.db.prepare("SELECT 1 FROM repositories WHERE name = ?").get(r.name) !== undefined;
+    this.db
+      .prepare("INSERT OR REPLACE INTO repositories (name, doc) VALUES (?, ?)")
+      .run(r.name, JSON.stringify(r));
+    return !existed;
+  }
+  async getRepository(name: string): Promise<RepositoryRecord | undefined> {
+    return parse(this.db.prepare("SELECT doc FROM repositories WHERE name = ?").get(name) as Row | undefined);
+  }
+  async listRepositories(): Promise<RepositoryRecord[]> {
+    return parseAll(this.db.prepare("SELECT doc FROM repositories ORDER BY name").all() as Row[]);
+  }
+
+  async putPolicy(p: PolicyRecord): Promise<boolean> {
+    const existed = this.db.prepare("SELECT 1 FROM policies WHERE name = ?").get(p.name) !== undefined;
+    this.db
+      .prepare("INSERT OR REPLACE INTO policies (name, doc) VALUES (?, ?)")
+      .run(p.name, JSON.stringify(p));
+    return !existed;
+  }
+  async getPolicy(name: string): Promise<PolicyRecord | undefined> {
+    return parse(this.db.prepare("SELECT doc FROM policies WHERE name = ?").get(name) as Row | undefined);
+  }
+  async listPolicies(): Promise<PolicyRecord[]> {
+    return parseAll(this.db.prepare("SELECT doc FROM policies ORDER BY name").all() as Row[]);
+  }
+  async deletePolicy(name: string): Promise<boolean> {
+    return this.db.prepare("DELETE FROM policies WHERE name = ?").run(name).changes > 0;
+  }
+  async setPolicyLastFire(name: string, fireMs: number): Promise<void> {
+    const p = await this.getPolicy(name);
+    if (!p) throw new CairnError("not-found", `policy ${name} does not exist`);
+    await this.putPolicy({ ...p, lastFireMs: fireMs });
+  }
+
+  async insertJob(job: JobRecord): Promise<void> {
+    try {
+      this.db
+        .prepare("INSERT INTO jobs (id, state, vm_uuid, created_ms, doc) VALUES (?, ?, ?, ?, ?)")
+        .run(job.id, job.state, job.vmUuid, job.createdMs, JSON.stringify(job));
+    } catch (e) {
+      if ((e as { code?: string }).code === "SQLITE_CONSTRAINT_PRIMARYKEY")
+        throw new CairnError("already-exists", `job ${job.id} already exists`, { cause: e });
+      throw e;
+    }
+    this.db
+      .prepare("INSERT INTO job_transitions VALUES (?, ?, ?, ?, ?)")
+      .run(job.id, job.createdMs, "", job.state, job.reason);
+  }
+  async insertJobs(jobs: readonly JobRecord[]): Promise<void> {
+    const ins = this.db.prepare(
+      "INSERT INTO jobs (id, state, vm_uuid, created_ms, doc) VALUES (?, ?, ?, ?, ?)",
+    );
+    const tr = this.db.prepare("INSERT INTO job_transitions VALUES (?, ?, ?, ?, ?)");
+    this.db.transaction(() => {
+      for (const j of jobs) {
+        ins.run(j.id, j.state, j.vmUuid, j.createdMs, JSON.stringify(j));
+        tr.run(j.id, j.createdMs, "", j.state, j.reason);
+      }
+    })();
+  }
+  async updateJob(
+    job: JobRecord,
+    expectedState: JobRecord["state"],
+    transitionReason?: string,
+  ): Promise<void> {
+    this.db.transaction(() => {
+      const r = this.db
+        .prepare("UPDATE jobs SET state = ?, doc = ? WHERE id = ? AND state = ?")
+        .run(job.state, JSON.stringify(job), job.id, expectedState);
+      if (r.changes === 0) {
+        const cur = this.db.prepare("SELECT state FROM jobs WHERE id = ?").get(job.id) as
+          | { state: string }
+          | undefined;
+        throw cur
+          ? new CairnError("failed-precondition", `job ${job.id} is ${cur.state}, not ${expectedState}`)
+          : new CairnError("not-found", `job ${job.id} does not exist`);
+      }
+      if (job.state !== expectedState)
+        this.db
+          .prepare("INSERT INTO job_transitions VALUES (?, ?, ?, ?, ?)")
+          .run(job.id, job.updatedMs, expectedState, job.state, transitionReason ?? job.reason);
+    })();
+  }
+  async getJob(id: string): Promise<JobRecord | undefined> {
+    return parse(this.db.prepare("SELECT doc FROM jobs WHERE id = ?").get(id) as Row | undefined);
+  }
+  async listJobs(filter: JobFilter = {}): Promise<JobRecord[]> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (filter.states?.length) {
+      where.push(`state IN (${filter.states.map(() => "?").join(",")})`);
+      args.push(...filter.states);
+    }
+    if (filter.vmUuid) {
+      where.push("vm_uuid = ?");
+      args.push(filter.vmUuid);
+    }
+    const sql = `SELECT doc FROM jobs ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY created_ms DESC, id${
+      filter.limit ? ` LIMIT ${Math.floor(filter.limit)}` : ""
+    }`;
+    return parseAll(this.db.prepare(sql).all(...args) as Row[]);
+  }
+  async jobHistory(id: string): Promise<{ atMs: number; from: string; to: string; reason: string }[]> {
+    return this.db
+      .prepare(
+        "SELECT at_ms AS atMs, from_state AS 'from', to_state AS 'to', reason FROM job_transitions WHERE job_id = ? ORDER BY rowid",
+      )
+      .all(id) as { atMs: number; from: string; to: string; reason: string }[];
+  }
+
+  async putSnapshot(s: SnapshotRecord): Promise<void> {
+    this.db
+      .prepare(
+        "INSERT OR REPLACE INTO snapshots (id, repository, vm_uuid, created_ms, doc) VALUES (?, ?, ?, ?, ?)",
+      )
+      .run(s.id, s.repository, s.vmUuid, s.createdMs, JSON.stringify(s));
+  }
+  async getSnapshot(id: string): Promise<SnapshotRecord | undefined> {
+    return parse(this.db.prepare("SELECT doc FROM snapshots WHERE id = ?").get(id) as Row | undefined);
+  }
+  async listSnapshots(filter: SnapshotFilter = {}): Promise<SnapshotRecord[]> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (filter.vmUuid) {
+      where.push("vm_uuid = ?");
+      args.push(filter.vmUuid);
+    }
+    if (filter.repository) {
+      where.push("repository = ?");
+      args.push(filter.repository);
+    }
+    const sql = `SELECT doc FROM snapshots ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY created_ms, id`;
+    return parseAll(this.db.prepare(sql).all(...args) as Row[]);
+  }
+  async deleteSnapshots(ids: readonly string[]): Promise<void> {
+    const del = this.db.prepare("DELETE FROM snapshots WHERE id = ?");
+    this.db.transaction(() => {
+      for (const id of ids) del.run(id);
+    })();
+  }
+
+  async putToken(t: TokenRecord): Promise<void> {
+    this.db
+      .prepare("INSERT OR REPLACE INTO tokens (hash, kind, doc) VALUES (?, ?, ?)")
+      .run(t.hash, t.kind, JSON.stringify(t));
+  }
+  async getToken(hash: string): Promise<TokenRecord | undefined> {
+    return parse(this.db.prepare("SELECT doc FROM tokens WHERE hash = ?").get(hash) as Row | undefined);
+  }
+  async listTokens(): Promise<TokenRecord[]> {
+    return parseAll(this.db.prepare("SELECT doc FROM tokens ORDER BY kind, hash").all() as Row[]);
+  }
+  async consumeEnrollmentToken(hash: string, nowMs: number): Promise<TokenRecord | undefined> {
+    return this.db.transaction(() => {
+      const t = parse<TokenRecord>(
+        this.db.prepare("SELECT doc FROM tokens WHERE hash = ?").get(hash) as Row | undefined,
+      );
+      if (t?.kind !== "enrollment" || t.usedMs !== null) return undefined;
+      if (t.expiresMs !== null && t.expiresMs < nowMs) return undefined;
+      const used = { ...t, usedMs: nowMs };
+      this.db.prepare("UPDATE tokens SET doc = ? WHERE hash = ?").run(JSON.stringify(used), hash);
+      return used;
+    })();
+  }
+
+  async appendAudit(e: AuditRecord): Promise<void> {
+    this.db.prepare("INSERT INTO audit (at_ms, doc) VALUES (?, ?)").run(e.atMs, JSON.stringify(e));
+  }
+  async listAudit(limit: number): Promise<AuditRecord[]> {
+    return parseAll(this.db.prepare("SELECT doc FROM audit ORDER BY seq DESC LIMIT ?").all(limit) as Row[]);
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+}
+
+export const _conforms = null as unknown as SqliteStore satisfies Store;

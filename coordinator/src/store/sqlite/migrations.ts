@@ -1,0 +1,25 @@
+/**
+ * Versioned schema migrations, applied in order inside one transaction each; PRAGMA user_version
+ * holds the number applied. Never edit a released migration: append a new one.
+ * Records keep their queried fields as columns and the rest as JSON (`doc`), so adding a field
+ * rarely needs a migration.
+ */
+export const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE hosts (id TEXT PRIMARY KEY, status TEXT NOT NULL, last_seen_ms INTEGER NOT NULL, doc TEXT NOT NULL);
+  CREATE TABLE vms (uuid TEXT PRIMARY KEY, name TEXT NOT NULL, host_id TEXT NOT NULL, doc TEXT NOT NULL);
+  CREATE INDEX vms_name ON vms(name);
+  CREATE INDEX vms_host ON vms(host_id);
+  CREATE TABLE repositories (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
+  CREATE TABLE policies (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
+  CREATE TABLE jobs (id TEXT PRIMARY KEY, state TEXT NOT NULL, vm_uuid TEXT NOT NULL, created_ms INTEGER NOT NULL, doc TEXT NOT NULL);
+  CREATE INDEX jobs_state ON jobs(state);
+  CREATE INDEX jobs_vm ON jobs(vm_uuid, created_ms);
+  CREATE TABLE job_transitions (job_id TEXT NOT NULL, at_ms INTEGER NOT NULL, from_state TEXT NOT NULL, to_state TEXT NOT NULL, reason TEXT NOT NULL);
+  CREATE INDEX job_transitions_job ON job_transitions(job_id);
+  CREATE TABLE snapshots (id TEXT PRIMARY KEY, repository TEXT NOT NULL, vm_uuid TEXT NOT NULL, created_ms INTEGER NOT NULL, doc TEXT NOT NULL);
+  CREATE INDEX snapshots_vm ON snapshots(vm_uuid, created_ms);
+  CREATE TABLE tokens (hash TEXT PRIMARY KEY, kind TEXT NOT NULL, doc TEXT NOT NULL);
+  CREATE TABLE audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, doc TEXT NOT NULL);
+  `,
+];

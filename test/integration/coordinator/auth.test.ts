@@ -1,0 +1,193 @@
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ChannelCredentials } from "@grpc/grpc-js";
+import { createChannel, createClient } from "nice-grpc";
+import { Metadata, Status } from "nice-grpc-common";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CertificateAuthority } from "../../../coordinator/src/pki/CertificateAuthority.js";
+import { CoordinatorServiceDefinition } from "../../../shared/src/gen/cairn/v1/coordinator.js";
+import { createKeyAndCsr } from "../../../shared/src/pki/createKeyAndCsr.js";
+import { readIdentity } from "../../../shared/src/pki/writeIdentity.js";
+import { startTestCoordinator, type TestCoordinator } from "../../support/coordinatorHarness.js";
+import { SimAgent, simDomain } from "../../support/SimAgent.js";
+
+// Authentication and authorization at the coordinator's edge, with real certificates over TLS.
+describe("coordinator API security and input validation", () => {
+  let c: TestCoordinator;
+  const agent = new SimAgent("kvm-1", [simDomain(1, "vm-1")]);
+  const tmp = mkdtempSync(join(tmpdir(), "cairn-auth-"));
+  let viewer: string;
+  let operator: string;
+
+  beforeAll(async () => {
+    c = await startTestCoordinator();
+    await agent.enroll(c.address, await c.enrollToken("kvm-1"), c.caFile);
+    await agent.start(c.address);
+    viewer = (await c.admin().createToken({ name: "grafana", role: "viewer" })).token;
+    operator = (await c.admin().createToken({ name: "oncall", role: "operator" })).token;
+  });
+  afterAll(async () => {
+    await agent.dispose();
+    await c.dispose();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  const raw = (creds: ChannelCredentials, token?: string, extra: Record<string, string> = {}) =>
+    createClient(CoordinatorServiceDefinition, createChannel(c.address, creds), {
+      "*": { metadata: Metadata({ ...(token ? { authorization: `Bearer ${token}` } : {}), ...extra }) },
+    });
+  const caOnly = () => ChannelCredentials.createSsl(readFileSync(c.caFile));
+
+  it("admin calls need a known token", async () => {
+    await expect(raw(caOnly()).listHosts({})).rejects.toMatchObject({ code: Status.UNAUTHENTICATED });
+    await expect(raw(caOnly(), "adm_forged").listHosts({})).rejects.toMatchObject({
+      code: Status.UNAUTHENTICATED,
+    });
+  });
+
+  it("a viewer can read but not start, cancel or delete anything; an operator can back up but not delete policies", async () => {
+    await expect(c.admin(viewer).listHosts({})).resolves.toBeDefined();
+    await expect(c.admin(viewer).listJobs({ state: "", vm: "", limit: 5 })).resolves.toBeDefined();
+    for (const call of [
+      () => c.admin(viewer).backupNow({ vm: "vm-1", policy: "", mode: 0 }),
+      () => c.admin(viewer).deletePolicy({ name: "x" }),
+      () => c.admin(viewer).cancelJob({ jobId: "x" }),
+      () => c.admin(viewer).createToken({ name: "x", role: "admin" }),
+      () => c.admin(viewer).gcRepository({ name: "main", dryRun: false }),
+    ])
+      await expect(call()).rejects.toMatchObject({
+        code: "permission-denied",
+        message: expect.stringMatching(/viewer/),
+      });
+    await expect(c.admin(operator).deletePolicy({ name: "x" })).rejects.toMatchObject({
+      code: "permission-denied",
+    });
+    await expect(c.admin(operator).createToken({ name: "x", role: "admin" })).rejects.toMatchObject({
+      code: "permission-denied",
+    });
+    // Authorized, then refused for the input: the role check came first and passed.
+    await expect(c.admin(operator).backupNow({ vm: "nope", policy: "", mode: 0 })).rejects.toMatchObject({
+      code: "not-found",
+    });
+  });
+
+  it("agent calls need the agent's certificate; a forged identity header or a foreign CA's certificate is refused", async () => {
+    await expect(raw(caOnly()).heartbeat({ hostId: "kvm-1", runningJobIds: [] })).rejects.toMatchObject({
+      code: Status.UNAUTHENTICATED,
+    });
+    await expect(
+      raw(caOnly(), undefined, { "x-cairn-peer-cn": "kvm-1" }).heartbeat({
+        hostId: "kvm-1",
+        runningJobIds: [],
+      }),
+    ).rejects.toMatchObject({ code: Status.UNAUTHENTICATED });
+    // An admin token is not an agent identity either.
+    await expect(
+      raw(caOnly(), c.adminToken).heartbeat({ hostId: "kvm-1", runningJobIds: [] }),
+    ).rejects.toMatchObject({
+      code: Status.UNAUTHENTICATED,
+    });
+    const signal = AbortSignal.timeout(30_000);
+    const foreign = await CertificateAuthority.init(join(tmp, "foreign-ca"), {
+      commonName: "evil CA",
+      signal,
+    });
+    const { keyPem, csrPem } = await createKeyAndCsr({ commonName: "kvm-1", signal });
+    const certPem = await foreign.signCsr(csrPem, { commonName: "kvm-1", usage: "client", days: 1, signal });
+    const evil = ChannelCredentials.createSsl(
+      readFileSync(c.caFile),
+      Buffer.from(keyPem),
+      Buffer.from(certPem),
+    );
+    await expect(raw(evil).heartbeat({ hostId: "kvm-1", runningJobIds: [] })).rejects.toMatchObject({
+      code: Status.UNAUTHENTICATED,
+    });
+  });
+
+  it("a genuine agent certificate cannot speak for another host", async () => {
+    const id = await readIdentity(agent.identityDir);
+    if (!id) throw new Error("no identity");
+    const creds = ChannelCredentials.createSsl(
+      Buffer.from(id.caPem),
+      Buffer.from(id.keyPem),
+      Buffer.from(id.certPem),
+    );
+    await expect(raw(creds).heartbeat({ hostId: "kvm-1", runningJobIds: [] })).resolves.toEqual({
+      abortJobIds: [],
+    });
+    await expect(raw(creds).heartbeat({ hostId: "kvm-2", runningJobIds: [] })).rejects.toMatchObject({
+      code: Status.PERMISSION_DENIED,
+      details: expect.stringMatching(/host_id kvm-2 does not match the certificate's host kvm-1/),
+    });
+    // Nor use admin calls.
+    await expect(raw(creds).listHosts({})).rejects.toMatchObject({ code: Status.UNAUTHENTICATED });
+  });
+
+  it("a client that does not trust the fleet CA cannot connect", async () => {
+    const signal = AbortSignal.timeout(30_000);
+    const other = await CertificateAuthority.init(join(tmp, "other-ca"), { commonName: "other", signal });
+    await expect(
+      raw(ChannelCredentials.createSsl(Buffer.from(other.caCertPem)), c.adminToken).listHosts(
+        {},
+        { signal: AbortSignal.timeout(5000) },
+      ),
+    ).rejects.toMatchObject({ code: Status.UNAVAILABLE });
+  });
+
+  it("malformed requests get INVALID_ARGUMENT naming the field", async () => {
+    const admin = c.admin();
+    const cases: [() => Promise<unknown>, RegExp][] = [
+      [() => admin.applyPolicy({ yaml: "" }), /yaml is required/],
+      [
+        () =>
+          admin.applyPolicy({
+            yaml: "name: p\nselector: {names: [a]}\nschedule: {cron: '0 25 * * *'}\nmode: {kind: full}\nrepository: main\n",
+          }),
+        /schedule\.cron/,
+      ],
+      [
+        () =>
+          admin.applyPolicy({
+            yaml: "name: p\nselector: {names: [a]}\nschedule: {cron: '0 1 * * *'}\nmode: {kind: full}\nrepository: main\nretention: {keepLast: -1}\n",
+          }),
+        /retention\.keepLast/,
+      ],
+      [
+        () =>
+          admin.applyPolicy({
+            yaml: "name: p\nselector: {names: [a]}\nschedule: {cron: '0 1 * * *'}\nmode: {kind: full}\nrepository: main\ncolour: red\n",
+          }),
+        /colour/,
+      ],
+      [
+        () =>
+          admin.applyPolicy({
+            yaml: "name: p\nselector: {names: [a]}\nschedule: {cron: '0 1 * * *'}\nmode: {kind: full}\nrepository: nope\n",
+          }),
+        /repository: nope is not registered/,
+      ],
+      [() => admin.backupNow({ vm: "", policy: "", mode: 0 }), /vm is required/],
+      [() => admin.listJobs({ state: "bogus", vm: "", limit: 0 }), /state "bogus" is not one of/],
+      [() => admin.createToken({ name: "x", role: "root" }), /role "root"/],
+      [() => admin.createEnrollmentToken({ hostId: "bad host!", ttlSeconds: 0 }), /host_id "bad host!"/],
+      [() => admin.registerRepository({ name: "Bad Name", location: "/x" }), /name "Bad Name"/],
+      [() => admin.watchJob({ jobId: "" })[Symbol.asyncIterator]().next(), /job_id is required/],
+    ];
+    for (const [call, message] of cases)
+      await expect(call()).rejects.toMatchObject({
+        code: "invalid-argument",
+        message: expect.stringMatching(message),
+      });
+  });
+
+  it("every change is in the audit log with who made it", async () => {
+    const entries = (await c.admin().listAudit({ limit: 100 })).entries;
+    const actions = entries.map((e) => `${e.principal} ${e.action} ${e.target}`);
+    expect(actions).toContain("admin:bootstrap CreateToken grafana");
+    expect(actions).toContain("admin:bootstrap CreateToken oncall");
+    expect(actions).toContain("admin:bootstrap CreateEnrollmentToken kvm-1");
+    expect(actions).toContain("enrollment:enroll kvm-1 Enroll kvm-1");
+    expect(actions).toContain("admin:bootstrap RegisterRepository main");
+  });
+});

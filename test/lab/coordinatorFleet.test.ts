@@ -1,0 +1,192 @@
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { chmod, mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { execa, type ResultPromise } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { eventually, startTestCoordinator, type TestCoordinator } from "../support/coordinatorHarness.js";
+import type { LabVm } from "./support/LabVm.js";
+import { Lab } from "./support/lab.js";
+import { REPO_ROOT } from "./support/labPaths.js";
+
+const lab = new Lab();
+let c: TestCoordinator;
+let vm: LabVm;
+let agent: ResultPromise | undefined;
+let agentDir = "";
+
+async function startAgent(): Promise<void> {
+  agent = execa(
+    "node",
+    ["--import", "tsx", join(REPO_ROOT, "agent/src/main.ts"), "--config", join(agentDir, "agent.yaml")],
+    {
+      cwd: REPO_ROOT,
+      reject: false,
+      stderr: process.env.CAIRN_TEST_LOG ? "inherit" : "ignore",
+    },
+  );
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error("agent did not start within 60 s")), 60_000);
+    agent?.stdout?.on("data", (b: Buffer) => {
+      if (b.toString().includes("listening on port")) {
+        clearTimeout(t);
+        resolve();
+      }
+    });
+    void agent?.then((r) => reject(new Error(`agent exited ${r.exitCode}`)));
+  });
+}
+
+async function sha256File(path: string): Promise<string> {
+  const h = createHash("sha256");
+  for await (const b of createReadStream(path)) h.update(b as Buffer);
+  return h.digest("hex");
+}
+
+beforeAll(async () => {
+  c = await startTestCoordinator({ heartbeatIntervalSeconds: 1, lostAfterSeconds: 4 });
+  agentDir = join(c.dir, "agent");
+  await mkdir(agentDir, { recursive: true });
+  await chmod(c.dir, 0o711);
+  await chmod(agentDir, 0o711);
+  await writeFile(
+    join(agentDir, "agent.yaml"),
+    `stateDir: ${agentDir}\nlisten: "127.0.0.1:0"\nlogLevel: ${process.env.CAIRN_TEST_LOG ?? "warn"}\ncoordinator:\n  address: "${c.address}"\n  inventoryPollSeconds: 1\n`,
+  );
+  const enroll = await execa(
+    "node",
+    [
+      "--import",
+      "tsx",
+      join(REPO_ROOT, "agent/src/main.ts"),
+      "enroll",
+      "--config",
+      join(agentDir, "agent.yaml"),
+      "--token",
+      await c.enrollToken("lab-host"),
+      "--ca-file",
+      c.caFile,
+      "--hostname",
+      "lab-host",
+    ],
+    { cwd: REPO_ROOT },
+  );
+  expect(enroll.stdout).toMatch(/enrolled as host lab-host/);
+  vm = await lab.createVm({
+    label: "fleet",
+    disks: [{ kind: "ext4-data" }, { kind: "blank", format: "qcow2", sizeMiB: 768, randomMiB: 640 }],
+  });
+  await vm.boot();
+  await startAgent();
+  await eventually("the VM in the coordinator's inventory", async () =>
+    (await c.admin().listVms({ hostId: "lab-host" })).vms.some((v) => v.name === vm.name),
+  );
+  await c.admin().applyPolicy({
+    yaml: `name: lab\nselector: {names: [${vm.name}]}\nschedule: {cron: "0 3 * * *"}\nmode: {kind: incremental, fullEvery: 7}\nrepository: main\n`,
+  });
+});
+afterAll(async () => {
+  agent?.kill("SIGKILL");
+  await lab.dispose();
+  await c?.dispose();
+});
+
+const waitJob = (jobId: string, timeoutMs = 240_000) =>
+  eventually(
+    `job ${jobId}`,
+    async () => {
+      const j = await c.running.ctx.store.getJob(jobId);
+      return j && ["succeeded", "failed", "cancelled"].includes(j.state) ? j : undefined;
+    },
+    timeoutMs,
+  );
+
+describe("coordinator + real agent (mutual TLS) on a real VM", () => {
+  it("full, guest writes, incremental through the coordinator; the restored disks match the guest", async () => {
+    const full = await waitJob((await c.admin().backupNow({ vm: vm.name, policy: "", mode: 0 })).jobId);
+    expect(full).toMatchObject({ state: "succeeded", mode: "full" });
+    await vm.writeRandom("/dev/vdb", 100 << 20, 4 << 20);
+    const incr = await waitJob((await c.admin().backupNow({ vm: vm.name, policy: "", mode: 0 })).jobId);
+    expect(incr).toMatchObject({
+      state: "succeeded",
+      mode: "incremental",
+      diskKinds: { vda: "incremental", vdb: "incremental" },
+    });
+    const snaps = (await c.admin().listSnapshots({ vm: vm.name, repository: "main" })).snapshots;
+    expect(snaps.map((s) => s.snapshotId)).toEqual([full.snapshotId, incr.snapshotId]);
+    const out = join(c.dir, "vdb.raw");
+    await execa(
+      "node",
+      [
+        "--import",
+        "tsx",
+        "coordinator/src/cli/main.ts",
+        "restore",
+        "disk",
+        incr.snapshotId as string,
+        "vdb",
+        "--to",
+        out,
+        "--coordinator",
+        c.address,
+        "--ca-file",
+        c.caFile,
+        "--token",
+        c.adminToken,
+      ],
+      { cwd: REPO_ROOT },
+    );
+    expect(await sha256File(out)).toBe(await vm.deviceHash("/dev/vdb"));
+  });
+
+  it("kill -9 of the agent mid-job: interrupted, retried after the agent's startup cleanup, succeeds", async () => {
+    await vm.writeRandom("/dev/vdb", 0, 300 << 20);
+    const { jobId } = await c.admin().backupNow({ vm: vm.name, policy: "", mode: 1 }); // full: long enough to kill
+    await eventually(
+      "reading",
+      async () => (await c.running.ctx.store.getJob(jobId))?.state === "running",
+      60_000,
+    );
+    await eventually(
+      "agent reading",
+      async () => (c.running.ctx.hub.getProgress(jobId)?.bytesDone ?? 0) > 0,
+      60_000,
+    );
+    agent?.kill("SIGKILL");
+    await agent;
+    await eventually(
+      "interrupted",
+      async () => (await c.running.ctx.store.getJob(jobId))?.state === "interrupted",
+      30_000,
+    );
+    await startAgent(); // its startup recovery ends the libvirt job and removes the half-made checkpoint
+    const done = await waitJob(jobId);
+    expect(done.state).toBe("succeeded");
+    const history = (await c.running.ctx.store.jobHistory(jobId)).map((h) => h.to);
+    expect(history).toEqual(["queued", "running", "interrupted", "running", "succeeded"]);
+    expect(await vm.fsfreezeStatus()).toBe("thawed");
+    const restored = join(c.dir, "vdb-after-crash.raw");
+    await execa(
+      "node",
+      [
+        "--import",
+        "tsx",
+        "coordinator/src/cli/main.ts",
+        "restore",
+        "disk",
+        done.snapshotId as string,
+        "vdb",
+        "--to",
+        restored,
+        "--coordinator",
+        c.address,
+        "--ca-file",
+        c.caFile,
+        "--token",
+        c.adminToken,
+      ],
+      { cwd: REPO_ROOT },
+    );
+    expect(await sha256File(restored)).toBe(await vm.deviceHash("/dev/vdb"));
+  });
+});

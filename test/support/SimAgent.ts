@@ -1,0 +1,260 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { ServerCredentials } from "@grpc/grpc-js";
+import { createServer, type Server } from "nice-grpc";
+import { type CallContext, ServerError, Status } from "nice-grpc-common";
+import { CoordinatorLink } from "../../agent/src/coordinator/CoordinatorLink.js";
+import { enrollAgent } from "../../agent/src/coordinator/enrollAgent.js";
+import type { DomainInfo } from "../../agent/src/hypervisor/DomainInfo.js";
+import { JobFeed } from "../../agent/src/jobs/JobFeed.js";
+import { JobRegistry } from "../../agent/src/jobs/JobRegistry.js";
+import {
+  AgentServiceDefinition,
+  type AgentServiceImplementation,
+  type RunBackupResponse,
+} from "../../shared/src/gen/cairn/v1/agent.js";
+import { BackupMode } from "../../shared/src/gen/cairn/v1/common.js";
+import { withUnimplemented } from "../../shared/src/grpc/withUnimplemented.js";
+import { createLogger } from "../../shared/src/log/createLogger.js";
+import { readIdentity } from "../../shared/src/pki/writeIdentity.js";
+import { LocalObjectStore } from "../../shared/src/repository/backends/LocalObjectStore.js";
+import { Repository } from "../../shared/src/repository/Repository.js";
+import { FakeHypervisor } from "./fakes/FakeHypervisor.js";
+
+export interface SimBehaviour {
+  /** How long a backup takes. */
+  durationMs: number;
+  /** Fail the given attempt (1-based, per job id) with this gRPC status. */
+  failAttempt?: (jobId: string, attempt: number) => { code: Status; message: string } | undefined;
+}
+
+/**
+ * A simulated agent for coordinator tests without VMs: the real enrollment, the real
+ * CoordinatorLink (register, heartbeat, events) and mutual TLS, with a RunBackup that follows the
+ * agent's contract (idempotent by job id, re-attach, detach on disconnect) and seals a real,
+ * small snapshot into a real local repository. Counts how often each job id really ran.
+ */
+export class SimAgent {
+  readonly hypervisor: FakeHypervisor;
+  readonly jobs = new JobRegistry();
+  /** Job id → number of times a backup actually ran for it. */
+  readonly runs = new Map<string, number>();
+  private readonly feeds = new Map<string, JobFeed<RunBackupResponse>>();
+  private readonly dir = mkdtempSync(join(tmpdir(), "cairn-sim-"));
+  private server: Server | undefined;
+  private link: CoordinatorLink | undefined;
+  port = 0;
+
+  constructor(
+    readonly hostId: string,
+    domains: DomainInfo[],
+    public behaviour: SimBehaviour = { durationMs: 100 },
+  ) {
+    this.hypervisor = new FakeHypervisor(domains);
+  }
+
+  get identityDir(): string {
+    return join(this.dir, "identity");
+  }
+
+  async enroll(coordinator: string, token: string, caFile: string): Promise<void> {
+    await enrollAgent(
+      { coordinator, token, caFile, identityDir: this.identityDir, hostname: this.hostId },
+      AbortSignal.timeout(30_000),
+    );
+  }
+
+  /** Serves AgentService over mTLS and starts the coordinator link. */
+  async start(coordinator: string, opts: { pollMs?: number; port?: number } = {}): Promise<void> {
+    const identity = await readIdentity(this.identityDir);
+    if (!identity) throw new Error("enroll first");
+    const server = createServer();
+    server.add(AgentServiceDefinition, withUnimplemented(AgentServiceDefinition, this.service(), "sim"));
+    this.port = await server.listen(
+      `127.0.0.1:${opts.port ?? 0}`,
+      ServerCredentials.createSsl(
+        Buffer.from(identity.caPem),
+        [{ cert_chain: Buffer.from(identity.certPem), private_key: Buffer.from(identity.keyPem) }],
+        true,
+      ),
+    );
+    this.server = server;
+    this.link = new CoordinatorLink(
+      {
+        address: coordinator,
+        advertiseAddress: `127.0.0.1:${this.port}`,
+        hostId: this.hostId,
+        identity,
+        pollMs: opts.pollMs ?? 200,
+      },
+      {
+        hypervisor: this.hypervisor,
+        jobs: this.jobs,
+        log: createLogger("sim", "silent"),
+        inventory: async () => ({
+          hostId: this.hostId,
+          hostname: this.hostId,
+          os: "sim",
+          kernel: "sim",
+          cpuCount: 2,
+          memoryBytes: 1n << 30n,
+          libvirtVersion: "9.0.0",
+          qemuVersion: "7.2.0",
+          agentVersion: "sim",
+          libvirtUri: "test:///sim",
+        }),
+      },
+    );
+    this.link.start();
+    await this.link.registered;
+  }
+
+  /** Like kill -9: the server and link vanish, running jobs die without a result. */
+  async kill(): Promise<void> {
+    await this.link?.stop();
+    this.server?.forceShutdown();
+    await this.jobs.abortAll("killed", 1000);
+    this.feeds.clear();
+  }
+
+  async dispose(): Promise<void> {
+    await this.kill();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private service(): Partial<AgentServiceImplementation> {
+    return {
+      listDomains: async () => ({ domains: [] }),
+      abortJob: async (req) => ({ found: this.jobs.abort(req.jobId, req.reason) }),
+      runBackup: (req, ctx) => this.runBackup(req, ctx),
+    };
+  }
+
+  private async *runBackup(req: Parameters<AgentServiceImplementation["runBackup"]>[0], ctx: CallContext) {
+    const repo = await Repository.open(new LocalObjectStore(req.repository));
+    try {
+      const done = (await repo.listSnapshots()).find((s) => s.extra["jobId"] === req.jobId);
+      if (done) {
+        yield result(
+          req.jobId,
+          done.id,
+          done.disks.map((d) => [d.target, d.kind] as [string, string]),
+        );
+        return;
+      }
+    } finally {
+      await repo.close();
+    }
+    let feed = this.feeds.get(req.jobId);
+    if (!feed) {
+      const f = new JobFeed<RunBackupResponse>();
+      feed = f;
+      const attempt = (this.runs.get(req.jobId) ?? 0) + 1;
+      this.runs.set(req.jobId, attempt);
+      const vm = this.hypervisor.domains.find((d) => d.uuid === req.domainUuid);
+      if (!vm) throw new ServerError(Status.NOT_FOUND, `domain ${req.domainUuid} not found`);
+      const job = this.jobs.start(req.jobId, req.domainUuid, async (signal) => {
+        f.publish("state", { jobId: req.jobId, event: { $case: "state", value: "reading" } });
+        const steps = 5;
+        for (let i = 1; i <= steps; i++) {
+          await sleep(this.behaviour.durationMs / steps, undefined, { signal });
+          f.publish("progress", {
+            jobId: req.jobId,
+            event: {
+              $case: "progress",
+              value: {
+                bytesDone: BigInt(i << 20),
+                bytesTotal: BigInt(steps << 20),
+                rate: 1e6,
+                etaSeconds: 1,
+                phase: "read",
+              },
+            },
+          });
+        }
+        const fail = this.behaviour.failAttempt?.(req.jobId, attempt);
+        if (fail) throw new ServerError(fail.code, fail.message);
+        const r = await Repository.open(new LocalObjectStore(req.repository));
+        try {
+          const w = await r.beginSnapshot({ vm: { uuid: vm.uuid, name: vm.name }, signal });
+          const d = await w.addDisk({
+            target: "vda",
+            virtualSize: 1 << 20,
+            sourceFormat: "qcow2",
+            kind: "full",
+          });
+          await d.write(0, Buffer.alloc(1 << 20, attempt));
+          await d.finish();
+          const m = await w.seal({
+            domainXml: "<domain/>",
+            consistency: { kind: "quiesced" },
+            labels: req.labels,
+            extra: { jobId: req.jobId },
+          });
+          return m;
+        } finally {
+          await r.close();
+        }
+      });
+      this.feeds.set(req.jobId, f);
+      job
+        .then(
+          // Reported as the agent would for a valid chain: the kind that was asked for.
+          (m) => f.finish(result(req.jobId, m.id, [["vda", KIND_BY_MODE[req.mode] ?? "full"]])),
+          (e) => f.fail(e),
+        )
+        .finally(() => this.feeds.delete(req.jobId));
+    }
+    const q = feed.subscribe();
+    const onAbort = () => {
+      if (!req.detachOnDisconnect) this.jobs.abort(req.jobId, "caller went away");
+      q.end();
+    };
+    ctx.signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      yield* q;
+    } finally {
+      ctx.signal.removeEventListener("abort", onAbort);
+    }
+  }
+}
+
+const KIND_BY_MODE: Record<number, string> = {
+  [BackupMode.BACKUP_MODE_FULL]: "full",
+  [BackupMode.BACKUP_MODE_COPY]: "copy",
+  [BackupMode.BACKUP_MODE_INCREMENTAL]: "incremental",
+  [BackupMode.BACKUP_MODE_DIFFERENTIAL]: "differential",
+  [BackupMode.BACKUP_MODE_AUTO]: "incremental",
+};
+
+function result(jobId: string, snapshotId: string, kinds: [string, string][]): RunBackupResponse {
+  return {
+    jobId,
+    event: {
+      $case: "result",
+      value: {
+        snapshotId,
+        diskKinds: Object.fromEntries(kinds),
+        quiesced: true,
+        consistencyReason: "",
+        bytesRead: 1n << 20n,
+        bytesNew: 1n << 20n,
+        bytesStored: 4096n,
+        freezeMs: 12,
+      },
+    },
+  };
+}
+
+/** A domain for simulated hosts: uuid from n, one qcow2 disk. */
+export const simDomain = (n: number, name: string, labels: Record<string, string> = {}): DomainInfo => ({
+  uuid: `00000000-0000-4000-8000-${String(n).padStart(12, "0")}`,
+  name,
+  state: "running",
+  persistent: true,
+  disks: [{ target: "vda", format: "qcow2", source: `/img/${name}.qcow2`, device: "disk" }],
+  labels,
+  hasGuestAgentChannel: true,
+});

@@ -1,0 +1,214 @@
+import { describe, expect, it } from "vitest";
+import type { JobRecord, VmRecord } from "../../coordinator/src/store/records.js";
+import type { Store } from "../../coordinator/src/store/Store.js";
+
+export function sampleJob(over: Partial<JobRecord> = {}): JobRecord {
+  return {
+    id: "job-1",
+    vmUuid: "u1",
+    vmName: "vm1",
+    hostId: "h1",
+    policy: "p1",
+    repository: "main",
+    mode: "full",
+    quiesce: "preferred",
+    trigger: "manual",
+    state: "queued",
+    attempt: 1,
+    maxAttempts: 3,
+    reason: "backup now",
+    priority: 50,
+    limits: { perHost: 2, perRepository: 4, global: 8 },
+    bandwidthBytesPerSecond: 0,
+    createdMs: 1000,
+    updatedMs: 1000,
+    notBeforeMs: 0,
+    startedMs: null,
+    finishedMs: null,
+    snapshotId: null,
+    diskKinds: {},
+    phase: "",
+    ...over,
+  };
+}
+
+const vm = (uuid: string, name: string): Omit<VmRecord, "hostId" | "lastBackupMs"> => ({
+  uuid,
+  name,
+  state: "running",
+  labels: { tier: "prod" },
+  disks: [{ target: "vda", format: "qcow2", virtualSize: 1 << 20 }],
+  present: true,
+  updatedMs: 0,
+});
+
+/**
+ * The Store contract (coordinator/src/store/Store.ts). `open` returns a fresh, empty store;
+ * `reopen`, when given, reopens the same durable store (for persistence checks).
+ */
+export function storeContract(
+  name: string,
+  open: () => Promise<Store>,
+  reopen?: (s: Store) => Promise<Store>,
+) {
+  describe(`Store contract: ${name}`, () => {
+    it("hosts: put, get copies, touch, status", async () => {
+      const s = await open();
+      expect(await s.getHost("h1")).toBeUndefined();
+      expect(await s.touchHost("h1", 5)).toBe(false);
+      await s.putHost({
+        id: "h1",
+        hostname: "kvm1",
+        agentAddress: "127.0.0.1:1",
+        status: "lost",
+        lastSeenMs: 1,
+        enrolledMs: 1,
+        inventory: {},
+      });
+      const h = await s.getHost("h1");
+      if (!h) throw new Error("missing");
+      h.hostname = "changed";
+      expect((await s.getHost("h1"))?.hostname).toBe("kvm1");
+      expect(await s.touchHost("h1", 99)).toBe(true);
+      expect(await s.getHost("h1")).toMatchObject({ status: "online", lastSeenMs: 99 });
+      await s.setHostStatus("h1", "lost");
+      expect((await s.listHosts()).map((x) => x.status)).toEqual(["lost"]);
+      await expect(s.setHostStatus("nope", "lost")).rejects.toMatchObject({ code: "not-found" });
+      await s.close();
+    });
+
+    it("inventory follows migration and marks vanished VMs not present, never another host's", async () => {
+      const s = await open();
+      await s.applyInventory("h1", [vm("u1", "a"), vm("u2", "b")], 10);
+      await s.setVmLastBackup("u1", 77);
+      // u1 migrates to h2: h2 reports it, then h1 reports without it.
+      await s.applyInventory("h2", [vm("u1", "a")], 20);
+      await s.applyInventory("h1", [], 30);
+      expect(await s.getVm("u1")).toMatchObject({ hostId: "h2", present: true, lastBackupMs: 77 });
+      expect(await s.getVm("b")).toMatchObject({ uuid: "u2", hostId: "h1", present: false });
+      expect((await s.listVms("h2")).map((v) => v.uuid)).toEqual(["u1"]);
+      // An "undefined" event from the migration source does not hide the VM on its new host.
+      await s.applyVmUpdates([{ uuid: "u1", name: "a", hostId: "h1", state: "shutoff", present: false }], 40);
+      expect(await s.getVm("u1")).toMatchObject({ hostId: "h2", present: true });
+      await s.applyVmUpdates([{ uuid: "u1", name: "a", hostId: "h2", state: "shutoff", present: true }], 50);
+      expect(await s.getVm("a")).toMatchObject({ state: "shutoff", labels: { tier: "prod" } });
+      await s.close();
+    });
+
+    it("policies and repositories: created flag, delete, last fire", async () => {
+      const s = await open();
+      const p = { name: "p1", yaml: "name: p1", createdMs: 1, updatedMs: 1, lastFireMs: null };
+      expect(await s.putPolicy(p)).toBe(true);
+      expect(await s.putPolicy({ ...p, updatedMs: 2 })).toBe(false);
+      await s.setPolicyLastFire("p1", 500);
+      expect(await s.getPolicy("p1")).toMatchObject({ updatedMs: 2, lastFireMs: 500 });
+      await expect(s.setPolicyLastFire("nope", 1)).rejects.toMatchObject({ code: "not-found" });
+      expect(await s.deletePolicy("p1")).toBe(true);
+      expect(await s.deletePolicy("p1")).toBe(false);
+      expect(await s.putRepository({ name: "main", location: "/r", createdMs: 1 })).toBe(true);
+      expect(await s.putRepository({ name: "main", location: "/r2", createdMs: 1 })).toBe(false);
+      expect((await s.listRepositories()).map((r) => r.location)).toEqual(["/r2"]);
+      await s.close();
+    });
+
+    it("jobs: insert once, guarded updates, transitions recorded, filters", async () => {
+      const s = await open();
+      await s.insertJob(sampleJob());
+      await expect(s.insertJob(sampleJob())).rejects.toMatchObject({ code: "already-exists" });
+      const j = sampleJob({ state: "running", updatedMs: 2000 });
+      await s.updateJob(j, "queued", "dispatched");
+      // A second writer that still believes the job is queued loses.
+      await expect(s.updateJob(sampleJob({ state: "cancelled" }), "queued")).rejects.toMatchObject({
+        code: "failed-precondition",
+      });
+      await expect(s.updateJob(sampleJob({ id: "nope" }), "queued")).rejects.toMatchObject({
+        code: "not-found",
+      });
+      await s.insertJob(sampleJob({ id: "job-2", vmUuid: "u2", createdMs: 3000 }));
+      expect((await s.listJobs({ states: ["running"] })).map((x) => x.id)).toEqual(["job-1"]);
+      expect((await s.listJobs()).map((x) => x.id)).toEqual(["job-2", "job-1"]);
+      expect((await s.listJobs({ vmUuid: "u2" })).map((x) => x.id)).toEqual(["job-2"]);
+      expect((await s.listJobs({ limit: 1 })).length).toBe(1);
+      expect((await s.jobHistory("job-1")).map((t) => `${t.from}>${t.to}:${t.reason}`)).toEqual([
+        ">queued:backup now",
+        "queued>running:dispatched",
+      ]);
+      await s.close();
+    });
+
+    it("snapshots: index, filter, delete", async () => {
+      const s = await open();
+      const snap = {
+        id: "s1",
+        repository: "main",
+        vmUuid: "u1",
+        vmName: "a",
+        jobId: "j",
+        policy: null,
+        createdMs: 5,
+        logicalBytes: 10,
+        bytesStored: 3,
+        kinds: { vda: "full" },
+      };
+      await s.putSnapshot(snap);
+      await s.putSnapshot({ ...snap, id: "s2", vmUuid: "u2", createdMs: 6 });
+      expect((await s.listSnapshots({ vmUuid: "u2" })).map((x) => x.id)).toEqual(["s2"]);
+      expect((await s.listSnapshots({ repository: "main" })).map((x) => x.id)).toEqual(["s1", "s2"]);
+      await s.deleteSnapshots(["s1"]);
+      expect(await s.getSnapshot("s1")).toBeUndefined();
+      await s.close();
+    });
+
+    it("an enrollment token is consumed at most once and not after it expires", async () => {
+      const s = await open();
+      const t = {
+        hash: "h",
+        name: "enroll kvm1",
+        kind: "enrollment" as const,
+        role: null,
+        hostId: "kvm1",
+        createdMs: 0,
+        expiresMs: 100,
+        usedMs: null,
+      };
+      await s.putToken(t);
+      await s.putToken({ ...t, hash: "old", expiresMs: 10 });
+      await s.putToken({ ...t, hash: "adm", kind: "admin", role: "viewer" });
+      const results = await Promise.all([
+        s.consumeEnrollmentToken("h", 50),
+        s.consumeEnrollmentToken("h", 50),
+      ]);
+      expect(results.filter(Boolean).length).toBe(1);
+      expect(await s.consumeEnrollmentToken("old", 50)).toBeUndefined();
+      expect(await s.consumeEnrollmentToken("adm", 50)).toBeUndefined();
+      expect(await s.consumeEnrollmentToken("unknown", 50)).toBeUndefined();
+      await s.close();
+    });
+
+    it("audit: newest first, limited", async () => {
+      const s = await open();
+      for (let i = 0; i < 5; i++)
+        await s.appendAudit({
+          atMs: i,
+          principal: "admin:root",
+          action: "ApplyPolicy",
+          target: `p${i}`,
+          detail: "",
+        });
+      expect((await s.listAudit(2)).map((e) => e.target)).toEqual(["p4", "p3"]);
+      await s.close();
+    });
+
+    if (reopen)
+      it("everything written is there after reopening", async () => {
+        const s = await open();
+        await s.insertJob(sampleJob());
+        await s.updateJob(sampleJob({ state: "running" }), "queued");
+        await s.appendAudit({ atMs: 1, principal: "p", action: "a", target: "t", detail: "" });
+        const again = await reopen(s);
+        expect(await again.getJob("job-1")).toMatchObject({ state: "running" });
+        expect((await again.listAudit(10)).length).toBe(1);
+        await again.close();
+      });
+  });
+}
