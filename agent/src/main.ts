@@ -5,6 +5,7 @@ import { parseArgs } from "node:util";
 import { readPassphrase } from "../../shared/src/cli/runCli.js";
 import { CairnError } from "../../shared/src/errors/CairnError.js";
 import { readIdentity } from "../../shared/src/pki/writeIdentity.js";
+import { BandwidthLimitedObjectStore } from "../../shared/src/repository/decorators/BandwidthLimitedObjectStore.js";
 import { Repository } from "../../shared/src/repository/Repository.js";
 import { openRepositoryStore } from "../../shared/src/repositoryLocation/openRepositoryStore.js";
 import { CAIRN_VERSION } from "../../shared/src/version.js";
@@ -14,8 +15,11 @@ import { enrollAgent } from "./coordinator/enrollAgent.js";
 import { createAgentRuntime } from "./createAgentRuntime.js";
 import { collectHostInventory } from "./inventory/collectHostInventory.js";
 import { JobRegistry } from "./jobs/JobRegistry.js";
-import { startAgentMetrics } from "./metrics/startAgentMetrics.js";
+import { AgentMetrics } from "./metrics/AgentMetrics.js";
 import { startAgentServer } from "./server/startAgentServer.js";
+
+// grpc-js passes an IP address as TLS servername (Node's DEP0123): harmless, and noise for operators.
+process.noDeprecation = true;
 
 /**
  * cairn-agent: the daemon on every KVM host. Start: load config → recover (thaw guests left frozen,
@@ -77,6 +81,7 @@ async function main(): Promise<void> {
   rt.log.info({ ...startup, version: CAIRN_VERSION }, "agent startup recovery done");
   const passphrase = await readPassphrase(config.repositoryPassphraseFile);
   const jobs = new JobRegistry();
+  const metrics = new AgentMetrics(jobs);
   const server = await startAgentServer(
     {
       listen: config.listen,
@@ -95,13 +100,20 @@ async function main(): Promise<void> {
         },
         config: rt.liveBackup,
         jobs,
-        openRepository: (location, signal) =>
-          Repository.open(openRepositoryStore(location), { ...(passphrase ? { passphrase } : {}), signal }),
+        openRepository: (location, signal, opts) => {
+          const store = openRepositoryStore(location);
+          const bw = opts?.bandwidthBytesPerSecond ?? 0;
+          return Repository.open(bw > 0 ? new BandwidthLimitedObjectStore(store, bw) : store, {
+            ...(passphrase ? { passphrase } : {}),
+            signal,
+          });
+        },
+        onJobEnd: (o) => metrics.jobEnded(o),
       },
     },
     rt.log,
   );
-  const metrics = config.metricsListen ? await startAgentMetrics(config.metricsListen, jobs) : undefined;
+  const metricsServer = config.metricsListen ? await metrics.serve(config.metricsListen) : undefined;
   let link: CoordinatorLink | undefined;
   if (config.coordinator && identity) {
     const hostId = certificateCommonName(identity.certPem);
@@ -138,7 +150,9 @@ async function main(): Promise<void> {
     link.start();
   }
   process.stdout.write(
-    `cairn-agent ${CAIRN_VERSION} listening on port ${server.port}${identity ? " (mTLS)" : ""}\n`,
+    `cairn-agent ${CAIRN_VERSION} listening on port ${server.port}${identity ? " (mTLS)" : ""}${
+      metricsServer ? `, metrics on port ${metricsServer.port}` : ""
+    }\n`,
   );
   let stopping = false;
   const stop = async (sig: string) => {
@@ -147,7 +161,7 @@ async function main(): Promise<void> {
     rt.log.info({ signal: sig, running: jobs.runningJobIds() }, "agent stopping");
     await link?.stop();
     await jobs.abortAll(`agent stopping (${sig})`, 60_000);
-    await metrics?.close();
+    await metricsServer?.close();
     await server.close();
     rt.log.info("agent stopped");
     process.exit(0);

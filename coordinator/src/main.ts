@@ -6,6 +6,9 @@ import { CAIRN_VERSION } from "../../shared/src/version.js";
 import { loadCoordinatorConfig } from "./config/CoordinatorConfig.js";
 import { startCoordinator } from "./startCoordinator.js";
 
+// grpc-js passes an IP address as TLS servername (Node's DEP0123): harmless, and noise for operators.
+process.noDeprecation = true;
+
 /** cairn-coordinator: the fleet's one coordinator. SIGTERM/SIGINT: stop scheduling, detach from jobs, exit 0. */
 async function main(): Promise<void> {
   const { values } = parseArgs({

@@ -14,6 +14,7 @@ let c: TestCoordinator;
 let vm: LabVm;
 let agent: ResultPromise | undefined;
 let agentDir = "";
+let agentMetricsPort = 0;
 
 async function startAgent(): Promise<void> {
   agent = execa(
@@ -28,7 +29,9 @@ async function startAgent(): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error("agent did not start within 60 s")), 60_000);
     agent?.stdout?.on("data", (b: Buffer) => {
-      if (b.toString().includes("listening on port")) {
+      const line = b.toString();
+      if (line.includes("listening on port")) {
+        agentMetricsPort = Number(/metrics on port (\d+)/.exec(line)?.[1] ?? 0);
         clearTimeout(t);
         resolve();
       }
@@ -51,7 +54,7 @@ beforeAll(async () => {
   await chmod(agentDir, 0o711);
   await writeFile(
     join(agentDir, "agent.yaml"),
-    `stateDir: ${agentDir}\nlisten: "127.0.0.1:0"\nlogLevel: ${process.env.CAIRN_TEST_LOG ?? "warn"}\ncoordinator:\n  address: "${c.address}"\n  inventoryPollSeconds: 1\n`,
+    `stateDir: ${agentDir}\nlisten: "127.0.0.1:0"\nmetricsListen: "127.0.0.1:0"\nlogLevel: ${process.env.CAIRN_TEST_LOG ?? "warn"}\ncoordinator:\n  address: "${c.address}"\n  inventoryPollSeconds: 1\n`,
   );
   const enroll = await execa(
     "node",
@@ -74,7 +77,7 @@ beforeAll(async () => {
   expect(enroll.stdout).toMatch(/enrolled as host lab-host/);
   vm = await lab.createVm({
     label: "fleet",
-    disks: [{ kind: "ext4-data" }, { kind: "blank", format: "qcow2", sizeMiB: 768, randomMiB: 640 }],
+    disks: [{ kind: "ext4-data" }, { kind: "blank", format: "qcow2", sizeMiB: 384, randomMiB: 320 }],
   });
   await vm.boot();
   await startAgent();
@@ -137,10 +140,17 @@ describe("coordinator + real agent (mutual TLS) on a real VM", () => {
       { cwd: REPO_ROOT },
     );
     expect(await sha256File(out)).toBe(await vm.deviceHash("/dev/vdb"));
+    // Both daemons' metrics saw the two jobs.
+    const agentText = await (await fetch(`http://127.0.0.1:${agentMetricsPort}/metrics`)).text();
+    expect(agentText).toMatch(/^cairn_agent_jobs_total\{outcome="succeeded",reason=""\} 2$/m);
+    expect(agentText).toMatch(/^cairn_agent_freeze_window_seconds_count 2$/m);
+    const coordText = await (await fetch(`http://127.0.0.1:${c.running.metricsPort}/metrics`)).text();
+    expect(coordText).toMatch(/^cairn_job_transitions_total\{to="succeeded"\} 2$/m);
+    expect(Number(/^cairn_backup_bytes_read_total (\d+)/m.exec(coordText)?.[1])).toBeGreaterThan(320 << 20);
   });
 
   it("kill -9 of the agent mid-job: interrupted, retried after the agent's startup cleanup, succeeds", async () => {
-    await vm.writeRandom("/dev/vdb", 0, 300 << 20);
+    await vm.writeRandom("/dev/vdb", 0, 200 << 20);
     const { jobId } = await c.admin().backupNow({ vm: vm.name, policy: "", mode: 1 }); // full: long enough to kill
     await eventually(
       "reading",

@@ -18,7 +18,24 @@ export interface BackupRpcDeps {
   backup: Omit<LiveBackupDeps, "repository">;
   config: LiveBackupConfig;
   jobs: JobRegistry;
-  openRepository(location: string, signal: AbortSignal): Promise<Repository>;
+  /** Opens the job's repository; a bandwidth limit (bytes/s, 0 = none) throttles what is written to it. */
+  openRepository(
+    location: string,
+    signal: AbortSignal,
+    opts?: { bandwidthBytesPerSecond?: number },
+  ): Promise<Repository>;
+  /** Told about every job that ends here (metrics). */
+  onJobEnd?(outcome: JobOutcome): void;
+}
+
+export interface JobOutcome {
+  ok: boolean;
+  durationMs: number;
+  bytesRead: number;
+  bytesStored: number;
+  freezeMs: number | undefined;
+  /** CairnError code of a failure. */
+  failure?: string;
 }
 
 const MODES: Partial<Record<BackupMode, CoreMode>> = {
@@ -70,7 +87,9 @@ export async function* runBackupRpc(
   const quiesce = req.quiesce === QuiesceMode.QUIESCE_MODE_UNSPECIFIED ? "preferred" : QUIESCE[req.quiesce];
   if (!quiesce) throw new CairnError("invalid-argument", `quiesce ${req.quiesce} is not a quiesce mode`);
 
-  const repository = await deps.openRepository(req.repository, ctx.signal);
+  const repository = await deps.openRepository(req.repository, ctx.signal, {
+    bandwidthBytesPerSecond: Number(req.bandwidthLimit),
+  });
   let closeRepository = true;
   try {
     const done = (await repository.listSnapshots(ctx.signal)).find((s) => s.extra["jobId"] === req.jobId);
@@ -115,9 +134,29 @@ export async function* runBackupRpc(
     );
     feeds.set(req.jobId, feed);
     // The repository stays open until the job ends, even if every caller has gone.
+    const started = Date.now();
     const settled = job.then(
-      (r) => feed.finish({ jobId: req.jobId, event: toResult(r.manifest, r.freezeWindowMs) }),
-      (e) => feed.fail(e),
+      (r) => {
+        deps.onJobEnd?.({
+          ok: true,
+          durationMs: Date.now() - started,
+          bytesRead: r.manifest.stats.bytesRead,
+          bytesStored: r.manifest.stats.bytesStored,
+          freezeMs: r.freezeWindowMs,
+        });
+        feed.finish({ jobId: req.jobId, event: toResult(r.manifest, r.freezeWindowMs) });
+      },
+      (e) => {
+        deps.onJobEnd?.({
+          ok: false,
+          durationMs: Date.now() - started,
+          bytesRead: 0,
+          bytesStored: 0,
+          freezeMs: undefined,
+          failure: (e as { code?: string })?.code ?? "internal",
+        });
+        feed.fail(e);
+      },
     );
     closeRepository = false;
     void settled.finally(() => {

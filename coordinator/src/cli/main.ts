@@ -9,6 +9,9 @@ import { registerPolicyCommands } from "./registerPolicyCommands.js";
 import { registerRepoCommands } from "./registerRepoCommands.js";
 import { registerRepositoryAdminCommands } from "./registerRepositoryAdminCommands.js";
 
+// grpc-js passes an IP address as TLS servername (Node's DEP0123): harmless, and noise for operators.
+process.noDeprecation = true;
+
 const program = new Command("cairn")
   .version(CAIRN_VERSION)
   .description("Cairn: incremental, application-consistent backup and restore for KVM/libvirt VMs")

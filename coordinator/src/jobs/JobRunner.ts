@@ -187,21 +187,28 @@ export class JobRunner {
           const r = e.value;
           const latest = (await this.deps.store.getJob(job.id)) ?? current;
           const kinds = Object.values(r.diskKinds).join(", ");
-          const done = await this.transition(
-            latest,
-            "succeeded",
-            `snapshot ${r.snapshotId} (${kinds}${r.quiesced ? ", quiesced" : `, crash-consistent: ${r.consistencyReason}`})`,
-            { snapshotId: r.snapshotId, diskKinds: r.diskKinds, finishedMs: this.deps.now(), phase: "done" },
-          );
+          const patch = {
+            snapshotId: r.snapshotId,
+            diskKinds: r.diskKinds,
+            finishedMs: this.deps.now(),
+            phase: "done",
+          };
+          // Index first, then report success: whoever sees the job succeeded also finds its snapshot.
           await this.deps
             .onSuccess({
-              job: done,
+              job: { ...latest, ...patch, state: "succeeded" },
               snapshotId: r.snapshotId,
               bytesRead: Number(r.bytesRead),
               bytesStored: Number(r.bytesStored),
               freezeMs: r.freezeMs,
             })
-            .catch((err) => log.error({ err, job: job.id }, "recording a finished job failed"));
+            .catch((err) => log.error({ err, job: job.id }, "recording a finished job's snapshot failed"));
+          await this.transition(
+            latest,
+            "succeeded",
+            `snapshot ${r.snapshotId} (${kinds}${r.quiesced ? ", quiesced" : `, crash-consistent: ${r.consistencyReason}`})`,
+            patch,
+          );
           return;
         }
       }

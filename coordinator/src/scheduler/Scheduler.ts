@@ -94,6 +94,9 @@ export class Scheduler {
     for (const j of open) {
       if (j.state !== "interrupted" || runner.isRunning(j.id) || !isOnline(j.hostId) || signal.aborted)
         continue;
+      // Only once the agent has spoken since the job was interrupted: a restarted agent heartbeats
+      // after its startup cleanup, and a dead one does not make us re-dispatch in a loop.
+      if ((hosts.get(j.hostId) as HostRecord).lastSeenMs <= j.updatedMs) continue;
       await runner.dispatch(j, (hosts.get(j.hostId) as HostRecord).agentAddress);
       report.reattached++;
     }
