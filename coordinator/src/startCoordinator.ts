@@ -19,6 +19,7 @@ import { TokenCache } from "./access/TokenCache.js";
 import { AgentClients } from "./agents/AgentClients.js";
 import { adminAuthMiddleware } from "./auth/adminAuthMiddleware.js";
 import { type CoordinatorConfig, databasePath, pkiDir } from "./config/CoordinatorConfig.js";
+import { EventSink } from "./fleet/EventSink.js";
 import { JobHub } from "./jobs/JobHub.js";
 import { JobRunner } from "./jobs/JobRunner.js";
 import { CoordinatorMetrics } from "./metrics/CoordinatorMetrics.js";
@@ -168,6 +169,7 @@ export async function startCoordinator(
     }, 50);
   }
 
+  const events = new EventSink(store, now);
   const ctx: CoordinatorContext = {
     store,
     hub,
@@ -177,6 +179,7 @@ export async function startCoordinator(
     log,
     config,
     metrics,
+    events,
     now,
     kick,
     audit: async (principal, action, target, detail) => {
@@ -247,6 +250,7 @@ export async function startCoordinator(
       if (kickTimer) clearTimeout(kickTimer);
       await runner.detachAll("coordinator stopping; re-attaching on restart");
       server.forceShutdown();
+      await events.drain();
       clients.close();
       await metricsServer?.close();
       await store.close();

@@ -4,8 +4,9 @@ import { type Channel, createChannel, createClient } from "nice-grpc";
 import type { HostInventory } from "../../../shared/src/gen/cairn/v1/common.js";
 import {
   CoordinatorServiceDefinition,
-  type DomainEvent,
+  type StreamEventsRequest,
 } from "../../../shared/src/gen/cairn/v1/coordinator.js";
+import { AsyncQueue } from "../../../shared/src/grpc/AsyncQueue.js";
 import { domainStateFromName } from "../../../shared/src/grpc/domainStateNames.js";
 import type { Logger } from "../../../shared/src/log/createLogger.js";
 import type { DomainInfo } from "../hypervisor/DomainInfo.js";
@@ -105,10 +106,42 @@ export class CoordinatorLink {
       "registered with the coordinator",
     );
     this.markRegistered();
-    let known = new Map(domains.map((d) => [d.uuid, d]));
+    const known = new Map(domains.map((d) => [d.uuid, d]));
     const heartbeatMs = Math.max(200, reg.heartbeatIntervalSeconds * 1000);
+    // One long-lived event stream per session; if it breaks, the session starts over.
+    const outbox = new AsyncQueue<StreamEventsRequest>();
+    const streamStop = new AbortController();
+    let streamFailure: unknown;
+    const stream = client.streamEvents(outbox, { signal: AbortSignal.any([signal, streamStop.signal]) }).then(
+      () => {
+        streamFailure ??= new Error("the coordinator closed the event stream");
+      },
+      (e) => {
+        streamFailure = e;
+      },
+    );
+    try {
+      await this.beat(client, heartbeatMs, signal, known, outbox, () => streamFailure);
+    } finally {
+      outbox.end();
+      streamStop.abort();
+      await stream;
+    }
+  }
+
+  private async beat(
+    client: ReturnType<CoordinatorLink["client"]>,
+    heartbeatMs: number,
+    signal: AbortSignal,
+    initial: Map<string, DomainInfo>,
+    outbox: AsyncQueue<StreamEventsRequest>,
+    failure: () => unknown,
+  ): Promise<void> {
+    let known = initial;
     let lastBeat = 0;
     while (!signal.aborted) {
+      const broken = failure();
+      if (broken) throw broken;
       const now = Date.now();
       if (now - lastBeat >= heartbeatMs) {
         const hb = await client.heartbeat(
@@ -123,19 +156,13 @@ export class CoordinatorLink {
       );
       const events = diffDomains(known, current, Date.now());
       if (events.length) {
-        await client.streamEvents(oneMessage(this.config.hostId, events), {
-          signal: AbortSignal.any([signal, AbortSignal.timeout(15_000)]),
-        });
+        outbox.push({ hostId: this.config.hostId, events });
         this.deps.log.debug({ events: events.length }, "domain events sent");
       }
       known = new Map(current.map((d) => [d.uuid, d]));
       await sleep(Math.min(this.config.pollMs, heartbeatMs), undefined, { signal }).catch(() => {});
     }
   }
-}
-
-async function* oneMessage(hostId: string, events: DomainEvent[]) {
-  yield { hostId, events };
 }
 
 function toWire(d: DomainInfo) {

@@ -1,6 +1,7 @@
 import type { Logger } from "../../../shared/src/log/createLogger.js";
 import type { Repository } from "../../../shared/src/repository/Repository.js";
 import type { CoordinatorConfig } from "../config/CoordinatorConfig.js";
+import type { EventSink } from "../fleet/EventSink.js";
 import type { JobHub } from "../jobs/JobHub.js";
 import type { JobRunner } from "../jobs/JobRunner.js";
 import type { CoordinatorMetrics } from "../metrics/CoordinatorMetrics.js";
@@ -19,6 +20,8 @@ export interface CoordinatorContext {
   log: Logger;
   config: CoordinatorConfig;
   metrics: CoordinatorMetrics;
+  /** Group commit of domain events from every agent. */
+  events: EventSink;
   now(): number;
   /** Asks for a scheduling pass soon (after BackupNow, Register, ...). */
   kick(): void;

@@ -166,7 +166,7 @@ export function agentRpcs(c: CoordinatorContext): AgentRpcs {
             present: e.kind !== "undefined",
           };
         });
-        accepted += await c.store.applyVmUpdates(updates, c.now());
+        accepted += await c.events.push(updates);
         c.metrics.events.inc({}, updates.length);
       }
       return { accepted: BigInt(accepted) };

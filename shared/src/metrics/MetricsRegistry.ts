@@ -145,6 +145,14 @@ export class MetricsRegistry {
     if (opts.processMetrics !== false) {
       const rss = this.gauge("process_resident_memory_bytes", "Resident memory size in bytes", []);
       rss.collect(() => rss.set({}, process.memoryUsage.rss()));
+      const heap = this.gauge("nodejs_memory_bytes", "V8 heap and external memory by kind", ["kind"]);
+      heap.collect(() => {
+        const m = process.memoryUsage();
+        heap.set({ kind: "heap_used" }, m.heapUsed);
+        heap.set({ kind: "heap_total" }, m.heapTotal);
+        heap.set({ kind: "external" }, m.external);
+        heap.set({ kind: "array_buffers" }, m.arrayBuffers);
+      });
       const cpu = this.gauge("process_cpu_seconds_total", "User and system CPU time spent in seconds", []);
       cpu.collect(() => {
         const u = process.cpuUsage();
