@@ -2,10 +2,16 @@ import { randomBytes } from "node:crypto";
 import type { Policy } from "../policy/Policy.js";
 import type { JobMode, JobRecord, VmRecord } from "../store/records.js";
 
-/** Job ids sort by creation time and say when they were made: job-20261122T120000-3f9a1c. */
+// A random per-process part and a counter: a policy firing over 10,000 VMs makes 10,000 ids in the
+// same second, and 24 random bits alone collided in every such batch (birthday bound).
+const processPart = randomBytes(3).toString("hex");
+let counter = randomBytes(3).readUIntBE(0, 3);
+
+/** Job ids sort by creation time and say when they were made: job-20261122T120000-3f9a1c00a7b2. */
 export function newJobId(nowMs: number): string {
   const t = new Date(nowMs).toISOString().replace(/[-:]/g, "").slice(0, 15);
-  return `job-${t}-${randomBytes(3).toString("hex")}`;
+  counter = (counter + 1) % 0x1000000;
+  return `job-${t}-${processPart}${counter.toString(16).padStart(6, "0")}`;
 }
 
 export function newJob(
