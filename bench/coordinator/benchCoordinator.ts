@@ -42,7 +42,7 @@ const address = `127.0.0.1:${port}`;
 const config = { ...parseCoordinatorConfig("", "bench"), stateDir: dir, listen: address, metricsListen: "" };
 writeFileSync(
   join(dir, "coordinator.yaml"),
-  `stateDir: ${dir}\nlisten: "${address}"\nmetricsListen: ""\nheartbeatIntervalSeconds: 5\nlostAfterSeconds: 60\nschedulerTickMs: 1000\nlogLevel: info\n`,
+  `stateDir: ${dir}\nlisten: "${address}"\nmetricsListen: "127.0.0.1:${port + 1}"\nheartbeatIntervalSeconds: 5\nlostAfterSeconds: 60\nschedulerTickMs: 1000\nlogLevel: info\n`,
 );
 const init = await initCoordinatorState(config, { signal: AbortSignal.timeout(60_000) });
 const repoPath = join(dir, "repo");
@@ -82,7 +82,14 @@ const agentPort = await agentServer.listen(
 const logFile = join(dir, "coordinator.log");
 const child = execa(
   "node",
-  ["--import", "tsx", "coordinator/src/main.ts", "--config", join(dir, "coordinator.yaml")],
+  // The compiled daemon, as systemd runs it (npm run bench:coordinator builds first).
+  [
+    // CAIRN_BENCH_PROF=DIR writes the coordinator's CPU profile there (at SIGTERM).
+    ...(process.env.CAIRN_BENCH_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.CAIRN_BENCH_PROF}`] : []),
+    "dist/coordinator/src/main.js",
+    "--config",
+    join(dir, "coordinator.yaml"),
+  ],
   {
     reject: false,
     stderr: { file: logFile },
@@ -134,6 +141,11 @@ for (let i = 0; i < AGENTS; i += 25) {
   );
   agents.push(...batch);
 }
+const phaseRss: Record<string, number> = {};
+const phase = (name: string) => {
+  phaseRss[name] = Math.round(rssNow());
+};
+phase("enrolled");
 log(
   `[bench] enrolled in ${((performance.now() - t0) / 1000).toFixed(1)} s; registering ${AGENTS * VMS_PER_AGENT} VMs`,
 );
@@ -153,56 +165,75 @@ await Promise.all(
     await a.client.register({ inventory: undefined, domains, agentAddress: `127.0.0.1:${agentPort}` });
   }),
 );
+phase("registered");
 
-log(`[bench] load: heartbeats every 5 s and closed-loop domain events for ${LOAD_SECONDS} s`);
-let accepted = 0;
+log(
+  `[bench] load: heartbeats every 5 s and one event stream per agent, as fast as the coordinator takes them, for ${LOAD_SECONDS} s`,
+);
+const scrape = async () => {
+  const text = await (await fetch(`http://127.0.0.1:${port + 1}/metrics`)).text();
+  const v = (re: RegExp) => Number(re.exec(text)?.[1] ?? Number.NaN);
+  return {
+    events: v(/^cairn_domain_events_total (\S+)$/m),
+    heapUsed: v(/^nodejs_memory_bytes\{kind="heap_used"\} (\S+)$/m),
+    external: v(/^nodejs_memory_bytes\{kind="external"\} (\S+)$/m),
+  };
+};
 let heartbeats = 0;
 let errors = 0;
-const stopAt = performance.now() + LOAD_SECONDS * 1000;
 const loadStart = performance.now();
+const stopAt = loadStart + LOAD_SECONDS * 1000;
+const before = await scrape();
+const t1 = performance.now();
 await Promise.all(
   agents.map(async (a, ai) => {
-    let nextBeat = performance.now() + Math.random() * 5000;
-    let flip = 0;
-    while (performance.now() < stopAt) {
-      if (performance.now() >= nextBeat) {
+    const beats = (async () => {
+      await new Promise((r) => setTimeout(r, Math.random() * 5000));
+      while (performance.now() < stopAt) {
         await a.client.heartbeat({ hostId: a.id, runningJobIds: [] }).then(
           () => heartbeats++,
           () => errors++,
         );
-        nextBeat += 5000;
+        await new Promise((r) => setTimeout(r, 5000));
       }
-      const events = Array.from({ length: EVENTS_PER_CALL }, (_, k) => {
-        const v = (flip + k) % VMS_PER_AGENT;
-        const running = (flip + k) % 2 === 0;
-        return {
-          domainUuid: uuid(ai, v),
-          domainName: `vm-${ai}-${v}`,
-          kind: running ? "started" : "stopped",
-          detail: running ? "running" : "shutoff",
-          timestampMs: BigInt(Date.now()),
-        };
-      });
-      flip++;
-      const r = await a.client
-        .streamEvents(
-          (async function* () {
-            yield { hostId: a.id, events };
-          })(),
-        )
-        .catch(() => {
-          errors++;
-          return { accepted: 0n };
+    })();
+    let flip = 0;
+    // Long-lived client stream, as CoordinatorLink keeps it: HTTP/2 flow control paces it.
+    const messages = async function* () {
+      while (performance.now() < stopAt) {
+        const events = Array.from({ length: EVENTS_PER_CALL }, (_, k) => {
+          const v = (flip + k) % VMS_PER_AGENT;
+          const running = (flip + k) % 2 === 0;
+          return {
+            domainUuid: uuid(ai, v),
+            domainName: `vm-${ai}-${v}`,
+            kind: running ? "started" : "stopped",
+            detail: running ? "running" : "shutoff",
+            timestampMs: BigInt(Date.now()),
+          };
         });
-      accepted += Number(r.accepted);
-    }
+        flip++;
+        yield { hostId: a.id, events };
+        await new Promise((r) => setImmediate(r));
+      }
+    };
+    await a.client.streamEvents(messages()).catch(() => errors++);
+    await beats;
   }),
 );
-const loadSeconds = (performance.now() - loadStart) / 1000;
+const after = await scrape();
+phase("after_events");
+const loadSeconds = (performance.now() - t1) / 1000;
+const accepted = after.events - before.events;
 const eventsPerS = accepted / loadSeconds;
-log(`[bench] ${accepted} events in ${loadSeconds.toFixed(1)} s, ${heartbeats} heartbeats, ${errors} errors`);
+log(
+  `[bench] coordinator applied ${accepted} events in ${loadSeconds.toFixed(1)} s, ${heartbeats} heartbeats, ${errors} errors; heap ${(after.heapUsed / 2 ** 20).toFixed(0)} MiB, external ${(after.external / 2 ** 20).toFixed(0)} MiB`,
+);
 
-// Leave every VM running so that the policy selects them all, then fire it.
+// The policy selects every VM by label, whatever its power state; fire it.
+log(
+  `[bench] coordinator RSS so far by phase (MiB): ${JSON.stringify(phaseRss)}, peak ${Math.round(rssPeak)}`,
+);
 log("[bench] a policy over all 10,000 VMs fires");
 await admin.applyPolicy({
   yaml: `name: fleet\nselector: {labels: {fleet: bench}}\nschedule: {cron: "* * * * * *"}\nmode: {kind: incremental, fullEvery: 7}\nrepository: main\nconcurrency: {perHost: 1, perRepository: 50, global: 50}\n`,
@@ -226,6 +257,7 @@ for (const line of readFileSync(logFile, "utf8").split("\n"))
 const firing = passes.filter((p) => p.created > 0);
 const steady = passes.filter((p) => p.created === 0);
 const schedulePassMs = Math.max(...firing.map((p) => p.durationMs), ...steady.map((p) => p.durationMs));
+phase("after_schedule");
 clearInterval(rssTimer);
 rssPeak = Math.max(rssPeak, rssNow());
 child.kill("SIGTERM");
@@ -244,12 +276,14 @@ const detail = {
   errors,
   jobs_created: firing.reduce((n, p) => n + p.created, 0),
   firing_pass_ms: firing.map((p) => Math.round(p.durationMs)),
+  rss_mb_by_phase: phaseRss,
   steady_pass_ms_max: Math.round(Math.max(0, ...steady.map((p) => p.durationMs))),
   targets: { events_per_s: ">= 5000", schedule_pass_ms: "<= 500", rss_mb: "<= 300" },
 };
 await mkdir("bench/out", { recursive: true });
 await writeFile("bench/out/coordinator.json", `${JSON.stringify(detail, null, 2)}\n`);
-rmSync(dir, { recursive: true, force: true });
+if (!process.env.CAIRN_BENCH_KEEP) rmSync(dir, { recursive: true, force: true });
+else log(`[bench] kept ${dir}`);
 log(JSON.stringify(detail));
 process.stdout.write(`${JSON.stringify(result)}\n`);
 process.exit(0);
