@@ -52,6 +52,7 @@ export async function createAgentRuntime(
     hookTimeoutMs: config.timeouts.hookMs,
     nbdRequestSize: config.nbd.requestSize,
     nbdDepth: config.nbd.depth,
+    vmConfigFiles: { swtpmStateDir: config.swtpmStateDir, nvramDir: config.nvramDir },
   };
   return {
     config,

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { abortError, CairnError, isCairnError } from "../../../shared/src/errors/CairnError.js";
 import type { Logger } from "../../../shared/src/log/createLogger.js";
 import type { SnapshotManifest } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
+import { CONFIG_FILES_KEY } from "../../../shared/src/repository/manifest/VmConfigFiles.js";
 import type { Repository } from "../../../shared/src/repository/Repository.js";
 import type { RestorePointWriter } from "../../../shared/src/repository/RestorePointWriter.js";
 import type { FreezeMarkers } from "../guest/FreezeMarkers.js";
@@ -11,6 +12,7 @@ import type { GuestAgent } from "../guest/GuestAgent.js";
 import type { DomainInfo } from "../hypervisor/DomainInfo.js";
 import type { Hypervisor } from "../hypervisor/Hypervisor.js";
 import { createQcow2, imageInfo } from "../offline/qemuImg.js";
+import { captureVmConfigFiles, type VmConfigFilesConfig } from "../vmconfig/captureVmConfigFiles.js";
 import { type BackupJobState, BackupJobStateMachine } from "./BackupJobState.js";
 import { checkpointXml, pullBackupXml } from "./backupXml.js";
 import { cleanBrokenCheckpoints } from "./cleanBrokenCheckpoints.js";
@@ -44,6 +46,8 @@ export interface LiveBackupConfig {
   hookTimeoutMs: number;
   nbdRequestSize: number;
   nbdDepth: number;
+  /** Where libvirt keeps NVRAM and swtpm state (default: libvirt's own defaults). */
+  vmConfigFiles?: VmConfigFilesConfig;
 }
 
 export interface LiveBackupRequest {
@@ -238,11 +242,17 @@ export async function runLiveBackup(
     // ---- sealing
     sm.to("sealing", { bytesRead });
     const domainXml = await hypervisor.domainXml(domain.name, { inactive: true }, signal);
+    const configFiles = await captureVmConfigFiles(domainXml, config.vmConfigFiles, { signal, log });
     const manifest = await writer.seal({
       domainXml,
       consistency,
       labels: req.labels ?? {},
-      extra: { jobId: req.jobId, freezeWindowMs: freezeWindowMs ?? null, mode: req.mode },
+      extra: {
+        jobId: req.jobId,
+        freezeWindowMs: freezeWindowMs ?? null,
+        mode: req.mode,
+        [CONFIG_FILES_KEY]: configFiles,
+      },
       signal,
     });
     createdCheckpoint = undefined; // sealed: the checkpoint now belongs to a restore point

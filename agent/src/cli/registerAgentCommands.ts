@@ -10,6 +10,7 @@ import { runBackup } from "../backup/runBackup.js";
 import type { QuiesceMode } from "../backup/runLiveBackup.js";
 import { loadAgentConfig } from "../config/AgentConfig.js";
 import { createAgentRuntime } from "../createAgentRuntime.js";
+import { restoreVmConfig } from "../vmconfig/restoreVmConfig.js";
 
 const MODES: BackupMode[] = ["auto", "full", "incremental", "differential", "copy"];
 const QUIESCE: QuiesceMode[] = ["required", "preferred", "off"];
@@ -212,6 +213,52 @@ export function registerAgentCommands(program: Command): void {
               o.json
                 ? `${JSON.stringify({ out: o.out, format: o.format })}\n`
                 : `restored ${o.disk} of ${o.snapshot} to ${o.out} (${o.format})\n`,
+            );
+          } finally {
+            await repository.close();
+          }
+        }, o),
+    );
+
+  agent
+    .command("restore-config")
+    .description("write a snapshot's domain XML and NVRAM / TPM state files to a directory")
+    .requiredOption("--repo <location>", "repository")
+    .requiredOption("--snapshot <id>", "snapshot id")
+    .requiredOption("--out <dir>", "destination directory (created; must be empty unless --force)")
+    .option("--force", "write into a non-empty directory, overwriting files")
+    .option("--passphrase-file <file>")
+    .option("--json", "machine-readable result")
+    .action(
+      (o: {
+        repo: string;
+        snapshot: string;
+        out: string;
+        force?: boolean;
+        passphraseFile?: string;
+        json?: boolean;
+      }) =>
+        runCli(async () => {
+          const repository = await openCliRepository(o.repo, o.passphraseFile);
+          try {
+            const r = await restoreVmConfig(repository, o.snapshot, o.out, { force: !!o.force });
+            if (o.json) return void process.stdout.write(`${JSON.stringify(r)}\n`);
+            process.stdout.write(
+              `restored the configuration of ${o.snapshot} to ${o.out}: domain XML in ${r.domainXml}\n` +
+                (r.recorded
+                  ? r.files.length
+                    ? `${renderTable(
+                        ["FILE", "KIND", "ORIGINAL PATH", "SIZE", "SHA256"],
+                        r.files.map((f) => [
+                          f.name,
+                          f.kind,
+                          f.path,
+                          f.size === undefined ? "-" : formatBytes(f.size),
+                          f.sha256 ?? `missing: ${f.missing}`,
+                        ]),
+                      )}\n`
+                    : "the domain has no NVRAM or TPM state\n"
+                  : "this snapshot predates NVRAM/TPM capture: only the domain XML is stored\n"),
             );
           } finally {
             await repository.close();

@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
+import { DEFAULT_NVRAM_DIR, DEFAULT_SWTPM_STATE_DIR } from "../vmconfig/captureVmConfigFiles.js";
 
 /** The agent's configuration file (YAML), validated; every field has a documented default. */
 export const agentConfigSchema = z
@@ -15,6 +16,10 @@ export const agentConfigSchema = z
     listen: z.string().min(1).default("127.0.0.1:7460"),
     qemuUser: z.string().min(1).default("libvirt-qemu"),
     qemuGroup: z.string().min(1).default("kvm"),
+    /** libvirt's swtpm state root (a domain's TPM state is <dir>/<uuid>/), backed up with each snapshot. */
+    swtpmStateDir: z.string().min(1).default(DEFAULT_SWTPM_STATE_DIR),
+    /** libvirt's nvram_dir: where it puts the NVRAM of `<os firmware='efi'>` domains that name none. */
+    nvramDir: z.string().min(1).default(DEFAULT_NVRAM_DIR),
     timeouts: z
       .object({
         virshCallMs: z.number().int().positive().default(60_000),

@@ -3,6 +3,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { abortError, isCairnError } from "../../../shared/src/errors/CairnError.js";
 import type { SnapshotManifest } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
+import { CONFIG_FILES_KEY } from "../../../shared/src/repository/manifest/VmConfigFiles.js";
 import type { RestorePointWriter } from "../../../shared/src/repository/RestorePointWriter.js";
 import { BackupJobStateMachine } from "../backup/BackupJobState.js";
 import { checkpointRedefineXml } from "../backup/backupXml.js";
@@ -12,6 +13,7 @@ import { readExportsIntoSnapshot } from "../backup/readExportsIntoSnapshot.js";
 import type { LiveBackupConfig, LiveBackupDeps, LiveBackupRequest } from "../backup/runLiveBackup.js";
 import type { DomainInfo } from "../hypervisor/DomainInfo.js";
 import type { LiveBitmap } from "../hypervisor/Hypervisor.js";
+import { captureVmConfigFiles } from "../vmconfig/captureVmConfigFiles.js";
 import { QemuNbdExport } from "./QemuNbdExport.js";
 import { bitmapOps, imageInfo } from "./qemuImg.js";
 
@@ -150,6 +152,7 @@ export async function runOfflineBackup(
     // ---- sealing: libvirt learns the checkpoint first, so a sealed snapshot never names an unknown one
     sm.to("sealing", { bytesRead });
     const domainXml = await hypervisor.domainXml(domain.name, { inactive: true }, signal);
+    const configFiles = await captureVmConfigFiles(domainXml, config.vmConfigFiles, { signal, log });
     if (plan.newCheckpoint) {
       const xml = checkpointRedefineXml({
         name: plan.newCheckpoint,
@@ -173,7 +176,7 @@ export async function runOfflineBackup(
       domainXml,
       consistency: { kind: "quiesced" },
       labels: req.labels ?? {},
-      extra: { jobId: req.jobId, mode: req.mode, offline: true },
+      extra: { jobId: req.jobId, mode: req.mode, offline: true, [CONFIG_FILES_KEY]: configFiles },
       signal,
     });
     sealed = true;

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { copyFile, mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { type DiskSpec, domainXml } from "./domainXml.js";
+import { type DiskSpec, type DomainSpec, domainXml } from "./domainXml.js";
 import type { GuestImage } from "./guest/buildGuest.js";
 import type { LabHost } from "./LabHost.js";
 import { isAlive, readPid } from "./libvirtDaemons.js";
@@ -25,6 +25,11 @@ export interface LabVmOptions {
   disks: LabDiskSpec[];
   guestAgent?: boolean;
   memoryMiB?: number;
+  /** UEFI loader + variable store files (see DomainSpec.uefi: offline-only domains). */
+  uefi?: DomainSpec["uefi"];
+  /** An emulated TPM 2.0 device (needs swtpm). */
+  tpm?: boolean;
+  machine?: DomainSpec["machine"];
 }
 
 export interface GuestExecResult {
@@ -90,6 +95,9 @@ export class LabVm {
       guestAgent: opts.guestAgent ?? true,
       virtType: process.env.CAIRN_LAB_VIRT === "kvm" ? "kvm" : "qemu",
       consoleLog,
+      ...(opts.uefi ? { uefi: opts.uefi } : {}),
+      ...(opts.tpm ? { tpm: true } : {}),
+      ...(opts.machine ? { machine: opts.machine } : {}),
     });
     const xmlPath = join(dir, "domain.xml");
     await writeFile(xmlPath, xml);
