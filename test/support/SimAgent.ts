@@ -127,7 +127,9 @@ export class SimAgent {
   private service(): Partial<AgentServiceImplementation> {
     return {
       listDomains: async () => ({ domains: [] }),
-      abortJob: async (req) => ({ found: this.jobs.abort(req.jobId, req.reason) }),
+      abortJob: async (req) => ({
+        found: (await this.jobs.abortAndWait(req.jobId, req.reason, 8_000)).found,
+      }),
       runBackup: (req, ctx) => this.runBackup(req, ctx),
     };
   }

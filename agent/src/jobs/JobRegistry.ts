@@ -38,6 +38,32 @@ export class JobRegistry {
     return true;
   }
 
+  /**
+   * Aborts a running job and waits (bounded) until its cleanup has run, so a caller that records
+   * the job as cancelled afterwards never races the thaw, job end and checkpoint removal.
+   * `ended` is false when the timeout came first (the cleanup still runs).
+   */
+  async abortAndWait(
+    jobId: string,
+    reason: string,
+    timeoutMs: number,
+  ): Promise<{ found: boolean; ended: boolean }> {
+    const j = this.jobs.get(jobId);
+    if (!j) return { found: false, ended: true };
+    this.abort(jobId, reason);
+    let timer: NodeJS.Timeout | undefined;
+    const ended = await Promise.race([
+      j.done.then(
+        () => true,
+        () => true,
+      ),
+      new Promise<boolean>((r) => {
+        timer = setTimeout(() => r(false), timeoutMs);
+      }),
+    ]).finally(() => clearTimeout(timer));
+    return { found: true, ended };
+  }
+
   runningJobIds(): string[] {
     return [...this.jobs.keys()];
   }

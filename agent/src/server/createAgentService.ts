@@ -53,7 +53,9 @@ export function createAgentService(deps: AgentServiceDeps): AgentServiceImplemen
     impl.runBackup = (req, ctx: CallContext) => runBackupRpc(backups, req, ctx);
     impl.abortJob = async (req) => {
       if (!req.jobId.trim()) throw new CairnError("invalid-argument", "job_id is required");
-      return { found: backups.jobs.abort(req.jobId, req.reason || "aborted by request") };
+      // Answers once the job's cleanup ran (or after 8 s: inside the coordinator's 10 s deadline).
+      const r = await backups.jobs.abortAndWait(req.jobId, req.reason || "aborted by request", 8_000);
+      return { found: r.found };
     };
   }
   return withUnimplemented<AgentServiceImplementation>(Definition, impl, CAIRN_VERSION);

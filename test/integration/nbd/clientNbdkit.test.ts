@@ -161,7 +161,8 @@ describe("client vs nbdkit", () => {
       socket: s,
       filters: ["delay"],
       plugin: "pattern",
-      params: ["96M", "delay-read=4ms"],
+      // 10 ms per read: latency dominates clearly even when the host is busy with lab VMs.
+      params: ["96M", "delay-read=10ms"],
     });
     const c = await NbdClient.connect({ target: { path: s } });
     try {
