@@ -28,6 +28,8 @@ export type Extent = { offset: number; data: Uint8Array } | { offset: number; le
 
 interface OpenChunk {
   buf: Uint8Array;
+  /** The buffer came from the spare pool (not zero-filled). */
+  recycled: boolean;
   /** Sorted, merged [start, end) ranges already written. */
   covered: Array<[number, number]>;
 }
@@ -44,6 +46,11 @@ export class DiskWriter {
   private readonly open = new Map<number, OpenChunk>();
   private readonly processing = new Map<number, Promise<void>>();
   private inFlight = 0;
+  /** Moving average of how many recently processed chunks were new (1 = all). */
+  private newRate = 1;
+  /** Chunk-sized buffers whose chunk is done: reused instead of allocated (and zero-filled) anew. */
+  private readonly spare: Uint8Array[] = [];
+  private readonly maxSpare: number;
   private readonly waiters: Array<() => void> = [];
   private failure: unknown;
   private readonly stats: DiskStats = {
@@ -63,6 +70,7 @@ export class DiskWriter {
   ) {
     this.maxOpen = options.maxOpenChunks ?? 16;
     this.maxInFlight = options.maxInFlight ?? 32;
+    this.maxSpare = this.maxOpen + this.maxInFlight;
   }
 
   static async create(snapshot: RestorePointWriter, options: DiskWriterOptions): Promise<DiskWriter> {
@@ -220,7 +228,10 @@ export class DiskWriter {
     if (this.failure !== undefined) throw this.failure;
     c = this.open.get(i);
     if (c) return c;
-    c = { buf: new Uint8Array(this.index.lengthOf(i)), covered: [] };
+    const len = this.index.lengthOf(i);
+    // A recycled buffer holds an earlier chunk's bytes: complete() zeroes whatever is not written.
+    const recycled = len === this.index.chunkSize ? this.spare.pop() : undefined;
+    c = { buf: recycled ?? new Uint8Array(len), covered: [], recycled: recycled !== undefined };
     this.open.set(i, c);
     return c;
   }
@@ -242,6 +253,13 @@ export class DiskWriter {
   }
 
   private async fillFromBase(i: number, c: OpenChunk, signal: AbortSignal | undefined): Promise<void> {
+    if (c.recycled) {
+      let prev = 0;
+      for (const [s, e] of [...c.covered, [c.buf.length, c.buf.length] as [number, number]]) {
+        if (s > prev) c.buf.fill(0, prev, s);
+        prev = e;
+      }
+    }
     const baseId = this.index.get(i);
     if (baseId !== undefined) {
       const base = await this.snapshot.repository.readChunk(
@@ -291,22 +309,41 @@ export class DiskWriter {
 
   private async process(i: number, buf: Uint8Array, signal: AbortSignal | undefined): Promise<void> {
     const repo = this.snapshot.repository;
-    const h = await repo.pool.hash(buf);
+    // While most recent chunks were new (a full backup, fresh dirty data), hash and compress in one
+    // worker round trip; while they dedup (a rewrite), hash only and skip the wasted compression.
+    const eager = this.newRate > 0.5;
+    const h: { id: string; zero: boolean; data: Buffer; framed?: Buffer | undefined } = eager
+      ? await repo.pool.hashFrame("chunk", buf)
+      : await repo.pool.hash(buf);
+    const known = this.snapshot.knownChunks;
+    const plainLength = h.data.length;
+    let isNew = false;
+    // The plaintext is free once framed (or not needed): hand it back for the next chunk.
+    const recycle = (b: Uint8Array) => {
+      if (b.byteLength === this.index.chunkSize && b.byteOffset === 0 && this.spare.length < this.maxSpare)
+        this.spare.push(b);
+    };
+    if (h.framed || h.zero) recycle(h.data);
     if (h.zero) {
       this.index.set(i, undefined);
       return;
     }
-    const known = this.snapshot.knownChunks;
     if (!known.has(h.id)) {
       let upload = this.snapshot.uploads.get(h.id);
       if (!upload) {
+        const preFramed = h.framed;
         upload = (async () => {
           if (await repo.store.head(chunkKey(h.id), { signal })) return;
-          const plainLength = h.data.length; // h.data is transferred to the worker by frame()
-          const f = await repo.pool.frame("chunk", h.id, h.data);
-          await repo.store.put(chunkKey(h.id), f.framed, { signal, staged: true });
+          isNew = true;
+          let framed = preFramed;
+          if (!framed) {
+            const f = await repo.pool.frame("chunk", h.id, h.data);
+            framed = f.framed;
+            recycle(f.data);
+          }
+          await repo.store.put(chunkKey(h.id), framed, { signal, staged: true });
           this.stats.bytesNew += plainLength;
-          this.stats.bytesStored += f.framed.length;
+          this.stats.bytesStored += framed.length;
           this.stats.chunksNew++;
         })();
         this.snapshot.uploads.set(h.id, upload);
@@ -318,6 +355,8 @@ export class DiskWriter {
       }
       await upload;
     }
+    if (!h.framed && h.data.byteLength > 0) recycle(h.data); // deduplicated: never framed
+    this.newRate = this.newRate * 0.9 + (isNew ? 0.1 : 0);
     this.index.set(i, h.id);
   }
 

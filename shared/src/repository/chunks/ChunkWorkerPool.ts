@@ -79,6 +79,24 @@ export class ChunkWorkerPool {
     return { id: r.id, zero: r.zero, data: toBuffer(r.data) };
   }
 
+  /**
+   * hash() and frame() in one round trip: for chunks that are probably new (a full backup), this
+   * halves the messages per chunk. `framed` is absent for an all-zero chunk.
+   */
+  async hashFrame(
+    kind: ObjectKind,
+    input: Uint8Array,
+  ): Promise<{ id: string; zero: boolean; data: Buffer; framed: Buffer | undefined }> {
+    const data = owned(input);
+    const r = await this.run({ op: "hashFrame", seq: this.seq++, kind, data }, [data.buffer as ArrayBuffer]);
+    return {
+      id: r.id,
+      zero: r.zero,
+      data: toBuffer(r.data),
+      framed: r.framed ? toBuffer(r.framed) : undefined,
+    };
+  }
+
   /** Compresses and encrypts; returns the framed object and the plaintext buffer back. */
   async frame(kind: ObjectKind, id: string, input: Uint8Array): Promise<{ framed: Buffer; data: Buffer }> {
     const data = owned(input);
