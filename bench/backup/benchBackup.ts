@@ -2,7 +2,8 @@
  * npm run bench:backup — Cairn's backup path against nbdcopy on the same lab VM, in one run.
  *
  *  full:  a full backup of a 2 GiB random-data disk into a fresh local repository (ours), against
- *         `nbdcopy` of the same libvirt pull-mode export to a file (peer); interleaved, median of 3.
+ *         `nbdcopy` of the same libvirt pull-mode export to a file, synced to disk (peer); interleaved,
+ *         median of 3.
  *  incr:  the guest writes 5% of the disk in 1 MiB extents; an incremental reads only those.
  *  freeze: the guest's freeze window (freeze → backup-begin → thaw) over every backup of the run.
  * Last stdout line: {"full_ratio_vs_nbdcopy":…,"incr_read_over_dirty":…,"incr_stored_over_full":…,"freeze_ms_median":…}
@@ -72,6 +73,8 @@ try {
     try {
       const t0 = performance.now();
       await execa("nbdcopy", [`nbd+unix:///vdb?socket=${sock}`, join(dir, "out.raw")]);
+      // Durable before the clock stops, as our backup is (its seal syncs): as in bench:repo.
+      await execa("sync", ["--file-system", join(dir, "out.raw")]);
       peer.push((performance.now() - t0) / 1000);
     } finally {
       await h.deps.hypervisor.endBackup(vm.name, AbortSignal.timeout(60_000));

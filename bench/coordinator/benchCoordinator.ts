@@ -86,6 +86,8 @@ const child = execa(
   [
     // CAIRN_BENCH_PROF=DIR writes the coordinator's CPU profile there (at SIGTERM).
     ...(process.env.CAIRN_BENCH_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.CAIRN_BENCH_PROF}`] : []),
+    // CAIRN_BENCH_NODE_FLAGS: extra node flags for the coordinator (to try memory settings).
+    ...(process.env.CAIRN_BENCH_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? []),
     "dist/coordinator/src/main.js",
     "--config",
     join(dir, "coordinator.yaml"),
@@ -176,6 +178,7 @@ const scrape = async () => {
   return {
     events: v(/^cairn_domain_events_total (\S+)$/m),
     heapUsed: v(/^nodejs_memory_bytes\{kind="heap_used"\} (\S+)$/m),
+    heapTotal: v(/^nodejs_memory_bytes\{kind="heap_total"\} (\S+)$/m),
     external: v(/^nodejs_memory_bytes\{kind="external"\} (\S+)$/m),
   };
 };
@@ -185,6 +188,18 @@ const loadStart = performance.now();
 const stopAt = loadStart + LOAD_SECONDS * 1000;
 const before = await scrape();
 const t1 = performance.now();
+// Where the coordinator's memory goes under load: V8 heap vs the rest (TLS, HTTP/2, SQLite).
+const loadPeak = { heapTotal: 0, heapUsed: 0, rss: 0 };
+const sampler = setInterval(() => {
+  void scrape().then(
+    (m) => {
+      loadPeak.heapTotal = Math.max(loadPeak.heapTotal, m.heapTotal);
+      loadPeak.heapUsed = Math.max(loadPeak.heapUsed, m.heapUsed);
+      loadPeak.rss = Math.max(loadPeak.rss, rssNow() * 2 ** 20);
+    },
+    () => {},
+  );
+}, 1000);
 await Promise.all(
   agents.map(async (a, ai) => {
     const beats = (async () => {
@@ -221,7 +236,11 @@ await Promise.all(
     await beats;
   }),
 );
+clearInterval(sampler);
 const after = await scrape();
+log(
+  `[bench] under load, peaks: heap total ${(loadPeak.heapTotal / 2 ** 20).toFixed(0)} MiB, heap used ${(loadPeak.heapUsed / 2 ** 20).toFixed(0)} MiB, RSS ${(loadPeak.rss / 2 ** 20).toFixed(0)} MiB`,
+);
 phase("after_events");
 const loadSeconds = (performance.now() - t1) / 1000;
 const accepted = after.events - before.events;
