@@ -253,13 +253,8 @@ export class DiskWriter {
   }
 
   private async fillFromBase(i: number, c: OpenChunk, signal: AbortSignal | undefined): Promise<void> {
-    if (c.recycled) {
-      let prev = 0;
-      for (const [s, e] of [...c.covered, [c.buf.length, c.buf.length] as [number, number]]) {
-        if (s > prev) c.buf.fill(0, prev, s);
-        prev = e;
-      }
-    }
+    // A recycled buffer holds an earlier chunk's bytes: its gaps read as zeros unless the base has them.
+    if (c.recycled) for (const [s, e] of gaps(c)) c.buf.fill(0, s, e);
     const baseId = this.index.get(i);
     if (baseId !== undefined) {
       const base = await this.snapshot.repository.readChunk(
@@ -267,11 +262,7 @@ export class DiskWriter {
         `base of ${this.what} at offset ${i * this.index.chunkSize}`,
         signal,
       );
-      let prev = 0;
-      for (const [s, e] of [...c.covered, [c.buf.length, c.buf.length] as [number, number]]) {
-        if (s > prev) c.buf.set(base.subarray(prev, Math.min(s, base.length)), prev);
-        prev = e;
-      }
+      for (const [s, e] of gaps(c)) c.buf.set(base.subarray(s, Math.min(e, base.length)), s);
     }
   }
 
@@ -398,6 +389,16 @@ export class DiskWriter {
   abandon(): void {
     this.failure ??= new CairnError("aborted", `${this.what} was abandoned`);
   }
+}
+
+/** The [start, end) ranges of a chunk buffer that no write covered. */
+function* gaps(c: OpenChunk): Generator<[number, number]> {
+  let prev = 0;
+  for (const [s, e] of c.covered) {
+    if (s > prev) yield [prev, s];
+    prev = e;
+  }
+  if (prev < c.buf.length) yield [prev, c.buf.length];
 }
 
 /** Adds [s, e) to a sorted list of disjoint ranges, merging neighbours. */
