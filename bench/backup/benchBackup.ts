@@ -23,7 +23,7 @@ import { run } from "../../test/lab/support/run.js";
 
 const MiB = 1024 * 1024;
 const DISK_MIB = 2048;
-const REPS = 3;
+const REPS = Number(process.env.CAIRN_BENCH_REPS ?? 3);
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
@@ -46,6 +46,7 @@ try {
   await vm.boot();
   log(`VM with a ${DISK_MIB} MiB random-data disk ready in ${Date.now() - t} ms`);
   const freezes: number[] = [];
+  const phases: { freeze: number; hold: number; thaw: number }[] = [];
   const ours: number[] = [];
   const peer: number[] = [];
   let lastFull: Awaited<ReturnType<typeof runLiveBackup>> | undefined;
@@ -96,6 +97,7 @@ try {
       });
       ours.push((performance.now() - t0) / 1000);
       if (r.freezeWindowMs) freezes.push(r.freezeWindowMs);
+      if (r.freezePhasesMs) phases.push(r.freezePhasesMs);
       lastFull = r;
     } finally {
       await repository.close();
@@ -125,6 +127,7 @@ try {
       signal: AbortSignal.timeout(600_000),
     });
     if (inc.freezeWindowMs) freezes.push(inc.freezeWindowMs);
+    if (inc.freezePhasesMs) phases.push(inc.freezePhasesMs);
     // More small incrementals: the freeze window is what an operator feels on every backup.
     for (let i = 0; i < 6; i++) {
       await vm.writePattern("/dev/vdb", (i + 1) * 64 * MiB, MiB, 0x10 + i);
@@ -136,6 +139,7 @@ try {
         signal: AbortSignal.timeout(600_000),
       });
       if (r.freezeWindowMs) freezes.push(r.freezeWindowMs);
+      if (r.freezePhasesMs) phases.push(r.freezePhasesMs);
     }
     const fullVdb = lastFull!.manifest.disks.find((d) => d.target === "vdb")!;
     const incVdb = inc.manifest.disks.find((d) => d.target === "vdb")!;
@@ -156,6 +160,12 @@ try {
       incr_bytes_stored: incVdb.stats.bytesStored,
       full_bytes_stored: fullVdb.stats.bytesStored,
       freeze_ms: freezes.map((f) => +f.toFixed(1)),
+      // Median of each part of the window: the freeze call, backup-begin while frozen, the thaw call.
+      freeze_phases_ms_median: {
+        freeze: +median(phases.map((p) => p.freeze)).toFixed(1),
+        hold: +median(phases.map((p) => p.hold)).toFixed(1),
+        thaw: +median(phases.map((p) => p.thaw)).toFixed(1),
+      },
       targets: {
         full_ratio_vs_nbdcopy: 1.3,
         incr_read_over_dirty: 1.05,

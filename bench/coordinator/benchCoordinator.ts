@@ -79,11 +79,25 @@ const agentPort = await agentServer.listen(
   ]),
 );
 
+// The daemon runs with the node flags and environment its systemd unit gives it, read from the unit.
+const unit = readFileSync("systemd/cairn-coordinator.service", "utf8");
+const execStart = /^ExecStart=(.*)$/m.exec(unit)?.[1]?.trim().split(/\s+/) ?? [];
+const unitNodeFlags = execStart.slice(
+  1,
+  execStart.findIndex((a) => a.endsWith("main.js")),
+);
+const unitEnv = Object.fromEntries(
+  [...unit.matchAll(/^Environment=(\S+?)=(\S*)$/gm)].map((m) => [m[1] as string, m[2] as string]),
+);
+log(
+  `[bench] coordinator as its unit runs it: node ${unitNodeFlags.join(" ")}, env ${JSON.stringify(unitEnv)}`,
+);
 const logFile = join(dir, "coordinator.log");
 const child = execa(
   "node",
   // The compiled daemon, as systemd runs it (npm run bench:coordinator builds first).
   [
+    ...unitNodeFlags,
     // CAIRN_BENCH_PROF=DIR writes the coordinator's CPU profile there (at SIGTERM).
     ...(process.env.CAIRN_BENCH_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.CAIRN_BENCH_PROF}`] : []),
     // CAIRN_BENCH_NODE_FLAGS: extra node flags for the coordinator (to try memory settings).
@@ -94,6 +108,7 @@ const child = execa(
   ],
   {
     reject: false,
+    env: unitEnv,
     stderr: { file: logFile },
   },
 );

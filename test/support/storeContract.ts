@@ -92,6 +92,31 @@ export function storeContract(
       expect(await s.getVm("u1")).toMatchObject({ hostId: "h2", present: true });
       await s.applyVmUpdates([{ uuid: "u1", name: "a", hostId: "h2", state: "shutoff", present: true }], 50);
       expect(await s.getVm("a")).toMatchObject({ state: "shutoff", labels: { tier: "prod" } });
+      // An event without a name keeps the VM's name; every event stamps updatedMs; labels, disks and
+      // the last backup survive; an event for an unknown VM creates it.
+      await s.applyVmUpdates([{ uuid: "u1", name: "", hostId: "h2", state: "running", present: true }], 60);
+      expect(await s.getVm("u1")).toMatchObject({
+        name: "a",
+        state: "running",
+        updatedMs: 60,
+        present: true,
+        lastBackupMs: 77,
+        labels: { tier: "prod" },
+      });
+      expect(
+        await s.applyVmUpdates(
+          [{ uuid: "u9", name: "new", hostId: "h3", state: "running", present: true }],
+          70,
+        ),
+      ).toBe(1);
+      expect(await s.getVm("new")).toMatchObject({
+        uuid: "u9",
+        hostId: "h3",
+        labels: {},
+        disks: [],
+        present: true,
+      });
+      expect((await s.listVms("h3")).map((v) => v.uuid)).toEqual(["u9"]);
       await s.close();
     });
 

@@ -4,6 +4,13 @@ import { withFrozenGuest } from "../guest/withFrozenGuest.js";
 import type { DomainInfo } from "../hypervisor/DomainInfo.js";
 import type { LiveBackupConfig, LiveBackupDeps, LiveBackupRequest } from "./runLiveBackup.js";
 
+export interface QuiesceResult {
+  consistency: Consistency;
+  freezeWindowMs: number | undefined;
+  /** freeze call / begin while frozen / thaw call, ms (undefined when not frozen). */
+  freezePhasesMs: { freeze: number; hold: number; thaw: number } | undefined;
+}
+
 /**
  * Runs `begin` (which starts the point-in-time export) with the guest quiesced when the policy and
  * the guest allow it: pre-freeze hook → freeze → begin → thaw → post-thaw hook. Without a usable
@@ -15,7 +22,7 @@ export async function quiesceAround(
   req: LiveBackupRequest,
   domain: DomainInfo,
   begin: () => Promise<void>,
-): Promise<{ consistency: Consistency; freezeWindowMs: number | undefined }> {
+): Promise<QuiesceResult> {
   const crash = async (reason: string) => {
     if (req.quiesce === "required") {
       throw new CairnError("failed-precondition", `cannot quiesce ${domain.name}: ${reason}`, {
@@ -24,7 +31,11 @@ export async function quiesceAround(
     }
     deps.log.warn({ domain: domain.name, reason }, "crash-consistent backup");
     await begin();
-    return { consistency: { kind: "crash-consistent", reason } as Consistency, freezeWindowMs: undefined };
+    return {
+      consistency: { kind: "crash-consistent", reason } as Consistency,
+      freezeWindowMs: undefined,
+      freezePhasesMs: undefined,
+    };
   };
   if (req.quiesce === "off") return crash("quiesce is off by policy");
   if (!domain.hasGuestAgentChannel) return crash("the domain has no guest agent channel");
@@ -69,10 +80,12 @@ export async function quiesceAround(
         reason: `the freeze watchdog thawed the guest after ${config.maxFrozenMs} ms, before the export started`,
       },
       freezeWindowMs: frozen.freezeWindowMs,
+      freezePhasesMs: frozen.phasesMs,
     };
   }
   return {
     consistency: { kind: "quiesced", freezeMs: frozen.freezeWindowMs },
     freezeWindowMs: frozen.freezeWindowMs,
+    freezePhasesMs: frozen.phasesMs,
   };
 }

@@ -80,6 +80,8 @@ export interface LiveBackupResult {
   /** Bytes read from the NBD export (what the changed-block tracking let us skip is not here). */
   bytesRead: number;
   freezeWindowMs: number | undefined;
+  /** The freeze window split into the freeze call, begin while frozen, and the thaw call. */
+  freezePhasesMs?: { freeze: number; hold: number; thaw: number } | undefined;
   prunedCheckpoints: string[];
 }
 
@@ -208,7 +210,13 @@ export async function runLiveBackup(
       exportStarted = true;
       if (plan.newCheckpoint) createdCheckpoint = plan.newCheckpoint;
     };
-    const { consistency, freezeWindowMs } = await quiesceAround(deps, config, req, domain, begin);
+    const { consistency, freezeWindowMs, freezePhasesMs } = await quiesceAround(
+      deps,
+      config,
+      req,
+      domain,
+      begin,
+    );
 
     // ---- reading
     sm.to("reading", { consistency: consistency.kind });
@@ -265,7 +273,7 @@ export async function runLiveBackup(
     });
     const prunedCheckpoints = await pruneCheckpoints(deps, domain.name, plan, [...history, manifest], signal);
     sm.to("succeeded", { snapshotId: manifest.id, bytesRead });
-    return { manifest, plan, bytesRead, freezeWindowMs, prunedCheckpoints };
+    return { manifest, plan, bytesRead, freezeWindowMs, freezePhasesMs, prunedCheckpoints };
   } catch (err) {
     const failure =
       signal.aborted && !isCairnError(err, "aborted") ? abortError(signal, `backup job ${req.jobId}`) : err;

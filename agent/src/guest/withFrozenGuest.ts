@@ -19,6 +19,8 @@ export interface FrozenResult<T> {
   /** From the start of the freeze call to the end of the thaw call, in ms. */
   freezeWindowMs: number;
   frozenFilesystems: number;
+  /** The window split up: the freeze call, fn while frozen, the thaw call (ms). */
+  phasesMs: { freeze: number; hold: number; thaw: number };
   /** The watchdog thawed before fn finished: whatever fn captured may not be application-consistent. */
   watchdogFired: boolean;
 }
@@ -51,6 +53,7 @@ export async function withFrozenGuest<T>(
       timeoutMs: opts.freezeTimeoutMs,
       ...(opts.mountpoints ? { mountpoints: opts.mountpoints } : {}),
     });
+    const tFrozen = performance.now();
     log.debug({ domain: opts.domain, frozenFilesystems }, "guest frozen");
     watchdog = setTimeout(() => {
       log.warn({ domain: opts.domain, maxFrozenMs: opts.maxFrozenMs }, "freeze watchdog fired: thawing");
@@ -60,8 +63,12 @@ export async function withFrozenGuest<T>(
       });
     }, opts.maxFrozenMs);
     const value = await fn();
+    const tHeld = performance.now();
     await thawOnce("done");
-    return { value, freezeWindowMs: performance.now() - t0, frozenFilesystems, watchdogFired };
+    const tThawed = performance.now();
+    const phasesMs = { freeze: tFrozen - t0, hold: tHeld - tFrozen, thaw: tThawed - tHeld };
+    log.info({ domain: opts.domain, freezeWindowMs: tThawed - t0, phasesMs }, "freeze window");
+    return { value, freezeWindowMs: tThawed - t0, phasesMs, frozenFilesystems, watchdogFired };
   } finally {
     clearTimeout(watchdog);
     // Also when the freeze call itself failed or timed out: the guest may have frozen anyway.

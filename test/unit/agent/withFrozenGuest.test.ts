@@ -35,12 +35,17 @@ describe("withFrozenGuest: the guest is always thawed", () => {
     const r = await withFrozenGuest(agent, markers, log, base(), async () => {
       frozenDuringFn = agent.guests.get("vm1")!.frozen;
       expect((await markers.list()).map((m) => m.domain)).toEqual(["vm1"]);
+      await new Promise((r) => setTimeout(r, 30));
       return 42;
     });
     expect(frozenDuringFn).toBe(true);
     expect(r.value).toBe(42);
     expect(r.watchdogFired).toBe(false);
     expect(r.freezeWindowMs).toBeGreaterThan(0);
+    // The phases add up to the window, and the time spent in fn is counted as the hold.
+    const { freeze, hold, thaw } = r.phasesMs;
+    expect(freeze + hold + thaw).toBeCloseTo(r.freezeWindowMs, 3);
+    expect(hold).toBeGreaterThanOrEqual(25);
     expect(agent.guests.get("vm1")!.frozen).toBe(false);
     expect(await markers.list()).toEqual([]);
   });

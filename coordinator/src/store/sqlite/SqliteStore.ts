@@ -121,24 +121,45 @@ export class SqliteStore implements Store {
     updates: readonly { uuid: string; name: string; hostId: string; state: string; present: boolean }[],
     nowMs: number,
   ): Promise<number> {
-    const get = this.db.prepare("SELECT doc FROM vms WHERE uuid = ?");
-    const put = this.db.prepare("INSERT OR REPLACE INTO vms (uuid, name, host_id, doc) VALUES (?, ?, ?, ?)");
+    // The hot path of the event stream: patch the document inside SQLite (json_set) instead of
+    // parsing and re-serialising it in JS per event, which made each group commit slow and filled
+    // the heap with garbage under an event flood. An "undefined" event from a host the VM already
+    // left (migration source) must not hide it: the WHERE clause skips it.
+    const patch = this.db.prepare(
+      `UPDATE vms SET
+         name = CASE WHEN @name <> '' THEN @name ELSE name END,
+         host_id = @hostId,
+         doc = json_set(doc,
+           '$.name', CASE WHEN @name <> '' THEN @name ELSE json_extract(doc, '$.name') END,
+           '$.hostId', @hostId, '$.state', @state,
+           '$.present', CASE WHEN @present = 1 THEN json('true') ELSE json('false') END,
+           '$.updatedMs', @nowMs)
+       WHERE uuid = @uuid AND (@present = 1 OR host_id = @hostId)`,
+    );
+    const exists = this.db.prepare("SELECT 1 FROM vms WHERE uuid = ?").pluck();
+    const put = this.db.prepare("INSERT INTO vms (uuid, name, host_id, doc) VALUES (?, ?, ?, ?)");
     return this.db.transaction(() => {
       let n = 0;
       for (const u of updates) {
-        const old = parse<VmRecord>(get.get(u.uuid) as Row | undefined);
-        // An "undefined" event from a host the VM already left (migration source) must not hide it.
-        if (old && !u.present && old.hostId !== u.hostId) continue;
+        const present = u.present ? 1 : 0;
+        if (
+          patch.run({ name: u.name, hostId: u.hostId, state: u.state, present, nowMs, uuid: u.uuid })
+            .changes > 0
+        ) {
+          n++;
+          continue;
+        }
+        if (exists.get(u.uuid) !== undefined) continue; // skipped by the migration rule
         const rec: VmRecord = {
           uuid: u.uuid,
-          name: u.name || old?.name || u.uuid,
+          name: u.name || u.uuid,
           hostId: u.hostId,
           state: u.state,
-          labels: old?.labels ?? {},
-          disks: old?.disks ?? [],
+          labels: {},
+          disks: [],
           present: u.present,
           updatedMs: nowMs,
-          lastBackupMs: old?.lastBackupMs ?? 0,
+          lastBackupMs: 0,
         };
         put.run(rec.uuid, rec.name, rec.hostId, JSON.stringify(rec));
         n++;
