@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { pullBackupXml } from "../../agent/src/backup/backupXml.js";
 import { runLiveBackup } from "../../agent/src/backup/runLiveBackup.js";
+import type { FreezePhases } from "../../agent/src/guest/withFrozenGuest.js";
 import { LocalObjectStore } from "../../shared/src/repository/backends/LocalObjectStore.js";
 import { Repository } from "../../shared/src/repository/Repository.js";
 import { agentHarness } from "../../test/lab/support/agentHarness.js";
@@ -46,7 +47,7 @@ try {
   await vm.boot();
   log(`VM with a ${DISK_MIB} MiB random-data disk ready in ${Date.now() - t} ms`);
   const freezes: number[] = [];
-  const phases: { freeze: number; hold: number; thaw: number }[] = [];
+  const phases: FreezePhases[] = [];
   const ours: number[] = [];
   const peer: number[] = [];
   let lastFull: Awaited<ReturnType<typeof runLiveBackup>> | undefined;

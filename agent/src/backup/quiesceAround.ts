@@ -1,6 +1,6 @@
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
 import type { Consistency } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
-import { withFrozenGuest } from "../guest/withFrozenGuest.js";
+import { type FreezePhases, withFrozenGuest } from "../guest/withFrozenGuest.js";
 import type { DomainInfo } from "../hypervisor/DomainInfo.js";
 import type { LiveBackupConfig, LiveBackupDeps, LiveBackupRequest } from "./runLiveBackup.js";
 
@@ -8,7 +8,7 @@ export interface QuiesceResult {
   consistency: Consistency;
   freezeWindowMs: number | undefined;
   /** freeze call / begin while frozen / thaw call, ms (undefined when not frozen). */
-  freezePhasesMs: { freeze: number; hold: number; thaw: number } | undefined;
+  freezePhasesMs: FreezePhases | undefined;
 }
 
 /**

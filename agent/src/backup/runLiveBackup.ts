@@ -9,6 +9,7 @@ import type { Repository } from "../../../shared/src/repository/Repository.js";
 import type { RestorePointWriter } from "../../../shared/src/repository/RestorePointWriter.js";
 import type { FreezeMarkers } from "../guest/FreezeMarkers.js";
 import type { GuestAgent } from "../guest/GuestAgent.js";
+import type { FreezePhases } from "../guest/withFrozenGuest.js";
 import type { DomainInfo } from "../hypervisor/DomainInfo.js";
 import type { Hypervisor } from "../hypervisor/Hypervisor.js";
 import { createQcow2, imageInfo } from "../offline/qemuImg.js";
@@ -81,7 +82,7 @@ export interface LiveBackupResult {
   bytesRead: number;
   freezeWindowMs: number | undefined;
   /** The freeze window split into the freeze call, begin while frozen, and the thaw call. */
-  freezePhasesMs?: { freeze: number; hold: number; thaw: number } | undefined;
+  freezePhasesMs?: FreezePhases | undefined;
   prunedCheckpoints: string[];
 }
 

@@ -14,13 +14,19 @@ export interface FreezeOptions {
   signal: AbortSignal;
 }
 
+/** The freeze window split up: the freeze call, fn while frozen, the thaw call (ms). */
+export interface FreezePhases {
+  freeze: number;
+  hold: number;
+  thaw: number;
+}
+
 export interface FrozenResult<T> {
   value: T;
   /** From the start of the freeze call to the end of the thaw call, in ms. */
   freezeWindowMs: number;
   frozenFilesystems: number;
-  /** The window split up: the freeze call, fn while frozen, the thaw call (ms). */
-  phasesMs: { freeze: number; hold: number; thaw: number };
+  phasesMs: FreezePhases;
   /** The watchdog thawed before fn finished: whatever fn captured may not be application-consistent. */
   watchdogFired: boolean;
 }
@@ -66,7 +72,7 @@ export async function withFrozenGuest<T>(
     const tHeld = performance.now();
     await thawOnce("done");
     const tThawed = performance.now();
-    const phasesMs = { freeze: tFrozen - t0, hold: tHeld - tFrozen, thaw: tThawed - tHeld };
+    const phasesMs: FreezePhases = { freeze: tFrozen - t0, hold: tHeld - tFrozen, thaw: tThawed - tHeld };
     log.info({ domain: opts.domain, freezeWindowMs: tThawed - t0, phasesMs }, "freeze window");
     return { value, freezeWindowMs: tThawed - t0, phasesMs, frozenFilesystems, watchdogFired };
   } finally {
