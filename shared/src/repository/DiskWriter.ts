@@ -1,4 +1,5 @@
 import { abortError, CairnError } from "../errors/CairnError.js";
+import type { SharedChunk } from "./chunks/SharedChunk.js";
 import { DiskIndex } from "./index/DiskIndex.js";
 import { chunkKey, indexKey } from "./layout.js";
 import type { BackupKind, DiskEntry, DiskStats } from "./manifest/SnapshotManifest.js";
@@ -27,9 +28,10 @@ export interface DiskWriterOptions {
 export type Extent = { offset: number; data: Uint8Array } | { offset: number; length: number; zero: true };
 
 interface OpenChunk {
-  buf: Uint8Array;
-  /** The buffer came from the spare pool (not zero-filled). */
-  recycled: boolean;
+  /** Shared with the chunk workers, reused across chunks: its bytes are not zero-filled. */
+  chunk: SharedChunk;
+  /** chunk.plain */
+  buf: Buffer;
   /** Sorted, merged [start, end) ranges already written. */
   covered: Array<[number, number]>;
 }
@@ -48,9 +50,6 @@ export class DiskWriter {
   private inFlight = 0;
   /** Moving average of how many recently processed chunks were new (1 = all). */
   private newRate = 1;
-  /** Chunk-sized buffers whose chunk is done: reused instead of allocated (and zero-filled) anew. */
-  private readonly spare: Uint8Array[] = [];
-  private readonly maxSpare: number;
   private readonly waiters: Array<() => void> = [];
   private failure: unknown;
   private readonly stats: DiskStats = {
@@ -70,7 +69,6 @@ export class DiskWriter {
   ) {
     this.maxOpen = options.maxOpenChunks ?? 16;
     this.maxInFlight = options.maxInFlight ?? 32;
-    this.maxSpare = this.maxOpen + this.maxInFlight;
   }
 
   static async create(snapshot: RestorePointWriter, options: DiskWriterOptions): Promise<DiskWriter> {
@@ -152,6 +150,44 @@ export class DiskWriter {
     );
   }
 
+  /**
+   * write() of bytes that were read straight into `chunk` (ChunkWorkerPool.acquireShared): when they
+   * are exactly a whole chunk not otherwise open, the buffer itself becomes that chunk — no copy.
+   * Either way the writer owns `chunk` from here on.
+   */
+  async writeChunk(
+    offset: number,
+    chunk: SharedChunk,
+    length: number,
+    signal = this.options.signal,
+  ): Promise<void> {
+    const pool = this.snapshot.repository.pool;
+    const cs = this.index.chunkSize;
+    const i = Math.floor(offset / cs);
+    const whole = offset === i * cs && length === chunk.plain.length && length === this.index.lengthOf(i);
+    if (whole && !this.open.has(i)) {
+      try {
+        this.check(signal);
+        this.checkRange(offset, length);
+        while (this.processing.has(i)) await this.processing.get(i)?.catch(() => {});
+        if (this.failure !== undefined) throw this.failure;
+      } catch (e) {
+        pool.releaseShared(chunk);
+        throw e;
+      }
+      if (!this.open.has(i)) {
+        this.stats.bytesRead += length;
+        await this.dispatch(i, chunk, signal);
+        return;
+      }
+    }
+    try {
+      await this.write(offset, chunk.plain.subarray(0, length), signal);
+    } finally {
+      pool.releaseShared(chunk);
+    }
+  }
+
   /** Declares a range that reads as zeros (unallocated or zero-detected by the reader). */
   async writeZeroes(offset: number, length: number, signal = this.options.signal): Promise<void> {
     this.check(signal);
@@ -209,7 +245,7 @@ export class DiskWriter {
         this.open.get(i) === c
       ) {
         this.open.delete(i);
-        await this.dispatch(i, c.buf, signal);
+        await this.dispatch(i, c.chunk, signal);
       }
       pos += n;
     }
@@ -228,10 +264,9 @@ export class DiskWriter {
     if (this.failure !== undefined) throw this.failure;
     c = this.open.get(i);
     if (c) return c;
-    const len = this.index.lengthOf(i);
-    // A recycled buffer holds an earlier chunk's bytes: complete() zeroes whatever is not written.
-    const recycled = len === this.index.chunkSize ? this.spare.pop() : undefined;
-    c = { buf: recycled ?? new Uint8Array(len), covered: [], recycled: recycled !== undefined };
+    // A reused buffer holds an earlier chunk's bytes: complete() zeroes whatever is not written.
+    const chunk = this.snapshot.repository.pool.acquireShared(this.index.lengthOf(i));
+    c = { chunk, buf: chunk.plain, covered: [] };
     this.open.set(i, c);
     return c;
   }
@@ -249,12 +284,12 @@ export class DiskWriter {
       if (this.processing.get(i) === placeholder) this.processing.delete(i);
       throw e;
     }
-    await this.dispatch(i, c.buf, signal);
+    await this.dispatch(i, c.chunk, signal);
   }
 
   private async fillFromBase(i: number, c: OpenChunk, signal: AbortSignal | undefined): Promise<void> {
-    // A recycled buffer holds an earlier chunk's bytes: its gaps read as zeros unless the base has them.
-    if (c.recycled) for (const [s, e] of gaps(c)) c.buf.fill(0, s, e);
+    // The buffer holds an earlier chunk's bytes: its gaps read as zeros unless the base has them.
+    for (const [s, e] of gaps(c)) c.buf.fill(0, s, e);
     const baseId = this.index.get(i);
     if (baseId !== undefined) {
       const base = await this.snapshot.repository.readChunk(
@@ -271,7 +306,7 @@ export class DiskWriter {
    * to the same chunk waits for it); the returned promise resolves when it got an in-flight slot,
    * which is the back-pressure on the caller.
    */
-  private async dispatch(i: number, buf: Uint8Array, signal: AbortSignal | undefined): Promise<void> {
+  private async dispatch(i: number, chunk: SharedChunk, signal: AbortSignal | undefined): Promise<void> {
     let started!: () => void;
     const slot = new Promise<void>((r) => {
       started = r;
@@ -284,7 +319,7 @@ export class DiskWriter {
       started();
       try {
         this.check(signal);
-        await this.process(i, buf, signal);
+        await this.process(i, chunk, signal);
       } catch (e) {
         this.failure ??= e;
       } finally {
@@ -298,57 +333,49 @@ export class DiskWriter {
     if (this.failure !== undefined) throw this.failure;
   }
 
-  private async process(i: number, buf: Uint8Array, signal: AbortSignal | undefined): Promise<void> {
+  private async process(i: number, chunk: SharedChunk, signal: AbortSignal | undefined): Promise<void> {
     const repo = this.snapshot.repository;
-    // While most recent chunks were new (a full backup, fresh dirty data), hash and compress in one
-    // worker round trip; while they dedup (a rewrite), hash only and skip the wasted compression.
-    const eager = this.newRate > 0.5;
-    const h: { id: string; zero: boolean; data: Buffer; framed?: Buffer | undefined } = eager
-      ? await repo.pool.hashFrame("chunk", buf)
-      : await repo.pool.hash(buf);
-    const known = this.snapshot.knownChunks;
-    const plainLength = h.data.length;
-    let isNew = false;
-    // The plaintext is free once framed (or not needed): hand it back for the next chunk.
-    const recycle = (b: Uint8Array) => {
-      if (b.byteLength === this.index.chunkSize && b.byteOffset === 0 && this.spare.length < this.maxSpare)
-        this.spare.push(b);
-    };
-    if (h.framed || h.zero) recycle(h.data);
-    if (h.zero) {
-      this.index.set(i, undefined);
-      return;
-    }
-    if (!known.has(h.id)) {
-      let upload = this.snapshot.uploads.get(h.id);
-      if (!upload) {
-        const preFramed = h.framed;
-        upload = (async () => {
-          if (await repo.store.head(chunkKey(h.id), { signal })) return;
-          isNew = true;
-          let framed = preFramed;
-          if (!framed) {
-            const f = await repo.pool.frame("chunk", h.id, h.data);
-            framed = f.framed;
-            recycle(f.data);
-          }
-          await repo.store.put(chunkKey(h.id), framed, { signal, staged: true });
-          this.stats.bytesNew += plainLength;
-          this.stats.bytesStored += framed.length;
-          this.stats.chunksNew++;
-        })();
-        this.snapshot.uploads.set(h.id, upload);
-        upload.then(
-          () => known.add(h.id),
-          () => {},
-        );
-        upload.finally(() => this.snapshot.uploads.delete(h.id)).catch(() => {});
+    try {
+      // While most recent chunks were new (a full backup, fresh dirty data), hash and compress in one
+      // worker round trip; while they dedup (a rewrite), hash only and skip the wasted compression.
+      const eager = this.newRate > 0.5;
+      const h: { id: string; zero: boolean; framed?: Buffer | undefined } = eager
+        ? await repo.pool.hashFrameShared("chunk", chunk)
+        : await repo.pool.hashShared(chunk);
+      const known = this.snapshot.knownChunks;
+      const plainLength = chunk.plain.length;
+      let isNew = false;
+      if (h.zero) {
+        this.index.set(i, undefined);
+        return;
       }
-      await upload;
+      if (!known.has(h.id)) {
+        let upload = this.snapshot.uploads.get(h.id);
+        if (!upload) {
+          upload = (async () => {
+            if (await repo.store.head(chunkKey(h.id), { signal })) return;
+            isNew = true;
+            const framed = h.framed ?? (await repo.pool.hashFrameShared("chunk", chunk, h.id)).framed!;
+            await repo.store.put(chunkKey(h.id), framed, { signal, staged: true });
+            this.stats.bytesNew += plainLength;
+            this.stats.bytesStored += framed.length;
+            this.stats.chunksNew++;
+          })();
+          this.snapshot.uploads.set(h.id, upload);
+          upload.then(
+            () => known.add(h.id),
+            () => {},
+          );
+          upload.finally(() => this.snapshot.uploads.delete(h.id)).catch(() => {});
+        }
+        await upload;
+      }
+      this.newRate = this.newRate * 0.9 + (isNew ? 0.1 : 0);
+      this.index.set(i, h.id);
+    } finally {
+      // After the put: a frame made in place is the shared buffer itself.
+      repo.pool.releaseShared(chunk);
     }
-    if (!h.framed && h.data.byteLength > 0) recycle(h.data); // deduplicated: never framed
-    this.newRate = this.newRate * 0.9 + (isNew ? 0.1 : 0);
-    this.index.set(i, h.id);
   }
 
   /** Flushes everything, stores the index and returns the disk's manifest entry. */

@@ -1,6 +1,15 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { contentId, frame, looksCompressible, unframe } from "../../../shared/src/repository/chunks/codec.js";
+import { ChunkWorkerPool } from "../../../shared/src/repository/chunks/ChunkWorkerPool.js";
+import {
+  contentId,
+  FRAME_HEADER_BYTES,
+  frame,
+  frameInPlace,
+  looksCompressible,
+  unframe,
+} from "../../../shared/src/repository/chunks/codec.js";
+import type { RepositoryKeys } from "../../../shared/src/repository/crypto/RepositoryKeys.js";
 
 const KiB = 1024;
 const text = (n: number) =>
@@ -30,5 +39,64 @@ describe("chunk framing: compression only where it pays", () => {
     }
     // Small chunks are compressed outright.
     expect(looksCompressible(randomBytes(32 * KiB))).toBe(true);
+  });
+});
+
+describe("framing in place: the chunk buffer is the frame when nothing transforms it", () => {
+  const keys: RepositoryKeys = { dataKey: randomBytes(32), idKey: randomBytes(32) };
+  const room = (plain: Buffer) => {
+    const b = Buffer.alloc(FRAME_HEADER_BYTES + plain.length, 0xee);
+    plain.copy(b, FRAME_HEADER_BYTES);
+    return b;
+  };
+
+  it("raw data: writes the header into the room and returns undefined; the buffer unframes", () => {
+    const plain = randomBytes(256 * KiB);
+    const id = contentId(plain, undefined);
+    const b = room(plain);
+    expect(frameInPlace("chunk", id, b, undefined, 3)).toBeUndefined();
+    expect(Buffer.compare(b, frame("chunk", id, plain, undefined, 3))).toBe(0);
+    expect(Buffer.compare(unframe("chunk", id, b, undefined, "chunk"), plain)).toBe(0);
+  });
+
+  it("compressible or encrypted data: returns a new frame and leaves the buffer's plaintext alone", () => {
+    for (const [plain, k] of [
+      [text(256 * KiB), undefined],
+      [randomBytes(256 * KiB), keys],
+    ] as const) {
+      const id = contentId(plain, k);
+      const b = room(plain);
+      const f = frameInPlace("chunk", id, b, k, 3);
+      expect(f).toBeInstanceOf(Buffer);
+      expect(Buffer.compare(b.subarray(FRAME_HEADER_BYTES), plain)).toBe(0);
+      expect(Buffer.compare(unframe("chunk", id, f!, k, "chunk"), plain)).toBe(0);
+    }
+  });
+
+  it("pool: shared chunks are hashed and framed by the workers in place, reused after release", async () => {
+    const pool = new ChunkWorkerPool(undefined, 3, 2);
+    try {
+      const c = pool.acquireShared(256 * KiB);
+      const plain = randomBytes(256 * KiB);
+      plain.copy(c.plain);
+      const h = await pool.hashFrameShared("chunk", c);
+      expect(h.id).toBe(contentId(plain, undefined));
+      expect(h.framed).toBe(c.whole); // in place: no copy of the chunk
+      expect(Buffer.compare(unframe("chunk", h.id, h.framed!, undefined, "chunk"), plain)).toBe(0);
+      c.plain.fill(0);
+      expect(await pool.hashShared(c)).toEqual({ id: "", zero: true });
+      text(256 * KiB).copy(c.plain);
+      const t = await pool.hashFrameShared("chunk", c);
+      expect(t.framed).not.toBe(c.whole);
+      expect(t.framed!.length).toBeLessThan(c.plain.length / 10);
+      pool.releaseShared(c);
+      expect(() => pool.releaseShared(c)).toThrow(/released twice/);
+      expect(pool.acquireShared(256 * KiB)).toBe(c);
+      const other = pool.acquireShared(64 * KiB);
+      expect(other).not.toBe(c);
+      expect(other.plain.length).toBe(64 * KiB);
+    } finally {
+      await pool.close();
+    }
   });
 });

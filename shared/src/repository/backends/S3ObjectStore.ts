@@ -122,8 +122,11 @@ export class S3ObjectStore implements ObjectStore {
     throwIfAborted(options?.signal, "commit staged objects");
   }
 
-  async put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
+  async put(key: string, input: Uint8Array, options?: PutOptions): Promise<void> {
     assertKey(key, this.location);
+    // A chunk framed in place lives in shared memory the backup reuses once put resolves; the SDK
+    // may still hold the body of an aborted attempt, so it gets its own copy.
+    const data = input.buffer instanceof SharedArrayBuffer ? Buffer.from(input) : input;
     await this.call(
       "writing",
       key,

@@ -3,6 +3,7 @@ import { Worker } from "node:worker_threads";
 import { CairnError, type CairnErrorCode } from "../../errors/CairnError.js";
 import type { RepositoryKeys } from "../crypto/RepositoryKeys.js";
 import type { ObjectKind } from "./codec.js";
+import { alignedSharedMemory, SharedChunk } from "./SharedChunk.js";
 import type { WorkerReply, WorkerRequest } from "./workerProtocol.js";
 
 type Pending = { resolve: (r: Extract<WorkerReply, { ok: true }>) => void; reject: (e: unknown) => void };
@@ -22,6 +23,21 @@ export class ChunkWorkerPool {
   private readonly slots: Slot[] = [];
   private seq = 0;
   private closed = false;
+  private nextSid = 1;
+  /** Released shared buffers by length, reused by acquireShared. */
+  private readonly freeShared = new Map<number, SharedChunk[]>();
+  /** A shared buffer dropped without release() (a failed backup): its slot goes back to the free list. */
+  private readonly lostShared = new FinalizationRegistry<{
+    sid: number;
+    memory: SharedArrayBuffer;
+    offset: number;
+    length: number;
+  }>((slot) => {
+    if (!this.closed) this.pushFree(new SharedChunk(slot.sid, slot.memory, slot.offset, slot.length));
+  });
+
+  /** Shared chunk buffers are made in slabs of about this many bytes (one WebAssembly.Memory each). */
+  static readonly SLAB_BYTES = 4 * 1024 * 1024;
 
   constructor(keys: RepositoryKeys | undefined, level: number, size = Math.max(1, availableParallelism())) {
     for (let i = 0; i < size; i++) {
@@ -60,7 +76,10 @@ export class ChunkWorkerPool {
     }
   }
 
-  private run(req: WorkerRequest, transfer: ArrayBuffer[]): Promise<Extract<WorkerReply, { ok: true }>> {
+  private run(
+    req: Extract<WorkerRequest, { seq: number }>,
+    transfer: ArrayBuffer[],
+  ): Promise<Extract<WorkerReply, { ok: true }>> {
     if (this.closed)
       return Promise.reject(new CairnError("failed-precondition", "the repository was closed"));
     let slot = this.slots[0]!;
@@ -76,7 +95,7 @@ export class ChunkWorkerPool {
   async hash(input: Uint8Array): Promise<{ id: string; zero: boolean; data: Buffer }> {
     const data = owned(input);
     const r = await this.run({ op: "hash", seq: this.seq++, data }, [data.buffer as ArrayBuffer]);
-    return { id: r.id, zero: r.zero, data: toBuffer(r.data) };
+    return { id: r.id, zero: r.zero, data: toBuffer(r.data!) };
   }
 
   /**
@@ -92,7 +111,7 @@ export class ChunkWorkerPool {
     return {
       id: r.id,
       zero: r.zero,
-      data: toBuffer(r.data),
+      data: toBuffer(r.data!),
       framed: r.framed ? toBuffer(r.framed) : undefined,
     };
   }
@@ -101,7 +120,7 @@ export class ChunkWorkerPool {
   async frame(kind: ObjectKind, id: string, input: Uint8Array): Promise<{ framed: Buffer; data: Buffer }> {
     const data = owned(input);
     const r = await this.run({ op: "frame", seq: this.seq++, kind, id, data }, [data.buffer as ArrayBuffer]);
-    return { framed: toBuffer(r.framed!), data: toBuffer(r.data) };
+    return { framed: toBuffer(r.framed!), data: toBuffer(r.data!) };
   }
 
   /** Decrypts, decompresses and verifies the id; `what` names the object for error messages. */
@@ -110,7 +129,72 @@ export class ChunkWorkerPool {
     const r = await this.run({ op: "unframe", seq: this.seq++, kind, id, data: msg, what }, [
       msg.buffer as ArrayBuffer,
     ]);
-    return toBuffer(r.data);
+    return toBuffer(r.data!);
+  }
+
+  /**
+   * A chunk buffer the workers read in place (no transfer, no copy). Its bytes are not zeroed.
+   * Give it back with releaseShared() once nothing uses it (after the put of a frame made in place).
+   */
+  acquireShared(length: number): SharedChunk {
+    const free = this.freeShared.get(length);
+    if (!free?.length) this.addSlab(length);
+    const c = this.freeShared.get(length)!.pop()!;
+    this.lostShared.register(c, { sid: c.sid, memory: c.memory, offset: c.offset, length }, c);
+    return c;
+  }
+
+  releaseShared(c: SharedChunk): void {
+    if (this.closed) return;
+    const list = this.freeShared.get(c.plain.length);
+    if (list?.includes(c)) throw new CairnError("internal", `shared chunk buffer ${c.sid} released twice`);
+    this.lostShared.unregister(c);
+    this.pushFree(c);
+  }
+
+  private pushFree(c: SharedChunk): void {
+    const list = this.freeShared.get(c.plain.length) ?? [];
+    list.push(c);
+    this.freeShared.set(c.plain.length, list);
+  }
+
+  /**
+   * A slab of page-aligned shared chunk buffers, registered with every worker. Slabs live as long as
+   * the pool: their number follows the most chunks ever in use at once (DiskWriter bounds that).
+   */
+  private addSlab(length: number): void {
+    const stride = SharedChunk.strideFor(length);
+    const count = Math.max(1, Math.floor(ChunkWorkerPool.SLAB_BYTES / stride));
+    const memory = alignedSharedMemory(stride * count);
+    for (let k = 0; k < count; k++) {
+      const c = new SharedChunk(this.nextSid++, memory, k * stride, length);
+      for (const s of this.slots)
+        s.worker.postMessage({ op: "register", sid: c.sid, memory, offset: c.offset, length });
+      this.pushFree(c);
+    }
+  }
+
+  /** hash() of a shared chunk's plaintext. */
+  async hashShared(c: SharedChunk): Promise<{ id: string; zero: boolean }> {
+    const r = await this.run({ op: "hashShared", seq: this.seq++, sid: c.sid, frame: false }, []);
+    return { id: r.id, zero: r.zero };
+  }
+
+  /**
+   * hashFrame() of a shared chunk: `framed` is the frame (c.whole when framed in place: then keep c
+   * until the frame is stored), absent for an all-zero chunk. With `id`, frames without hashing.
+   */
+  async hashFrameShared(
+    kind: ObjectKind,
+    c: SharedChunk,
+    id?: string,
+  ): Promise<{ id: string; zero: boolean; framed: Buffer | undefined }> {
+    const r = await this.run(
+      { op: "hashShared", seq: this.seq++, sid: c.sid, frame: kind, ...(id === undefined ? {} : { id }) },
+      [],
+    );
+    const framed = r.inPlace ? c.whole : r.framed ? toBuffer(r.framed) : undefined;
+    return { id: r.id, zero: r.zero, framed };
   }
 
   async close(): Promise<void> {

@@ -4,7 +4,7 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import type { RepositoryKeys } from "../crypto/RepositoryKeys.js";
-import { contentId, frame, isAllZero, unframe } from "./codec.js";
+import { contentId, FRAME_HEADER_BYTES, frame, frameInPlace, isAllZero, unframe } from "./codec.js";
 import type { WorkerReply, WorkerRequest } from "./workerProtocol.js";
 
 const init = workerData as { dataKey: Uint8Array | null; idKey: Uint8Array | null; level: number };
@@ -13,9 +13,30 @@ const keys: RepositoryKeys | undefined =
     ? { dataKey: Buffer.from(init.dataKey), idKey: Buffer.from(init.idKey) }
     : undefined;
 
-function handle(req: WorkerRequest): { reply: WorkerReply; transfer: ArrayBuffer[] } {
+/** Registered shared chunk buffers: header room, then the plaintext (see SharedChunk). */
+const shared = new Map<number, Buffer>();
+
+function handle(req: WorkerRequest): { reply: WorkerReply; transfer: ArrayBuffer[] } | undefined {
   try {
     switch (req.op) {
+      case "register":
+        shared.set(req.sid, Buffer.from(req.memory, req.offset, FRAME_HEADER_BYTES + req.length));
+        return undefined;
+      case "hashShared": {
+        const buf = shared.get(req.sid);
+        if (!buf) throw new Error(`shared chunk buffer ${req.sid} is not registered`);
+        const plain = buf.subarray(FRAME_HEADER_BYTES);
+        const zero = req.id === undefined && isAllZero(plain);
+        const id = req.id ?? (zero ? "" : contentId(plain, keys));
+        if (zero || req.frame === false) return { reply: { seq: req.seq, ok: true, id, zero }, transfer: [] };
+        const framed = frameInPlace(req.frame, id, buf, keys, init.level);
+        if (!framed) return { reply: { seq: req.seq, ok: true, id, zero, inPlace: true }, transfer: [] };
+        const out = owned(framed);
+        return {
+          reply: { seq: req.seq, ok: true, id, zero, framed: out },
+          transfer: [out.buffer as ArrayBuffer],
+        };
+      }
       case "hash": {
         const zero = isAllZero(req.data);
         const id = zero ? "" : contentId(req.data, keys);
@@ -56,7 +77,11 @@ function handle(req: WorkerRequest): { reply: WorkerReply; transfer: ArrayBuffer
   } catch (e) {
     const err = e as Error & { code?: string; hint?: string };
     return {
-      reply: { seq: req.seq, ok: false, error: { message: err.message, code: err.code, hint: err.hint } },
+      reply: {
+        seq: "seq" in req ? req.seq : -1,
+        ok: false,
+        error: { message: err.message, code: err.code, hint: err.hint },
+      },
       transfer: [],
     };
   }
@@ -74,6 +99,6 @@ function owned(u: Uint8Array): Uint8Array {
 }
 
 parentPort?.on("message", (req: WorkerRequest) => {
-  const { reply, transfer } = handle(req);
-  parentPort?.postMessage(reply, transfer);
+  const r = handle(req);
+  if (r) parentPort?.postMessage(r.reply, r.transfer);
 });

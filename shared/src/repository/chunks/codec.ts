@@ -49,6 +49,35 @@ export function looksCompressible(b: Buffer): boolean {
   return packed < raw * 0.98;
 }
 
+/** Bytes before the payload of an unencrypted frame (version, flags): see frameInPlace. */
+export const FRAME_HEADER_BYTES = 2;
+
+/** zstd of the plaintext if it looks compressible and shrinks, else undefined. */
+function compressed(plain: Uint8Array, level: number): Buffer | undefined {
+  if (!looksCompressible(Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength))) return undefined;
+  const z = compress(plain, { compressionLevel: level });
+  return z.length < plain.length ? z : undefined;
+}
+
+function sealed(
+  kind: ObjectKind,
+  id: string,
+  payload: Uint8Array,
+  flags: number,
+  keys: RepositoryKeys,
+): Buffer {
+  const nonce = randomBytes(12);
+  const c = createCipheriv("aes-256-gcm", keys.dataKey, nonce);
+  c.setAAD(Buffer.from(`cairn/1/${kind}/${id}`));
+  return Buffer.concat([
+    Buffer.from([FRAME_VERSION, flags | FLAG_AES]),
+    nonce,
+    c.update(payload),
+    c.final(),
+    c.getAuthTag(),
+  ]);
+}
+
 /** Frames plaintext: zstd if it shrinks, then AES-256-GCM if keys are given (format §5). */
 export function frame(
   kind: ObjectKind,
@@ -57,27 +86,39 @@ export function frame(
   keys: RepositoryKeys | undefined,
   level: number,
 ): Buffer {
-  let flags = 0;
-  let payload: Buffer = Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength);
-  if (looksCompressible(payload)) {
-    const z = compress(plain, { compressionLevel: level });
-    if (z.length < plain.length) {
-      payload = z;
-      flags |= FLAG_ZSTD;
-    }
-  }
-  if (!keys) return Buffer.concat([Buffer.from([FRAME_VERSION, flags]), payload]);
-  flags |= FLAG_AES;
-  const nonce = randomBytes(12);
-  const c = createCipheriv("aes-256-gcm", keys.dataKey, nonce);
-  c.setAAD(Buffer.from(`cairn/1/${kind}/${id}`));
-  return Buffer.concat([
-    Buffer.from([FRAME_VERSION, flags]),
-    nonce,
-    c.update(payload),
-    c.final(),
-    c.getAuthTag(),
-  ]);
+  const z = compressed(plain, level);
+  const flags = z ? FLAG_ZSTD : 0;
+  const payload = z ?? plain;
+  return keys ? sealed(kind, id, payload, flags, keys) : unsealed(payload, flags);
+}
+
+function unsealed(payload: Uint8Array, flags: number): Buffer {
+  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
+  out[0] = FRAME_VERSION;
+  out[1] = flags;
+  out.set(payload, FRAME_HEADER_BYTES);
+  return out;
+}
+
+/**
+ * frame() for a plaintext stored at `buf[FRAME_HEADER_BYTES..]`: when the frame is the plaintext
+ * itself (no encryption, not compressed) the header goes into the room before it and `buf` is the
+ * frame, returned as undefined — no copy of the chunk. Otherwise returns a new framed buffer.
+ */
+export function frameInPlace(
+  kind: ObjectKind,
+  id: string,
+  buf: Buffer,
+  keys: RepositoryKeys | undefined,
+  level: number,
+): Buffer | undefined {
+  const plain = buf.subarray(FRAME_HEADER_BYTES);
+  const z = compressed(plain, level);
+  if (keys) return sealed(kind, id, z ?? plain, z ? FLAG_ZSTD : 0, keys);
+  if (z) return unsealed(z, FLAG_ZSTD);
+  buf[0] = FRAME_VERSION;
+  buf[1] = 0;
+  return undefined;
 }
 
 /**

@@ -6,10 +6,27 @@ export type WorkerRequest =
   /** Hash, and unless the chunk is all zeros also frame it: one round trip for a chunk that is likely new. */
   | { op: "hashFrame"; seq: number; kind: ObjectKind; data: Uint8Array }
   | { op: "frame"; seq: number; kind: ObjectKind; id: string; data: Uint8Array }
-  | { op: "unframe"; seq: number; kind: ObjectKind; id: string; data: Uint8Array; what: string };
+  | { op: "unframe"; seq: number; kind: ObjectKind; id: string; data: Uint8Array; what: string }
+  /**
+   * Shared chunk buffers (SharedChunk): registered once, then named by `sid`. A request moves no
+   * buffer, so a backup makes no per-chunk ArrayBuffers (whose churn drove V8's major GCs).
+   */
+  | { op: "register"; sid: number; memory: SharedArrayBuffer; offset: number; length: number }
+  | { op: "hashShared"; seq: number; sid: number; frame: false | ObjectKind; id?: string };
 
 export type WorkerReply =
-  | { seq: number; ok: true; id: string; zero: boolean; data: Uint8Array; framed?: Uint8Array }
+  | {
+      seq: number;
+      ok: true;
+      id: string;
+      zero: boolean;
+      /** The buffer handed over (absent for shared-buffer requests). */
+      data?: Uint8Array;
+      /** A new framed buffer; absent for a shared buffer framed in place (see frameInPlace). */
+      framed?: Uint8Array;
+      /** Shared-buffer requests: the shared buffer now holds the frame. */
+      inPlace?: boolean;
+    }
   | {
       seq: number;
       ok: false;

@@ -10,6 +10,8 @@
  *   and durable. A visible object is always complete and durable. Stores whose puts are durable
  *   anyway (S3, memory) treat staged puts as plain puts and `commitStaged` as a no-op. This turns a
  *   backup's thousands of per-chunk fsyncs into a couple of filesystem syncs at seal time.
+ * - `put` does not keep `data` once it settles: the caller reuses the buffer (a chunk buffer in shared
+ *   memory, see SharedChunk) for the next chunk.
  * - `get` returns the whole object or, with `range`, exactly `[offset, offset+length)` clipped to
  *   the object; a missing key rejects with CairnError("not-found").
  * - `head` resolves `undefined` for a missing key.
