@@ -2,14 +2,28 @@ import { randomBytes } from "node:crypto";
 import { constants, type Dirent } from "node:fs";
 import { mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
+import { DIRECT_ALIGNMENT, isPageAligned } from "../chunks/SharedChunk.js";
 import { assertKey, assertPrefix } from "../ports/assertKey.js";
 import type { CallOptions, GetOptions, ObjectInfo, ObjectStore, PutOptions } from "../ports/ObjectStore.js";
 import { throwIfAborted } from "../ports/throwIfAborted.js";
-import { closeFd, fstatFd, fsyncFd, openFd, readAll, statOrMissing, writeAll } from "./fdIo.js";
+import { closeFd, fstatFd, fsyncFd, ftruncateFd, openFd, readAll, statOrMissing, writeAll } from "./fdIo.js";
 import { fsError } from "./fsError.js";
 import { syncFilesystem } from "./syncFilesystem.js";
 
 const TEMP_MARK = ".tmp-";
+/** Staged puts at least this large from page-aligned memory bypass the page cache. */
+const DIRECT_MIN_BYTES = 64 * 1024;
+
+/**
+ * `data` extended to whole pages when it starts on a page and its memory has room up to the next
+ * page boundary (SharedChunk strides do), else undefined: what O_DIRECT can write.
+ */
+function pagePadded(data: Uint8Array): Uint8Array | undefined {
+  if (data.length < DIRECT_MIN_BYTES || !isPageAligned(data)) return undefined;
+  const length = Math.ceil(data.length / DIRECT_ALIGNMENT) * DIRECT_ALIGNMENT;
+  if (data.byteOffset + length > data.buffer.byteLength) return undefined;
+  return new Uint8Array(data.buffer, data.byteOffset, length);
+}
 
 /**
  * ObjectStore on a local (or SAN-mounted) filesystem. Each key is a file under `root`.
@@ -24,6 +38,8 @@ export class LocalObjectStore implements ObjectStore {
   private readonly root: string;
   /** Directories known to exist (saves a mkdir per put). */
   private readonly madeDirs = new Set<string>();
+  /** False once the filesystem refused O_DIRECT (see writeBypassingCache). */
+  private directWrites = true;
 
   constructor(
     root: string,
@@ -55,12 +71,16 @@ export class LocalObjectStore implements ObjectStore {
         await mkdir(dir, { recursive: true });
         this.madeDirs.add(dir);
       }
-      const fd = await openFd(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o640);
-      try {
-        await writeAll(fd, data, 0);
-        if (!options?.staged) await fsyncFd(fd);
-      } finally {
-        await closeFd(fd);
+      const padded = options?.staged && this.directWrites ? pagePadded(data) : undefined;
+      if (padded) await this.writeBypassingCache(temp, data, padded);
+      else {
+        const fd = await openFd(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o640);
+        try {
+          await writeAll(fd, data, 0);
+          if (!options?.staged) await fsyncFd(fd);
+        } finally {
+          await closeFd(fd);
+        }
       }
       throwIfAborted(options?.signal, `put ${key}`);
       if (options?.staged) {
@@ -73,6 +93,33 @@ export class LocalObjectStore implements ObjectStore {
     } catch (e) {
       await unlink(temp).catch(() => {});
       throw fsError(e, this.location, `writing ${key}`);
+    }
+  }
+
+  /**
+   * A staged chunk from a page-aligned buffer is written with O_DIRECT: a backup's gigabytes then
+   * neither pass through nor evict the host's page cache (the VMs' cache), and the copy into it —
+   * the largest CPU cost of a full backup on a 2-core host — disappears. O_DIRECT needs whole pages,
+   * so the write covers the buffer's page-padded extent and ftruncate cuts the file to the object's
+   * size. A filesystem that refuses O_DIRECT (tmpfs) gets buffered writes from then on.
+   * commitStaged's syncfs still makes the object durable.
+   */
+  private async writeBypassingCache(temp: string, data: Uint8Array, padded: Uint8Array): Promise<void> {
+    const flags = constants.O_WRONLY | constants.O_CREAT;
+    let fd: number | undefined;
+    try {
+      fd = await openFd(temp, flags | constants.O_EXCL | constants.O_DIRECT, 0o640);
+      await writeAll(fd, padded, 0);
+      if (padded.length !== data.length) await ftruncateFd(fd, data.length);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EINVAL") throw e;
+      // Refused at open (after creating the file) or at the write: rewrite it through the cache.
+      this.directWrites = false;
+      if (fd !== undefined) await closeFd(fd);
+      fd = await openFd(temp, flags | constants.O_TRUNC, 0o640);
+      await writeAll(fd, data, 0);
+    } finally {
+      if (fd !== undefined) await closeFd(fd);
     }
   }
 
