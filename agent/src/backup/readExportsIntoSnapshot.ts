@@ -5,6 +5,7 @@ import {
 } from "../../../shared/src/nbd/extents/intersectDirtyWithAllocation.js";
 import { NbdClient } from "../../../shared/src/nbd/NbdClient.js";
 import { readExtentsTo } from "../../../shared/src/nbd/readExtents.js";
+import type { SharedChunk } from "../../../shared/src/repository/chunks/SharedChunk.js";
 import type { RestorePointWriter } from "../../../shared/src/repository/RestorePointWriter.js";
 import type { DomainInfo } from "../hypervisor/DomainInfo.js";
 import { ProgressTracker } from "./ProgressTracker.js";
@@ -79,17 +80,25 @@ export async function readExportsIntoSnapshot(
       if (p.parentSnapshot) {
         for (const z of extents) if (z.kind === "zero") await disk.writeZeroes(z.offset, z.length, signal);
       }
-      const r = await readExtentsTo(
+      const pool = writer.repository.pool;
+      const r = await readExtentsTo<SharedChunk | undefined>(
         client,
         extents.filter((x) => x.kind === "data"),
-        (offset, data) => disk.write(offset, data, signal),
+        (offset, data, chunk) =>
+          chunk ? disk.writeChunk(offset, chunk, data.length, signal) : disk.write(offset, data, signal),
         {
           signal,
           requestSize: opts.requestSize,
           depth: opts.depth,
           chunkSize: opts.chunkSize,
-          // DiskWriter.write copies each piece before it resolves: the read buffers can be recycled.
-          reuseBuffers: true,
+          // Reads land in the repository's shared chunk buffers; a piece that is a whole chunk is
+          // hashed and stored from there (DiskWriter.writeChunk), without another copy.
+          allocate: (length) => {
+            // Pieces never cross a chunk boundary (chunkSize above); anything else gets its own buffer.
+            if (length > opts.chunkSize) return { buffer: Buffer.allocUnsafe(length), owner: undefined };
+            const c = pool.acquireShared(opts.chunkSize);
+            return { buffer: c.plain, owner: c };
+          },
           onProgress: (n) => progress.update("reading", bytesRead + n),
         },
       );

@@ -49,6 +49,7 @@ interface Route {
   to: (chunk: Buffer) => void;
   target?: () => Buffer | undefined;
   landed?: (n: number) => void;
+  small?: () => boolean;
 }
 
 /** Payloads at least this large are read straight into the destination (zero-copy). */
@@ -81,6 +82,8 @@ export class NbdConnection implements ReplySink {
   private readonly watchdog: NodeJS.Timeout;
   private closing = false;
   private corked = false;
+  /** In-flight READs large enough to land in their destination (see `small` in openSocket). */
+  private directReads = 0;
   private readonly uncork = () => {
     this.corked = false;
     this.socket.uncork();
@@ -106,6 +109,9 @@ export class NbdConnection implements ReplySink {
     if (route) {
       route.to = onChunk;
       route.target = () => this.directTarget();
+      // Between payloads, with direct reads in flight, read just enough for the next reply header:
+      // a big read would pull whole payloads into the receive buffer, to be copied out again.
+      route.small = () => this.directReads > 0 && this.directTarget() === undefined;
       route.landed = (n) => {
         try {
           this.parser.landed(n);
@@ -142,7 +148,12 @@ export class NbdConnection implements ReplySink {
       timeoutMs,
       options.signal,
       route
-        ? { chunk: (b) => route.to(b), target: () => route.target?.(), landed: (n) => route.landed?.(n) }
+        ? {
+            chunk: (b) => route.to(b),
+            target: () => route.target?.(),
+            landed: (n) => route.landed?.(n),
+            small: () => route.small?.() ?? false,
+          }
         : undefined,
     );
     try {
@@ -355,6 +366,7 @@ export class NbdConnection implements ReplySink {
         signal.addEventListener("abort", p.onAbort, { once: true });
       }
       this.pending.set(handle, p);
+      if (dest && dest.length >= DIRECT_MIN) this.directReads++;
       // Requests issued in the same tick leave in one write (one syscall instead of one each).
       if (!this.corked) {
         this.corked = true;
@@ -388,6 +400,7 @@ export class NbdConnection implements ReplySink {
 
   private finish(p: Pending): void {
     this.pending.delete(p.handle);
+    if (p.dest && p.dest.length >= DIRECT_MIN) this.directReads--;
     if (p.onAbort) p.signal?.removeEventListener("abort", p.onAbort);
     if (p.abandoned) return;
     if (p.error) {
@@ -435,6 +448,7 @@ export class NbdConnection implements ReplySink {
   private fail(e: CairnError): void {
     if (this.failure) return;
     this.failure = e;
+    this.directReads = 0;
     clearInterval(this.watchdog);
     for (const p of this.pending.values()) {
       if (p.onAbort) p.signal?.removeEventListener("abort", p.onAbort);

@@ -16,7 +16,12 @@ export interface ReadRouter {
   target?(): Buffer | undefined;
   /** `n` bytes were read straight into the buffer `target()` returned. */
   landed?(n: number): void;
+  /** True when the next read should be short (SMALL_READ): only a reply header is wanted. */
+  small?(): boolean;
 }
+
+/** A short read: a reply header and the start of its payload, the rest then lands directly. */
+const SMALL_READ = 4096;
 
 /** Size of the one receive buffer reused for every read when `onread` is given. */
 const RECV_BUFFER = 1024 * 1024;
@@ -37,14 +42,15 @@ export function openSocket(
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(abortError(signal, `connecting to ${peer}`));
     const shared = Buffer.allocUnsafe(RECV_BUFFER);
+    const small = shared.subarray(0, SMALL_READ);
     // Node asks for the next read's buffer after each read: usually the shared one, but while a
     // large read payload is pending the router may return the destination itself (zero-copy).
     const reuse = onread
       ? {
           onread: {
-            buffer: () => onread.target?.() ?? shared,
+            buffer: () => onread.target?.() ?? (onread.small?.() ? small : shared),
             callback: (n: number, buf: Uint8Array) => {
-              if (buf === shared) onread.chunk(shared.subarray(0, n));
+              if (buf === shared || buf === small) onread.chunk(shared.subarray(0, n));
               else onread.landed?.(n);
               return true;
             },

@@ -7,7 +7,7 @@ import type { NbdClient } from "./NbdClient.js";
 export const DEFAULT_REQUEST_SIZE = 256 * 1024;
 export const DEFAULT_DEPTH = 16;
 
-export interface ReadExtentsOptions {
+export interface ReadExtentsOptions<T = unknown> {
   /** Bytes per READ request; clamped to the server's maximum payload. */
   requestSize?: number;
   /** Requests in flight (and pieces buffered ahead of the consumer). */
@@ -21,6 +21,13 @@ export interface ReadExtentsOptions {
    * collection — which is what lets a null sink keep up with nbdcopy.
    */
   reuseBuffers?: boolean;
+  /**
+   * Supplies the buffer each read lands in (at least `length` bytes; the piece is its first
+   * `length`), and an owner handed along with the piece. The consumer then owns the buffer and
+   * readExtents never reuses it (reuseBuffers is ignored): the repository reads straight into its
+   * chunk buffers this way, instead of copying every byte once more.
+   */
+  allocate?: (length: number) => { buffer: Buffer; owner: T };
   /** Called after each piece is handed to the consumer with the running byte count. */
   onProgress?: (bytesRead: number) => void;
   /**
@@ -32,9 +39,11 @@ export interface ReadExtentsOptions {
   maxRequestSize?: number;
 }
 
-export interface ExtentPiece {
+export interface ExtentPiece<T = unknown> {
   offset: number;
   data: Buffer;
+  /** What `allocate` returned with the buffer (undefined without allocate). */
+  owner?: T | undefined;
 }
 
 /**
@@ -46,11 +55,11 @@ export interface ExtentPiece {
  * `details.resumeFrom` — the offset of the first piece not yet yielded — so the caller can
  * reconnect and continue from there. Breaking out of the loop cancels outstanding requests.
  */
-export async function* readExtents(
+export async function* readExtents<T = unknown>(
   client: NbdClient,
   extents: Iterable<{ offset: number; length: number }>,
-  options: ReadExtentsOptions = {},
-): AsyncGenerator<ExtentPiece, void, undefined> {
+  options: ReadExtentsOptions<T> = {},
+): AsyncGenerator<ExtentPiece<T>, void, undefined> {
   const requestSize = Math.max(1, Math.min(options.requestSize ?? DEFAULT_REQUEST_SIZE, client.maxPayload));
   const sizer = new RequestSizer(
     requestSize,
@@ -66,7 +75,7 @@ export async function* readExtents(
     maxLength: () => sizer.size,
     ...(options.chunkSize === undefined ? {} : { chunkSize: options.chunkSize }),
   });
-  const window: { offset: number; length: number; done: Promise<Buffer> }[] = [];
+  const window: { offset: number; length: number; done: Promise<Buffer>; owner?: T }[] = [];
   // With reuseBuffers: depth buffers in flight plus the one the consumer holds.
   const pool: Buffer[] = [];
   let held: Buffer | undefined;
@@ -79,7 +88,13 @@ export async function* readExtents(
       if (next.done) return;
       const { offset, length } = next.value;
       let done: Promise<Buffer>;
-      if (reuse) {
+      let owner: T | undefined;
+      if (options.allocate) {
+        const a = options.allocate(length);
+        owner = a.owner;
+        const buf = a.buffer.subarray(0, length);
+        done = client.readInto(offset, buf, { signal }).then(() => buf);
+      } else if (reuse) {
         let buf = pool.pop();
         // Buffers from before the request size grew are too small: let them go.
         while (buf && buf.length < length) buf = pool.pop();
@@ -89,7 +104,7 @@ export async function* readExtents(
         done = client.read(offset, length, { signal });
       }
       done.catch(() => {}); // observed when it reaches the head of the window
-      window.push({ offset, length, done });
+      window.push({ offset, length, done, ...(options.allocate ? { owner: owner as T } : {}) });
     }
   };
   try {
@@ -105,12 +120,12 @@ export async function* readExtents(
       window.shift();
       if (held)
         pool.push(Buffer.from(held.buffer, held.byteOffset, held.buffer.byteLength - held.byteOffset));
-      held = reuse ? data : undefined;
+      held = reuse && !options.allocate ? data : undefined;
       refill();
       bytesRead += data.length;
       sizer.record(data.length);
       lastCompleted = head.offset + head.length;
-      yield { offset: head.offset, data };
+      yield { offset: head.offset, data, owner: head.owner };
       options.onProgress?.(bytesRead);
     }
   } finally {
@@ -183,15 +198,15 @@ class RequestSizer {
 }
 
 /** Callback form of readExtents: awaits `sink` for each piece (its promise is the back-pressure). */
-export async function readExtentsTo(
+export async function readExtentsTo<T = unknown>(
   client: NbdClient,
   extents: Iterable<{ offset: number; length: number }>,
-  sink: (offset: number, data: Buffer) => void | Promise<void>,
-  options: ReadExtentsOptions = {},
+  sink: (offset: number, data: Buffer, owner: T | undefined) => void | Promise<void>,
+  options: ReadExtentsOptions<T> = {},
 ): Promise<{ bytesRead: number }> {
   let bytesRead = 0;
   for await (const piece of readExtents(client, extents, options)) {
-    await sink(piece.offset, piece.data);
+    await sink(piece.offset, piece.data, piece.owner);
     bytesRead += piece.data.length;
   }
   return { bytesRead };

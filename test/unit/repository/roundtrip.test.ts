@@ -39,6 +39,30 @@ async function repo(opts: { passphrase?: string } = {}): Promise<Repository> {
 }
 
 describe("restore points", () => {
+  it("writeChunk: whole chunks read into shared buffers are stored from them; other pieces are copied", async () => {
+    const r = await repo();
+    const disk = vmDisk(10 * CS + 123);
+    const w = await r.beginSnapshot({ vm });
+    const d = await w.addDisk({ target: "vda", virtualSize: disk.length, sourceFormat: "raw", kind: "full" });
+    const viaChunk = async (off: number, n: number) => {
+      const c = r.pool.acquireShared(CS);
+      disk.copy(c.plain, 0, off, off + n);
+      await d.writeChunk(off, c, n);
+    };
+    await d.write(3 * CS + 10, disk.subarray(3 * CS + 10, 3 * CS + 20)); // chunk 3 is open
+    for (let i = 0; i < 10; i++) await viaChunk(i * CS, CS); // adopted, but chunk 3 is copied
+    await viaChunk(10 * CS, 123); // the short last chunk: copied
+    await viaChunk(5 * CS, CS); // a rewrite of an adopted chunk waits for it
+    await d.finish();
+    const m = await w.seal(seal);
+    expect(m.disks[0]!.stats.bytesRead).toBe(11 * CS + 123 + 10);
+    const rd = await r.openDisk(m.id, "vda");
+    expect((await rd.read(0, disk.length)).equals(disk)).toBe(true);
+    // Every buffer came back: the pool hands out the same ones again.
+    const again = new Set(Array.from({ length: 8 }, () => r.pool.acquireShared(CS).sid));
+    expect(Math.max(...again)).toBeLessThanOrEqual(64);
+  });
+
   it("round-trips a full backup written in unaligned, out-of-order extents", async () => {
     const r = await repo();
     const disk = vmDisk(1000 * KiB + 123);
