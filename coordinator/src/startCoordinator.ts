@@ -155,9 +155,9 @@ export async function startCoordinator(
     const r = await scheduler.tick(stopping.signal);
     metrics.schedulePassSeconds(r.durationMs / 1000);
     for (const _ of r.lostHosts) metrics.hostEvent("lost");
-    const counts = await store.listJobs({ states: ["queued", "running", "interrupted"] });
-    for (const k of Object.keys(jobCounts)) jobCounts[k] = 0;
-    for (const j of counts) jobCounts[j.state] = (jobCounts[j.state] ?? 0) + 1;
+    // Counted in SQL: parsing every open job after each pass, just for a gauge, was 10,000 documents
+    // of garbage per pass once a policy had fired over the fleet.
+    Object.assign(jobCounts, await store.countJobs(["queued", "running", "interrupted"]));
     return r;
   };
   let kickTimer: NodeJS.Timeout | undefined;

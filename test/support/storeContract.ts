@@ -154,6 +154,12 @@ export function storeContract(
       expect((await s.listJobs()).map((x) => x.id)).toEqual(["job-2", "job-1"]);
       expect((await s.listJobs({ vmUuid: "u2" })).map((x) => x.id)).toEqual(["job-2"]);
       expect((await s.listJobs({ limit: 1 })).length).toBe(1);
+      expect(await s.countJobs(["running", "queued", "failed"])).toEqual({
+        running: 1,
+        queued: 1,
+        failed: 0,
+      });
+      expect(await s.countJobs([])).toEqual({});
       expect((await s.jobHistory("job-1")).map((t) => `${t.from}>${t.to}:${t.reason}`)).toEqual([
         ">queued:backup now",
         "queued>running:dispatched",

@@ -63,6 +63,8 @@ export interface Store {
   updateJob(job: JobRecord, expectedState: JobRecord["state"], transitionReason?: string): Promise<void>;
   getJob(id: string): Promise<JobRecord | undefined>;
   listJobs(filter?: JobFilter): Promise<JobRecord[]>;
+  /** How many jobs are in each of `states` (every one of them present, 0 when none): for metrics. */
+  countJobs(states: readonly JobRecord["state"][]): Promise<Record<string, number>>;
   /** State transitions of one job, oldest first. */
   jobHistory(id: string): Promise<{ atMs: number; from: string; to: string; reason: string }[]>;
 

@@ -98,7 +98,12 @@ describe("jobs: policies, limits, retries, cancel, retention", () => {
     await c.admin().cancelJob({ jobId });
     const j = await finished(jobId);
     expect(j.state).toBe("cancelled");
-    expect(agent.jobs.runningJobIds()).not.toContain(jobId);
+    // The agent unwinds the aborted job (its cleanup) after the coordinator has recorded the cancel.
+    await eventually(
+      "the agent dropped the job",
+      async () => !agent.jobs.runningJobIds().includes(jobId),
+      5000,
+    );
     await expect(c.admin().cancelJob({ jobId })).rejects.toMatchObject({ code: "failed-precondition" });
     const audit = (await c.admin().listAudit({ limit: 5 })).entries;
     expect(

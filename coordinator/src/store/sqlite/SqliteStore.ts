@@ -292,6 +292,17 @@ export class SqliteStore implements Store {
     }`;
     return parseAll(this.db.prepare(sql).all(...args) as Row[]);
   }
+  async countJobs(states: readonly JobRecord["state"][]): Promise<Record<string, number>> {
+    const out: Record<string, number> = Object.fromEntries(states.map((st) => [st, 0]));
+    if (!states.length) return out;
+    const rows = this.db
+      .prepare(
+        `SELECT state, COUNT(*) AS n FROM jobs WHERE state IN (${states.map(() => "?").join(",")}) GROUP BY state`,
+      )
+      .all(...states) as { state: string; n: number }[];
+    for (const r of rows) out[r.state] = r.n;
+    return out;
+  }
   async jobHistory(id: string): Promise<{ atMs: number; from: string; to: string; reason: string }[]> {
     return this.db
       .prepare(
