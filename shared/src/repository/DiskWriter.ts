@@ -339,8 +339,9 @@ export class DiskWriter {
       // While most recent chunks were new (a full backup, fresh dirty data), hash and compress in one
       // worker round trip; while they dedup (a rewrite), hash only and skip the wasted compression.
       const eager = this.newRate > 0.5;
+      const padTo = repo.store.writeAlignment;
       const h: { id: string; zero: boolean; framed?: Buffer | undefined } = eager
-        ? await repo.pool.hashFrameShared("chunk", chunk)
+        ? await repo.pool.hashFrameShared("chunk", chunk, { padTo })
         : await repo.pool.hashShared(chunk);
       const known = this.snapshot.knownChunks;
       const plainLength = chunk.plain.length;
@@ -355,7 +356,8 @@ export class DiskWriter {
           upload = (async () => {
             if (await repo.store.head(chunkKey(h.id), { signal })) return;
             isNew = true;
-            const framed = h.framed ?? (await repo.pool.hashFrameShared("chunk", chunk, h.id)).framed!;
+            const framed =
+              h.framed ?? (await repo.pool.hashFrameShared("chunk", chunk, { id: h.id, padTo })).framed!;
             await repo.store.put(chunkKey(h.id), framed, { signal, staged: true });
             this.stats.bytesNew += plainLength;
             this.stats.bytesStored += framed.length;

@@ -54,9 +54,33 @@ describe("framing in place: the chunk buffer is the frame when nothing transform
     const plain = randomBytes(256 * KiB);
     const id = contentId(plain, undefined);
     const b = room(plain);
-    expect(frameInPlace("chunk", id, b, undefined, 3)).toBeUndefined();
+    expect(frameInPlace("chunk", id, b, undefined, 3)).toBe(b.length);
     expect(Buffer.compare(b, frame("chunk", id, plain, undefined, 3))).toBe(0);
     expect(Buffer.compare(unframe("chunk", id, b, undefined, "chunk"), plain)).toBe(0);
+  });
+
+  it("padded in place to a block multiple when its memory has room; the padding is not payload", async () => {
+    const { alignedSharedMemory } = await import("../../../shared/src/repository/chunks/SharedChunk.js");
+    const plain = randomBytes(256 * KiB);
+    const id = contentId(plain, undefined);
+    const b = Buffer.from(alignedSharedMemory(300 * KiB), 0, FRAME_HEADER_BYTES + plain.length);
+    plain.copy(b, FRAME_HEADER_BYTES);
+    const n = frameInPlace("chunk", id, b, undefined, 3, 4096);
+    expect(n).toBe(260 * KiB);
+    const framed = Buffer.from(b.buffer, b.byteOffset, n as number);
+    expect(Buffer.compare(unframe("chunk", id, framed, undefined, "chunk"), plain)).toBe(0);
+    // No room (an ordinary buffer of exactly the frame): unpadded.
+    const tight = room(plain);
+    expect(frameInPlace("chunk", id, tight, undefined, 3, 4096)).toBe(tight.length);
+    // A damaged padding length or an unknown flag is corruption, not a wrong payload.
+    const bad = Buffer.from(framed);
+    bad.writeUInt16LE(1, bad.length - 2);
+    expect(() => unframe("chunk", id, bad, undefined, "chunk c")).toThrow(
+      /chunk c is corrupt: bad frame padding/,
+    );
+    const unknown = Buffer.from(framed);
+    unknown[1] = 0x40;
+    expect(() => unframe("chunk", id, unknown, undefined, "chunk c")).toThrow(/unknown frame flags/);
   });
 
   it("compressible or encrypted data: returns a new frame and leaves the buffer's plaintext alone", () => {
@@ -69,7 +93,7 @@ describe("framing in place: the chunk buffer is the frame when nothing transform
       const f = frameInPlace("chunk", id, b, k, 3);
       expect(f).toBeInstanceOf(Buffer);
       expect(Buffer.compare(b.subarray(FRAME_HEADER_BYTES), plain)).toBe(0);
-      expect(Buffer.compare(unframe("chunk", id, f!, k, "chunk"), plain)).toBe(0);
+      expect(Buffer.compare(unframe("chunk", id, f as Buffer, k, "chunk"), plain)).toBe(0);
     }
   });
 
@@ -83,6 +107,10 @@ describe("framing in place: the chunk buffer is the frame when nothing transform
       expect(h.id).toBe(contentId(plain, undefined));
       expect(h.framed).toBe(c.whole); // in place: no copy of the chunk
       expect(Buffer.compare(unframe("chunk", h.id, h.framed!, undefined, "chunk"), plain)).toBe(0);
+      const padded = await pool.hashFrameShared("chunk", c, { padTo: 4096 });
+      expect(padded.framed!.length % 4096).toBe(0);
+      expect(padded.framed!.buffer).toBe(c.memory); // still in place, now padded
+      expect(Buffer.compare(unframe("chunk", h.id, padded.framed!, undefined, "chunk"), plain)).toBe(0);
       c.plain.fill(0);
       expect(await pool.hashShared(c)).toEqual({ id: "", zero: true });
       text(256 * KiB).copy(c.plain);

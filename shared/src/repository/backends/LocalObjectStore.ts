@@ -41,6 +41,11 @@ export class LocalObjectStore implements ObjectStore {
   /** False once the filesystem refused O_DIRECT (see writeBypassingCache). */
   private directWrites = true;
 
+  /** Frames padded to this are written with O_DIRECT whole (no ftruncate). */
+  get writeAlignment(): number | undefined {
+    return this.directWrites ? DIRECT_ALIGNMENT : undefined;
+  }
+
   constructor(
     root: string,
     /** Staged bytes after which writeback starts in the background (see startWritebackIfDue). */

@@ -181,19 +181,27 @@ export class ChunkWorkerPool {
   }
 
   /**
-   * hashFrame() of a shared chunk: `framed` is the frame (c.whole when framed in place: then keep c
-   * until the frame is stored), absent for an all-zero chunk. With `id`, frames without hashing.
+   * hashFrame() of a shared chunk: `framed` is the frame (a view of c when framed in place: then
+   * keep c until the frame is stored), absent for an all-zero chunk. With `id`, frames without
+   * hashing; with `padTo`, a frame made in place is padded to that multiple (format §5).
    */
   async hashFrameShared(
     kind: ObjectKind,
     c: SharedChunk,
-    id?: string,
+    opts: { id?: string | undefined; padTo?: number | undefined } = {},
   ): Promise<{ id: string; zero: boolean; framed: Buffer | undefined }> {
     const r = await this.run(
-      { op: "hashShared", seq: this.seq++, sid: c.sid, frame: kind, ...(id === undefined ? {} : { id }) },
+      {
+        op: "hashShared",
+        seq: this.seq++,
+        sid: c.sid,
+        frame: kind,
+        ...(opts.id === undefined ? {} : { id: opts.id }),
+        ...(opts.padTo ? { padTo: opts.padTo } : {}),
+      },
       [],
     );
-    const framed = r.inPlace ? c.whole : r.framed ? toBuffer(r.framed) : undefined;
+    const framed = r.inPlace ? c.frame(r.inPlace) : r.framed ? toBuffer(r.framed) : undefined;
     return { id: r.id, zero: r.zero, framed };
   }
 

@@ -54,6 +54,13 @@ export class SharedChunk {
     this.plain = this.whole.subarray(FRAME_HEADER_BYTES);
   }
 
+  /** The frame made in place, `length` bytes from the start of `whole` (may include padding). */
+  frame(length: number): Buffer {
+    if (length < this.whole.length || this.offset + length > this.memory.byteLength)
+      throw new RangeError(`frame of ${length} bytes does not fit shared chunk ${this.sid}`);
+    return length === this.whole.length ? this.whole : Buffer.from(this.memory, this.offset, length);
+  }
+
   /** Bytes between consecutive chunks of one slab: header room + length, rounded up to a page. */
   static strideFor(length: number): number {
     return Math.ceil((FRAME_HEADER_BYTES + length) / DIRECT_ALIGNMENT) * DIRECT_ALIGNMENT;

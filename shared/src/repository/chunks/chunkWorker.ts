@@ -29,8 +29,9 @@ function handle(req: WorkerRequest): { reply: WorkerReply; transfer: ArrayBuffer
         const zero = req.id === undefined && isAllZero(plain);
         const id = req.id ?? (zero ? "" : contentId(plain, keys));
         if (zero || req.frame === false) return { reply: { seq: req.seq, ok: true, id, zero }, transfer: [] };
-        const framed = frameInPlace(req.frame, id, buf, keys, init.level);
-        if (!framed) return { reply: { seq: req.seq, ok: true, id, zero, inPlace: true }, transfer: [] };
+        const framed = frameInPlace(req.frame, id, buf, keys, init.level, req.padTo ?? 0);
+        if (typeof framed === "number")
+          return { reply: { seq: req.seq, ok: true, id, zero, inPlace: framed }, transfer: [] };
         const out = owned(framed);
         return {
           reply: { seq: req.seq, ok: true, id, zero, framed: out },

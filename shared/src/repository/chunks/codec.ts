@@ -9,6 +9,8 @@ export type ObjectKind = "chunk" | "index" | "snapshot";
 const FRAME_VERSION = 1;
 const FLAG_ZSTD = 1;
 const FLAG_AES = 2;
+const FLAG_PAD = 4;
+const KNOWN_FLAGS = FLAG_ZSTD | FLAG_AES | FLAG_PAD;
 
 /** Content id: SHA-256, or HMAC-SHA-256 with the id key in an encrypted repository. */
 export function contentId(data: Uint8Array, keys: RepositoryKeys | undefined): string {
@@ -102,8 +104,10 @@ function unsealed(payload: Uint8Array, flags: number): Buffer {
 
 /**
  * frame() for a plaintext stored at `buf[FRAME_HEADER_BYTES..]`: when the frame is the plaintext
- * itself (no encryption, not compressed) the header goes into the room before it and `buf` is the
- * frame, returned as undefined — no copy of the chunk. Otherwise returns a new framed buffer.
+ * itself (no encryption, not compressed) the header goes into the room before it and the frame is
+ * made in place — no copy of the chunk — and its length is returned (it starts where `buf` does).
+ * With `padTo`, and room for it in buf's memory, that frame is padded to a multiple of `padTo`
+ * (format §5) so it can be written with O_DIRECT. Otherwise returns a new framed buffer.
  */
 export function frameInPlace(
   kind: ObjectKind,
@@ -111,14 +115,22 @@ export function frameInPlace(
   buf: Buffer,
   keys: RepositoryKeys | undefined,
   level: number,
-): Buffer | undefined {
+  padTo = 0,
+): Buffer | number {
   const plain = buf.subarray(FRAME_HEADER_BYTES);
   const z = compressed(plain, level);
   if (keys) return sealed(kind, id, z ?? plain, z ? FLAG_ZSTD : 0, keys);
   if (z) return unsealed(z, FLAG_ZSTD);
   buf[0] = FRAME_VERSION;
   buf[1] = 0;
-  return undefined;
+  if (padTo <= 0 || buf.length % padTo === 0 || padTo > 0x10000) return buf.length;
+  const total = Math.ceil((buf.length + 2) / padTo) * padTo;
+  if (buf.byteOffset + total > buf.buffer.byteLength) return buf.length;
+  const frame = Buffer.from(buf.buffer, buf.byteOffset, total);
+  frame.fill(0, buf.length, total - 2);
+  frame.writeUInt16LE(total - buf.length, total - 2);
+  frame[1] = FLAG_PAD;
+  return total;
 }
 
 /**
@@ -142,7 +154,13 @@ export function unframe(
   if (b.length < 2) throw corrupt("object is truncated");
   if (b[0] !== FRAME_VERSION) throw corrupt(`unknown frame version ${b[0]} (a newer Cairn may be needed)`);
   const flags = b[1] ?? 0;
+  if (flags & ~KNOWN_FLAGS) throw corrupt(`unknown frame flags ${flags} (a newer Cairn may be needed)`);
   let payload = b.subarray(2);
+  if (flags & FLAG_PAD) {
+    const pad = b.length >= 4 ? b.readUInt16LE(b.length - 2) : 0;
+    if (flags & FLAG_AES || pad < 2 || 2 + pad > b.length) throw corrupt("bad frame padding");
+    payload = b.subarray(2, b.length - pad);
+  }
   if (flags & FLAG_AES) {
     if (!keys) throw corrupt("object is encrypted but the repository is not");
     if (payload.length < 28) throw corrupt("encrypted object is truncated");

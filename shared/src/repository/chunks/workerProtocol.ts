@@ -12,7 +12,7 @@ export type WorkerRequest =
    * buffer, so a backup makes no per-chunk ArrayBuffers (whose churn drove V8's major GCs).
    */
   | { op: "register"; sid: number; memory: SharedArrayBuffer; offset: number; length: number }
-  | { op: "hashShared"; seq: number; sid: number; frame: false | ObjectKind; id?: string };
+  | { op: "hashShared"; seq: number; sid: number; frame: false | ObjectKind; id?: string; padTo?: number };
 
 export type WorkerReply =
   | {
@@ -24,8 +24,8 @@ export type WorkerReply =
       data?: Uint8Array;
       /** A new framed buffer; absent for a shared buffer framed in place (see frameInPlace). */
       framed?: Uint8Array;
-      /** Shared-buffer requests: the shared buffer now holds the frame. */
-      inPlace?: boolean;
+      /** Shared-buffer requests: the shared buffer now holds the frame, this long (see frameInPlace). */
+      inPlace?: number;
     }
   | {
       seq: number;

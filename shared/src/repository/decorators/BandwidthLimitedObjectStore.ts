@@ -22,6 +22,10 @@ export class BandwidthLimitedObjectStore implements ObjectStore {
     return this.inner.location;
   }
 
+  get writeAlignment(): number | undefined {
+    return this.inner.writeAlignment;
+  }
+
   /** Serialises payments so concurrent callers share the rate fairly (FIFO). */
   private pay(bytes: number, signal: AbortSignal | undefined): Promise<void> {
     const p = this.chain.then(async () => {

@@ -15,6 +15,10 @@ export class ConcurrencyLimitedObjectStore implements ObjectStore {
     return this.inner.location;
   }
 
+  get writeAlignment(): number | undefined {
+    return this.inner.writeAlignment;
+  }
+
   private async run<T>(signal: AbortSignal | undefined, f: () => Promise<T>): Promise<T> {
     const release = await this.sem.acquire(signal);
     try {

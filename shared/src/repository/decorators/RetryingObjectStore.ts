@@ -26,6 +26,10 @@ export class RetryingObjectStore implements ObjectStore {
     return this.inner.location;
   }
 
+  get writeAlignment(): number | undefined {
+    return this.inner.writeAlignment;
+  }
+
   private async retry<T>(what: string, signal: AbortSignal | undefined, f: () => Promise<T>): Promise<T> {
     const attempts = this.policy.attempts ?? 5;
     for (let attempt = 1; ; attempt++) {

@@ -26,6 +26,12 @@
 export interface ObjectStore {
   /** Human-readable location for messages, e.g. `/srv/backups` or `s3://bucket/prefix`. */
   readonly location: string;
+  /**
+   * Objects whose length is a multiple of this, put from memory aligned to it, are written
+   * cheapest (LocalObjectStore: O_DIRECT, bypassing the page cache). Writers may pad frames to it
+   * (format §5). Absent: no preference.
+   */
+  readonly writeAlignment?: number | undefined;
   put(key: string, data: Uint8Array, options?: PutOptions): Promise<void>;
   /** Makes every staged put so far visible and durable (see the contract above). */
   commitStaged(options?: CallOptions): Promise<void>;
