@@ -19,20 +19,23 @@ export interface CoordinatorIdentity {
  */
 export class AgentClients {
   private readonly channels = new Map<string, { channel: Channel; client: AgentClient }>();
+  /** One TLS context for every channel: an OpenSSL context (with its CA store) per agent added up. */
+  private readonly creds: ChannelCredentials;
 
-  constructor(private readonly identity: CoordinatorIdentity | undefined) {}
+  constructor(identity: CoordinatorIdentity | undefined) {
+    this.creds = identity
+      ? ChannelCredentials.createSsl(
+          Buffer.from(identity.caPem),
+          Buffer.from(identity.keyPem),
+          Buffer.from(identity.certPem),
+        )
+      : ChannelCredentials.createInsecure();
+  }
 
   get(address: string): AgentClient {
     let c = this.channels.get(address);
     if (!c) {
-      const creds = this.identity
-        ? ChannelCredentials.createSsl(
-            Buffer.from(this.identity.caPem),
-            Buffer.from(this.identity.keyPem),
-            Buffer.from(this.identity.certPem),
-          )
-        : ChannelCredentials.createInsecure();
-      const channel = createChannel(address, creds, {
+      const channel = createChannel(address, this.creds, {
         "grpc.keepalive_time_ms": 30_000,
         "grpc.keepalive_timeout_ms": 5_000,
       });
