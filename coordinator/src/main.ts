@@ -1,18 +1,15 @@
 #!/usr/bin/env node
-import { setDefaultHighWaterMark } from "node:stream";
 import { parseArgs } from "node:util";
 import { CairnError } from "../../shared/src/errors/CairnError.js";
 import { createLogger } from "../../shared/src/log/createLogger.js";
 import { CAIRN_VERSION } from "../../shared/src/version.js";
 import { loadCoordinatorConfig } from "./config/CoordinatorConfig.js";
+import { applyDaemonDefaults } from "./daemonDefaults.js";
 import { startCoordinator } from "./startCoordinator.js";
 
 // grpc-js passes an IP address as TLS servername (Node's DEP0123): harmless, and noise for operators.
 process.noDeprecation = true;
-// Each agent's event stream is an object-mode Readable inside grpc-js that decodes 16 messages ahead
-// of the handler by default; with 1,000 agents streaming, that read-ahead was the largest part of
-// the heap under an event flood. Two keep every stream busy (EventSink batches across streams).
-setDefaultHighWaterMark(true, 2);
+applyDaemonDefaults();
 
 /** cairn-coordinator: the fleet's one coordinator. SIGTERM/SIGINT: stop scheduling, detach from jobs, exit 0. */
 async function main(): Promise<void> {

@@ -219,6 +219,29 @@ describe("verify", () => {
   });
 });
 
+describe("verify and prune", () => {
+  it("verify holds a shared lock: a prune cannot delete what it listed, and it waits for a prune", async () => {
+    const locksSeen: string[] = [];
+    class Watching extends MemoryObjectStore {
+      override async *list(prefix: string, options?: { signal?: AbortSignal }) {
+        if (prefix === "snapshots/") for (const l of await listLocks(this)) locksSeen.push(`${l.kind}:${l.purpose}`);
+        yield* super.list(prefix, options);
+      }
+    }
+    const s = new Watching();
+    const r = await track(newRepo(s));
+    await backup(r, vmDisk(4 * CS, 3));
+    expect((await verifyRepository(r)).ok).toBe(true);
+    expect(locksSeen).toContain("shared:verify");
+    expect(await listLocks(s)).toEqual([]);
+    const prune = await acquireLock(s, "exclusive", "prune");
+    const e = await verifyRepository(r, { lock: { waitMs: 0 } }).catch((x: unknown) => x);
+    expect(isCairnError(e, "failed-precondition")).toBe(true);
+    expect((e as Error).message).toMatch(/exclusive lock by prune/);
+    await prune.release();
+  });
+});
+
 describe("locks", () => {
   it("shared locks coexist; exclusive conflicts both ways; release frees", async () => {
     const s = new MemoryObjectStore();

@@ -1,6 +1,7 @@
 import { CairnError } from "../../errors/CairnError.js";
 import type { DiskIndex } from "../index/DiskIndex.js";
 import { CHUNKS_PREFIX, idFromKey, SNAPSHOTS_PREFIX } from "../layout.js";
+import { acquireLock, type LockOptions } from "../locks/RepositoryLock.js";
 import type { Repository } from "../Repository.js";
 
 export interface VerifyProblem {
@@ -26,6 +27,8 @@ export interface VerifyOptions {
   readData?: boolean;
   concurrency?: number;
   signal?: AbortSignal;
+  /** The shared lock verify holds (default: wait up to 30 s for a prune or GC to finish). */
+  lock?: LockOptions;
 }
 
 /**
@@ -34,6 +37,21 @@ export interface VerifyOptions {
  * Problems name snapshot, disk, offset and chunk. Never modifies the repository.
  */
 export async function verifyRepository(repo: Repository, options: VerifyOptions = {}): Promise<VerifyReport> {
+  // Shared, like a backup: a prune or GC running meanwhile would delete what was just listed, and
+  // verify would report a snapshot retention removed as missing (seen in the coordinator's tests).
+  const lock = await acquireLock(repo.store, "shared", "verify", {
+    waitMs: 30_000,
+    ...options.lock,
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+  try {
+    return await verifyLocked(repo, options);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function verifyLocked(repo: Repository, options: VerifyOptions): Promise<VerifyReport> {
   const { signal } = options;
   const stored = new Set<string>();
   for await (const o of repo.store.list(CHUNKS_PREFIX, { signal })) {
