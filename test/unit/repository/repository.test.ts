@@ -224,7 +224,8 @@ describe("verify and prune", () => {
     const locksSeen: string[] = [];
     class Watching extends MemoryObjectStore {
       override async *list(prefix: string, options?: { signal?: AbortSignal }) {
-        if (prefix === "snapshots/") for (const l of await listLocks(this)) locksSeen.push(`${l.kind}:${l.purpose}`);
+        if (prefix === "snapshots/")
+          for (const l of await listLocks(this)) locksSeen.push(`${l.kind}:${l.purpose}`);
         yield* super.list(prefix, options);
       }
     }
