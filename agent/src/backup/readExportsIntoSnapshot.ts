@@ -81,23 +81,32 @@ export async function readExportsIntoSnapshot(
         for (const z of extents) if (z.kind === "zero") await disk.writeZeroes(z.offset, z.length, signal);
       }
       const pool = writer.repository.pool;
-      const r = await readExtentsTo<SharedChunk | undefined>(
+      // Reads the size of a whole chunk land in the repository's shared chunk buffers and are hashed
+      // and stored from there (DiskWriter.writeChunk), without another copy. Smaller pieces (chunks
+      // larger than a request, extent edges) go through reused plain buffers and are copied.
+      const plain: Buffer[] = [];
+      const r = await readExtentsTo<SharedChunk | Buffer>(
         client,
         extents.filter((x) => x.kind === "data"),
-        (offset, data, chunk) =>
-          chunk ? disk.writeChunk(offset, chunk, data.length, signal) : disk.write(offset, data, signal),
+        async (offset, data, owner) => {
+          if (!Buffer.isBuffer(owner)) return disk.writeChunk(offset, owner!, data.length, signal);
+          await disk.write(offset, data, signal);
+          plain.push(owner);
+        },
         {
           signal,
           requestSize: opts.requestSize,
           depth: opts.depth,
           chunkSize: opts.chunkSize,
-          // Reads land in the repository's shared chunk buffers; a piece that is a whole chunk is
-          // hashed and stored from there (DiskWriter.writeChunk), without another copy.
           allocate: (length) => {
-            // Pieces never cross a chunk boundary (chunkSize above); anything else gets its own buffer.
-            if (length > opts.chunkSize) return { buffer: Buffer.allocUnsafe(length), owner: undefined };
-            const c = pool.acquireShared(opts.chunkSize);
-            return { buffer: c.plain, owner: c };
+            if (length === opts.chunkSize) {
+              const c = pool.acquireShared(opts.chunkSize);
+              return { buffer: c.plain, owner: c };
+            }
+            let b = plain.pop();
+            while (b && b.length < length) b = plain.pop();
+            b ??= Buffer.allocUnsafeSlow(Math.max(length, opts.requestSize));
+            return { buffer: b, owner: b };
           },
           onProgress: (n) => progress.update("reading", bytesRead + n),
         },
