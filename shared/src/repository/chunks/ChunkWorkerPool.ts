@@ -98,24 +98,6 @@ export class ChunkWorkerPool {
     return { id: r.id, zero: r.zero, data: toBuffer(r.data!) };
   }
 
-  /**
-   * hash() and frame() in one round trip: for chunks that are probably new (a full backup), this
-   * halves the messages per chunk. `framed` is absent for an all-zero chunk.
-   */
-  async hashFrame(
-    kind: ObjectKind,
-    input: Uint8Array,
-  ): Promise<{ id: string; zero: boolean; data: Buffer; framed: Buffer | undefined }> {
-    const data = owned(input);
-    const r = await this.run({ op: "hashFrame", seq: this.seq++, kind, data }, [data.buffer as ArrayBuffer]);
-    return {
-      id: r.id,
-      zero: r.zero,
-      data: toBuffer(r.data!),
-      framed: r.framed ? toBuffer(r.framed) : undefined,
-    };
-  }
-
   /** Compresses and encrypts; returns the framed object and the plaintext buffer back. */
   async frame(kind: ObjectKind, id: string, input: Uint8Array): Promise<{ framed: Buffer; data: Buffer }> {
     const data = owned(input);
@@ -181,8 +163,9 @@ export class ChunkWorkerPool {
   }
 
   /**
-   * hashFrame() of a shared chunk: `framed` is the frame (a view of c when framed in place: then
-   * keep c until the frame is stored), absent for an all-zero chunk. With `id`, frames without
+   * Hashes a shared chunk and, unless it is all zeros, frames it, in one round trip (a chunk that is
+   * probably new): `framed` is the frame (a view of c when framed in place: then keep c until the
+   * frame is stored), absent for an all-zero chunk. With `id`, frames without
    * hashing; with `padTo`, a frame made in place is padded to that multiple (format §5).
    */
   async hashFrameShared(

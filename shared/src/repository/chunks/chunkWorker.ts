@@ -46,20 +46,6 @@ function handle(req: WorkerRequest): { reply: WorkerReply; transfer: ArrayBuffer
           transfer: [req.data.buffer as ArrayBuffer],
         };
       }
-      case "hashFrame": {
-        const zero = isAllZero(req.data);
-        const id = zero ? "" : contentId(req.data, keys);
-        if (zero)
-          return {
-            reply: { seq: req.seq, ok: true, id, zero, data: req.data },
-            transfer: [req.data.buffer as ArrayBuffer],
-          };
-        const out = owned(frame(req.kind, id, req.data, keys, init.level));
-        return {
-          reply: { seq: req.seq, ok: true, id, zero, data: req.data, framed: out },
-          transfer: [req.data.buffer as ArrayBuffer, out.buffer as ArrayBuffer],
-        };
-      }
       case "frame": {
         const out = owned(frame(req.kind, req.id, req.data, keys, init.level));
         return {

@@ -126,10 +126,10 @@ export function frameInPlace(
   if (padTo <= 0 || buf.length % padTo === 0 || padTo > 0x10000) return buf.length;
   const total = Math.ceil((buf.length + 2) / padTo) * padTo;
   if (buf.byteOffset + total > buf.buffer.byteLength) return buf.length;
-  const frame = Buffer.from(buf.buffer, buf.byteOffset, total);
-  frame.fill(0, buf.length, total - 2);
-  frame.writeUInt16LE(total - buf.length, total - 2);
-  frame[1] = FLAG_PAD;
+  const padded = Buffer.from(buf.buffer, buf.byteOffset, total);
+  padded.fill(0, buf.length, total - 2);
+  padded.writeUInt16LE(total - buf.length, total - 2);
+  padded[1] = FLAG_PAD;
   return total;
 }
 

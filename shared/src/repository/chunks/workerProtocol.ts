@@ -3,8 +3,6 @@ import type { ObjectKind } from "./codec.js";
 /** Messages between ChunkWorkerPool and chunkWorker. Buffers are transferred, not copied. */
 export type WorkerRequest =
   | { op: "hash"; seq: number; data: Uint8Array }
-  /** Hash, and unless the chunk is all zeros also frame it: one round trip for a chunk that is likely new. */
-  | { op: "hashFrame"; seq: number; kind: ObjectKind; data: Uint8Array }
   | { op: "frame"; seq: number; kind: ObjectKind; id: string; data: Uint8Array }
   | { op: "unframe"; seq: number; kind: ObjectKind; id: string; data: Uint8Array; what: string }
   /**
@@ -12,6 +10,7 @@ export type WorkerRequest =
    * buffer, so a backup makes no per-chunk ArrayBuffers (whose churn drove V8's major GCs).
    */
   | { op: "register"; sid: number; memory: SharedArrayBuffer; offset: number; length: number }
+  /** Hash a shared chunk and, with `frame`, unless it is all zeros also frame it: one round trip. */
   | { op: "hashShared"; seq: number; sid: number; frame: false | ObjectKind; id?: string; padTo?: number };
 
 export type WorkerReply =
