@@ -83,30 +83,22 @@ export async function readExportsIntoSnapshot(
       const pool = writer.repository.pool;
       // Reads the size of a whole chunk land in the repository's shared chunk buffers and are hashed
       // and stored from there (DiskWriter.writeChunk), without another copy. Smaller pieces (chunks
-      // larger than a request, extent edges) go through reused plain buffers and are copied.
-      const plain: Buffer[] = [];
-      const r = await readExtentsTo<SharedChunk | Buffer>(
+      // larger than a request, extent edges) use readExtents' recycled buffers: write() copies them.
+      const r = await readExtentsTo<SharedChunk>(
         client,
         extents.filter((x) => x.kind === "data"),
-        async (offset, data, owner) => {
-          if (!Buffer.isBuffer(owner)) return disk.writeChunk(offset, owner!, data.length, signal);
-          await disk.write(offset, data, signal);
-          plain.push(owner);
-        },
+        (offset, data, chunk) =>
+          chunk ? disk.writeChunk(offset, chunk, data.length, signal) : disk.write(offset, data, signal),
         {
           signal,
           requestSize: opts.requestSize,
           depth: opts.depth,
           chunkSize: opts.chunkSize,
+          reuseBuffers: true,
           allocate: (length) => {
-            if (length === opts.chunkSize) {
-              const c = pool.acquireShared(opts.chunkSize);
-              return { buffer: c.plain, owner: c };
-            }
-            let b = plain.pop();
-            while (b && b.length < length) b = plain.pop();
-            b ??= Buffer.allocUnsafeSlow(Math.max(length, opts.requestSize));
-            return { buffer: b, owner: b };
+            if (length !== opts.chunkSize) return undefined;
+            const c = pool.acquireShared(opts.chunkSize);
+            return { buffer: c.plain, owner: c };
           },
           onProgress: (n) => progress.update("reading", bytesRead + n),
         },

@@ -22,12 +22,12 @@ export interface ReadExtentsOptions<T = unknown> {
    */
   reuseBuffers?: boolean;
   /**
-   * Supplies the buffer each read lands in (at least `length` bytes; the piece is its first
-   * `length`), and an owner handed along with the piece. The consumer then owns the buffer and
-   * readExtents never reuses it (reuseBuffers is ignored): the repository reads straight into its
-   * chunk buffers this way, instead of copying every byte once more.
+   * Supplies the buffer a read lands in (at least `length` bytes; the piece is its first `length`),
+   * and an owner handed along with the piece: the consumer then owns that buffer and readExtents
+   * never reuses it. The repository reads whole chunks straight into its chunk buffers this way,
+   * instead of copying every byte once more. Undefined: readExtents' own buffer (reuseBuffers applies).
    */
-  allocate?: (length: number) => { buffer: Buffer; owner: T };
+  allocate?: (length: number) => { buffer: Buffer; owner: T } | undefined;
   /** Called after each piece is handed to the consumer with the running byte count. */
   onProgress?: (bytesRead: number) => void;
   /**
@@ -42,7 +42,7 @@ export interface ReadExtentsOptions<T = unknown> {
 export interface ExtentPiece<T = unknown> {
   offset: number;
   data: Buffer;
-  /** What `allocate` returned with the buffer (undefined without allocate). */
+  /** What `allocate` returned with the buffer (undefined for readExtents' own buffers). */
   owner?: T | undefined;
 }
 
@@ -75,7 +75,14 @@ export async function* readExtents<T = unknown>(
     maxLength: () => sizer.size,
     ...(options.chunkSize === undefined ? {} : { chunkSize: options.chunkSize }),
   });
-  const window: { offset: number; length: number; done: Promise<Buffer>; owner?: T }[] = [];
+  const window: {
+    offset: number;
+    length: number;
+    done: Promise<Buffer>;
+    owner: T | undefined;
+    /** The buffer is one of readExtents' own, recycled once the consumer moves on. */
+    pooled: boolean;
+  }[] = [];
   // With reuseBuffers: depth buffers in flight plus the one the consumer holds.
   const pool: Buffer[] = [];
   let held: Buffer | undefined;
@@ -88,11 +95,9 @@ export async function* readExtents<T = unknown>(
       if (next.done) return;
       const { offset, length } = next.value;
       let done: Promise<Buffer>;
-      let owner: T | undefined;
-      if (options.allocate) {
-        const a = options.allocate(length);
-        owner = a.owner;
-        const buf = a.buffer.subarray(0, length);
+      const supplied = options.allocate?.(length);
+      if (supplied) {
+        const buf = supplied.buffer.subarray(0, length);
         done = client.readInto(offset, buf, { signal }).then(() => buf);
       } else if (reuse) {
         let buf = pool.pop();
@@ -104,7 +109,7 @@ export async function* readExtents<T = unknown>(
         done = client.read(offset, length, { signal });
       }
       done.catch(() => {}); // observed when it reaches the head of the window
-      window.push({ offset, length, done, ...(options.allocate ? { owner: owner as T } : {}) });
+      window.push({ offset, length, done, owner: supplied?.owner, pooled: !supplied && reuse });
     }
   };
   try {
@@ -120,7 +125,7 @@ export async function* readExtents<T = unknown>(
       window.shift();
       if (held)
         pool.push(Buffer.from(held.buffer, held.byteOffset, held.buffer.byteLength - held.byteOffset));
-      held = reuse && !options.allocate ? data : undefined;
+      held = head.pooled ? data : undefined;
       refill();
       bytesRead += data.length;
       sizer.record(data.length);
