@@ -55,6 +55,9 @@ interface Route {
 /** Payloads at least this large are read straight into the destination (zero-copy). */
 const DIRECT_MIN = 4096;
 
+/** A READ whose destination is large enough for its payload to land there directly. */
+const readsDirect = (dest: Buffer | undefined): boolean => dest !== undefined && dest.length >= DIRECT_MIN;
+
 interface Pending extends InflightRequest {
   handle: number;
   dest: Buffer | undefined;
@@ -366,7 +369,7 @@ export class NbdConnection implements ReplySink {
         signal.addEventListener("abort", p.onAbort, { once: true });
       }
       this.pending.set(handle, p);
-      if (dest && dest.length >= DIRECT_MIN) this.directReads++;
+      if (readsDirect(dest)) this.directReads++;
       // Requests issued in the same tick leave in one write (one syscall instead of one each).
       if (!this.corked) {
         this.corked = true;
@@ -400,7 +403,7 @@ export class NbdConnection implements ReplySink {
 
   private finish(p: Pending): void {
     this.pending.delete(p.handle);
-    if (p.dest && p.dest.length >= DIRECT_MIN) this.directReads--;
+    if (readsDirect(p.dest)) this.directReads--;
     if (p.onAbort) p.signal?.removeEventListener("abort", p.onAbort);
     if (p.abandoned) return;
     if (p.error) {

@@ -34,7 +34,8 @@ export interface VerifyOptions {
 /**
  * Checks the repository's structure (format §9): manifests parse, indexes exist and match their
  * ids, every referenced chunk exists; with readData every chunk is also read and re-hashed.
- * Problems name snapshot, disk, offset and chunk. Never modifies the repository.
+ * Problems name snapshot, disk, offset and chunk. Never modifies the repository's data (it only
+ * writes its lock).
  */
 export async function verifyRepository(repo: Repository, options: VerifyOptions = {}): Promise<VerifyReport> {
   // Shared, like a backup: a prune or GC running meanwhile would delete what was just listed, and
@@ -42,7 +43,7 @@ export async function verifyRepository(repo: Repository, options: VerifyOptions 
   const lock = await acquireLock(repo.store, "shared", "verify", {
     waitMs: 30_000,
     ...options.lock,
-    ...(options.signal ? { signal: options.signal } : {}),
+    signal: options.signal,
   });
   try {
     return await verifyLocked(repo, options);
