@@ -18,6 +18,8 @@ import { MIGRATIONS } from "./migrations.js";
 type Row = { doc: string };
 const parse = <T>(r: Row | undefined): T | undefined => (r ? (JSON.parse(r.doc) as T) : undefined);
 const parseAll = <T>(rows: Row[]): T[] => rows.map((r) => JSON.parse(r.doc) as T);
+/** `?, ?, …` for an IN list of n values. */
+const placeholders = (n: number): string => Array.from({ length: n }, () => "?").join(",");
 
 /**
  * The embedded Store: better-sqlite3 in WAL mode with synchronous=FULL, so a change is durable when
@@ -280,7 +282,7 @@ export class SqliteStore implements Store {
     const where: string[] = [];
     const args: unknown[] = [];
     if (filter.states?.length) {
-      where.push(`state IN (${filter.states.map(() => "?").join(",")})`);
+      where.push(`state IN (${placeholders(filter.states.length)})`);
       args.push(...filter.states);
     }
     if (filter.vmUuid) {
@@ -297,7 +299,7 @@ export class SqliteStore implements Store {
     if (!states.length) return out;
     const rows = this.db
       .prepare(
-        `SELECT state, COUNT(*) AS n FROM jobs WHERE state IN (${states.map(() => "?").join(",")}) GROUP BY state`,
+        `SELECT state, COUNT(*) AS n FROM jobs WHERE state IN (${placeholders(states.length)}) GROUP BY state`,
       )
       .all(...states) as { state: string; n: number }[];
     for (const r of rows) out[r.state] = r.n;
