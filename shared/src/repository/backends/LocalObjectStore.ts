@@ -104,9 +104,10 @@ export class LocalObjectStore implements ObjectStore {
   /**
    * A staged chunk from a page-aligned buffer is written with O_DIRECT: a backup's gigabytes then
    * neither pass through nor evict the host's page cache (the VMs' cache), and the copy into it —
-   * the largest CPU cost of a full backup on a 2-core host — disappears. O_DIRECT needs whole pages,
-   * so the write covers the buffer's page-padded extent and ftruncate cuts the file to the object's
-   * size. A filesystem that refuses O_DIRECT (tmpfs) gets buffered writes from then on.
+   * the largest CPU cost of a full backup on a 2-core host — disappears. O_DIRECT needs whole pages:
+   * a frame padded to writeAlignment (format §5) is written as it is; any other is written to the
+   * end of its last page and ftruncate cuts the file to the object's size. A filesystem that
+   * refuses O_DIRECT (tmpfs) gets buffered writes from then on.
    * commitStaged's syncfs still makes the object durable.
    */
   private async writeBypassingCache(temp: string, data: Uint8Array, padded: Uint8Array): Promise<void> {
