@@ -1,5 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type LiveBackupRequest, runLiveBackup } from "../../agent/src/backup/runLiveBackup.js";
+import {
+  type LiveBackupDeps,
+  type LiveBackupRequest,
+  runLiveBackup,
+} from "../../agent/src/backup/runLiveBackup.js";
+import type { GuestAgent } from "../../agent/src/guest/GuestAgent.js";
+import type { Hypervisor } from "../../agent/src/hypervisor/Hypervisor.js";
 import { agentHarness } from "./support/agentHarness.js";
 import type { LabVm } from "./support/LabVm.js";
 import { Lab } from "./support/lab.js";
@@ -106,4 +112,104 @@ describe("live backup of a running VM (real libvirt pull backup, real qemu-ga, o
     expect(cps.map((c) => c.name)).toEqual([full.plan.newCheckpoint, diff.plan.newCheckpoint]);
     expect(await vm.fsfreezeStatus()).toBe("thawed");
   });
+
+  it("quiesced: the checkpoint is made before the freeze, only the export starts while frozen", async () => {
+    const calls: string[] = [];
+    const deps = recording(h.deps, calls);
+    const quiesced = await runLiveBackup(deps, h.config, {
+      jobId: `job-${++jobN}`,
+      domain: vm.name,
+      mode: "incremental",
+      quiesce: "required",
+      disks: ["vdb"],
+      signal: AbortSignal.timeout(240_000),
+    });
+    expect(quiesced.manifest.consistency.kind).toBe("quiesced");
+    const window = calls.filter((c) => /^(createCheckpoint|freeze|beginPullBackup|thaw)/.test(c));
+    expect(window).toEqual(["createCheckpoint", "freeze", "beginPullBackup", "thaw"]);
+
+    // Not frozen: one atomic backup-begin that makes the checkpoint itself.
+    calls.length = 0;
+    await runLiveBackup(deps, h.config, {
+      jobId: `job-${++jobN}`,
+      domain: vm.name,
+      mode: "incremental",
+      quiesce: "off",
+      disks: ["vdb"],
+      signal: AbortSignal.timeout(240_000),
+    });
+    expect(calls.filter((c) => /^(createCheckpoint|freeze|beginPullBackup)/.test(c))).toEqual([
+      "beginPullBackup+checkpoint",
+    ]);
+
+    // A freeze that fails after the checkpoint was made: the checkpoint is removed again.
+    const before = (await h.deps.hypervisor.listCheckpoints(vm.name, AbortSignal.timeout(30_000))).map(
+      (c) => c.name,
+    );
+    const failing: LiveBackupDeps = {
+      ...deps,
+      guestAgent: {
+        ...bind(h.deps.guestAgent),
+        freeze: async () => {
+          throw new Error("lab: fsfreeze refused");
+        },
+      },
+    };
+    const err = await runLiveBackup(failing, h.config, {
+      jobId: `job-${++jobN}`,
+      domain: vm.name,
+      mode: "incremental",
+      quiesce: "required",
+      disks: ["vdb"],
+      signal: AbortSignal.timeout(240_000),
+    }).catch((e: unknown) => e);
+    expect(String(err)).toMatch(/fsfreeze refused/);
+    const after = await h.deps.hypervisor.listCheckpoints(vm.name, AbortSignal.timeout(30_000));
+    expect(after.map((c) => c.name)).toEqual(before);
+    expect(await h.deps.hypervisor.backupJob(vm.name, AbortSignal.timeout(30_000))).toBeUndefined();
+    expect(await vm.fsfreezeStatus()).toBe("thawed");
+  });
 });
+
+/** An object's methods bound to it, so they survive spreading into a wrapper. */
+function bind<T extends object>(o: T): T {
+  const out: Record<string, unknown> = {};
+  let proto: object | null = o;
+  while (proto && proto !== Object.prototype) {
+    for (const k of Object.getOwnPropertyNames(proto)) {
+      const v = (o as Record<string, unknown>)[k];
+      if (k !== "constructor" && typeof v === "function" && !(k in out)) out[k] = v.bind(o);
+    }
+    proto = Object.getPrototypeOf(proto);
+  }
+  return out as T;
+}
+
+/** Deps whose hypervisor and guest agent log each call's name into `calls`, in order. */
+function recording(deps: LiveBackupDeps, calls: string[]): LiveBackupDeps {
+  const hv = bind(deps.hypervisor);
+  const ga = bind(deps.guestAgent);
+  const hypervisor: Hypervisor = {
+    ...hv,
+    createCheckpoint: async (...a) => {
+      calls.push("createCheckpoint");
+      return hv.createCheckpoint(...a);
+    },
+    beginPullBackup: async (domain, docs, signal) => {
+      calls.push(docs.checkpointXml ? "beginPullBackup+checkpoint" : "beginPullBackup");
+      return hv.beginPullBackup(domain, docs, signal);
+    },
+  };
+  const guestAgent: GuestAgent = {
+    ...ga,
+    freeze: async (...a) => {
+      calls.push("freeze");
+      return ga.freeze(...a);
+    },
+    thaw: async (...a) => {
+      calls.push("thaw");
+      return ga.thaw(...a);
+    },
+  };
+  return { ...deps, hypervisor, guestAgent };
+}

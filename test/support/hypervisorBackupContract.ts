@@ -122,5 +122,27 @@ export function hypervisorBackupContract(name: string, fixture: () => Hypervisor
         .catch((e: unknown) => e);
       expect(isCairnError(err, "not-found"), String(err)).toBe(true);
     });
+
+    it("a checkpoint made on its own chains to the last; an incremental without one creates none", async () => {
+      const f = fixture();
+      const h = f.hypervisor;
+      await h.createCheckpoint(f.domain, cp(f, "ct-3"), sig());
+      const dup = await h.createCheckpoint(f.domain, cp(f, "ct-3"), sig()).catch((e: unknown) => e);
+      expect(isCairnError(dup, "failed-precondition"), String(dup)).toBe(true);
+      // The quiesced path: checkpoint first, then the export incremental from the one before it.
+      await h.beginPullBackup(f.domain, { backupXml: backup(f, "sep.sock", "ct-2") }, sig());
+      try {
+        const job = await h.backupJob(f.domain, sig());
+        expect(job?.disks.every((d) => d.incremental === "ct-2" && d.exportBitmap)).toBe(true);
+      } finally {
+        await h.endBackup(f.domain, sig());
+      }
+      const cps = await h.listCheckpoints(f.domain, sig());
+      expect(cps.map((c) => [c.name, c.parent])).toEqual([
+        ["ct-2", undefined],
+        ["ct-3", "ct-2"],
+      ]);
+      expect(Object.keys(cps[1]!.bitmaps).sort()).toEqual([...f.disks].sort());
+    });
   });
 }

@@ -11,17 +11,26 @@ export interface QuiesceResult {
   freezePhasesMs: FreezePhases | undefined;
 }
 
+/** The two steps around the freeze; `beforeFreeze` runs only when the guest will be frozen. */
+export interface QuiesceSteps {
+  /** Work that must precede the point in time but need not be frozen (the new checkpoint). */
+  beforeFreeze: () => Promise<void>;
+  /** Starts the point-in-time export. */
+  begin: () => Promise<void>;
+}
+
 /**
  * Runs `begin` (which starts the point-in-time export) with the guest quiesced when the policy and
- * the guest allow it: pre-freeze hook → freeze → begin → thaw → post-thaw hook. Without a usable
- * guest agent the backup is crash-consistent with the reason, unless quiesce is required.
+ * the guest allow it: pre-freeze hook → beforeFreeze → freeze → begin → thaw → post-thaw hook.
+ * Without a usable guest agent the backup is crash-consistent with the reason, unless quiesce is
+ * required, and `beforeFreeze` is skipped (begin then does everything atomically).
  */
 export async function quiesceAround(
   deps: LiveBackupDeps,
   config: LiveBackupConfig,
   req: LiveBackupRequest,
   domain: DomainInfo,
-  begin: () => Promise<void>,
+  { beforeFreeze, begin }: QuiesceSteps,
 ): Promise<QuiesceResult> {
   const crash = async (reason: string) => {
     if (req.quiesce === "required") {
@@ -59,6 +68,7 @@ export async function quiesceAround(
     }
   };
   await runHook("pre-freeze", req.hooks?.preFreeze);
+  await beforeFreeze();
   const frozen = await withFrozenGuest(
     deps.guestAgent,
     deps.freezeMarkers,

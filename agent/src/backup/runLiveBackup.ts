@@ -200,24 +200,37 @@ export async function runLiveBackup(
       });
     }
 
-    // ---- quiescing: freeze → begin (creates the checkpoint atomically) → thaw
+    // ---- quiescing: [checkpoint] → freeze → begin → thaw
     sm.to("quiescing");
+    // When the guest is frozen, the checkpoint is made just before the freeze: libvirt validates
+    // checkpoint XML against its largest schemas (~100 ms here), which would otherwise sit inside
+    // the freeze window. Its bitmap then starts a moment before the point in time, so the next
+    // incremental reads a superset of what changed, never less. Unfrozen, begin stays atomic.
+    let checkpointMade = false;
+    const beforeFreeze = async () => {
+      if (!plan.newCheckpoint || !cpXml) return;
+      await hypervisor.createCheckpoint(domain.name, cpXml, signal);
+      createdCheckpoint = plan.newCheckpoint;
+      checkpointMade = true;
+    };
     const begin = async () => {
       await hypervisor.beginPullBackup(
         domain.name,
-        { backupXml, reuseScratch: true, jobChecked: true, ...(cpXml ? { checkpointXml: cpXml } : {}) },
+        {
+          backupXml,
+          reuseScratch: true,
+          jobChecked: true,
+          ...(cpXml && !checkpointMade ? { checkpointXml: cpXml } : {}),
+        },
         signal,
       );
       exportStarted = true;
       if (plan.newCheckpoint) createdCheckpoint = plan.newCheckpoint;
     };
-    const { consistency, freezeWindowMs, freezePhasesMs } = await quiesceAround(
-      deps,
-      config,
-      req,
-      domain,
+    const { consistency, freezeWindowMs, freezePhasesMs } = await quiesceAround(deps, config, req, domain, {
+      beforeFreeze,
       begin,
-    );
+    });
 
     // ---- reading
     sm.to("reading", { consistency: consistency.kind });

@@ -35,6 +35,15 @@ export interface Hypervisor {
     signal: AbortSignal,
   ): Promise<void>;
   /**
+   * Creates a checkpoint now (a new dirty bitmap on each disk its XML names), child of the
+   * domain's current checkpoint. Running domains only. A backup made right after it, incremental
+   * from the previous checkpoint, leaves the new bitmap covering a superset of what changes after
+   * the backup's point in time, which is what the quiesced path needs: the checkpoint is made
+   * before the guest is frozen, keeping libvirt's checkpoint validation out of the freeze window.
+   * "failed-precondition" when a checkpoint of that name exists.
+   */
+  createCheckpoint(domain: string, xml: string, signal: AbortSignal): Promise<void>;
+  /**
    * Re-creates checkpoint metadata from its XML (after migration, or for bitmaps made offline).
    * `validate` checks the bitmaps exist in the running QEMU (running domains only).
    */

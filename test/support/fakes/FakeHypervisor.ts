@@ -63,6 +63,26 @@ export class FakeHypervisor implements Hypervisor {
     for (const c of st.checkpoints) if (c.parent === name) c.parent = gone?.parent;
   }
 
+  async createCheckpoint(domain: string, xml: string, signal: AbortSignal) {
+    const { info, st } = this.find(domain, signal, "createCheckpoint");
+    if (info.state !== "running")
+      throw new CairnError("failed-precondition", `domain ${domain} is not running`);
+    this.addCheckpoint(st, xml);
+  }
+
+  private addCheckpoint(st: FakeDomainState, xml: string) {
+    const cp = parseCheckpointXml(xml);
+    if (st.checkpoints.some((c) => c.name === cp.name)) {
+      throw new CairnError("failed-precondition", `checkpoint ${cp.name} already exists`);
+    }
+    cp.parent = st.checkpoints.at(-1)?.name;
+    cp.creationTime = Math.floor(Date.now() / 1000);
+    // Like libvirt's checkpoint-dumpxml: the stored document names its parent.
+    if (cp.parent)
+      cp.xml = cp.xml.replace("</name>", `</name>\n  <parent><name>${cp.parent}</name></parent>`);
+    st.checkpoints.push(cp);
+  }
+
   async redefineCheckpoint(domain: string, xml: string, _opts: { validate: boolean }, signal: AbortSignal) {
     const { st } = this.find(domain, signal, "redefineCheckpoint");
     const cp = parseCheckpointXml(xml);
@@ -89,18 +109,7 @@ export class FakeHypervisor implements Hypervisor {
       }
       if (d.incremental) d.exportBitmap = `backup-${d.target}`;
     }
-    if (docs.checkpointXml) {
-      const cp = parseCheckpointXml(docs.checkpointXml);
-      if (st.checkpoints.some((c) => c.name === cp.name)) {
-        throw new CairnError("failed-precondition", `checkpoint ${cp.name} already exists`);
-      }
-      cp.parent = st.checkpoints.at(-1)?.name;
-      cp.creationTime = Math.floor(Date.now() / 1000);
-      // Like libvirt's checkpoint-dumpxml: the stored document names its parent.
-      if (cp.parent)
-        cp.xml = cp.xml.replace("</name>", `</name>\n  <parent><name>${cp.parent}</name></parent>`);
-      st.checkpoints.push(cp);
-    }
+    if (docs.checkpointXml) this.addCheckpoint(st, docs.checkpointXml);
     st.job = job;
   }
 
