@@ -38,7 +38,8 @@ if [ "$(cat "$stamp_file" 2>/dev/null)" != "$stamp_want" ]; then
   # (@biomejs/cli-android-*, @bufbuild/buf-win32-*), which npm ci insists on finding in the lockfile.
   # npm install keeps the locked versions. The prebuilt-addon download is unreachable: build from source.
   npm_config_build_from_source=true npm install --no-audit --no-fund --loglevel=error
-  echo "$stamp_want" > "$stamp_file"
+  # npm may rewrite the lockfile (entries for other platforms' optional binaries): stamp what it left.
+  echo "$(sha256sum package-lock.json | cut -c1-16)-node$(node -p process.versions.modules)" > "$stamp_file"
 else
   log "node_modules: up to date"
 fi
