@@ -34,12 +34,15 @@ export const agentConfigSchema = z
       .prefault({}),
     nbd: z
       .object({
+        // Bytes per NBD READ. Larger than a repository chunk, one READ fills several chunk buffers
+        // (2 GiB full backup, interleaved runs: 1 MiB took ~0.5 CPU-s less in the agent and ~0.3
+        // in QEMU than 256 KiB, ~7% less wall time).
         requestSize: z
           .number()
           .int()
           .min(4096)
           .max(32 * 1024 * 1024)
-          .default(256 * 1024),
+          .default(1024 * 1024),
         depth: z.number().int().min(1).max(256).default(16),
       })
       .strict()

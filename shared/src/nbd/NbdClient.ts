@@ -140,6 +140,24 @@ export class NbdClient {
     await Promise.all(parts);
   }
 
+  /**
+   * Reads [offset, offset + the parts' total length) into `parts`, end to end, with one request
+   * (a scatter read) when the total fits the server's maximum payload, else one request per part.
+   */
+  async readIntoParts(offset: number, parts: readonly Buffer[], opts: OpOptions = {}): Promise<void> {
+    const total = parts.reduce((n, p) => n + p.length, 0);
+    this.checkRange(offset, total);
+    if (parts.length === 1) return this.readInto(offset, parts[0]!, opts);
+    if (total <= this.maxPayload) return this.pick().readIntoParts(offset, parts, opts.signal);
+    let at = offset;
+    const reads: Promise<void>[] = [];
+    for (const p of parts) {
+      reads.push(this.readInto(at, p, opts));
+      at += p.length;
+    }
+    await Promise.all(reads);
+  }
+
   async write(offset: number, data: Buffer, opts: WriteOptions = {}): Promise<void> {
     this.checkWritable("write");
     this.checkRange(offset, data.length);

@@ -13,6 +13,7 @@ import {
 import type { Extent } from "./extents/Extent.js";
 import { nbdErrno } from "./nbdErrno.js";
 import { describeTarget, type NbdTarget, openSocket } from "./openSocket.js";
+import { ReadDestination } from "./ReadDestination.js";
 import { type InflightRequest, ReplyParser, type ReplySink } from "./ReplyParser.js";
 import { writeU64 } from "./u64.js";
 
@@ -56,11 +57,12 @@ interface Route {
 const DIRECT_MIN = 4096;
 
 /** A READ whose destination is large enough for its payload to land there directly. */
-const readsDirect = (dest: Buffer | undefined): boolean => dest !== undefined && dest.length >= DIRECT_MIN;
+const readsDirect = (dest: ReadDestination | undefined): boolean =>
+  dest !== undefined && dest.length >= DIRECT_MIN;
 
 interface Pending extends InflightRequest {
   handle: number;
-  dest: Buffer | undefined;
+  dest: ReadDestination | undefined;
   covered: number;
   statuses: Map<number, Extent[]> | undefined;
   error: CairnError | undefined;
@@ -210,6 +212,12 @@ export class NbdConnection implements ReplySink {
 
   /** Reads [offset, offset+dest.length) into dest. */
   async readInto(offset: number, dest: Buffer, signal?: AbortSignal): Promise<void> {
+    await this.request(NBD_CMD_READ, 0, offset, dest.length, undefined, new ReadDestination([dest]), signal);
+  }
+
+  /** One READ of [offset, offset + total length) whose payload fills `parts` in order. */
+  async readIntoParts(offset: number, parts: readonly Buffer[], signal?: AbortSignal): Promise<void> {
+    const dest = new ReadDestination(parts);
     await this.request(NBD_CMD_READ, 0, offset, dest.length, undefined, dest, signal);
   }
 
@@ -274,8 +282,9 @@ export class NbdConnection implements ReplySink {
     if (!d || d.length < DIRECT_MIN || this.failure) return undefined;
     const p = this.pending.get(d.handle);
     if (!p?.dest || p.abandoned) return undefined;
-    const at = d.offset - p.offset;
-    return p.dest.subarray(at, at + d.length);
+    const view = p.dest.view(d.offset - p.offset, d.length);
+    // Near the end of a part of a scatter read, the few bytes left go through the receive buffer.
+    return view.length >= DIRECT_MIN ? view : undefined;
   }
 
   onDataLanded(handle: number, _offset: number, length: number): void {
@@ -296,13 +305,13 @@ export class NbdConnection implements ReplySink {
 
   onData(handle: number, offset: number, data: Buffer): void {
     const p = this.pending.get(handle)!;
-    if (p.dest && !p.abandoned) data.copy(p.dest, offset - p.offset);
+    if (p.dest && !p.abandoned) p.dest.copyIn(data, offset - p.offset);
     p.covered += data.length;
   }
 
   onHole(handle: number, offset: number, length: number): void {
     const p = this.pending.get(handle)!;
-    if (p.dest && !p.abandoned) p.dest.fill(0, offset - p.offset, offset - p.offset + length);
+    if (p.dest && !p.abandoned) p.dest.zero(offset - p.offset, length);
     p.covered += length;
   }
 
@@ -335,7 +344,7 @@ export class NbdConnection implements ReplySink {
     offset: number,
     length: number,
     payload: Buffer | undefined,
-    dest: Buffer | undefined,
+    dest: ReadDestination | undefined,
     signal: AbortSignal | undefined,
   ): Promise<Pending> {
     if (this.failure) return Promise.reject(this.failure);

@@ -8,9 +8,12 @@ export const DEFAULT_REQUEST_SIZE = 256 * 1024;
 export const DEFAULT_DEPTH = 16;
 
 export interface ReadExtentsOptions<T = unknown> {
-  /** Bytes per READ request; clamped to the server's maximum payload. */
+  /**
+   * Bytes per READ request; clamped to the server's maximum payload. Above `chunkSize`, one READ
+   * covers several contiguous pieces and its payload is scattered into their buffers.
+   */
   requestSize?: number;
-  /** Requests in flight (and pieces buffered ahead of the consumer). */
+  /** Requests in flight, or read and not yet taken by the consumer (each of one or more pieces). */
   depth?: number;
   /** Pieces never cross a multiple of this (the repository's chunk size). */
   chunkSize?: number;
@@ -49,7 +52,7 @@ export interface ExtentPiece<T = unknown> {
 /**
  * Reads the given ranges (e.g. the "data" extents of a backup plan) with a bounded window of
  * pipelined requests and yields the pieces in offset order. Back-pressure is the generator's:
- * at most `depth` pieces are requested or buffered ahead of the consumer.
+ * at most `depth` requests are in flight or buffered ahead of the consumer.
  *
  * Failure: a dropped connection or timeout rethrows the transient CairnError with
  * `details.resumeFrom` — the offset of the first piece not yet yielded — so the caller can
@@ -82,34 +85,82 @@ export async function* readExtents<T = unknown>(
     owner: T | undefined;
     /** The buffer is one of readExtents' own, recycled once the consumer moves on. */
     pooled: boolean;
+    /** The last piece of its request (requests in the window are what `depth` bounds). */
+    last: boolean;
   }[] = [];
-  // With reuseBuffers: depth buffers in flight plus the one the consumer holds.
+  // With reuseBuffers: the buffers of the pieces in the window plus the one the consumer holds.
   const pool: Buffer[] = [];
   let held: Buffer | undefined;
   const reuse = options.reuseBuffers === true;
   let bytesRead = 0;
   let lastCompleted: number | undefined;
+  let requests = 0;
+  // Pieces never cross a chunk boundary, but when requests are larger than chunks, contiguous
+  // pieces share one READ whose payload is scattered into their buffers: one request (a server
+  // wake-up and a reply to parse) per request size, not per chunk. One piece of lookahead for it.
+  let ahead: { offset: number; length: number } | undefined;
+  const nextPiece = () => {
+    if (ahead) {
+      const a = ahead;
+      ahead = undefined;
+      return a;
+    }
+    const n = pieces.next();
+    return n.done ? undefined : n.value;
+  };
+  const bufferFor = (
+    length: number,
+    alone: boolean,
+  ): { buf: Buffer; owner: T | undefined; pooled: boolean } => {
+    const supplied = options.allocate?.(length);
+    if (supplied) return { buf: supplied.buffer.subarray(0, length), owner: supplied.owner, pooled: false };
+    if (reuse) {
+      let buf = pool.pop();
+      // Buffers from before the request size grew are too small: let them go.
+      while (buf && buf.length < length) buf = pool.pop();
+      buf ??= Buffer.allocUnsafeSlow(Math.max(length, alone ? sizer.size : 0));
+      return { buf: buf.subarray(0, length), owner: undefined, pooled: true };
+    }
+    return { buf: Buffer.allocUnsafe(length), owner: undefined, pooled: false };
+  };
   const refill = () => {
-    while (window.length < sizer.depth) {
-      const next = pieces.next();
-      if (next.done) return;
-      const { offset, length } = next.value;
-      let done: Promise<Buffer>;
-      const supplied = options.allocate?.(length);
-      if (supplied) {
-        const buf = supplied.buffer.subarray(0, length);
-        done = client.readInto(offset, buf, { signal }).then(() => buf);
-      } else if (reuse) {
-        let buf = pool.pop();
-        // Buffers from before the request size grew are too small: let them go.
-        while (buf && buf.length < length) buf = pool.pop();
-        buf = (buf ?? Buffer.allocUnsafeSlow(Math.max(length, sizer.size))).subarray(0, length);
-        done = client.readInto(offset, buf, { signal }).then(() => buf);
-      } else {
-        done = client.read(offset, length, { signal });
+    while (requests < sizer.depth) {
+      const first = nextPiece();
+      if (!first) return;
+      const group = [first];
+      let total = first.length;
+      for (let n = nextPiece(); n; n = nextPiece()) {
+        const prev = group[group.length - 1]!;
+        if (n.offset !== prev.offset + prev.length || total + n.length > sizer.size) {
+          ahead = n;
+          break;
+        }
+        group.push(n);
+        total += n.length;
       }
-      done.catch(() => {}); // observed when it reaches the head of the window
-      window.push({ offset, length, done, owner: supplied?.owner, pooled: !supplied && reuse });
+      if (group.length === 1 && !options.allocate && !reuse) {
+        const only = client.read(first.offset, first.length, { signal });
+        only.catch(() => {}); // observed when it reaches the head of the window
+        window.push({ ...first, done: only, owner: undefined, pooled: false, last: true });
+        requests++;
+        continue;
+      }
+      const bufs = group.map((piece) => bufferFor(piece.length, group.length === 1));
+      const read =
+        group.length === 1
+          ? client.readInto(first.offset, bufs[0]!.buf, { signal })
+          : client.readIntoParts(
+              first.offset,
+              bufs.map((b) => b.buf),
+              { signal },
+            );
+      group.forEach((piece, i) => {
+        const { buf, owner, pooled } = bufs[i]!;
+        const done = read.then(() => buf);
+        done.catch(() => {}); // observed when it reaches the head of the window
+        window.push({ ...piece, done, owner, pooled, last: i === group.length - 1 });
+      });
+      requests++;
     }
   };
   try {
@@ -123,6 +174,7 @@ export async function* readExtents<T = unknown>(
         throw annotate(e, head.offset, lastCompleted, options.signal);
       }
       window.shift();
+      if (head.last) requests--;
       if (held)
         pool.push(Buffer.from(held.buffer, held.byteOffset, held.buffer.byteLength - held.byteOffset));
       held = head.pooled ? data : undefined;

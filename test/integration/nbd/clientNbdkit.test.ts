@@ -191,6 +191,63 @@ describe("client vs nbdkit", () => {
     }
   });
 
+  it("requests larger than chunks: one READ per request, scattered into chunk-sized pieces in order", async () => {
+    const dir = await peers.tempDir();
+    const s = join(dir, "scatter.sock");
+    const logfile = join(dir, "requests.log");
+    await peers.nbdkit({
+      socket: s,
+      filters: ["log"],
+      plugin: "pattern",
+      params: ["64M", `logfile=${logfile}`],
+    });
+    const c = await NbdClient.connect({ target: { path: s } });
+    // Two contiguous extents (grouped across their seam), a gap, then one that starts and ends mid-chunk.
+    const extents = [
+      { offset: 0, length: 3 * MiB },
+      { offset: 3 * MiB, length: 2 * MiB },
+      { offset: 9 * MiB + 4096, length: 3 * MiB + 12_288 },
+    ];
+    const chunk = 256 * 1024;
+    try {
+      for (const mode of ["allocate", "reuse", "fresh"] as const) {
+        let next = 0;
+        let ext = 0;
+        let bytes = 0;
+        for await (const p of readExtents(c, extents, {
+          requestSize: MiB,
+          chunkSize: chunk,
+          depth: 3,
+          adaptive: false,
+          reuseBuffers: mode === "reuse",
+          ...(mode === "allocate"
+            ? { allocate: (n: number) => ({ buffer: Buffer.allocUnsafe(chunk + 512), owner: n }) }
+            : {}),
+        })) {
+          if (next === extents[ext]!.offset + extents[ext]!.length) next = extents[++ext]!.offset;
+          expect(p.offset).toBe(next);
+          expect(p.data.length).toBeLessThanOrEqual(chunk);
+          expect(Math.floor(p.offset / chunk)).toBe(Math.floor((p.offset + p.data.length - 1) / chunk));
+          // The pattern plugin: every 8-byte word holds its own offset.
+          for (let k = 0; k < p.data.length; k += 4096)
+            expect(p.data.readBigUInt64BE(k)).toBe(BigInt(p.offset + k));
+          next += p.data.length;
+          bytes += p.data.length;
+        }
+        expect(bytes).toBe(extents.reduce((n, e) => n + e.length, 0));
+      }
+    } finally {
+      await c.close();
+    }
+    const reads = (await readFile(logfile, "utf8"))
+      .split("\n")
+      .filter((l) => / Read id=\d+ offset=/.test(l))
+      .map((l) => Number(/count=(0x[0-9a-f]+)/.exec(l)?.[1]));
+    // Per mode: 5 MiB in five 1 MiB READs, then 3 MiB + 12 KiB in four (each stops at 1 MiB).
+    expect(reads.length).toBe(3 * 9);
+    expect(Math.max(...reads)).toBe(MiB);
+  });
+
   it("a server killed mid-transfer gives a retryable 'unavailable' error with the resume offset", async () => {
     const dir = await peers.tempDir();
     const s = join(dir, "kill.sock");

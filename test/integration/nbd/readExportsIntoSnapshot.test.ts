@@ -32,10 +32,12 @@ describe("backup reads into the repository's chunk buffers, for any chunk and re
     await peers.qemuNbd({ image: join(dir, "disk.raw"), format: "raw", socket: sock, readOnly: true });
   });
 
-  // 256 KiB requests into 256 KiB chunks: whole chunks are adopted as read. 1 MiB chunks read in
-  // 256 KiB pieces: every piece goes through a plain buffer and is copied. 1 MiB into 1 MiB: adopted.
+  // 256 KiB requests into 256 KiB chunks: whole chunks are adopted as read. 1 MiB requests into
+  // 256 KiB chunks: one READ scattered into four chunk buffers. 1 MiB chunks read in 256 KiB pieces:
+  // every piece goes through a plain buffer and is copied. 1 MiB into 1 MiB: adopted.
   for (const [chunkSize, requestSize] of [
     [256 * KiB, 256 * KiB],
+    [256 * KiB, MiB],
     [MiB, 256 * KiB],
     [MiB, MiB],
   ] as const) {

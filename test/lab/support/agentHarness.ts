@@ -43,7 +43,7 @@ export async function agentHarness(host: LabHost, opts: { chunkSize?: number; ru
     maxFrozenMs: 30_000,
     guestPingTimeoutMs: 5_000,
     hookTimeoutMs: 30_000,
-    nbdRequestSize: 256 * 1024,
+    nbdRequestSize: 1024 * 1024, // the agent's default
     nbdDepth: 16,
   };
   /** Writes one disk of a snapshot to a raw file in the harness dir; returns its path. */

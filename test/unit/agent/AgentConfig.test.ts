@@ -7,7 +7,7 @@ describe("agent config", () => {
     expect(c.libvirtUri).toBe("qemu:///system");
     expect(c.stateDir).toBe("/var/lib/cairn-agent");
     expect(c.timeouts.maxFrozenMs).toBe(30_000);
-    expect(c.nbd).toEqual({ requestSize: 262144, depth: 16 });
+    expect(c.nbd).toEqual({ requestSize: 1048576, depth: 16 });
     expect([c.swtpmStateDir, c.nvramDir]).toEqual(["/var/lib/libvirt/swtpm", "/var/lib/libvirt/qemu/nvram"]);
   });
 

@@ -40,6 +40,12 @@ export class LocalObjectStore implements ObjectStore {
   private readonly madeDirs = new Set<string>();
   /** False once the filesystem refused O_DIRECT (see writeBypassingCache). */
   private directWrites = true;
+  /**
+   * Temporary names: a random prefix per store and a counter, not random bytes per put (thousands
+   * of puts per backup; O_EXCL still refuses a clash with another writer).
+   */
+  private readonly tempPrefix = randomBytes(6).toString("hex");
+  private tempSeq = 0;
 
   /** Frames padded to this are written with O_DIRECT whole (no ftruncate). */
   get writeAlignment(): number | undefined {
@@ -70,7 +76,10 @@ export class LocalObjectStore implements ObjectStore {
     const target = this.path(key);
     throwIfAborted(options?.signal, `put ${key}`);
     const dir = dirname(target);
-    const temp = join(dir, `.${key.split("/").pop()}${TEMP_MARK}${randomBytes(6).toString("hex")}`);
+    const temp = join(
+      dir,
+      `.${key.split("/").pop()}${TEMP_MARK}${this.tempPrefix}${(this.tempSeq++).toString(36)}`,
+    );
     try {
       if (!this.madeDirs.has(dir)) {
         await mkdir(dir, { recursive: true });
