@@ -116,28 +116,23 @@ describe("live backup of a running VM (real libvirt pull backup, real qemu-ga, o
   it("quiesced: the checkpoint is made before the freeze, only the export starts while frozen", async () => {
     const calls: string[] = [];
     const deps = recording(h.deps, calls);
-    const quiesced = await runLiveBackup(deps, h.config, {
-      jobId: `job-${++jobN}`,
-      domain: vm.name,
-      mode: "incremental",
-      quiesce: "required",
-      disks: ["vdb"],
-      signal: AbortSignal.timeout(240_000),
-    });
+    const incremental = (d: LiveBackupDeps, quiesce: "required" | "off") =>
+      runLiveBackup(d, h.config, {
+        jobId: `job-${++jobN}`,
+        domain: vm.name,
+        mode: "incremental",
+        quiesce,
+        disks: ["vdb"],
+        signal: AbortSignal.timeout(240_000),
+      });
+    const quiesced = await incremental(deps, "required");
     expect(quiesced.manifest.consistency.kind).toBe("quiesced");
     const window = calls.filter((c) => /^(createCheckpoint|freeze|beginPullBackup|thaw)/.test(c));
     expect(window).toEqual(["createCheckpoint", "freeze", "beginPullBackup", "thaw"]);
 
     // Not frozen: one atomic backup-begin that makes the checkpoint itself.
     calls.length = 0;
-    await runLiveBackup(deps, h.config, {
-      jobId: `job-${++jobN}`,
-      domain: vm.name,
-      mode: "incremental",
-      quiesce: "off",
-      disks: ["vdb"],
-      signal: AbortSignal.timeout(240_000),
-    });
+    await incremental(deps, "off");
     expect(calls.filter((c) => /^(createCheckpoint|freeze|beginPullBackup)/.test(c))).toEqual([
       "beginPullBackup+checkpoint",
     ]);
@@ -155,14 +150,7 @@ describe("live backup of a running VM (real libvirt pull backup, real qemu-ga, o
         },
       },
     };
-    const err = await runLiveBackup(failing, h.config, {
-      jobId: `job-${++jobN}`,
-      domain: vm.name,
-      mode: "incremental",
-      quiesce: "required",
-      disks: ["vdb"],
-      signal: AbortSignal.timeout(240_000),
-    }).catch((e: unknown) => e);
+    const err = await incremental(failing, "required").catch((e: unknown) => e);
     expect(String(err)).toMatch(/fsfreeze refused/);
     const after = await h.deps.hypervisor.listCheckpoints(vm.name, AbortSignal.timeout(30_000));
     expect(after.map((c) => c.name)).toEqual(before);
