@@ -203,7 +203,7 @@ export async function runLiveBackup(
     // ---- quiescing: [checkpoint] → freeze → begin → thaw
     sm.to("quiescing");
     // When the guest is frozen, the checkpoint is made just before the freeze: libvirt validates
-    // checkpoint XML against its largest schemas (~100 ms here), which would otherwise sit inside
+    // checkpoint XML against its largest schemas (~50 ms here), which would otherwise sit inside
     // the freeze window. Its bitmap then starts a moment before the point in time, so the next
     // incremental reads a superset of what changed, never less. Unfrozen, begin stays atomic.
     let checkpointMade = false;

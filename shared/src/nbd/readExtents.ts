@@ -108,20 +108,28 @@ export async function* readExtents<T = unknown>(
     const n = pieces.next();
     return n.done ? undefined : n.value;
   };
+  /** A per-piece buffer for a scatter read: the caller's (`allocate`) or a recycled one. */
   const bufferFor = (
     length: number,
     alone: boolean,
   ): { buf: Buffer; owner: T | undefined; pooled: boolean } => {
     const supplied = options.allocate?.(length);
     if (supplied) return { buf: supplied.buffer.subarray(0, length), owner: supplied.owner, pooled: false };
-    if (reuse) {
-      let buf = pool.pop();
-      // Buffers from before the request size grew are too small: let them go.
-      while (buf && buf.length < length) buf = pool.pop();
-      buf ??= Buffer.allocUnsafeSlow(Math.max(length, alone ? sizer.size : 0));
-      return { buf: buf.subarray(0, length), owner: undefined, pooled: true };
-    }
-    return { buf: Buffer.allocUnsafe(length), owner: undefined, pooled: false };
+    let buf = pool.pop();
+    // Buffers from before the request size grew are too small: let them go.
+    while (buf && buf.length < length) buf = pool.pop();
+    buf ??= Buffer.allocUnsafeSlow(Math.max(length, alone ? sizer.size : 0));
+    return { buf: buf.subarray(0, length), owner: undefined, pooled: true };
+  };
+  const push = (
+    piece: { offset: number; length: number },
+    done: Promise<Buffer>,
+    owner: T | undefined,
+    pooled: boolean,
+    last: boolean,
+  ) => {
+    done.catch(() => {}); // observed when it reaches the head of the window
+    window.push({ ...piece, done, owner, pooled, last });
   };
   const refill = () => {
     while (requests < sizer.depth) {
@@ -138,29 +146,41 @@ export async function* readExtents<T = unknown>(
         group.push(n);
         total += n.length;
       }
-      if (group.length === 1 && !options.allocate && !reuse) {
-        const only = client.read(first.offset, first.length, { signal });
-        only.catch(() => {}); // observed when it reaches the head of the window
-        window.push({ ...first, done: only, owner: undefined, pooled: false, last: true });
-        requests++;
+      requests++;
+      const last = group.length - 1;
+      if (!options.allocate && !reuse) {
+        // Fresh buffers: one read of the whole group, whose pieces are views of it.
+        const whole = client.read(first.offset, total, { signal });
+        let at = 0;
+        group.forEach((piece, i) => {
+          const from = at;
+          push(
+            piece,
+            whole.then((b) => b.subarray(from, from + piece.length)),
+            undefined,
+            false,
+            i === last,
+          );
+          at += piece.length;
+        });
         continue;
       }
       const bufs = group.map((piece) => bufferFor(piece.length, group.length === 1));
-      const read =
-        group.length === 1
-          ? client.readInto(first.offset, bufs[0]!.buf, { signal })
-          : client.readIntoParts(
-              first.offset,
-              bufs.map((b) => b.buf),
-              { signal },
-            );
+      const read = client.readIntoParts(
+        first.offset,
+        bufs.map((b) => b.buf),
+        { signal },
+      );
       group.forEach((piece, i) => {
         const { buf, owner, pooled } = bufs[i]!;
-        const done = read.then(() => buf);
-        done.catch(() => {}); // observed when it reaches the head of the window
-        window.push({ ...piece, done, owner, pooled, last: i === group.length - 1 });
+        push(
+          piece,
+          read.then(() => buf),
+          owner,
+          pooled,
+          i === last,
+        );
       });
-      requests++;
     }
   };
   try {
