@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-import "../../shared/src/runtime/threadpoolSize.js"; // first: sizes libuv's threadpool before anything starts it
 import { X509Certificate } from "node:crypto";
 import { join } from "node:path";
 import { parseArgs } from "node:util";

@@ -8,7 +8,6 @@
  *  freeze: the guest's freeze window (freeze → backup-begin → thaw) over every backup of the run.
  * Last stdout line: {"full_ratio_vs_nbdcopy":…,"incr_read_over_dirty":…,"incr_stored_over_full":…,"freeze_ms_median":…}
  */
-import "../../shared/src/runtime/threadpoolSize.js"; // first: sizes libuv's threadpool before anything starts it
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";

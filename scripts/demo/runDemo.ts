@@ -25,6 +25,9 @@ const PORT = 7450;
 const AGENT_PORT = 7460;
 const METRICS = 9450;
 const dist = (p: string) => join(REPO_ROOT, "dist", p);
+// The bins: CommonJS shims that size libuv's threadpool before the ES module entry loads.
+const CAIRN_BIN = join(REPO_ROOT, "coordinator/bin/cairn.cjs");
+const AGENT_BIN = join(REPO_ROOT, "agent/bin/cairn-agent.cjs");
 const t0 = Date.now();
 
 const say = (s: string) => process.stdout.write(`[demo +${((Date.now() - t0) / 1000).toFixed(1)}s] ${s}\n`);
@@ -38,7 +41,7 @@ const env = {
 /** Runs the real CLI; shows the command and its output, like an operator would see it. */
 async function cairn(args: string[], opts: { quiet?: boolean } = {}): Promise<string> {
   process.stdout.write(`\n  $ cairn ${args.join(" ")}\n`);
-  const r = await execa("node", [dist("coordinator/src/cli/main.js"), ...args], {
+  const r = await execa("node", [CAIRN_BIN, ...args], {
     env,
     reject: false,
     stderr: "inherit",
@@ -56,7 +59,7 @@ function daemon(
   logFile: string,
   ready: RegExp,
 ): Promise<{ child: ResultPromise }> {
-  const child = execa("node", [dist(script), ...args], { env, reject: false, stderr: { file: logFile } });
+  const child = execa("node", [script, ...args], { env, reject: false, stderr: { file: logFile } });
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`${name} did not start in 60 s; see ${logFile}`)), 60_000);
     child.stdout?.on("data", (b: Buffer) => {
@@ -98,7 +101,7 @@ try {
     (
       await daemon(
         "cairn-coordinator",
-        "coordinator/src/main.js",
+        dist("coordinator/src/main.js"),
         ["--config", join(COORD, "coordinator.yaml")],
         join(ROOT, "coordinator.log"),
         /listening on port/,
@@ -130,7 +133,7 @@ try {
   const enroll = await execa(
     "node",
     [
-      dist("agent/src/main.js"),
+      AGENT_BIN,
       "enroll",
       "--config",
       join(AGENT, "agent.yaml"),
@@ -150,7 +153,7 @@ try {
     (
       await daemon(
         "cairn-agent",
-        "agent/src/main.js",
+        AGENT_BIN,
         ["--config", join(AGENT, "agent.yaml")],
         join(ROOT, "agent.log"),
         /listening on port/,
@@ -254,7 +257,7 @@ repository: main
       `  admin token        ${env.CAIRN_TOKEN_FILE}`,
       "Try (with the environment below):",
       `  export CAIRN_COORDINATOR=${env.CAIRN_COORDINATOR} CAIRN_CA_FILE=${env.CAIRN_CA_FILE} CAIRN_TOKEN_FILE=${env.CAIRN_TOKEN_FILE}`,
-      "  node dist/coordinator/src/cli/main.js jobs list | snapshots list | audit list",
+      "  node coordinator/bin/cairn.cjs jobs list | snapshots list | audit list",
       keep
         ? "The daemons and the VM keep running (--keep); stop them with: pkill -f dist/(agent|coordinator)/src/main.js"
         : "",

@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-import "../../../shared/src/runtime/threadpoolSize.js"; // first: sizes libuv's threadpool before anything starts it
 import { Command } from "commander";
 import { registerAgentCommands } from "../../../agent/src/cli/registerAgentCommands.js";
 import { CAIRN_VERSION } from "../../../shared/src/version.js";
