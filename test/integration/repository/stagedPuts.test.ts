@@ -3,7 +3,7 @@ import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { LocalObjectStore } from "../../../shared/src/repository/backends/LocalObjectStore.js";
 import { alignedSharedMemory } from "../../../shared/src/repository/chunks/SharedChunk.js";
 
@@ -51,6 +51,24 @@ describe("LocalObjectStore staged puts", () => {
     expect(await s.head("b")).toBeUndefined();
     await s.commitStaged();
     expect((await s.head("b"))?.size).toBe(7000);
+  });
+
+  it("what a background writeback made durable shows before the commit; what came after waits for it", async () => {
+    dir = await mkdtemp(join(tmpdir(), "cairn-staged-"));
+    const s = new LocalObjectStore(dir, 10_000); // a writeback once 10 kB are staged
+    const [a, b, c] = [randomBytes(6000), randomBytes(6000), randomBytes(6000)];
+    await s.put("chunks/aa/a", a, { staged: true });
+    expect(await s.head("chunks/aa/a")).toBeUndefined();
+    await s.put("chunks/aa/b", b, { staged: true }); // 12 kB: the writeback syncs, then renames a and b
+    await vi.waitFor(async () => expect(await s.head("chunks/aa/b")).toBeDefined(), { timeout: 10_000 });
+    expect((await s.get("chunks/aa/a")).equals(a)).toBe(true);
+    await s.put("chunks/aa/c", c, { staged: true }); // written after that sync: stays a temporary
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await s.head("chunks/aa/c")).toBeUndefined();
+    expect(await new LocalObjectStore(dir).head("chunks/aa/c")).toBeUndefined();
+    await s.commitStaged();
+    expect((await s.get("chunks/aa/c")).equals(c)).toBe(true);
+    expect((await readdir(join(dir, "chunks", "aa"))).sort()).toEqual(["a", "b", "c"]);
   });
 
   it("a page-aligned staged chunk bypasses the page cache (O_DIRECT) but its last partial page; it round-trips", async () => {

@@ -31,7 +31,9 @@ function pagePadded(data: Uint8Array): Uint8Array | undefined {
  * directory: atomic and durable. Temporaries start with `.` and are never listed.
  * A staged put writes the temporary without fsync and remembers it; commitStaged() syncs the whole
  * filesystem once (syncfs), renames every staged temporary into place and syncs again: a visible
- * object is always durable, and a backup pays two syncs instead of two fsyncs per chunk.
+ * object is always durable, and a backup pays two syncs instead of two fsyncs per chunk. Temporaries
+ * a background writeback sync has made durable are renamed into place right after it, while the
+ * backup goes on, so the commit renames only the last few.
  */
 export class LocalObjectStore implements ObjectStore {
   readonly location: string;
@@ -66,11 +68,15 @@ export class LocalObjectStore implements ObjectStore {
     return join(this.root, key);
   }
 
-  /** Staged puts waiting for commitStaged(): written, not yet synced or renamed into place. */
-  private staged: { temp: string; target: string }[] = [];
+  /** Staged puts written and not yet taken by a writeback or a commit. */
+  private staged: Staged[] = [];
   /** Staged bytes since the last background writeback started. */
   private unflushedBytes = 0;
   private writeback: Promise<void> | undefined;
+  /** A background rename that failed: the next commitStaged() reports it. */
+  private publishFailure: unknown;
+  /** Background renames happened since the last commit (they are durable only after its sync). */
+  private publishedSinceCommit = false;
 
   async put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
     const target = this.path(key);
@@ -148,31 +154,48 @@ export class LocalObjectStore implements ObjectStore {
     this.unflushedBytes += bytes;
     if (this.writeback || this.unflushedBytes < this.writebackEveryBytes) return;
     this.unflushedBytes = 0;
+    // Every temporary staged so far was fully written before this sync starts: once it returns they
+    // are durable and may become visible (the contract allows it), so the commit does not rename
+    // thousands of chunks while the backup waits. The renames themselves become durable at the
+    // commit's last sync, before any manifest names them.
+    const ready = this.staged;
+    this.staged = [];
     this.writeback = syncFilesystem(this.root)
-      .catch(() => {})
+      .then(async () => {
+        this.publishedSinceCommit = true;
+        await renameAll(ready, 4).catch((e) => {
+          this.publishFailure ??= e;
+        });
+      })
+      .catch(() => {
+        // The sync failed: these stay staged, and the commit's own syncs decide.
+        this.staged.unshift(...ready);
+      })
       .finally(() => {
         this.writeback = undefined;
       });
   }
 
   async commitStaged(options?: CallOptions): Promise<void> {
+    // A writeback owns the temporaries it took until its renames are done.
+    while (this.writeback) await this.writeback;
+    const failure = this.publishFailure;
+    this.publishFailure = undefined;
+    const published = this.publishedSinceCommit;
+    this.publishedSinceCommit = false;
     const batch = this.staged;
-    if (batch.length === 0) return;
     this.staged = [];
     this.unflushedBytes = 0;
     try {
-      await this.writeback;
+      // A background rename failed: that object is still an (invisible) temporary, not committed.
+      if (failure !== undefined) throw failure;
+      if (batch.length === 0 && !published) return;
       throwIfAborted(options?.signal, "commit staged objects");
-      await syncFilesystem(this.root, options?.signal);
-      // Renames are independent (each is atomic): 32 at a time instead of one round trip each.
-      let next = 0;
-      const renamer = async () => {
-        while (next < batch.length) {
-          const { temp, target } = batch[next++]!;
-          await rename(temp, target);
-        }
-      };
-      await Promise.all(Array.from({ length: Math.min(32, batch.length) }, renamer));
+      if (batch.length > 0) {
+        await syncFilesystem(this.root, options?.signal);
+        await renameAll(batch, 32);
+      }
+      // Makes the renames durable, the background ones included.
       await syncFilesystem(this.root, options?.signal);
     } catch (e) {
       // Not yet renamed temporaries stay invisible; sweepTemporaries() removes them later.
@@ -289,6 +312,23 @@ export class LocalObjectStore implements ObjectStore {
     await visit("");
     return removed;
   }
+}
+
+interface Staged {
+  temp: string;
+  target: string;
+}
+
+/** Renames temporaries into place, `width` at a time (each rename is atomic on its own). */
+async function renameAll(batch: readonly Staged[], width: number): Promise<void> {
+  let next = 0;
+  const renamer = async () => {
+    while (next < batch.length) {
+      const { temp, target } = batch[next++]!;
+      await rename(temp, target);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(width, batch.length) }, renamer));
 }
 
 async function syncDir(dir: string): Promise<void> {
