@@ -17,6 +17,8 @@ export interface QuiesceSteps {
   beforeFreeze: () => Promise<void>;
   /** Starts the point-in-time export. */
   begin: () => Promise<void>;
+  /** A guest-ping already under way (started with planning); otherwise the guest is pinged here. */
+  guestAnswers?: Promise<boolean> | undefined;
 }
 
 /**
@@ -30,7 +32,7 @@ export async function quiesceAround(
   config: LiveBackupConfig,
   req: LiveBackupRequest,
   domain: DomainInfo,
-  { beforeFreeze, begin }: QuiesceSteps,
+  { beforeFreeze, begin, guestAnswers }: QuiesceSteps,
 ): Promise<QuiesceResult> {
   const crash = async (reason: string) => {
     if (req.quiesce === "required") {
@@ -49,7 +51,8 @@ export async function quiesceAround(
   if (req.quiesce === "off") return crash("quiesce is off by policy");
   if (!domain.hasGuestAgentChannel) return crash("the domain has no guest agent channel");
   const opts = { signal: req.signal, timeoutMs: config.guestPingTimeoutMs };
-  if (!(await deps.guestAgent.ping(domain.name, opts))) return crash("the guest agent did not answer");
+  if (!(await (guestAnswers ?? deps.guestAgent.ping(domain.name, opts))))
+    return crash("the guest agent did not answer");
 
   const runHook = async (name: string, argv: readonly string[] | undefined) => {
     if (!argv?.length) return;

@@ -118,11 +118,25 @@ export async function runLiveBackup(
       });
     }
     const disks = selectDisks(domain, req.disks);
-    const [checkpoints, snapshots, liveBitmaps] = await Promise.all([
-      hypervisor.listCheckpoints(domain.name, signal),
-      repository.listSnapshots(signal),
-      req.mode === "copy" ? Promise.resolve(undefined) : hypervisor.liveBitmaps(domain.name, signal),
+    // Asked now and answered while planning runs (a guest-ping takes ~100 ms under TCG); a ping a
+    // few hundred ms before the freeze tells as much as one right before it.
+    const guestAnswers =
+      req.quiesce !== "off" && domain.hasGuestAgentChannel
+        ? deps.guestAgent.ping(domain.name, { signal, timeoutMs: config.guestPingTimeoutMs })
+        : undefined;
+    guestAnswers?.catch(() => {}); // awaited by quiesceAround; a failed job may never get there
+    // The job directory and scratch images depend only on the disks: made beside the queries.
+    const [queried, prepared] = await Promise.allSettled([
+      Promise.all([
+        hypervisor.listCheckpoints(domain.name, signal),
+        repository.listSnapshots(signal),
+        req.mode === "copy" ? Promise.resolve(undefined) : hypervisor.liveBitmaps(domain.name, signal),
+      ]),
+      prepareJobDir(config, jobDir, disks, signal),
     ]);
+    if (queried.status === "rejected") throw queried.reason;
+    if (prepared.status === "rejected") throw prepared.reason;
+    const [checkpoints, snapshots, liveBitmaps] = queried.value;
     const history = snapshots.filter((s) => s.vm.uuid === domain.uuid);
     if (req.mode === "incremental" && history.length === 0) {
       throw new CairnError(
@@ -144,11 +158,6 @@ export async function runLiveBackup(
     log.info({ jobId: req.jobId, domain: domain.name, plan }, "backup plan");
     await cleanBrokenCheckpoints(deps, domain.name, checkpoints, liveBitmaps, plan, signal);
 
-    await mkdir(join(jobDir, "nbd"), { recursive: true });
-    await mkdir(join(jobDir, "scratch"), { recursive: true });
-    // QEMU (not root) opens the scratch images below: every agent-owned level must be traversable.
-    for (const d of [config.workDir, join(config.workDir, "jobs"), jobDir]) await chmod(d, 0o711);
-    await chown(join(jobDir, "nbd"), config.qemuUid, config.qemuGid);
     // What startup recovery needs if this process dies: which domain, which checkpoint.
     await writeJobRecord(jobDir, {
       jobId: req.jobId,
@@ -158,12 +167,6 @@ export async function runLiveBackup(
       pid: process.pid,
     });
     const socketPath = join(jobDir, "nbd", "backup.sock");
-    // Scratch images made now, not by libvirt inside the freeze window (backup-begin --reuse-external).
-    for (const p of plan.disks) {
-      const src = domain.disks.find((d) => d.target === p.target)!.source;
-      const { virtualSize } = await imageInfo(src, signal, true);
-      await createQcow2(join(jobDir, "scratch", `${p.target}.qcow2`), virtualSize, signal);
-    }
     const backupXml = pullBackupXml({
       socketPath,
       disks: domain.disks
@@ -230,6 +233,7 @@ export async function runLiveBackup(
     const { consistency, freezeWindowMs, freezePhasesMs } = await quiesceAround(deps, config, req, domain, {
       beforeFreeze,
       begin,
+      guestAnswers,
     });
 
     // ---- reading
@@ -263,6 +267,13 @@ export async function runLiveBackup(
 
     // ---- sealing
     sm.to("sealing", { bytesRead });
+    // Everything is read: the export can go now, beside the seal. If this fails, cleanup retries.
+    const exportEnded = hypervisor.endBackup(domain.name, signal).then(
+      () => {
+        exportStarted = false;
+      },
+      (e) => log.warn({ err: e, domain: domain.name }, "ending the backup job failed; retrying in cleanup"),
+    );
     const domainXml = await hypervisor.domainXml(domain.name, { inactive: true }, signal);
     const configFiles = await captureVmConfigFiles(domainXml, config.vmConfigFiles, { signal, log });
     const manifest = await writer.seal({
@@ -285,6 +296,7 @@ export async function runLiveBackup(
       sealed: true,
       pid: process.pid,
     });
+    await exportEnded;
     const prunedCheckpoints = await pruneCheckpoints(deps, domain.name, plan, [...history, manifest], signal);
     sm.to("succeeded", { snapshotId: manifest.id, bytesRead });
     return { manifest, plan, bytesRead, freezeWindowMs, freezePhasesMs, prunedCheckpoints };
@@ -308,6 +320,29 @@ export async function runLiveBackup(
     }
     await rm(jobDir, { recursive: true, force: true }).catch(() => {});
   }
+}
+
+/**
+ * The job's directory: the NBD socket's (owned by QEMU's user) and the scratch images, made before
+ * the freeze so libvirt does not make them inside it (backup-begin --reuse-external).
+ */
+async function prepareJobDir(
+  config: LiveBackupConfig,
+  jobDir: string,
+  disks: DomainInfo["disks"],
+  signal: AbortSignal,
+): Promise<void> {
+  await mkdir(join(jobDir, "nbd"), { recursive: true });
+  await mkdir(join(jobDir, "scratch"), { recursive: true });
+  // QEMU (not root) opens the scratch images: every agent-owned level must be traversable.
+  for (const d of [config.workDir, join(config.workDir, "jobs"), jobDir]) await chmod(d, 0o711);
+  await chown(join(jobDir, "nbd"), config.qemuUid, config.qemuGid);
+  await Promise.all(
+    disks.map(async (d) => {
+      const { virtualSize } = await imageInfo(d.source, signal, true);
+      await createQcow2(join(jobDir, "scratch", `${d.target}.qcow2`), virtualSize, signal);
+    }),
+  );
 }
 
 export async function findDomain(
