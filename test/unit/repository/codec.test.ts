@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { describe, expect, it } from "vitest";
+import { Worker } from "node:worker_threads";
+import { describe, expect, it, vi } from "vitest";
 import { ChunkWorkerPool } from "../../../shared/src/repository/chunks/ChunkWorkerPool.js";
 import {
   contentId,
@@ -126,5 +127,51 @@ describe("framing in place: the chunk buffer is the frame when nothing transform
     } finally {
       await pool.close();
     }
+  });
+
+  it("pool: shared-buffer requests of one event-loop turn share messages (4 a message); replies stay matched", async () => {
+    const pool = new ChunkWorkerPool(undefined, 3, 2);
+    const posted = vi.spyOn(Worker.prototype, "postMessage");
+    try {
+      const chunks = Array.from({ length: 10 }, () => pool.acquireShared(64 * KiB));
+      const plains = chunks.map((c, i) => {
+        const p = i === 3 ? Buffer.alloc(64 * KiB) : i % 2 ? text(64 * KiB) : randomBytes(64 * KiB);
+        p.copy(c.plain);
+        return p;
+      });
+      posted.mockClear(); // slab registration above
+      // One turn: ten requests, mixed hash-only, framed, and with a given id.
+      const results = await Promise.all(
+        chunks.map((c, i) =>
+          i % 3 === 0
+            ? pool.hashShared(c)
+            : pool.hashFrameShared("chunk", c, i === 5 ? { id: contentId(plains[5]!, undefined) } : {}),
+        ),
+      );
+      const messages = posted.mock.calls.map(([m]) => m as { op: string; requests?: unknown[] });
+      expect(messages.map((m) => m.requests?.length ?? 1)).toEqual([4, 4, 2]);
+      results.forEach((r, i) => {
+        expect(r.zero, `chunk ${i}`).toBe(i === 3);
+        if (i !== 3) expect(r.id, `chunk ${i}`).toBe(contentId(plains[i]!, undefined));
+        const framed = (r as { framed?: Buffer | undefined }).framed;
+        if (framed)
+          expect(Buffer.compare(unframe("chunk", r.id, framed, undefined, "chunk"), plains[i]!)).toBe(0);
+      });
+      // A later turn is a message of its own.
+      posted.mockClear();
+      await pool.hashShared(chunks[0]!);
+      expect(posted.mock.calls.map(([m]) => (m as { op: string }).op)).toEqual(["hashShared"]);
+    } finally {
+      posted.mockRestore();
+      await pool.close();
+    }
+  });
+
+  it("pool: a request queued for the next turn fails cleanly when the pool closes first", async () => {
+    const pool = new ChunkWorkerPool(undefined, 3, 1);
+    const c = pool.acquireShared(64 * KiB);
+    const failed = expect(pool.hashShared(c)).rejects.toThrow(/closed/);
+    await pool.close();
+    await failed;
   });
 });

@@ -5,7 +5,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import type { RepositoryKeys } from "../crypto/RepositoryKeys.js";
 import { contentId, FRAME_HEADER_BYTES, frame, frameInPlace, isAllZero, unframe } from "./codec.js";
-import type { WorkerReply, WorkerRequest } from "./workerProtocol.js";
+import type { WorkerMessage, WorkerReply, WorkerRequest } from "./workerProtocol.js";
 
 const init = workerData as { dataKey: Uint8Array | null; idKey: Uint8Array | null; level: number };
 const keys: RepositoryKeys | undefined =
@@ -16,12 +16,29 @@ const keys: RepositoryKeys | undefined =
 /** Registered shared chunk buffers: header room, then the plaintext (see SharedChunk). */
 const shared = new Map<number, Buffer>();
 
-function handle(req: WorkerRequest): { reply: WorkerReply; transfer: ArrayBuffer[] } | undefined {
+function handle(req: WorkerRequest): { reply: WorkerMessage; transfer: ArrayBuffer[] } {
+  if (req.op === "batch") {
+    const batch: WorkerReply[] = [];
+    const transfer: ArrayBuffer[] = [];
+    for (const r of req.requests) {
+      const one = handleOne(r);
+      batch.push(one.reply);
+      transfer.push(...one.transfer);
+    }
+    return { reply: { batch }, transfer };
+  }
+  return handleOne(req);
+}
+
+function handleOne(req: Exclude<WorkerRequest, { op: "batch" }>): {
+  reply: WorkerReply;
+  transfer: ArrayBuffer[];
+} {
   try {
     switch (req.op) {
       case "register":
         shared.set(req.sid, Buffer.from(req.memory, req.offset, FRAME_HEADER_BYTES + req.length));
-        return undefined;
+        return { reply: { seq: -1, ok: true, id: "", zero: false }, transfer: [] };
       case "hashShared": {
         const buf = shared.get(req.sid);
         if (!buf) throw new Error(`shared chunk buffer ${req.sid} is not registered`);
@@ -87,5 +104,5 @@ function owned(u: Uint8Array): Uint8Array {
 
 parentPort?.on("message", (req: WorkerRequest) => {
   const r = handle(req);
-  if (r) parentPort?.postMessage(r.reply, r.transfer);
+  if (req.op !== "register") parentPort?.postMessage(r.reply, r.transfer); // registering has no reply
 });

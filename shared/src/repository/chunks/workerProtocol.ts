@@ -11,7 +11,21 @@ export type WorkerRequest =
    */
   | { op: "register"; sid: number; memory: SharedArrayBuffer; offset: number; length: number }
   /** Hash a shared chunk and, with `frame`, unless it is all zeros also frame it: one round trip. */
-  | { op: "hashShared"; seq: number; sid: number; frame: false | ObjectKind; id?: string; padTo?: number };
+  | HashSharedRequest
+  /** Several hashShared requests in one message (those made in one turn of the event loop). */
+  | { op: "batch"; requests: HashSharedRequest[] };
+
+export interface HashSharedRequest {
+  op: "hashShared";
+  seq: number;
+  sid: number;
+  frame: false | ObjectKind;
+  id?: string;
+  padTo?: number;
+}
+
+/** What a worker posts: one reply, or the replies to a batch in its order. */
+export type WorkerMessage = WorkerReply | { batch: WorkerReply[] };
 
 export type WorkerReply =
   | {
