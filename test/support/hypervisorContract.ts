@@ -33,6 +33,17 @@ export function hypervisorContract(name: string, fixture: () => HypervisorFixtur
       expect(["running", "shutoff", "paused", "blocked"]).toContain(d?.state);
     });
 
+    it("looks one domain up by name or uuid exactly as listDomains reports it; an unknown one is undefined", async () => {
+      const { hypervisor, expected } = fixture();
+      const signal = new AbortController().signal;
+      const listed = (await hypervisor.listDomains(signal)).find((x) => x.uuid === expected.uuid);
+      const byName = await hypervisor.domain(expected.name, signal);
+      expect(byName).toEqual(listed);
+      expect(await hypervisor.domain(expected.uuid, signal)).toEqual(listed);
+      expect(await hypervisor.domain("cairn-no-such-domain", signal)).toBeUndefined();
+      expect(await hypervisor.domain("00000000-0000-4000-8000-000000000000", signal)).toBeUndefined();
+    });
+
     it("an aborted signal rejects with an 'aborted' CairnError", async () => {
       const ac = new AbortController();
       ac.abort();

@@ -353,7 +353,7 @@ export async function findDomain(
   nameOrUuid: string,
   signal: AbortSignal,
 ): Promise<DomainInfo> {
-  const d = (await h.listDomains(signal)).find((x) => x.name === nameOrUuid || x.uuid === nameOrUuid);
+  const d = await h.domain(nameOrUuid, signal);
   if (!d)
     throw new CairnError("not-found", `no domain ${nameOrUuid} on this host`, {
       hint: "check the name with cairn agent domains",

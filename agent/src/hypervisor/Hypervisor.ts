@@ -22,6 +22,11 @@ export interface Hypervisor {
   versions(signal: AbortSignal): Promise<{ libvirt: string; qemu: string }>;
   /** Every domain libvirt knows, running or not, with its disks. */
   listDomains(signal: AbortSignal): Promise<DomainInfo[]>;
+  /**
+   * One domain by name or uuid, as listDomains reports it, or undefined when libvirt has none.
+   * Costs a few calls whatever the host runs (listDomains costs two per domain).
+   */
+  domain(nameOrUuid: string, signal: AbortSignal): Promise<DomainInfo | undefined>;
   /** The domain's XML; `inactive` gives the persistent definition (what a restore redefines). */
   domainXml(domain: string, opts: { inactive: boolean }, signal: AbortSignal): Promise<string>;
 

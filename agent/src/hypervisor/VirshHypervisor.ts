@@ -81,6 +81,25 @@ export class VirshHypervisor implements Hypervisor {
     return result;
   }
 
+  async domain(nameOrUuid: string, signal: AbortSignal): Promise<DomainInfo | undefined> {
+    try {
+      const [xml, state, info] = await Promise.all([
+        this.virsh(["dumpxml", nameOrUuid], signal),
+        this.virsh(["domstate", nameOrUuid], signal),
+        this.virsh(["dominfo", nameOrUuid], signal),
+      ]);
+      const persistent = /^Persistent:\s*(\S+)/m.exec(info)?.[1];
+      return {
+        ...parseDomainXml(xml),
+        state: STATES[state.trim()] ?? "unknown",
+        persistent: persistent !== "no",
+      };
+    } catch (err) {
+      if (isCairnError(err, "not-found")) return undefined;
+      throw err;
+    }
+  }
+
   domainXml(domain: string, opts: { inactive: boolean }, signal: AbortSignal): Promise<string> {
     return this.virsh(["dumpxml", domain, ...(opts.inactive ? ["--inactive"] : [])], signal);
   }

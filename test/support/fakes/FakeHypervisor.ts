@@ -41,6 +41,12 @@ export class FakeHypervisor implements Hypervisor {
     return structuredClone(this.domains);
   }
 
+  async domain(nameOrUuid: string, signal: AbortSignal) {
+    if (signal.aborted) throw abortError(signal, "domain");
+    const d = this.domains.find((x) => x.name === nameOrUuid || x.uuid === nameOrUuid);
+    return d ? structuredClone(d) : undefined;
+  }
+
   async domainXml(domain: string, _opts: { inactive: boolean }, signal: AbortSignal) {
     const { info } = this.find(domain, signal, "domainXml");
     return `<domain type='kvm'><name>${info.name}</name><uuid>${info.uuid}</uuid></domain>`;
