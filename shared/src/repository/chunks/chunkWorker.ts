@@ -16,7 +16,10 @@ const keys: RepositoryKeys | undefined =
 /** Registered shared chunk buffers: header room, then the plaintext (see SharedChunk). */
 const shared = new Map<number, Buffer>();
 
-function handle(req: WorkerRequest): { reply: WorkerMessage; transfer: ArrayBuffer[] } {
+/** Requests that get a reply: all but "register". */
+type Answered = Exclude<WorkerRequest, { op: "register" }>;
+
+function handle(req: Answered): { reply: WorkerMessage; transfer: ArrayBuffer[] } {
   if (req.op === "batch") {
     const batch: WorkerReply[] = [];
     const transfer: ArrayBuffer[] = [];
@@ -30,15 +33,12 @@ function handle(req: WorkerRequest): { reply: WorkerMessage; transfer: ArrayBuff
   return handleOne(req);
 }
 
-function handleOne(req: Exclude<WorkerRequest, { op: "batch" }>): {
+function handleOne(req: Exclude<Answered, { op: "batch" }>): {
   reply: WorkerReply;
   transfer: ArrayBuffer[];
 } {
   try {
     switch (req.op) {
-      case "register":
-        shared.set(req.sid, Buffer.from(req.memory, req.offset, FRAME_HEADER_BYTES + req.length));
-        return { reply: { seq: -1, ok: true, id: "", zero: false }, transfer: [] };
       case "hashShared": {
         const buf = shared.get(req.sid);
         if (!buf) throw new Error(`shared chunk buffer ${req.sid} is not registered`);
@@ -103,6 +103,13 @@ function owned(u: Uint8Array): Uint8Array {
 }
 
 parentPort?.on("message", (req: WorkerRequest) => {
+  if (req.op === "register") {
+    // No reply: a buffer that failed to register fails its first request ("is not registered").
+    try {
+      shared.set(req.sid, Buffer.from(req.memory, req.offset, FRAME_HEADER_BYTES + req.length));
+    } catch {}
+    return;
+  }
   const r = handle(req);
-  if (req.op !== "register") parentPort?.postMessage(r.reply, r.transfer); // registering has no reply
+  parentPort?.postMessage(r.reply, r.transfer);
 });
