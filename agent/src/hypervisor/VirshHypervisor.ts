@@ -61,38 +61,36 @@ export class VirshHypervisor implements Hypervisor {
     const transientSet = new Set(lines(transient));
     const result: DomainInfo[] = [];
     for (const uuid of lines(all)) {
-      try {
-        const [xml, state] = await Promise.all([
-          this.virsh(["dumpxml", uuid], signal),
-          this.virsh(["domstate", uuid], signal),
-        ]);
-        const parsed = parseDomainXml(xml);
-        result.push({
-          ...parsed,
-          state: STATES[state.trim()] ?? "unknown",
-          persistent: !transientSet.has(uuid),
-        });
-      } catch (err) {
-        // A transient domain can vanish between list and dumpxml: that is not an error.
-        if (isCairnError(err, "not-found")) continue;
-        throw err;
-      }
+      // A transient domain can vanish between list and dumpxml: that is not an error.
+      const d = await this.describe(uuid, !transientSet.has(uuid), signal);
+      if (d) result.push(d);
     }
     return result;
   }
 
-  async domain(nameOrUuid: string, signal: AbortSignal): Promise<DomainInfo | undefined> {
+  domain(nameOrUuid: string, signal: AbortSignal): Promise<DomainInfo | undefined> {
+    return this.describe(nameOrUuid, undefined, signal);
+  }
+
+  /**
+   * One domain's info, undefined when libvirt has no such domain. Whether it is persistent comes
+   * from the caller when it knows (listDomains), else from dominfo.
+   */
+  private async describe(
+    ref: string,
+    persistent: boolean | undefined,
+    signal: AbortSignal,
+  ): Promise<DomainInfo | undefined> {
     try {
       const [xml, state, info] = await Promise.all([
-        this.virsh(["dumpxml", nameOrUuid], signal),
-        this.virsh(["domstate", nameOrUuid], signal),
-        this.virsh(["dominfo", nameOrUuid], signal),
+        this.virsh(["dumpxml", ref], signal),
+        this.virsh(["domstate", ref], signal),
+        persistent === undefined ? this.virsh(["dominfo", ref], signal) : undefined,
       ]);
-      const persistent = /^Persistent:\s*(\S+)/m.exec(info)?.[1];
       return {
         ...parseDomainXml(xml),
         state: STATES[state.trim()] ?? "unknown",
-        persistent: persistent !== "no",
+        persistent: persistent ?? /^Persistent:\s*(\S+)/m.exec(info ?? "")?.[1] !== "no",
       };
     } catch (err) {
       if (isCairnError(err, "not-found")) return undefined;
