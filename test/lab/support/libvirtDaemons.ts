@@ -89,7 +89,7 @@ async function ensureKvmDeviceAccess(): Promise<void> {
 }
 
 /** Where the daemons keep their sockets and the running domains' status XML. */
-export const LIBVIRT_RUN_DIR = "/run/libvirt";
+const LIBVIRT_RUN_DIR = "/run/libvirt";
 
 /**
  * On a systemd host /run is a tmpfs; here it is the root disk. libvirtd rewrites a domain's status
