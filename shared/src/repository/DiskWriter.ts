@@ -19,9 +19,24 @@ export interface DiskWriterOptions {
   fullReason?: string | null;
   /** Partially written chunks kept open waiting for more extents (default 16). */
   maxOpenChunks?: number;
-  /** Chunks being hashed/compressed/uploaded at once (default 32: each is mostly waiting on I/O). */
+  /**
+   * Chunks being hashed/compressed/uploaded at once. Default: 16 MiB worth (64 chunks of 256 KiB),
+   * at least 8 and at most 128. Each chunk spends most of its time queued for a worker or for I/O.
+   */
   maxInFlight?: number;
   signal?: AbortSignal;
+}
+
+/**
+ * Bytes of chunks in flight by default. A chunk waits ~4 ms for a worker and ~10 ms for its file
+ * writes here (bench:backup), so 32 in flight (8 MiB) left the NBD reader stalled on back-pressure:
+ * 64 made a 2 GiB full backup 8-10% faster in paired runs. Bounded in bytes, so 16 MiB chunks
+ * do not hold gigabytes.
+ */
+const IN_FLIGHT_BYTES = 16 * 1024 * 1024;
+
+export function defaultMaxInFlight(chunkSize: number): number {
+  return Math.max(8, Math.min(128, Math.floor(IN_FLIGHT_BYTES / chunkSize)));
 }
 
 /** An extent from the agent: data read from NBD, or a range known to read as zeros. */
@@ -68,7 +83,7 @@ export class DiskWriter {
     private readonly index: DiskIndex,
   ) {
     this.maxOpen = options.maxOpenChunks ?? 16;
-    this.maxInFlight = options.maxInFlight ?? 32;
+    this.maxInFlight = options.maxInFlight ?? defaultMaxInFlight(index.chunkSize);
   }
 
   static async create(snapshot: RestorePointWriter, options: DiskWriterOptions): Promise<DiskWriter> {
