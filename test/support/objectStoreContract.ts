@@ -30,6 +30,20 @@ export function objectStoreContract(name: string, make: () => Promise<ObjectStor
       expect(listed.sort()).toEqual(objs.map(([k]) => k).sort());
     });
 
+    it("a store that says its staged puts are hidden shows none before commitStaged", async () => {
+      const s = await make();
+      if (s.stagedPutsHidden !== true) return; // S3, memory: staged puts show at once (allowed)
+      const v = randomBytes(5000);
+      const [before] = await Promise.all([s.head("chunks/hd/x"), s.put("chunks/hd/x", v, { staged: true })]);
+      expect(before).toBeUndefined();
+      expect(await s.head("chunks/hd/x")).toBeUndefined();
+      const listed: string[] = [];
+      for await (const o of s.list("chunks/hd/")) listed.push(o.key);
+      expect(listed).toEqual([]);
+      await s.commitStaged();
+      expect((await s.get("chunks/hd/x")).equals(v)).toBe(true);
+    });
+
     it("stores empty objects", async () => {
       const s = await make();
       await s.put("empty", Buffer.alloc(0));

@@ -35,6 +35,15 @@ export interface DiskWriterOptions {
  */
 const IN_FLIGHT_BYTES = 16 * 1024 * 1024;
 
+/**
+ * Above this rate of new chunks (moving average), a chunk's upload starts beside its existence
+ * check: a 2 GiB full backup of new data was ~10% faster in paired runs, because each check (a stat)
+ * otherwise waits behind the file writes queued for libuv's threads before the chunk's own write.
+ */
+const SPECULATIVE_RATE = 0.9;
+/** ...and only once this many chunks were checked: a repeat full then re-uploads none. */
+const SPECULATIVE_AFTER = 8;
+
 export function defaultMaxInFlight(chunkSize: number): number {
   return Math.max(8, Math.min(128, Math.floor(IN_FLIGHT_BYTES / chunkSize)));
 }
@@ -65,6 +74,8 @@ export class DiskWriter {
   private inFlight = 0;
   /** Moving average of how many recently processed chunks were new (1 = all). */
   private newRate = 1;
+  /** Chunks whose newness is known (newRate means something once a few are). */
+  private decided = 0;
   private readonly waiters: Array<() => void> = [];
   private failure: unknown;
   private readonly stats: DiskStats = {
@@ -369,11 +380,33 @@ export class DiskWriter {
         let upload = this.snapshot.uploads.get(h.id);
         if (!upload) {
           upload = (async () => {
-            if (await repo.store.head(chunkKey(h.id), { signal })) return;
+            const key = chunkKey(h.id);
+            if (
+              h.framed &&
+              this.decided >= SPECULATIVE_AFTER &&
+              this.newRate > SPECULATIVE_RATE &&
+              repo.store.stagedPutsHidden === true
+            ) {
+              // Nearly every recent chunk was new: upload this one while checking whether it exists,
+              // instead of after (the check cannot see this put: stagedPutsHidden). A chunk that did
+              // exist is overwritten with the same content (an idempotent, atomic staged put), which
+              // is rarely needed at this rate.
+              const [existed] = await Promise.all([
+                repo.store.head(key, { signal }),
+                repo.store.put(key, h.framed, { signal, staged: true }),
+              ]);
+              this.stats.bytesStored += h.framed.length;
+              if (existed) return;
+              isNew = true;
+              this.stats.bytesNew += plainLength;
+              this.stats.chunksNew++;
+              return;
+            }
+            if (await repo.store.head(key, { signal })) return;
             isNew = true;
             const framed =
               h.framed ?? (await repo.pool.hashFrameShared("chunk", chunk, { id: h.id, padTo })).framed!;
-            await repo.store.put(chunkKey(h.id), framed, { signal, staged: true });
+            await repo.store.put(key, framed, { signal, staged: true });
             this.stats.bytesNew += plainLength;
             this.stats.bytesStored += framed.length;
             this.stats.chunksNew++;
@@ -388,6 +421,7 @@ export class DiskWriter {
         await upload;
       }
       this.newRate = this.newRate * 0.9 + (isNew ? 0.1 : 0);
+      this.decided++;
       this.index.set(i, h.id);
     } finally {
       // After the put: a frame made in place is the shared buffer itself.

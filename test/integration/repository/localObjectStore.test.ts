@@ -3,6 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { LocalObjectStore } from "../../../shared/src/repository/backends/LocalObjectStore.js";
+import { BandwidthLimitedObjectStore } from "../../../shared/src/repository/decorators/BandwidthLimitedObjectStore.js";
+import { ConcurrencyLimitedObjectStore } from "../../../shared/src/repository/decorators/ConcurrencyLimitedObjectStore.js";
+import { RetryingObjectStore } from "../../../shared/src/repository/decorators/RetryingObjectStore.js";
 import { objectStoreContract } from "../../support/objectStoreContract.js";
 
 const dirs: string[] = [];
@@ -16,6 +19,16 @@ async function fresh(): Promise<LocalObjectStore> {
 }
 
 objectStoreContract("LocalObjectStore", fresh);
+
+// The decorators must pass the local store's hints on (writers pad frames and upload speculatively by them).
+objectStoreContract("LocalObjectStore behind every decorator", async () => {
+  const s = new RetryingObjectStore(
+    new ConcurrencyLimitedObjectStore(new BandwidthLimitedObjectStore(await fresh(), 1e9), 4),
+  );
+  expect(s.stagedPutsHidden).toBe(true);
+  expect(s.writeAlignment).toBe(4096);
+  return s;
+});
 
 describe("LocalObjectStore specifics", () => {
   it("leaves no temporaries after puts and sweeps old ones", async () => {

@@ -83,3 +83,86 @@ describe("DiskWriter chunks in flight", () => {
     expect(await peakPuts(1024 * KiB, 40, 16)).toBe(16);
   });
 });
+
+/**
+ * A store whose chunk heads take a few ms, recording puts of a key made while its own head was
+ * pending. Its staged puts stay hidden until commitStaged, like LocalObjectStore's temporaries
+ * (stagedPutsHidden).
+ */
+class SlowHeadStore extends MemoryObjectStore {
+  readonly stagedPutsHidden = true;
+  private readonly stagedObjects: Array<[string, Uint8Array]> = [];
+  private readonly headPending = new Set<string>();
+  putsBesideOwnHead = 0;
+  chunkPuts = 0;
+  override async head(key: string, options?: { signal?: AbortSignal }) {
+    if (!key.startsWith("chunks/")) return super.head(key, options);
+    this.headPending.add(key);
+    try {
+      await new Promise((r) => setTimeout(r, 5));
+      return await super.head(key, options);
+    } finally {
+      this.headPending.delete(key);
+    }
+  }
+  override async put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
+    if (key.startsWith("chunks/")) {
+      this.chunkPuts++;
+      if (this.headPending.has(key)) this.putsBesideOwnHead++;
+    }
+    if (options?.staged) {
+      this.stagedObjects.push([key, Uint8Array.from(data)]);
+      return;
+    }
+    return super.put(key, data, options);
+  }
+  override async commitStaged(): Promise<void> {
+    for (const [k, v] of this.stagedObjects.splice(0)) await super.put(k, v);
+  }
+}
+
+describe("DiskWriter speculative uploads", () => {
+  const CS = 256 * KiB;
+  async function full(repo: Repository, data: Buffer) {
+    const w = await repo.beginSnapshot({ vm });
+    const d = await w.addDisk({ target: "vda", virtualSize: data.length, sourceFormat: "raw", kind: "full" });
+    await d.write(0, data);
+    const entry = await d.finish();
+    await w.seal(sealOpts);
+    return entry.stats;
+  }
+
+  it("new chunks upload beside their existence check; a repeat full re-uploads none; stats stay exact", async () => {
+    const store = new SlowHeadStore();
+    const repo = await Repository.init(store, { chunkSize: CS, workers: 2, scryptN: 1024 });
+    repos.push(repo);
+    const n = 200;
+    const data = randomBytes(n * CS);
+    const s1 = await full(repo, data);
+    // Past the first in-flight window (64) every new chunk's upload started before its check ended.
+    expect(store.putsBesideOwnHead).toBeGreaterThanOrEqual(n - 64 - 8);
+    expect(s1.chunksNew).toBe(n);
+    expect(s1.bytesNew).toBe(n * CS);
+
+    const before = store.chunkPuts;
+    const s2 = await full(repo, data);
+    expect(store.chunkPuts - before).toBe(0);
+    expect(s2.chunksNew).toBe(0);
+    expect(s2.bytesNew).toBe(0);
+    expect(s2.bytesStored).toBe(0);
+    for (const snap of await repo.listSnapshots()) {
+      const disk = await repo.openDisk(snap.id, "vda");
+      expect((await disk.read(0, data.length)).equals(data)).toBe(true);
+    }
+  });
+
+  it("does not speculate on a store whose staged puts show at once", async () => {
+    const store = new SlowHeadStore();
+    Object.defineProperty(store, "stagedPutsHidden", { value: false });
+    const repo = await Repository.init(store, { chunkSize: CS, workers: 2, scryptN: 1024 });
+    repos.push(repo);
+    const s = await full(repo, randomBytes(100 * CS));
+    expect(store.putsBesideOwnHead).toBe(0);
+    expect(s.chunksNew).toBe(100);
+  });
+});

@@ -49,6 +49,9 @@ export class LocalObjectStore implements ObjectStore {
   private readonly tempPrefix = randomBytes(6).toString("hex");
   private tempSeq = 0;
 
+  /** Staged puts are temporaries until a sync has made them durable (see the port). */
+  readonly stagedPutsHidden = true;
+
   /** Frames padded to this are written with O_DIRECT whole (no ftruncate). */
   get writeAlignment(): number | undefined {
     return this.directWrites ? DIRECT_ALIGNMENT : undefined;

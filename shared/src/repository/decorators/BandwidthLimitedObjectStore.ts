@@ -26,6 +26,10 @@ export class BandwidthLimitedObjectStore implements ObjectStore {
     return this.inner.writeAlignment;
   }
 
+  get stagedPutsHidden(): boolean | undefined {
+    return this.inner.stagedPutsHidden;
+  }
+
   /** Serialises payments so concurrent callers share the rate fairly (FIFO). */
   private pay(bytes: number, signal: AbortSignal | undefined): Promise<void> {
     const p = this.chain.then(async () => {

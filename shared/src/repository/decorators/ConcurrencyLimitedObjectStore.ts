@@ -19,6 +19,10 @@ export class ConcurrencyLimitedObjectStore implements ObjectStore {
     return this.inner.writeAlignment;
   }
 
+  get stagedPutsHidden(): boolean | undefined {
+    return this.inner.stagedPutsHidden;
+  }
+
   private async run<T>(signal: AbortSignal | undefined, f: () => Promise<T>): Promise<T> {
     const release = await this.sem.acquire(signal);
     try {

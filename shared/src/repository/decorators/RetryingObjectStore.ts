@@ -30,6 +30,10 @@ export class RetryingObjectStore implements ObjectStore {
     return this.inner.writeAlignment;
   }
 
+  get stagedPutsHidden(): boolean | undefined {
+    return this.inner.stagedPutsHidden;
+  }
+
   private async retry<T>(what: string, signal: AbortSignal | undefined, f: () => Promise<T>): Promise<T> {
     const attempts = this.policy.attempts ?? 5;
     for (let attempt = 1; ; attempt++) {

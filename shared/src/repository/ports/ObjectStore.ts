@@ -32,6 +32,13 @@ export interface ObjectStore {
    * (format §5). Absent: no preference.
    */
   readonly writeAlignment?: number | undefined;
+  /**
+   * True when a staged put stays invisible to head/get/list at least until it has resolved (it is
+   * shown by commitStaged, or by the store's own later writeback): LocalObjectStore's temporaries.
+   * A writer may then check a content-addressed key's existence beside a staged put of it, and the
+   * check reports the store as it was. Absent/false (S3, memory): staged puts show at once.
+   */
+  readonly stagedPutsHidden?: boolean | undefined;
   put(key: string, data: Uint8Array, options?: PutOptions): Promise<void>;
   /** Makes every staged put so far visible and durable (see the contract above). */
   commitStaged(options?: CallOptions): Promise<void>;
