@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
@@ -88,6 +88,26 @@ describe("faults on a local repository", () => {
     // The killed writer's chunks were staged, never committed: only invisible temporaries remain.
     expect(gc.chunksDeleted + gc.temporariesDeleted).toBeGreaterThan(0);
     expect((await verifyRepository(repo, { readData: true })).problems).toEqual([]);
+  });
+
+  it("GC leaves lock-record temporaries of live acquirers alone, even with no grace; old leftovers go", async () => {
+    const { dir, repo } = await tempRepo();
+    // Acquiring is write, then check (format section 8): a writer writes its lock record's temporary
+    // while GC holds the exclusive lock. Sweeping it made that writer fail with "not found".
+    await mkdir(join(dir, "locks"), { recursive: true });
+    await mkdir(join(dir, "chunks", "ab"), { recursive: true });
+    const lockTemp = join(dir, "locks", ".shared-0123456789abcdef.tmp-xyz");
+    const chunkTemp = join(dir, "chunks", "ab", `.${"ab".repeat(32)}.tmp-xyz`);
+    await writeFile(lockTemp, "{}");
+    await writeFile(chunkTemp, "partial");
+    const gc = await collectGarbage(repo, { graceMs: 0 });
+    expect(gc.temporariesDeleted).toBe(1);
+    expect(await readdir(join(dir, "locks"))).toContain(".shared-0123456789abcdef.tmp-xyz");
+    expect(await readdir(join(dir, "chunks", "ab"))).toEqual([]);
+    const old = new Date(Date.now() - 2 * 3600_000);
+    await utimes(lockTemp, old, old);
+    expect((await collectGarbage(repo, { graceMs: 0 })).temporariesDeleted).toBe(1);
+    expect(await readdir(join(dir, "locks"))).not.toContain(".shared-0123456789abcdef.tmp-xyz");
   });
 
   it("two writer processes at once, with GC trying to run beside them: nothing corrupt, nothing lost", async () => {

@@ -287,9 +287,10 @@ export class LocalObjectStore implements ObjectStore {
   /**
    * Removes temporaries left by a writer that died between create and rename (not part of the
    * port: only the local backend has them). Only those older than `olderThanMs` are touched,
-   * so a running writer's temporaries are safe.
+   * so a running writer's temporaries are safe. `under` limits the sweep to keys with that prefix.
    */
-  async sweepTemporaries(olderThanMs: number, signal?: AbortSignal): Promise<number> {
+  async sweepTemporaries(olderThanMs: number, signal?: AbortSignal, under = ""): Promise<number> {
+    if (under !== "") assertPrefix(under, this.location);
     let removed = 0;
     const cutoff = Date.now() - olderThanMs;
     const visit = async (rel: string): Promise<void> => {
@@ -302,8 +303,10 @@ export class LocalObjectStore implements ObjectStore {
       }
       for (const d of entries) {
         const p = join(this.root, rel, d.name);
-        if (d.isDirectory()) await visit(join(rel, d.name));
-        else if (d.name.includes(TEMP_MARK)) {
+        const key = rel === "" ? d.name : `${rel}/${d.name}`;
+        if (d.isDirectory()) {
+          if (key.startsWith(under) || under.startsWith(`${key}/`)) await visit(key);
+        } else if (d.name.includes(TEMP_MARK) && `${rel}/`.startsWith(under === "" ? "" : under)) {
           const s = await stat(p).catch(() => undefined);
           if (s && s.mtimeMs < cutoff) {
             await rm(p, { force: true });

@@ -1,5 +1,5 @@
 import { CairnError } from "../../errors/CairnError.js";
-import { CHUNKS_PREFIX, INDEXES_PREFIX, idFromKey, SNAPSHOTS_PREFIX } from "../layout.js";
+import { CHUNKS_PREFIX, INDEXES_PREFIX, idFromKey, LOCKS_PREFIX, SNAPSHOTS_PREFIX } from "../layout.js";
 import { acquireLock, type LockOptions } from "../locks/RepositoryLock.js";
 import type { Repository } from "../Repository.js";
 
@@ -24,8 +24,15 @@ export interface GcReport {
 }
 
 interface SweepsTemporaries {
-  sweepTemporaries(olderThanMs: number, signal?: AbortSignal): Promise<number>;
+  sweepTemporaries(olderThanMs: number, signal?: AbortSignal, under?: string): Promise<number>;
 }
+
+/**
+ * Lock records are written by acquirers while another process holds the exclusive lock (acquiring
+ * is write, then check: format §8), so a temporary under locks/ may belong to a live acquirer even
+ * now. Only such leftovers older than this are swept, whatever the grace period.
+ */
+const LOCK_TEMPORARY_MIN_AGE_MS = 60 * 60 * 1000;
 
 /**
  * Mark and sweep (format §9) under the exclusive lock, so no backup runs meanwhile. Marks from
@@ -101,10 +108,17 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
       }
     }
     // A writer that died before commitStaged() leaves invisible temporaries: under the exclusive lock
-    // no writer is running, so those past the grace period are garbage.
+    // no writer is running, so those past the grace period are garbage (lock records aside).
     const sweepable = repo.store as Partial<SweepsTemporaries>;
     if (!options.dryRun && typeof sweepable.sweepTemporaries === "function") {
-      report.temporariesDeleted = await sweepable.sweepTemporaries(Math.max(0, started - cutoff), signal);
+      const age = Math.max(0, started - cutoff);
+      for (const prefix of [SNAPSHOTS_PREFIX, INDEXES_PREFIX, CHUNKS_PREFIX])
+        report.temporariesDeleted += await sweepable.sweepTemporaries(age, signal, prefix);
+      report.temporariesDeleted += await sweepable.sweepTemporaries(
+        Math.max(age, LOCK_TEMPORARY_MIN_AGE_MS),
+        signal,
+        LOCKS_PREFIX,
+      );
     }
     return report;
   } finally {
