@@ -381,34 +381,30 @@ export class DiskWriter {
         if (!upload) {
           upload = (async () => {
             const key = chunkKey(h.id);
-            if (
-              h.framed &&
+            // Nearly every recent chunk was new: upload this one while checking whether it exists,
+            // instead of after (the check cannot see this put: stagedPutsHidden). A chunk that did
+            // exist is overwritten with the same content (an idempotent, atomic staged put), which
+            // is rarely needed at this rate.
+            const early =
               this.decided >= SPECULATIVE_AFTER &&
               this.newRate > SPECULATIVE_RATE &&
               repo.store.stagedPutsHidden === true
-            ) {
-              // Nearly every recent chunk was new: upload this one while checking whether it exists,
-              // instead of after (the check cannot see this put: stagedPutsHidden). A chunk that did
-              // exist is overwritten with the same content (an idempotent, atomic staged put), which
-              // is rarely needed at this rate.
-              const [existed] = await Promise.all([
-                repo.store.head(key, { signal }),
-                repo.store.put(key, h.framed, { signal, staged: true }),
-              ]);
-              this.stats.bytesStored += h.framed.length;
-              if (existed) return;
-              isNew = true;
-              this.stats.bytesNew += plainLength;
-              this.stats.chunksNew++;
-              return;
-            }
-            if (await repo.store.head(key, { signal })) return;
+                ? h.framed
+                : undefined;
+            const [existed] = await Promise.all([
+              repo.store.head(key, { signal }),
+              early && repo.store.put(key, early, { signal, staged: true }),
+            ]);
+            if (early) this.stats.bytesStored += early.length;
+            if (existed) return;
             isNew = true;
-            const framed =
-              h.framed ?? (await repo.pool.hashFrameShared("chunk", chunk, { id: h.id, padTo })).framed!;
-            await repo.store.put(key, framed, { signal, staged: true });
+            if (!early) {
+              const framed =
+                h.framed ?? (await repo.pool.hashFrameShared("chunk", chunk, { id: h.id, padTo })).framed!;
+              await repo.store.put(key, framed, { signal, staged: true });
+              this.stats.bytesStored += framed.length;
+            }
             this.stats.bytesNew += plainLength;
-            this.stats.bytesStored += framed.length;
             this.stats.chunksNew++;
           })();
           this.snapshot.uploads.set(h.id, upload);

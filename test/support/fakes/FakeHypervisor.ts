@@ -21,7 +21,7 @@ export class FakeHypervisor implements Hypervisor {
 
   private find(domain: string, signal: AbortSignal, what: string): { info: DomainInfo; st: FakeDomainState } {
     if (signal.aborted) throw abortError(signal, what);
-    const info = this.domains.find((d) => d.name === domain || d.uuid === domain);
+    const info = this.lookup(domain);
     if (!info) throw new CairnError("not-found", `domain ${domain} not found`);
     let st = this.state.get(info.uuid);
     if (!st) {
@@ -43,8 +43,12 @@ export class FakeHypervisor implements Hypervisor {
 
   async domain(nameOrUuid: string, signal: AbortSignal) {
     if (signal.aborted) throw abortError(signal, "domain");
-    const d = this.domains.find((x) => x.name === nameOrUuid || x.uuid === nameOrUuid);
+    const d = this.lookup(nameOrUuid);
     return d ? structuredClone(d) : undefined;
+  }
+
+  private lookup(nameOrUuid: string): DomainInfo | undefined {
+    return this.domains.find((d) => d.name === nameOrUuid || d.uuid === nameOrUuid);
   }
 
   async domainXml(domain: string, _opts: { inactive: boolean }, signal: AbortSignal) {

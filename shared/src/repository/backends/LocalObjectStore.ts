@@ -271,7 +271,7 @@ export class LocalObjectStore implements ObjectStore {
       if (d.name.startsWith(".")) continue; // temporaries and hidden files are not objects
       const key = rel === "" ? d.name : `${rel}/${d.name}`;
       if (d.isDirectory()) {
-        if (key.startsWith(prefix) || prefix.startsWith(`${key}/`)) yield* this.walk(key, prefix, signal);
+        if (mayHoldPrefix(key, prefix)) yield* this.walk(key, prefix, signal);
       } else if (d.isFile() && key.startsWith(prefix)) {
         try {
           const s = await stat(join(this.root, key));
@@ -305,8 +305,8 @@ export class LocalObjectStore implements ObjectStore {
         const p = join(this.root, rel, d.name);
         const key = rel === "" ? d.name : `${rel}/${d.name}`;
         if (d.isDirectory()) {
-          if (key.startsWith(under) || under.startsWith(`${key}/`)) await visit(key);
-        } else if (d.name.includes(TEMP_MARK) && `${rel}/`.startsWith(under === "" ? "" : under)) {
+          if (mayHoldPrefix(key, under)) await visit(key);
+        } else if (d.name.includes(TEMP_MARK) && key.startsWith(under)) {
           const s = await stat(p).catch(() => undefined);
           if (s && s.mtimeMs < cutoff) {
             await rm(p, { force: true });
@@ -318,6 +318,11 @@ export class LocalObjectStore implements ObjectStore {
     await visit("");
     return removed;
   }
+}
+
+/** True when directory `dirKey` may hold keys starting with `prefix` (it is under it, or on its path). */
+function mayHoldPrefix(dirKey: string, prefix: string): boolean {
+  return dirKey.startsWith(prefix) || prefix.startsWith(`${dirKey}/`);
 }
 
 interface Staged {
