@@ -393,7 +393,7 @@ export class DiskWriter {
                 : undefined;
             const [existed] = await Promise.all([
               repo.store.head(key, { signal }),
-              early && repo.store.put(key, early, { signal, staged: true }),
+              early && repo.store.put(key, early, { signal, staged: true, owner: this.snapshot }),
             ]);
             if (early) this.stats.bytesStored += early.length;
             if (existed) return;
@@ -401,7 +401,7 @@ export class DiskWriter {
             if (!early) {
               const framed =
                 h.framed ?? (await repo.pool.hashFrameShared("chunk", chunk, { id: h.id, padTo })).framed!;
-              await repo.store.put(key, framed, { signal, staged: true });
+              await repo.store.put(key, framed, { signal, staged: true, owner: this.snapshot });
               this.stats.bytesStored += framed.length;
             }
             this.stats.bytesNew += plainLength;
@@ -441,7 +441,7 @@ export class DiskWriter {
     const h = await repo.pool.hash(this.index.encode());
     if (!(await repo.store.head(indexKey(h.id), { signal }))) {
       const f = await repo.pool.frame("index", h.id, h.data);
-      await repo.store.put(indexKey(h.id), f.framed, { signal, staged: true });
+      await repo.store.put(indexKey(h.id), f.framed, { signal, staged: true, owner: this.snapshot });
     }
     const o = this.options;
     this.entry = {
@@ -459,9 +459,13 @@ export class DiskWriter {
     return this.entry;
   }
 
-  /** Called by RestorePointWriter.abort(): further writes fail. */
-  abandon(): void {
+  /**
+   * Called by RestorePointWriter.abort(): further writes fail. Resolves once the chunks already in
+   * flight have settled, so nothing of this disk is still being put.
+   */
+  async abandon(): Promise<void> {
     this.failure ??= new CairnError("aborted", `${this.what} was abandoned`);
+    while (this.processing.size > 0) await Promise.allSettled([...this.processing.values()]);
   }
 }
 

@@ -27,7 +27,8 @@ export interface SealOptions {
 /**
  * One VM backup in progress (a snapshot before its seal). Add a DiskWriter per disk, write and
  * finish each, then seal(): the manifest put is the only thing that makes the snapshot exist.
- * abort() (or never sealing) leaves only unreferenced chunks that GC removes.
+ * abort() deletes what is still staged; it (or never sealing) leaves only unreferenced chunks that
+ * GC removes.
  */
 export class RestorePointWriter {
   readonly snapshotId: string;
@@ -106,12 +107,20 @@ export class RestorePointWriter {
     return manifest;
   }
 
-  /** Gives up: nothing is sealed; written chunks stay for GC. Idempotent. */
+  /**
+   * Gives up: nothing is sealed. Chunks still staged are deleted (a backup that failed on a full
+   * disk gives its space back); ones already visible stay for GC. Idempotent.
+   */
   async abort(): Promise<void> {
     if (this.state === "sealed") return;
     this.state = "aborted";
-    for (const w of this.disks.values()) w.abandon();
-    await this.lock.release().catch(() => {});
+    try {
+      await Promise.all([...this.disks.values()].map((w) => w.abandon()));
+      // Before the lock goes: under it, GC leaves these temporaries alone.
+      await this.repository.store.discardStaged(this).catch(() => {});
+    } finally {
+      await this.lock.release().catch(() => {});
+    }
   }
 
   private assertOpen(): void {

@@ -208,6 +208,9 @@ describe("faults on a local repository", () => {
     expect((err as Error).message).toContain(dir);
     expect((err as Error).message).toMatch(/no space left/);
     expect((await repo.listSnapshots()).map((m) => m.id)).toEqual([ok.id]);
+    // The abort deleted what it had staged: the space is free again for verify's and GC's locks.
+    const leftovers = await execa("find", [dir, "-name", "*.tmp-*"]);
+    expect(leftovers.stdout).toBe("");
     expect((await verifyRepository(repo, { readData: true })).problems).toEqual([]);
     expect(await listLocks(repo.store)).toEqual([]);
   });

@@ -71,6 +71,25 @@ describe("LocalObjectStore staged puts", () => {
     expect((await readdir(join(dir, "chunks", "aa"))).sort()).toEqual(["a", "b", "c"]);
   });
 
+  it("discardStaged deletes its owner's temporaries from disk, after a writeback running beside it", async () => {
+    dir = await mkdtemp(join(tmpdir(), "cairn-staged-"));
+    const s = new LocalObjectStore(dir, 10_000);
+    const mine = {};
+    const theirs = {};
+    await s.put("chunks/aa/a", randomBytes(6000), { staged: true, owner: mine });
+    await s.put("chunks/aa/b", randomBytes(6000), { staged: true, owner: mine }); // starts a writeback
+    // Staged while that writeback runs: it is not in the writeback's batch and stays a temporary.
+    await s.put("chunks/aa/c", randomBytes(6000), { staged: true, owner: mine });
+    await s.put("chunks/aa/d", randomBytes(100), { staged: true, owner: theirs });
+    await s.discardStaged(mine);
+    // a and b were made durable and shown by the writeback (GC's now); c is gone; d still waits.
+    expect((await readdir(join(dir, "chunks", "aa"))).filter((f) => f.includes(".tmp-"))).toEqual([
+      expect.stringMatching(/^\.d\.tmp-/),
+    ]);
+    await s.commitStaged();
+    expect((await readdir(join(dir, "chunks", "aa"))).sort()).toEqual(["a", "b", "d"]);
+  });
+
   it("a page-aligned staged chunk bypasses the page cache (O_DIRECT) but its last partial page; it round-trips", async () => {
     dir = await mkdtemp(join(tmpdir(), "cairn-staged-"));
     const s = new LocalObjectStore(dir);

@@ -79,6 +79,7 @@ describe("ConcurrencyLimitedObjectStore", () => {
     const slow: ObjectStore = {
       location: "slow",
       commitStaged: (o) => inner.commitStaged(o),
+      discardStaged: (w, o) => inner.discardStaged(w, o),
       async put(k, d) {
         inFlight++;
         max = Math.max(max, inFlight);

@@ -33,7 +33,8 @@ function pagePadded(data: Uint8Array): Uint8Array | undefined {
  * filesystem once (syncfs), renames every staged temporary into place and syncs again: a visible
  * object is always durable, and a backup pays two syncs instead of two fsyncs per chunk. Temporaries
  * a background writeback sync has made durable are renamed into place right after it, while the
- * backup goes on, so the commit renames only the last few.
+ * backup goes on, so the commit renames only the last few. A backup that gives up deletes its own
+ * staged temporaries (discardStaged), so a failure on a full disk frees what it used.
  */
 export class LocalObjectStore implements ObjectStore {
   readonly location: string;
@@ -107,7 +108,7 @@ export class LocalObjectStore implements ObjectStore {
       }
       throwIfAborted(options?.signal, `put ${key}`);
       if (options?.staged) {
-        this.staged.push({ temp, target });
+        this.staged.push({ temp, target, owner: options.owner });
         this.startWritebackIfDue(data.length);
         return;
       }
@@ -203,6 +204,21 @@ export class LocalObjectStore implements ObjectStore {
     } catch (e) {
       // Not yet renamed temporaries stay invisible; sweepTemporaries() removes them later.
       throw fsError(e, this.location, `committing ${batch.length} staged objects`);
+    }
+  }
+
+  async discardStaged(owner: object, options?: CallOptions): Promise<void> {
+    // A writeback owns the temporaries it took; once it is done they are visible objects (GC's).
+    while (this.writeback) await this.writeback;
+    throwIfAborted(options?.signal, "discard staged objects");
+    const mine = this.staged.filter((s) => s.owner === owner);
+    if (mine.length === 0) return;
+    this.staged = this.staged.filter((s) => s.owner !== owner);
+    try {
+      for (const s of mine) await rm(s.temp, { force: true });
+    } catch (e) {
+      // Those left are invisible temporaries: GC's sweep removes them.
+      throw fsError(e, this.location, `discarding ${mine.length} staged objects`);
     }
   }
 
@@ -328,6 +344,7 @@ function mayHoldPrefix(dirKey: string, prefix: string): boolean {
 interface Staged {
   temp: string;
   target: string;
+  owner: object | undefined;
 }
 
 /** Renames temporaries into place, `width` at a time (each rename is atomic on its own). */

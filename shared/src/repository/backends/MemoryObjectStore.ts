@@ -17,6 +17,11 @@ export class MemoryObjectStore implements ObjectStore {
     throwIfAborted(options?.signal, "commit staged objects");
   }
 
+  /** Nothing is ever staged here: a given-up backup's objects are unreferenced, GC removes them. */
+  async discardStaged(_owner: object, options?: CallOptions): Promise<void> {
+    throwIfAborted(options?.signal, "discard staged objects");
+  }
+
   async put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
     assertKey(key, this.location);
     throwIfAborted(options?.signal, `put ${key}`);

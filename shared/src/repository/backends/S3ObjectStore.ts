@@ -122,6 +122,11 @@ export class S3ObjectStore implements ObjectStore {
     throwIfAborted(options?.signal, "commit staged objects");
   }
 
+  /** Nothing is ever staged here: a given-up backup's objects are unreferenced, GC removes them. */
+  async discardStaged(_owner: object, options?: CallOptions): Promise<void> {
+    throwIfAborted(options?.signal, "discard staged objects");
+  }
+
   async put(key: string, input: Uint8Array, options?: PutOptions): Promise<void> {
     assertKey(key, this.location);
     // A chunk framed in place lives in shared memory the backup reuses once put resolves; the SDK

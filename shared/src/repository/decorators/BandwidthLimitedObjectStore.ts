@@ -50,6 +50,10 @@ export class BandwidthLimitedObjectStore implements ObjectStore {
     return this.inner.commitStaged(options);
   }
 
+  discardStaged(owner: object, options?: CallOptions): Promise<void> {
+    return this.inner.discardStaged(owner, options);
+  }
+
   async put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
     await this.pay(data.length, options?.signal);
     return this.inner.put(key, data, options);

@@ -36,6 +36,10 @@ export class ConcurrencyLimitedObjectStore implements ObjectStore {
     return this.inner.commitStaged(options);
   }
 
+  discardStaged(owner: object, options?: CallOptions): Promise<void> {
+    return this.inner.discardStaged(owner, options);
+  }
+
   put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
     return this.run(options?.signal, () => this.inner.put(key, data, options));
   }

@@ -62,6 +62,12 @@ export class RetryingObjectStore implements ObjectStore {
     return this.retry("commit staged objects", options?.signal, () => this.inner.commitStaged(options));
   }
 
+  discardStaged(owner: object, options?: CallOptions): Promise<void> {
+    return this.retry("discard staged objects", options?.signal, () =>
+      this.inner.discardStaged(owner, options),
+    );
+  }
+
   put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
     return this.retry(`put ${key}`, options?.signal, () => this.inner.put(key, data, options));
   }

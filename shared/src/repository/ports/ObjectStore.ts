@@ -42,6 +42,13 @@ export interface ObjectStore {
   put(key: string, data: Uint8Array, options?: PutOptions): Promise<void>;
   /** Makes every staged put so far visible and durable (see the contract above). */
   commitStaged(options?: CallOptions): Promise<void>;
+  /**
+   * Drops the staged puts made with `owner` (PutOptions) that are not visible yet, freeing their
+   * space now instead of at the next GC: a backup that gives up calls it once every put it made has
+   * settled. Staged puts of other owners are untouched; ones already shown stay, unreferenced, for
+   * GC. No-op where staged puts show at once (S3, memory).
+   */
+  discardStaged(owner: object, options?: CallOptions): Promise<void>;
   get(key: string, options?: GetOptions): Promise<Buffer>;
   head(key: string, options?: CallOptions): Promise<ObjectInfo | undefined>;
   delete(key: string, options?: CallOptions): Promise<void>;
@@ -55,6 +62,8 @@ export interface CallOptions {
 export interface PutOptions extends CallOptions {
   /** Defer visibility and durability to the next commitStaged(). */
   staged?: boolean | undefined;
+  /** Who staged it (compared by identity), so discardStaged(owner) can drop it. */
+  owner?: object | undefined;
 }
 
 export interface GetOptions extends CallOptions {
