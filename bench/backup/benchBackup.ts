@@ -3,8 +3,9 @@
  *
  *  full:  a full backup of a 2 GiB random-data disk into a fresh local repository (ours), against
  *         `nbdcopy` of the same libvirt pull-mode export to a file, synced to disk (peer); interleaved,
- *         median of 3, after one unmeasured warm-up round of each (the agent is a long-running
- *         daemon: warm virsh sessions and JIT, the source image in the host's cache).
+ *         median of 5, after one unmeasured warm-up round of each (the agent is a long-running
+ *         daemon: warm virsh sessions and JIT, the source image in the host's cache). Both write
+ *         to a new journaled ext4 made for the run (bench/support/freshFilesystem.ts).
  *  incr:  the guest writes 5% of the disk in 1 MiB extents; an incremental reads only those.
  *  freeze: the guest's freeze window (freeze → backup-begin → thaw) over every backup of the run.
  * Last stdout line: {"full_ratio_vs_nbdcopy":…,"incr_read_over_dirty":…,"incr_stored_over_full":…,"freeze_ms_median":…}
@@ -22,10 +23,11 @@ import { Lab } from "../../test/lab/support/lab.js";
 import { REPO_ROOT } from "../../test/lab/support/labPaths.js";
 import { prepareLab } from "../../test/lab/support/prepareLab.js";
 import { run } from "../../test/lab/support/run.js";
+import { freshFilesystem } from "../support/freshFilesystem.js";
 
 const MiB = 1024 * 1024;
 const DISK_MIB = 2048;
-const REPS = Number(process.env.CAIRN_BENCH_REPS ?? 3);
+const REPS = Number(process.env.CAIRN_BENCH_REPS ?? 5);
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
@@ -36,6 +38,10 @@ const prepared = await prepareLab();
 log(`lab ${prepared.summary}`);
 const lab = new Lab(prepared.config);
 const h = await agentHarness(lab.host1, { runRoot: prepared.config.runRoot });
+// Repositories and nbdcopy's copies go to a new filesystem of their own (see freshFilesystem).
+const fs = await freshFilesystem(join(REPO_ROOT, ".cache", "bench-fs"), 24 * 1024 * MiB);
+const work = fs.mountpoint;
+log(`repositories and copies on a fresh ext4 at ${work}`);
 try {
   const t = Date.now();
   const vm = await lab.createVm({
@@ -78,9 +84,10 @@ try {
     );
     try {
       const t0 = performance.now();
-      await execa("nbdcopy", [`nbd+unix:///vdb?socket=${sock}`, join(dir, "out.raw")]);
+      const out = join(work, `peer-${rep}.raw`);
+      await execa("nbdcopy", [`nbd+unix:///vdb?socket=${sock}`, out]);
       // Durable before the clock stops, as our backup is (its seal syncs): as in bench:repo.
-      await execa("sync", ["--file-system", join(dir, "out.raw")]);
+      await execa("sync", ["--file-system", out]);
       peerS = (performance.now() - t0) / 1000;
       if (!warmup) peer.push(peerS);
     } finally {
@@ -90,7 +97,7 @@ try {
     }
 
     // Ours: a full backup of the same disk into a fresh repository (no dedup against earlier reps).
-    const repoDir = join(h.dir, `repo-${rep}`);
+    const repoDir = join(work, `repo-${rep}`);
     const repository = await Repository.init(new LocalObjectStore(repoDir));
     try {
       const t0 = performance.now();
@@ -121,7 +128,7 @@ try {
   }
 
   // Incremental after the guest writes 5% of the disk in 1 MiB extents at distinct offsets.
-  const repository = await Repository.open(new LocalObjectStore(join(h.dir, `repo-${REPS}`)));
+  const repository = await Repository.open(new LocalObjectStore(join(work, `repo-${REPS}`)));
   try {
     const extents = Math.round(DISK_MIB * 0.05);
     const offsets = new Set<number>();
@@ -199,6 +206,7 @@ try {
   h.pool.close();
   await h.repository.close();
   await lab.dispose();
+  await fs.dispose();
   await rm(h.dir, { recursive: true, force: true });
   await prepared.teardown();
 }
