@@ -39,7 +39,11 @@ log(`lab ${prepared.summary}`);
 const lab = new Lab(prepared.config);
 const h = await agentHarness(lab.host1, { runRoot: prepared.config.runRoot });
 // Repositories and nbdcopy's copies go to a new filesystem of their own (see freshFilesystem).
-const fs = await freshFilesystem(join(REPO_ROOT, ".cache", "bench-fs"), 24 * 1024 * MiB);
+// Every round's copy and repository stay until the end (see below), ~2.1 GiB each, plus room.
+const fs = await freshFilesystem(
+  join(REPO_ROOT, ".cache", "bench-fs"),
+  ((REPS + 1) * 2.25 * DISK_MIB + 2048) * MiB,
+);
 const work = fs.mountpoint;
 log(`repositories and copies on a fresh ext4 at ${work}`);
 try {

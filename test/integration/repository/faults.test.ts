@@ -1,12 +1,16 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, statfs, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
 import { isCairnError } from "../../../shared/src/errors/CairnError.js";
-import { LocalObjectStore } from "../../../shared/src/repository/backends/LocalObjectStore.js";
+import {
+  LocalObjectStore,
+  type LocalObjectStoreOptions,
+} from "../../../shared/src/repository/backends/LocalObjectStore.js";
 import { collectGarbage } from "../../../shared/src/repository/gc/collectGarbage.js";
+import { pruneSnapshots } from "../../../shared/src/repository/gc/pruneSnapshots.js";
 import { breakStaleLocks, listLocks } from "../../../shared/src/repository/locks/RepositoryLock.js";
 import { Repository } from "../../../shared/src/repository/Repository.js";
 import { verifyRepository } from "../../../shared/src/repository/verify/verifyRepository.js";
@@ -172,46 +176,112 @@ describe("faults on a local repository", () => {
     expect((e as Error).message).toContain(`snapshot ${m.id} disk vdb offset ${2 * CS}`);
   });
 
-  it("disk full (tmpfs): clear error naming the repository, nothing sealed, still verifies clean", async () => {
+  async function tmpfsRepo(size: string, options: LocalObjectStoreOptions = {}) {
     const mnt = await mkdtemp(join(tmpdir(), "cairn-full-"));
     cleanups.push(() => rm(mnt, { recursive: true, force: true }));
-    await execa("mount", ["-t", "tmpfs", "-o", "size=6m", "tmpfs", mnt]);
+    await execa("mount", ["-t", "tmpfs", "-o", `size=${size}`, "tmpfs", mnt]);
     cleanups.push(() => execa("umount", [mnt]));
     const dir = join(mnt, "repo");
     await mkdir(dir);
-    const repo = await Repository.init(new LocalObjectStore(dir), { chunkSize: CS, workers: 1 });
+    const repo = await Repository.init(new LocalObjectStore(dir, options), { chunkSize: CS, workers: 1 });
     cleanups.push(() => repo.close());
-    const small = randomBytes(8 * CS);
-    const w0 = await repo.beginSnapshot({ vm });
-    const d0 = await w0.addDisk({
-      target: "vda",
-      virtualSize: small.length,
-      sourceFormat: "raw",
-      kind: "full",
-    });
-    await d0.write(0, small);
-    await d0.finish();
-    const ok = await w0.seal(seal);
+    return { dir, repo };
+  }
 
+  async function backup(repo: Repository, data: Buffer) {
     const w = await repo.beginSnapshot({ vm });
-    const d = await w.addDisk({ target: "vda", virtualSize: 16 * MiB, sourceFormat: "raw", kind: "full" });
-    let err: unknown;
     try {
-      for (let off = 0; off < 16 * MiB; off += CS) await d.write(off, randomBytes(CS));
+      const d = await w.addDisk({
+        target: "vda",
+        virtualSize: data.length,
+        sourceFormat: "raw",
+        kind: "full",
+      });
+      for (let off = 0; off < data.length; off += CS) await d.write(off, data.subarray(off, off + CS));
       await d.finish();
-      await w.seal(seal);
+      return await w.seal(seal);
     } catch (e) {
-      err = e;
       await w.abort();
+      throw e;
+    }
+  }
+
+  const freeBytes = async (dir: string) => {
+    const s = await statfs(dir);
+    return s.bavail * s.bsize;
+  };
+
+  for (const [name, options, message] of [
+    ["the reserve refuses chunks first", {}, /no space left for backup data.*kept for lock records/],
+    [
+      "no reserve: the filesystem's ENOSPC",
+      { reserveBytes: 0 },
+      /no space left on the repository's filesystem/,
+    ],
+  ] as const) {
+    it(`disk full (tmpfs), ${name}: clear error naming the repository, nothing sealed, space given back, verifies clean`, async () => {
+      const { dir, repo } = await tmpfsRepo("6m", options);
+      const ok = await backup(repo, randomBytes(8 * CS));
+      const before = await freeBytes(dir);
+      const err = await backup(repo, randomBytes(16 * MiB)).catch((e: unknown) => e);
+      expect(isCairnError(err, "resource-exhausted")).toBe(true);
+      expect((err as Error).message).toContain(dir);
+      expect((err as Error).message).toMatch(message);
+      expect((await repo.listSnapshots()).map((m) => m.id)).toEqual([ok.id]);
+      // The abort deleted what it had staged: the space is free again for verify's and GC's locks.
+      expect((await execa("find", [dir, "-name", "*.tmp-*"])).stdout).toBe("");
+      expect(await freeBytes(dir)).toBe(before);
+      expect((await verifyRepository(repo, { readData: true })).problems).toEqual([]);
+      expect(await listLocks(repo.store)).toEqual([]);
+    });
+  }
+
+  it("staged puts leave the reserve free even when their writer never cleans up (a crash); plain puts may use it", async () => {
+    const { dir } = await tmpfsRepo("2m");
+    const s = new LocalObjectStore(dir, { reserveBytes: 256 * KiB });
+    let refused: unknown;
+    for (let i = 0; i < 64 && refused === undefined; i++) {
+      await s.put(`chunks/aa/c${i}`, randomBytes(64 * KiB), { staged: true }).catch((e: unknown) => {
+        refused = e;
+      });
+    }
+    expect(isCairnError(refused, "resource-exhausted")).toBe(true);
+    expect((refused as Error).message).toMatch(/262144 kept for lock records and manifests/);
+    // No commit, no discard: the temporaries stay, as a killed writer's would. The reserve is intact.
+    expect(await freeBytes(dir)).toBeGreaterThanOrEqual(192 * KiB);
+    await s.put("locks/exclusive-probe", randomBytes(128 * KiB));
+    // Space freed elsewhere is seen again: the store asks the filesystem before refusing.
+    await new LocalObjectStore(dir).sweepTemporaries(0);
+    await s.put("chunks/aa/after", randomBytes(64 * KiB), { staged: true });
+  });
+
+  it("a repository that backups filled keeps room for prune's and GC's locks, and for a manifest", async () => {
+    // Background writebacks every 64 KiB show chunks at once, so a failed backup cannot give them back.
+    const { dir, repo } = await tmpfsRepo("8m", { writebackEveryBytes: 64 * KiB });
+    const sealed: string[] = [];
+    let err: unknown;
+    for (let i = 0; i < 20 && err === undefined; i++) {
+      await backup(repo, randomBytes(MiB)).then(
+        (m) => sealed.push(m.id),
+        (e: unknown) => {
+          err = e;
+        },
+      );
     }
     expect(isCairnError(err, "resource-exhausted")).toBe(true);
-    expect((err as Error).message).toContain(dir);
-    expect((err as Error).message).toMatch(/no space left/);
-    expect((await repo.listSnapshots()).map((m) => m.id)).toEqual([ok.id]);
-    // The abort deleted what it had staged: the space is free again for verify's and GC's locks.
-    const leftovers = await execa("find", [dir, "-name", "*.tmp-*"]);
-    expect(leftovers.stdout).toBe("");
+    expect((err as Error).message).toMatch(/kept for lock records and manifests/);
+    expect(sealed.length).toBeGreaterThanOrEqual(4);
+    // The refused backup's chunks that a writeback showed are still there, yet the reserve is free.
+    expect(await freeBytes(dir)).toBeGreaterThan(100 * KiB);
+    // Plain puts may use the reserve: a lock record, a manifest-sized object.
+    await repo.store.put("locks/probe", randomBytes(64 * KiB));
+    await repo.store.delete("locks/probe");
+    const decision = await pruneSnapshots(repo, { keepLast: 1 });
+    expect(decision.remove.length).toBe(sealed.length - 1);
+    const gc = await collectGarbage(repo, { graceMs: 0 });
+    expect(gc.chunksDeleted).toBeGreaterThan(0);
+    const again = await backup(repo, randomBytes(MiB));
+    expect((await repo.listSnapshots()).map((m) => m.id).sort()).toEqual([sealed.at(-1), again.id].sort());
     expect((await verifyRepository(repo, { readData: true })).problems).toEqual([]);
-    expect(await listLocks(repo.store)).toEqual([]);
   });
 });

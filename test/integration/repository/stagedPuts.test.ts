@@ -55,7 +55,7 @@ describe("LocalObjectStore staged puts", () => {
 
   it("what a background writeback made durable shows before the commit; what came after waits for it", async () => {
     dir = await mkdtemp(join(tmpdir(), "cairn-staged-"));
-    const s = new LocalObjectStore(dir, 10_000); // a writeback once 10 kB are staged
+    const s = new LocalObjectStore(dir, { writebackEveryBytes: 10_000 }); // a writeback once 10 kB are staged
     const [a, b, c] = [randomBytes(6000), randomBytes(6000), randomBytes(6000)];
     await s.put("chunks/aa/a", a, { staged: true });
     expect(await s.head("chunks/aa/a")).toBeUndefined();
@@ -73,7 +73,7 @@ describe("LocalObjectStore staged puts", () => {
 
   it("discardStaged deletes its owner's temporaries from disk, after a writeback running beside it", async () => {
     dir = await mkdtemp(join(tmpdir(), "cairn-staged-"));
-    const s = new LocalObjectStore(dir, 10_000);
+    const s = new LocalObjectStore(dir, { writebackEveryBytes: 10_000 });
     const mine = {};
     const theirs = {};
     await s.put("chunks/aa/a", randomBytes(6000), { staged: true, owner: mine });

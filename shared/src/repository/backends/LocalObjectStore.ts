@@ -1,7 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { constants, type Dirent } from "node:fs";
-import { mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
+import { mkdir, open, readdir, rename, rm, stat, statfs, unlink } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
+import { CairnError } from "../../errors/CairnError.js";
 import { DIRECT_ALIGNMENT, isPageAligned } from "../chunks/SharedChunk.js";
 import { assertKey, assertPrefix } from "../ports/assertKey.js";
 import type { CallOptions, GetOptions, ObjectInfo, ObjectStore, PutOptions } from "../ports/ObjectStore.js";
@@ -11,6 +12,25 @@ import { fsError } from "./fsError.js";
 import { syncFilesystem } from "./syncFilesystem.js";
 
 const TEMP_MARK = ".tmp-";
+/** Free space kept for plain puts by default (see LocalObjectStoreOptions.reserveBytes)... */
+const DEFAULT_RESERVE_BYTES = 64 * 1024 * 1024;
+/** ...but at most this share of a small filesystem. */
+const DEFAULT_RESERVE_SHARE = 0.02;
+/** Free space is asked of the filesystem again after this many staged bytes (other writers). */
+const FREE_SPACE_RECHECK_BYTES = 256 * 1024 * 1024;
+
+export interface LocalObjectStoreOptions {
+  /** Staged bytes after which writeback starts in the background (see startWritebackIfDue). */
+  writebackEveryBytes?: number;
+  /**
+   * Free space staged puts (a backup's chunks and indexes) leave untouched, so that plain puts —
+   * lock records, manifests — still fit on a repository that backups filled: prune, GC and verify
+   * can then run, and a backup that got to its seal can write its manifest. Default 64 MiB, at most
+   * 2% of the filesystem. 0 turns it off.
+   */
+  reserveBytes?: number;
+}
+
 /** Staged puts at least this large from page-aligned memory bypass the page cache. */
 const DIRECT_MIN_BYTES = 64 * 1024;
 
@@ -34,7 +54,8 @@ function pagePadded(data: Uint8Array): Uint8Array | undefined {
  * object is always durable, and a backup pays two syncs instead of two fsyncs per chunk. Temporaries
  * a background writeback sync has made durable are renamed into place right after it, while the
  * backup goes on, so the commit renames only the last few. A backup that gives up deletes its own
- * staged temporaries (discardStaged), so a failure on a full disk frees what it used.
+ * staged temporaries (discardStaged), so a failure on a full disk frees what it used. Staged puts
+ * leave a reserve of free space for plain ones (LocalObjectStoreOptions.reserveBytes).
  */
 export class LocalObjectStore implements ObjectStore {
   readonly location: string;
@@ -58,13 +79,14 @@ export class LocalObjectStore implements ObjectStore {
     return this.directWrites ? DIRECT_ALIGNMENT : undefined;
   }
 
-  constructor(
-    root: string,
-    /** Staged bytes after which writeback starts in the background (see startWritebackIfDue). */
-    private readonly writebackEveryBytes = 128 * 1024 * 1024,
-  ) {
+  private readonly writebackEveryBytes: number;
+  private readonly reserveOption: number | undefined;
+
+  constructor(root: string, options: LocalObjectStoreOptions = {}) {
     this.root = resolve(root);
     this.location = this.root;
+    this.writebackEveryBytes = options.writebackEveryBytes ?? 128 * 1024 * 1024;
+    this.reserveOption = options.reserveBytes;
   }
 
   private path(key: string): string {
@@ -81,6 +103,15 @@ export class LocalObjectStore implements ObjectStore {
   private publishFailure: unknown;
   /** Background renames happened since the last commit (they are durable only after its sync). */
   private publishedSinceCommit = false;
+  /**
+   * Free bytes as last asked of the filesystem, less every staged put since (reserved before its
+   * write, so puts in flight together cannot all take the last of it). Undefined: not asked yet.
+   */
+  private freeEstimate: number | undefined;
+  private reserve = 0;
+  private claimedUnwritten = 0;
+  private stagedSinceStatfs = 0;
+  private statfsCall: Promise<void> | undefined;
 
   async put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
     const target = this.path(key);
@@ -90,6 +121,8 @@ export class LocalObjectStore implements ObjectStore {
       dir,
       `.${key.split("/").pop()}${TEMP_MARK}${this.tempPrefix}${(this.tempSeq++).toString(36)}`,
     );
+    const claim = options?.staged ? await this.claimSpace(key, data.length) : 0;
+    let written = false;
     try {
       if (!this.madeDirs.has(dir)) {
         await mkdir(dir, { recursive: true });
@@ -109,6 +142,7 @@ export class LocalObjectStore implements ObjectStore {
       throwIfAborted(options?.signal, `put ${key}`);
       if (options?.staged) {
         this.staged.push({ temp, target, owner: options.owner });
+        written = true;
         this.startWritebackIfDue(data.length);
         return;
       }
@@ -117,7 +151,58 @@ export class LocalObjectStore implements ObjectStore {
     } catch (e) {
       await unlink(temp).catch(() => {});
       throw fsError(e, this.location, `writing ${key}`);
+    } finally {
+      this.settleSpace(claim, written);
     }
+  }
+
+  /**
+   * Claims room for a staged put of `bytes`, or refuses it when that would leave less than the
+   * reserve free. The filesystem is asked again before refusing, and every FREE_SPACE_RECHECK_BYTES
+   * (other writers). Returns the bytes claimed (settleSpace once the put is done).
+   */
+  private async claimSpace(key: string, bytes: number): Promise<number> {
+    if (this.reserveOption === 0) return 0;
+    const claim = Math.ceil(bytes / 4096) * 4096 + 4096; // whole blocks, and the inode's
+    this.stagedSinceStatfs += claim;
+    const short = () => this.freeEstimate === undefined || this.freeEstimate - claim < this.reserve;
+    if (short() || this.stagedSinceStatfs >= FREE_SPACE_RECHECK_BYTES) await this.askFreeSpace(key);
+    if (short()) {
+      throw new CairnError(
+        "resource-exhausted",
+        `writing ${key} in repository ${this.location} failed: no space left for backup data on the repository's filesystem (${this.freeEstimate} bytes free, ${this.reserve} kept for lock records and manifests)`,
+        { hint: "free space on the repository volume (prune and gc, or grow it), then retry the backup" },
+      );
+    }
+    this.freeEstimate! -= claim;
+    this.claimedUnwritten += claim;
+    return claim;
+  }
+
+  /** A claimed put's write is done (`used`: its blocks are taken now) or failed (they are not). */
+  private settleSpace(claim: number, used: boolean): void {
+    if (claim === 0) return;
+    this.claimedUnwritten -= claim;
+    if (!used && this.freeEstimate !== undefined) this.freeEstimate += claim;
+  }
+
+  /** One statfs at a time: concurrent puts share its answer. */
+  private askFreeSpace(key: string): Promise<void> {
+    this.statfsCall ??= statfs(this.root)
+      .then((s) => {
+        // Claimed puts not written yet do not show in the filesystem's count.
+        this.freeEstimate = s.bavail * s.bsize - this.claimedUnwritten;
+        this.reserve =
+          this.reserveOption ?? Math.min(DEFAULT_RESERVE_BYTES, DEFAULT_RESERVE_SHARE * s.blocks * s.bsize);
+        this.stagedSinceStatfs = 0;
+      })
+      .catch((e) => {
+        throw fsError(e, this.location, `writing ${key}`);
+      })
+      .finally(() => {
+        this.statfsCall = undefined;
+      });
+    return this.statfsCall;
   }
 
   /**
@@ -214,6 +299,7 @@ export class LocalObjectStore implements ObjectStore {
     const mine = this.staged.filter((s) => s.owner === owner);
     if (mine.length === 0) return;
     this.staged = this.staged.filter((s) => s.owner !== owner);
+    this.freeEstimate = undefined; // space given back: ask the filesystem again
     try {
       for (const s of mine) await rm(s.temp, { force: true });
     } catch (e) {
