@@ -69,62 +69,74 @@ try {
     let peerS = 0;
     let oursS = 0;
     // Peer: nbdcopy of the same pull-mode export (no checkpoint) to a file.
-    const dir = join(h.dir, `peer-${rep}`);
-    await mkdir(join(dir, "nbd"), { recursive: true });
-    await run("chown", [`${h.config.qemuUid}:${h.config.qemuGid}`, join(dir, "nbd")]);
-    const sock = join(dir, "nbd", "s.sock");
-    await h.deps.hypervisor.beginPullBackup(
-      vm.name,
-      {
-        backupXml: pullBackupXml({
-          socketPath: sock,
-          disks: [
-            { target: "vda", backup: false },
-            { target: "vdb", backup: true, scratchPath: join(dir, "scratch.qcow2") },
-          ],
-        }),
-      },
-      AbortSignal.timeout(60_000),
-    );
-    try {
-      const t0 = performance.now();
-      const out = join(work, `peer-${rep}.raw`);
-      await execa("nbdcopy", [`nbd+unix:///vdb?socket=${sock}`, out]);
-      // Durable before the clock stops, as our backup is (its seal syncs): as in bench:repo.
-      await execa("sync", ["--file-system", out]);
-      peerS = (performance.now() - t0) / 1000;
-      if (!warmup) peer.push(peerS);
-    } finally {
-      // The copy stays until the end, like our repositories: deleting 2 GiB here (online discard on
-      // this host's disk, ext4 freeing its extents) slowed the full backup that follows by up to 2x.
-      await h.deps.hypervisor.endBackup(vm.name, AbortSignal.timeout(60_000));
-    }
+    const peerRound = async () => {
+      const dir = join(h.dir, `peer-${rep}`);
+      await mkdir(join(dir, "nbd"), { recursive: true });
+      await run("chown", [`${h.config.qemuUid}:${h.config.qemuGid}`, join(dir, "nbd")]);
+      const sock = join(dir, "nbd", "s.sock");
+      await h.deps.hypervisor.beginPullBackup(
+        vm.name,
+        {
+          backupXml: pullBackupXml({
+            socketPath: sock,
+            disks: [
+              { target: "vda", backup: false },
+              { target: "vdb", backup: true, scratchPath: join(dir, "scratch.qcow2") },
+            ],
+          }),
+        },
+        AbortSignal.timeout(60_000),
+      );
+      try {
+        const t0 = performance.now();
+        const out = join(work, `peer-${rep}.raw`);
+        await execa("nbdcopy", [`nbd+unix:///vdb?socket=${sock}`, out]);
+        // Durable before the clock stops, as our backup is (its seal syncs): as in bench:repo.
+        await execa("sync", ["--file-system", out]);
+        peerS = (performance.now() - t0) / 1000;
+        if (!warmup) peer.push(peerS);
+      } finally {
+        // The copy stays until the end, like our repositories: deleting 2 GiB here (online discard on
+        // this host's disk, ext4 freeing its extents) slowed the full backup that follows by up to 2x.
+        await h.deps.hypervisor.endBackup(vm.name, AbortSignal.timeout(60_000));
+      }
+    };
 
     // Ours: a full backup of the same disk into a fresh repository (no dedup against earlier reps).
-    const repoDir = join(work, `repo-${rep}`);
-    const repository = await Repository.init(new LocalObjectStore(repoDir));
-    try {
-      const t0 = performance.now();
-      const r = await runLiveBackup({ ...h.deps, repository }, h.config, {
-        jobId: `bench-${++job}`,
-        domain: vm.name,
-        mode: "full",
-        quiesce: "required",
-        disks: ["vdb"],
-        signal: AbortSignal.timeout(600_000),
-      });
-      oursS = (performance.now() - t0) / 1000;
-      if (!warmup) {
-        ours.push(oursS);
-        if (r.freezeWindowMs) freezes.push(r.freezeWindowMs);
-        if (r.freezePhasesMs) phases.push(r.freezePhasesMs);
-        lastFull = r;
+    const oursRound = async () => {
+      const repoDir = join(work, `repo-${rep}`);
+      const repository = await Repository.init(new LocalObjectStore(repoDir));
+      try {
+        const t0 = performance.now();
+        const r = await runLiveBackup({ ...h.deps, repository }, h.config, {
+          jobId: `bench-${++job}`,
+          domain: vm.name,
+          mode: "full",
+          quiesce: "required",
+          disks: ["vdb"],
+          signal: AbortSignal.timeout(600_000),
+        });
+        oursS = (performance.now() - t0) / 1000;
+        if (!warmup) {
+          ours.push(oursS);
+          if (r.freezeWindowMs) freezes.push(r.freezeWindowMs);
+          if (r.freezePhasesMs) phases.push(r.freezePhasesMs);
+          lastFull = r;
+        }
+      } finally {
+        // Earlier reps' repositories stay until the end: on a journal-less ext4 (this host's), inode
+        // allocation skips every inode freed in the last minutes (ext4 recently_deleted), so deleting
+        // 8,192 chunk files right before the next rep made its creates cost 12% of the machine's CPU.
+        await repository.close();
       }
-    } finally {
-      // Earlier reps' repositories stay until the end: on a journal-less ext4 (this host's), inode
-      // allocation skips every inode freed in the last minutes (ext4 recently_deleted), so deleting
-      // 8,192 chunk files right before the next rep made its creates cost 12% of the machine's CPU.
-      await repository.close();
+    };
+    // Who goes first alternates, so neither always follows the other's writeback.
+    if (rep % 2 === 0) {
+      await peerRound();
+      await oursRound();
+    } else {
+      await oursRound();
+      await peerRound();
     }
     log(
       `rep ${rep}${warmup ? " (warm-up, not counted)" : ""}: nbdcopy ${peerS.toFixed(2)} s, cairn full ${oursS.toFixed(2)} s`,
