@@ -1,10 +1,11 @@
 import { existsSync } from "node:fs";
 import type { Command } from "commander";
 import { openCliRepository } from "../../../coordinator/src/cli/registerRepoCommands.js";
-import { formatBytes, ProgressBar } from "../../../shared/src/cli/ProgressBar.js";
+import { ProgressBar } from "../../../shared/src/cli/ProgressBar.js";
 import { renderTable } from "../../../shared/src/cli/renderTable.js";
 import { parseLabels, runCli } from "../../../shared/src/cli/runCli.js";
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
+import { formatBytes } from "../../../shared/src/units/formatBytes.js";
 import type { BackupMode } from "../backup/planDisks.js";
 import { runBackup } from "../backup/runBackup.js";
 import type { QuiesceMode } from "../backup/runLiveBackup.js";

@@ -1,3 +1,4 @@
+import { formatBytes } from "../units/formatBytes.js";
 /** A one-line progress bar on stderr for people at a terminal; silent when stderr is not a TTY. */
 export class ProgressBar {
   private lastLen = 0;
@@ -32,17 +33,6 @@ export class ProgressBar {
     if (this.tty && this.lastLen) this.out.write("\n");
     this.lastLen = 0;
   }
-}
-
-export function formatBytes(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${v.toFixed(u === 0 ? 0 : 1)} ${units[u]}`;
 }
 
 export function formatDuration(s: number): string {

@@ -246,7 +246,7 @@ describe("faults on a local repository", () => {
       });
     }
     expect(isCairnError(refused, "resource-exhausted")).toBe(true);
-    expect((refused as Error).message).toMatch(/262144 kept for lock records and manifests/);
+    expect((refused as Error).message).toMatch(/256\.0 KiB kept for lock records and manifests/);
     // No commit, no discard: the temporaries stay, as a killed writer's would. The reserve is intact.
     expect(await freeBytes(dir)).toBeGreaterThanOrEqual(192 * KiB);
     await s.put("locks/exclusive-probe", randomBytes(128 * KiB));

@@ -3,6 +3,7 @@ import { constants, type Dirent } from "node:fs";
 import { mkdir, open, readdir, rename, rm, stat, statfs, unlink } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { CairnError } from "../../errors/CairnError.js";
+import { formatBytes } from "../../units/formatBytes.js";
 import { DIRECT_ALIGNMENT, isPageAligned } from "../chunks/SharedChunk.js";
 import { assertKey, assertPrefix } from "../ports/assertKey.js";
 import type { CallOptions, GetOptions, ObjectInfo, ObjectStore, PutOptions } from "../ports/ObjectStore.js";
@@ -170,7 +171,7 @@ export class LocalObjectStore implements ObjectStore {
     if (short()) {
       throw new CairnError(
         "resource-exhausted",
-        `writing ${key} in repository ${this.location} failed: no space left for backup data on the repository's filesystem (${this.freeEstimate} bytes free, ${this.reserve} kept for lock records and manifests)`,
+        `writing ${key} in repository ${this.location} failed: no space left for backup data on the repository's filesystem (${formatBytes(Math.max(0, this.freeEstimate ?? 0))} free, ${formatBytes(this.reserve)} kept for lock records and manifests)`,
         { hint: "free space on the repository volume (prune and gc, or grow it), then retry the backup" },
       );
     }
