@@ -432,7 +432,7 @@ export class DiskWriter {
       this.open.delete(i);
       await this.complete(i, c, signal);
     }
-    while (this.processing.size > 0) await Promise.all([...this.processing.values()]);
+    await this.drain();
     if (this.failure !== undefined) throw this.failure;
     const repo = this.snapshot.repository;
     let chunks = 0;
@@ -465,6 +465,11 @@ export class DiskWriter {
    */
   async abandon(): Promise<void> {
     this.failure ??= new CairnError("aborted", `${this.what} was abandoned`);
+    await this.drain();
+  }
+
+  /** Waits until no chunk is being processed (their failures are kept in `failure`). */
+  private async drain(): Promise<void> {
     while (this.processing.size > 0) await Promise.allSettled([...this.processing.values()]);
   }
 }

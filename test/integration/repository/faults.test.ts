@@ -14,6 +14,7 @@ import { pruneSnapshots } from "../../../shared/src/repository/gc/pruneSnapshots
 import { breakStaleLocks, listLocks } from "../../../shared/src/repository/locks/RepositoryLock.js";
 import { Repository } from "../../../shared/src/repository/Repository.js";
 import { verifyRepository } from "../../../shared/src/repository/verify/verifyRepository.js";
+import { backup } from "../../unit/repository/helpers.js";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -186,24 +187,6 @@ describe("faults on a local repository", () => {
     const repo = await Repository.init(new LocalObjectStore(dir, options), { chunkSize: CS, workers: 1 });
     cleanups.push(() => repo.close());
     return { dir, repo };
-  }
-
-  async function backup(repo: Repository, data: Buffer) {
-    const w = await repo.beginSnapshot({ vm });
-    try {
-      const d = await w.addDisk({
-        target: "vda",
-        virtualSize: data.length,
-        sourceFormat: "raw",
-        kind: "full",
-      });
-      for (let off = 0; off < data.length; off += CS) await d.write(off, data.subarray(off, off + CS));
-      await d.finish();
-      return await w.seal(seal);
-    } catch (e) {
-      await w.abort();
-      throw e;
-    }
   }
 
   const freeBytes = async (dir: string) => {

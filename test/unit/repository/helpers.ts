@@ -36,17 +36,25 @@ export async function newRepo(
   });
 }
 
-/** Writes `data` as a full (or incremental from parent) backup of disk vda and seals it. */
+/**
+ * Writes `data` as a full (or incremental from parent) backup of disk vda and seals it; on failure
+ * aborts it, as the agent does, and rethrows.
+ */
 export async function backup(repo: Repository, data: Buffer, parent?: string): Promise<SnapshotManifest> {
   const w = await repo.beginSnapshot({ vm });
-  const d = await w.addDisk({
-    target: "vda",
-    virtualSize: data.length,
-    sourceFormat: "qcow2",
-    kind: parent ? "incremental" : "full",
-    ...(parent ? { parent: { snapshotId: parent } } : {}),
-  });
-  await d.write(0, data);
-  await d.finish();
-  return w.seal(sealOpts);
+  try {
+    const d = await w.addDisk({
+      target: "vda",
+      virtualSize: data.length,
+      sourceFormat: "qcow2",
+      kind: parent ? "incremental" : "full",
+      ...(parent ? { parent: { snapshotId: parent } } : {}),
+    });
+    await d.write(0, data);
+    await d.finish();
+    return await w.seal(sealOpts);
+  } catch (e) {
+    await w.abort();
+    throw e;
+  }
 }
