@@ -1,3 +1,5 @@
+import { readdir } from "node:fs/promises";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type LiveBackupDeps,
@@ -6,6 +8,7 @@ import {
 } from "../../agent/src/backup/runLiveBackup.js";
 import type { GuestAgent } from "../../agent/src/guest/GuestAgent.js";
 import type { Hypervisor } from "../../agent/src/hypervisor/Hypervisor.js";
+import { acquireLock } from "../../shared/src/repository/locks/RepositoryLock.js";
 import { agentHarness } from "./support/agentHarness.js";
 import type { LabVm } from "./support/LabVm.js";
 import { Lab } from "./support/lab.js";
@@ -156,6 +159,33 @@ describe("live backup of a running VM (real libvirt pull backup, real qemu-ga, o
     expect(after.map((c) => c.name)).toEqual(before);
     expect(await h.deps.hypervisor.backupJob(vm.name, AbortSignal.timeout(30_000))).toBeUndefined();
     expect(await vm.fsfreezeStatus()).toBe("thawed");
+  });
+
+  it("a repository held by a prune fails the job before any checkpoint, freeze or export", async () => {
+    const before = (await h.deps.hypervisor.listCheckpoints(vm.name, AbortSignal.timeout(30_000))).map(
+      (c) => c.name,
+    );
+    const prune = await acquireLock(h.repository.store, "exclusive", "prune (lab)");
+    const calls: string[] = [];
+    try {
+      const err = await runLiveBackup(recording(h.deps, calls), h.config, {
+        jobId: `job-${++jobN}`,
+        domain: vm.name,
+        mode: "incremental",
+        quiesce: "required",
+        signal: AbortSignal.timeout(240_000),
+      }).catch((e: unknown) => e);
+      expect(String(err)).toMatch(/is locked: exclusive lock by prune \(lab\)/);
+    } finally {
+      await prune.release();
+    }
+    expect(calls).toEqual([]);
+    const after = await h.deps.hypervisor.listCheckpoints(vm.name, AbortSignal.timeout(30_000));
+    expect(after.map((c) => c.name)).toEqual(before);
+    expect(await h.deps.hypervisor.backupJob(vm.name, AbortSignal.timeout(30_000))).toBeUndefined();
+    expect(await readdir(join(h.config.workDir, "jobs"))).toEqual([]);
+    // Nothing of the refused job is in the way of the next one.
+    expect((await backup("incremental")).manifest.consistency.kind).toBe("quiesced");
   });
 });
 

@@ -12,7 +12,8 @@ import type { GuestAgent } from "../guest/GuestAgent.js";
 import type { FreezePhases } from "../guest/withFrozenGuest.js";
 import type { DomainInfo } from "../hypervisor/DomainInfo.js";
 import type { Hypervisor } from "../hypervisor/Hypervisor.js";
-import { createQcow2, imageInfo } from "../offline/qemuImg.js";
+import { createQcow2 } from "../offline/qemuImg.js";
+import { virtualSize } from "../offline/virtualSize.js";
 import { captureVmConfigFiles, type VmConfigFilesConfig } from "../vmconfig/captureVmConfigFiles.js";
 import { type BackupJobState, BackupJobStateMachine } from "./BackupJobState.js";
 import { checkpointXml, pullBackupXml } from "./backupXml.js";
@@ -109,6 +110,8 @@ export async function runLiveBackup(
   let exportEnded: Promise<void> | undefined;
   let createdCheckpoint: string | undefined;
   let writer: RestorePointWriter | undefined;
+  /** The scratch images being made; cleanup waits for it before deleting the job directory. */
+  let scratchMade: Promise<void> | undefined;
   let domainName = req.domain;
   try {
     // ---- planning
@@ -127,18 +130,35 @@ export async function runLiveBackup(
         ? deps.guestAgent.ping(domain.name, { signal, timeoutMs: config.guestPingTimeoutMs })
         : undefined;
     guestAnswers?.catch(() => {}); // awaited by quiesceAround; a failed job may never get there
-    // The job directory and scratch images depend only on the disks: made beside the queries.
-    const [queried, prepared] = await Promise.allSettled([
+    // Everything below depends only on the domain, so it runs beside the queries: the job directory,
+    // then the scratch images (awaited before the freeze), and the repository's shared lock — a
+    // repository locked by a prune fails the job now, before anything is frozen or made.
+    const dirMade = makeJobDir(config, jobDir);
+    scratchMade = dirMade.then(() => createScratchImages(jobDir, disks, signal));
+    scratchMade.catch(() => {}); // awaited before the freeze, and by cleanup
+    const locked = repository.beginSnapshot({ vm: { uuid: domain.uuid, name: domain.name }, signal });
+    const [queried, made, lockHeld] = await Promise.allSettled([
       Promise.all([
         hypervisor.listCheckpoints(domain.name, signal),
         repository.listSnapshots(signal),
         req.mode === "copy" ? Promise.resolve(undefined) : hypervisor.liveBitmaps(domain.name, signal),
+        hypervisor.backupJob(domain.name, signal),
       ]),
-      prepareJobDir(config, jobDir, disks, signal),
+      dirMade,
+      locked,
     ]);
+    if (lockHeld.status === "fulfilled") writer = lockHeld.value; // cleanup aborts it if we fail
     if (queried.status === "rejected") throw queried.reason;
-    if (prepared.status === "rejected") throw prepared.reason;
-    const [checkpoints, snapshots, liveBitmaps] = queried.value;
+    if (made.status === "rejected") throw made.reason;
+    if (lockHeld.status === "rejected") throw lockHeld.reason;
+    const snapshot = lockHeld.value;
+    const [checkpoints, snapshots, liveBitmaps, runningJob] = queried.value;
+    // Refuse a busy domain now, not from inside the freeze window.
+    if (runningJob) {
+      throw new CairnError("failed-precondition", `domain ${domain.name} already has a backup job running`, {
+        hint: "wait for it to finish, or end it (virsh domjobabort) if it is stale",
+      });
+    }
     const history = snapshots.filter((s) => s.vm.uuid === domain.uuid);
     if (req.mode === "incremental" && history.length === 0) {
       throw new CairnError(
@@ -198,13 +218,6 @@ export async function runLiveBackup(
         })
       : undefined;
 
-    // Refuse a busy domain now, not from inside the freeze window.
-    if (await hypervisor.backupJob(domain.name, signal)) {
-      throw new CairnError("failed-precondition", `domain ${domain.name} already has a backup job running`, {
-        hint: "wait for it to finish, or end it (virsh domjobabort) if it is stale",
-      });
-    }
-
     // ---- quiescing: [checkpoint] → freeze → begin → thaw
     sm.to("quiescing");
     // When the guest is frozen, the checkpoint is made just before the freeze: libvirt validates
@@ -212,13 +225,21 @@ export async function runLiveBackup(
     // the freeze window. Its bitmap then starts a moment before the point in time, so the next
     // incremental reads a superset of what changed, never less. Unfrozen, begin stays atomic.
     let checkpointMade = false;
+    const scratchReady = scratchMade;
     const beforeFreeze = async () => {
-      if (!plan.newCheckpoint || !cpXml) return;
-      await hypervisor.createCheckpoint(domain.name, cpXml, signal);
-      createdCheckpoint = plan.newCheckpoint;
-      checkpointMade = true;
+      const checkpoint = async () => {
+        if (!plan.newCheckpoint || !cpXml) return;
+        await hypervisor.createCheckpoint(domain.name, cpXml, signal);
+        createdCheckpoint = plan.newCheckpoint;
+        checkpointMade = true;
+      };
+      // Both before the freeze, side by side (qemu-img and libvirt each take tens of ms).
+      const [cp, scratch] = await Promise.allSettled([checkpoint(), scratchReady]);
+      if (cp.status === "rejected") throw cp.reason;
+      if (scratch.status === "rejected") throw scratch.reason;
     };
     const begin = async () => {
+      await scratchReady; // made already when the guest was frozen (beforeFreeze)
       await hypervisor.beginPullBackup(
         domain.name,
         {
@@ -243,9 +264,8 @@ export async function runLiveBackup(
     const job = await hypervisor.backupJob(domain.name, signal);
     if (!job)
       throw new CairnError("internal", `backup job of ${domain.name} vanished right after it started`);
-    writer = await repository.beginSnapshot({ vm: { uuid: domain.uuid, name: domain.name }, signal });
     const { bytesRead } = await readExportsIntoSnapshot(
-      writer,
+      snapshot,
       plan,
       domain,
       plan.disks.map((p) => {
@@ -278,7 +298,7 @@ export async function runLiveBackup(
     );
     const domainXml = await hypervisor.domainXml(domain.name, { inactive: true }, signal);
     const configFiles = await captureVmConfigFiles(domainXml, config.vmConfigFiles, { signal, log });
-    const manifest = await writer.seal({
+    const manifest = await snapshot.seal({
       domainXml,
       consistency,
       labels: req.labels ?? {},
@@ -321,29 +341,33 @@ export async function runLiveBackup(
     if (createdCheckpoint) {
       await deleteCheckpointSafely(deps, domainName, createdCheckpoint, cleanup);
     }
+    await scratchMade?.catch(() => {}); // a qemu-img still writing into jobDir would outlive the rm
     await rm(jobDir, { recursive: true, force: true }).catch(() => {});
   }
 }
 
 /**
- * The job's directory: the NBD socket's (owned by QEMU's user) and the scratch images, made before
+ * The job's directory: the NBD socket's (owned by QEMU's user) and the scratch images', made before
  * the freeze so libvirt does not make them inside it (backup-begin --reuse-external).
  */
-async function prepareJobDir(
-  config: LiveBackupConfig,
-  jobDir: string,
-  disks: DomainInfo["disks"],
-  signal: AbortSignal,
-): Promise<void> {
+async function makeJobDir(config: LiveBackupConfig, jobDir: string): Promise<void> {
   await mkdir(join(jobDir, "nbd"), { recursive: true });
   await mkdir(join(jobDir, "scratch"), { recursive: true });
   // QEMU (not root) opens the scratch images: every agent-owned level must be traversable.
   for (const d of [config.workDir, join(config.workDir, "jobs"), jobDir]) await chmod(d, 0o711);
   await chown(join(jobDir, "nbd"), config.qemuUid, config.qemuGid);
+}
+
+/** One empty qcow2 per disk, of the disk's virtual size: its copy-before-write target. */
+async function createScratchImages(
+  jobDir: string,
+  disks: DomainInfo["disks"],
+  signal: AbortSignal,
+): Promise<void> {
   await Promise.all(
     disks.map(async (d) => {
-      const { virtualSize } = await imageInfo(d.source, signal, true);
-      await createQcow2(join(jobDir, "scratch", `${d.target}.qcow2`), virtualSize, signal);
+      const size = await virtualSize(d.source, d.format, signal);
+      await createQcow2(join(jobDir, "scratch", `${d.target}.qcow2`), size, signal);
     }),
   );
 }
