@@ -5,9 +5,6 @@ import { parseArgs } from "node:util";
 import { readPassphrase } from "../../shared/src/cli/runCli.js";
 import { CairnError } from "../../shared/src/errors/CairnError.js";
 import { readIdentity } from "../../shared/src/pki/writeIdentity.js";
-import { BandwidthLimitedObjectStore } from "../../shared/src/repository/decorators/BandwidthLimitedObjectStore.js";
-import { Repository } from "../../shared/src/repository/Repository.js";
-import { openRepositoryStore } from "../../shared/src/repositoryLocation/openRepositoryStore.js";
 import { CAIRN_VERSION } from "../../shared/src/version.js";
 import { loadAgentConfig } from "./config/AgentConfig.js";
 import { CoordinatorLink } from "./coordinator/CoordinatorLink.js";
@@ -16,6 +13,7 @@ import { createAgentRuntime } from "./createAgentRuntime.js";
 import { collectHostInventory } from "./inventory/collectHostInventory.js";
 import { JobRegistry } from "./jobs/JobRegistry.js";
 import { AgentMetrics } from "./metrics/AgentMetrics.js";
+import { agentRepositorySettings, openAgentRepository } from "./openAgentRepository.js";
 import { startAgentServer } from "./server/startAgentServer.js";
 
 // grpc-js passes an IP address as TLS servername (Node's DEP0123): harmless, and noise for operators.
@@ -80,6 +78,7 @@ async function main(): Promise<void> {
   const startup = await rt.recover(AbortSignal.timeout(120_000));
   rt.log.info({ ...startup, version: CAIRN_VERSION }, "agent startup recovery done");
   const passphrase = await readPassphrase(config.repositoryPassphraseFile);
+  const repositorySettings = agentRepositorySettings(config, passphrase);
   const jobs = new JobRegistry();
   const metrics = new AgentMetrics(jobs);
   const server = await startAgentServer(
@@ -100,14 +99,8 @@ async function main(): Promise<void> {
         },
         config: rt.liveBackup,
         jobs,
-        openRepository: (location, signal, opts) => {
-          const store = openRepositoryStore(location);
-          const bw = opts?.bandwidthBytesPerSecond ?? 0;
-          return Repository.open(bw > 0 ? new BandwidthLimitedObjectStore(store, bw) : store, {
-            ...(passphrase ? { passphrase } : {}),
-            signal,
-          });
-        },
+        openRepository: (location, signal, opts) =>
+          openAgentRepository(location, repositorySettings, signal, opts),
         onJobEnd: (o) => metrics.jobEnded(o),
       },
     },

@@ -65,6 +65,12 @@ export const agentConfigSchema = z
     metricsListen: z.string().default(""),
     /** Passphrase of encrypted repositories (file readable by the agent only). */
     repositoryPassphraseFile: z.string().min(1).optional(),
+    /**
+     * Bytes of free space backups leave on a local repository's filesystem, so lock records and
+     * manifests still fit on a volume backups filled and prune, GC and verify can run. Default
+     * 64 MiB (at most 2% of the filesystem); 0 turns it off. S3 repositories have no reserve.
+     */
+    localRepositoryReserveBytes: z.number().int().min(0).optional(),
     logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
   })
   .strict();

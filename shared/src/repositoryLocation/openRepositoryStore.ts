@@ -1,6 +1,6 @@
 import { isAbsolute, resolve } from "node:path";
 import { CairnError } from "../errors/CairnError.js";
-import { LocalObjectStore } from "../repository/backends/LocalObjectStore.js";
+import { LocalObjectStore, type LocalObjectStoreOptions } from "../repository/backends/LocalObjectStore.js";
 import { S3ObjectStore } from "../repository/backends/S3ObjectStore.js";
 import { RetryingObjectStore } from "../repository/decorators/RetryingObjectStore.js";
 import type { ObjectStore } from "../repository/ports/ObjectStore.js";
@@ -16,9 +16,14 @@ export interface RepositoryLocationEnv {
  * A repository location as operators write it: a local path (the LAN-free case: a SAN volume
  * mounted on the host), or `s3://bucket/prefix` with the endpoint and credentials from the
  * environment (`CAIRN_S3_ENDPOINT` or `?endpoint=` in the URL, `AWS_ACCESS_KEY_ID`,
- * `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`). Remote stores get the retry decorator.
+ * `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`). Remote stores get the retry decorator. `local` configures
+ * a local store (e.g. the free space its backups leave for lock records and manifests).
  */
-export function openRepositoryStore(location: string, env: RepositoryLocationEnv = process.env): ObjectStore {
+export function openRepositoryStore(
+  location: string,
+  env: RepositoryLocationEnv = process.env,
+  local: LocalObjectStoreOptions = {},
+): ObjectStore {
   if (!location.trim()) throw new CairnError("invalid-argument", "repository location is empty");
   if (!location.startsWith("s3://")) {
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) {
@@ -26,7 +31,7 @@ export function openRepositoryStore(location: string, env: RepositoryLocationEnv
         hint: "use a local path or s3://bucket/prefix",
       });
     }
-    return new LocalObjectStore(isAbsolute(location) ? location : resolve(location));
+    return new LocalObjectStore(isAbsolute(location) ? location : resolve(location), local);
   }
   const url = new URL(location);
   const bucket = url.hostname;

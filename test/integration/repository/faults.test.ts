@@ -4,6 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
+import { parseAgentConfig } from "../../../agent/src/config/AgentConfig.js";
+import { agentRepositorySettings, openAgentRepository } from "../../../agent/src/openAgentRepository.js";
 import { isCairnError } from "../../../shared/src/errors/CairnError.js";
 import {
   LocalObjectStore,
@@ -236,6 +238,24 @@ describe("faults on a local repository", () => {
     // Space freed elsewhere is seen again: the store asks the filesystem before refusing.
     await new LocalObjectStore(dir).sweepTemporaries(0);
     await s.put("chunks/aa/after", randomBytes(64 * KiB), { staged: true });
+  });
+
+  it("the agent config's localRepositoryReserveBytes is the reserve of the repositories the agent opens", async () => {
+    const { dir } = await tmpfsRepo("8m");
+    const open = (yaml: string) =>
+      openAgentRepository(
+        dir,
+        agentRepositorySettings(parseAgentConfig(yaml, "agent.yaml"), undefined),
+        AbortSignal.timeout(30_000),
+      );
+    // 6 MiB kept free on an 8 MiB volume: a 3 MiB backup does not fit; with the default it does.
+    const strict = await open("localRepositoryReserveBytes: 6291456\n");
+    const err = await backup(strict, randomBytes(3 * MiB)).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/6\.0 MiB kept for lock records and manifests/);
+    await strict.close();
+    const loose = await open("");
+    await backup(loose, randomBytes(3 * MiB));
+    await loose.close();
   });
 
   it("a repository that backups filled keeps room for prune's and GC's locks, and for a manifest", async () => {

@@ -16,6 +16,10 @@ describe("agent config", () => {
     expect(c.libvirtUri).toBe("qemu+ssh://h/system");
     expect(c.timeouts.freezeMs).toBe(2000);
     expect(c.timeouts.thawMs).toBe(10_000);
+    expect(c.localRepositoryReserveBytes).toBeUndefined();
+    expect(parseAgentConfig("localRepositoryReserveBytes: 0\n", "t.yaml").localRepositoryReserveBytes).toBe(
+      0,
+    );
   });
 
   it("names the field and the reason for bad values and unknown keys", () => {
@@ -23,6 +27,9 @@ describe("agent config", () => {
       /invalid agent config \/etc\/cairn\/agent.yaml: nbd.depth: .*>=1/,
     );
     expect(() => parseAgentConfig("libvirtUrl: x\n", "a.yaml")).toThrow(/Unrecognized key.*libvirtUrl/);
+    expect(() => parseAgentConfig("localRepositoryReserveBytes: -1\n", "a.yaml")).toThrow(
+      /a.yaml: localRepositoryReserveBytes: .*>=0/,
+    );
     expect(() => parseAgentConfig("a: [1,\n", "a.yaml")).toThrow(/a.yaml is not valid YAML/);
   });
 });
