@@ -71,7 +71,6 @@ export async function quiesceAround(
     }
   };
   await runHook("pre-freeze", req.hooks?.preFreeze);
-  await beforeFreeze();
   const frozen = await withFrozenGuest(
     deps.guestAgent,
     deps.freezeMarkers,
@@ -84,6 +83,7 @@ export async function quiesceAround(
       signal: req.signal,
     },
     begin,
+    beforeFreeze,
   );
   await runHook("post-thaw", req.hooks?.postThaw);
   if (frozen.watchdogFired) {

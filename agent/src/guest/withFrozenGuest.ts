@@ -42,8 +42,15 @@ export async function withFrozenGuest<T>(
   log: Logger,
   opts: FreezeOptions,
   fn: () => Promise<T>,
+  /** Work that must be done before the freeze; it runs beside the marker's fsync (~20 ms here). */
+  beforeFreeze?: () => Promise<void>,
 ): Promise<FrozenResult<T>> {
-  await markers.add(opts.domain);
+  const [marked, prepared] = await Promise.allSettled([markers.add(opts.domain), beforeFreeze?.()]);
+  if (marked.status === "rejected" || prepared.status === "rejected") {
+    // Nothing was frozen: no thaw, and no marker left to make recovery thaw an unfrozen guest.
+    if (marked.status === "fulfilled") await markers.remove(opts.domain).catch(() => {});
+    throw marked.status === "rejected" ? marked.reason : (prepared as PromiseRejectedResult).reason;
+  }
   const t0 = performance.now();
   let thawPromise: Promise<void> | undefined;
   const thawOnce = (why: string) => {

@@ -50,6 +50,45 @@ describe("withFrozenGuest: the guest is always thawed", () => {
     expect(await markers.list()).toEqual([]);
   });
 
+  it("beforeFreeze runs beside the marker's write and ends before the freeze; if it fails nothing is frozen or left", async () => {
+    const seen: string[] = [];
+    await withFrozenGuest(
+      agent,
+      markers,
+      log,
+      base(),
+      async () => {
+        seen.push(`fn frozen=${agent.guests.get("vm1")!.frozen}`);
+      },
+      async () => {
+        await new Promise((r) => setTimeout(r, 20));
+        seen.push(`before frozen=${agent.guests.get("vm1")!.frozen}`);
+      },
+    );
+    expect(seen).toEqual(["before frozen=false", "fn frozen=true"]);
+
+    agent.calls.length = 0;
+    let fnRan = false;
+    await expect(
+      withFrozenGuest(
+        agent,
+        markers,
+        log,
+        base(),
+        async () => {
+          fnRan = true;
+        },
+        async () => {
+          throw new Error("checkpoint refused");
+        },
+      ),
+    ).rejects.toThrow("checkpoint refused");
+    expect(fnRan).toBe(false);
+    expect(agent.calls).toEqual([]); // neither a freeze nor a thaw
+    expect(agent.guests.get("vm1")!.frozen).toBe(false);
+    expect(await markers.list()).toEqual([]);
+  });
+
   it("thaws when fn throws, and rethrows fn's error", async () => {
     await expect(
       withFrozenGuest(agent, markers, log, base(), async () => {
