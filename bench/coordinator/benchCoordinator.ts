@@ -16,9 +16,11 @@ import { execa } from "execa";
 import { createChannel, createClient, createServer } from "nice-grpc";
 import { initCoordinatorState } from "../../coordinator/src/bootstrap/initCoordinatorState.js";
 import { connectCoordinator } from "../../coordinator/src/cli/connectCoordinator.js";
-import { parseCoordinatorConfig } from "../../coordinator/src/config/CoordinatorConfig.js";
+import { databasePath, parseCoordinatorConfig } from "../../coordinator/src/config/CoordinatorConfig.js";
 import { CertificateAuthority } from "../../coordinator/src/pki/CertificateAuthority.js";
 import { coordinatorIdentityPaths } from "../../coordinator/src/startCoordinator.js";
+import type { JobRecord } from "../../coordinator/src/store/records.js";
+import { SqliteStore } from "../../coordinator/src/store/sqlite/SqliteStore.js";
 import {
   AgentServiceDefinition,
   type AgentServiceImplementation,
@@ -31,6 +33,38 @@ import { LocalObjectStore } from "../../shared/src/repository/backends/LocalObje
 import { Repository } from "../../shared/src/repository/Repository.js";
 
 const AGENTS = Number(process.env.CAIRN_BENCH_AGENTS ?? 1000);
+const uuid = (a: number, v: number) => `10000000-0000-4000-8000-${String(a * 1000 + v).padStart(12, "0")}`;
+
+/** A finished nightly job of policy "fleet" (the one the bench fires), day `day` of the history. */
+function historyJob(id: string, vmUuid: string, vmName: string, full: boolean, day: number): JobRecord {
+  const at = Date.UTC(2026, 0, 1 + day, 3);
+  return {
+    id,
+    vmUuid,
+    vmName,
+    hostId: "history",
+    policy: "fleet",
+    repository: "main",
+    mode: full ? "full" : "incremental",
+    quiesce: "preferred",
+    trigger: "schedule",
+    state: "succeeded",
+    attempt: 1,
+    maxAttempts: 3,
+    reason: "policy fleet fired",
+    priority: 50,
+    limits: { perHost: 1, perRepository: 50, global: 50 },
+    bandwidthBytesPerSecond: 0,
+    createdMs: at,
+    updatedMs: at + 60_000,
+    notBeforeMs: 0,
+    startedMs: at,
+    finishedMs: at + 60_000,
+    snapshotId: `snap-${id}`,
+    diskKinds: { vda: full ? "full" : "incremental" },
+    phase: "",
+  };
+}
 const VMS_PER_AGENT = Number(process.env.CAIRN_BENCH_VMS_PER_AGENT ?? 10);
 const LOAD_SECONDS = Number(process.env.CAIRN_BENCH_SECONDS ?? 20);
 const EVENTS_PER_CALL = 5;
@@ -92,6 +126,24 @@ const unitEnv = Object.fromEntries(
 log(
   `[bench] coordinator as its unit runs it: node ${unitNodeFlags.join(" ")}, env ${JSON.stringify(unitEnv)}`,
 );
+// A month of nightly history under the policy that fires below (30 succeeded jobs per VM, a full
+// every 7th): scheduling must not get slower, or larger, as job history grows.
+const HISTORY_PER_VM = Number(process.env.CAIRN_BENCH_HISTORY_PER_VM ?? 30);
+{
+  const t = performance.now();
+  const store = SqliteStore.open(databasePath(config));
+  for (let ai = 0; ai < AGENTS; ai++) {
+    const jobs: JobRecord[] = [];
+    for (let v = 0; v < VMS_PER_AGENT; v++)
+      for (let k = 0; k < HISTORY_PER_VM; k++)
+        jobs.push(historyJob(`h-${ai}-${v}-${k}`, uuid(ai, v), `vm-${ai}-${v}`, k % 7 === 0, k));
+    await store.insertJobs(jobs);
+  }
+  await store.close();
+  log(
+    `[bench] seeded ${AGENTS * VMS_PER_AGENT * HISTORY_PER_VM} succeeded jobs of history in ${((performance.now() - t) / 1000).toFixed(1)} s`,
+  );
+}
 const logFile = join(dir, "coordinator.log");
 const child = execa(
   "node",
@@ -166,7 +218,6 @@ phase("enrolled");
 log(
   `[bench] enrolled in ${((performance.now() - t0) / 1000).toFixed(1)} s; registering ${AGENTS * VMS_PER_AGENT} VMs`,
 );
-const uuid = (a: number, v: number) => `10000000-0000-4000-8000-${String(a * 1000 + v).padStart(12, "0")}`;
 await Promise.all(
   agents.map(async (a, ai) => {
     const domains = Array.from({ length: VMS_PER_AGENT }, (_, v) => ({
@@ -306,6 +357,7 @@ const detail = {
   ...result,
   agents: AGENTS,
   vms: AGENTS * VMS_PER_AGENT,
+  history_jobs: AGENTS * VMS_PER_AGENT * HISTORY_PER_VM,
   heartbeats,
   errors,
   jobs_created: firing.reduce((n, p) => n + p.created, 0),

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { chainHistory } from "../../coordinator/src/jobs/chainHistory.js";
 import type { JobRecord, VmRecord } from "../../coordinator/src/store/records.js";
 import type { Store } from "../../coordinator/src/store/Store.js";
 
@@ -167,6 +168,53 @@ export function storeContract(
       await s.close();
     });
 
+    it("chain histories follow a policy's jobs as they succeed, as chainHistory() computes them", async () => {
+      const s = await open();
+      let t = 0;
+      const succeed = async (
+        id: string,
+        vm: string,
+        mode: JobRecord["mode"],
+        over: Partial<JobRecord> = {},
+      ) => {
+        const j = sampleJob({ id, vmUuid: vm, mode, policy: "p", createdMs: ++t, ...over });
+        await s.insertJob(j);
+        await s.updateJob({ ...j, state: "running", updatedMs: ++t }, "queued");
+        const done = { ...j, state: "succeeded" as const, updatedMs: ++t, finishedMs: t };
+        await s.updateJob(done, "running");
+        return done;
+      };
+      expect(await s.chainHistories("p")).toEqual(new Map());
+      await succeed("a1", "a", "full");
+      await succeed("a2", "a", "incremental");
+      expect((await s.chainHistories("p")).get("a")).toEqual({ fullCount: 1, runsSinceFull: 1 });
+      // An incremental the agent demoted to full on every disk restarts the chain.
+      await succeed("a3", "a", "incremental", { diskKinds: { vda: "full: bitmap inconsistent" } });
+      const a4 = await succeed("a4", "a", "incremental", {
+        diskKinds: { vda: "incremental", vdb: "full: new" },
+      });
+      // Rewriting a succeeded job (e.g. its phase) does not count it again.
+      await s.updateJob({ ...a4, phase: "done" }, "succeeded");
+      // Not counted: another policy's, a manual job without a policy, a failed one.
+      await succeed("q1", "a", "full", { policy: "q" });
+      await succeed("m1", "a", "full", { policy: null });
+      const f = sampleJob({ id: "f1", vmUuid: "a", mode: "full", policy: "p", state: "running" });
+      await s.insertJob(f);
+      await s.updateJob({ ...f, state: "failed" }, "running");
+      // Inserted already succeeded (an import): counted too.
+      await s.insertJobs([
+        sampleJob({ id: "b1", vmUuid: "b", mode: "incremental", state: "succeeded", policy: "p" }),
+      ]);
+      const want = new Map([
+        ["a", { fullCount: 2, runsSinceFull: 1 }],
+        ["b", { fullCount: 0, runsSinceFull: 1 }],
+      ]);
+      expect(await s.chainHistories("p")).toEqual(want);
+      expect(chainHistory(await s.listJobs({ states: ["succeeded"] }), "p")).toEqual(want);
+      expect(await s.chainHistories("q")).toEqual(new Map([["a", { fullCount: 1, runsSinceFull: 0 }]]));
+      await s.close();
+    });
+
     it("snapshots: index, filter, delete", async () => {
       const s = await open();
       const snap = {
@@ -236,8 +284,12 @@ export function storeContract(
         await s.insertJob(sampleJob());
         await s.updateJob(sampleJob({ state: "running" }), "queued");
         await s.appendAudit({ atMs: 1, principal: "p", action: "a", target: "t", detail: "" });
+        await s.insertJob(sampleJob({ id: "job-2", state: "succeeded", policy: "p" }));
         const again = await reopen(s);
         expect(await again.getJob("job-1")).toMatchObject({ state: "running" });
+        expect(await again.chainHistories("p")).toEqual(
+          new Map([["u1", { fullCount: 1, runsSinceFull: 0 }]]),
+        );
         expect((await again.listAudit(10)).length).toBe(1);
         await again.close();
       });

@@ -1,5 +1,4 @@
 import type { Logger } from "../../../shared/src/log/createLogger.js";
-import { chainHistory } from "../jobs/chainHistory.js";
 import type { JobRunner } from "../jobs/JobRunner.js";
 import { newJob } from "../jobs/newJob.js";
 import { selectVms } from "../policy/selectVms.js";
@@ -184,10 +183,9 @@ export class Scheduler {
     const vms = (await store.listVms()).filter((v) => v.present);
     const vmByUuid = new Map(vms.map((v) => [v.uuid, v]));
     const busy = new Set(open.map((j) => j.vmUuid));
-    const succeeded = await store.listJobs({ states: ["succeeded"] });
     const created: JobRecord[] = [];
     for (const { rec, policy, fire } of due) {
-      const history = chainHistory(succeeded, policy.name);
+      const history = await store.chainHistories(policy.name);
       const selected = selectVms(policy, vms);
       const jobs: JobRecord[] = [];
       const skipped: string[] = [];

@@ -4,7 +4,6 @@ import { BackupMode } from "../../../shared/src/gen/cairn/v1/common.js";
 import type { CoordinatorServiceImplementation } from "../../../shared/src/gen/cairn/v1/coordinator.js";
 import { AsyncQueue } from "../../../shared/src/grpc/AsyncQueue.js";
 import { domainStateFromName } from "../../../shared/src/grpc/domainStateNames.js";
-import { chainHistory } from "../jobs/chainHistory.js";
 import { isTerminal, JOB_STATES, type JobState } from "../jobs/JobState.js";
 import { newJob } from "../jobs/newJob.js";
 import type { Policy } from "../policy/Policy.js";
@@ -174,10 +173,7 @@ export function adminRpcs(c: CoordinatorContext): AdminRpcs {
             hint: "one job per VM at a time: watch it with `cairn jobs watch`, or cancel it",
           },
         );
-      const history = chainHistory(
-        await c.store.listJobs({ states: ["succeeded"], vmUuid: vm.uuid }),
-        policy.name,
-      );
+      const history = await c.store.chainHistories(policy.name);
       const mode =
         requested ?? chooseJobMode(policy.mode, history.get(vm.uuid) ?? { fullCount: 0, runsSinceFull: 0 });
       const job = newJob(vm, policy, mode, "manual", {

@@ -1,3 +1,4 @@
+import type { ChainHistory } from "../jobs/chainHistory.js";
 import type {
   AuditRecord,
   HostRecord,
@@ -65,6 +66,12 @@ export interface Store {
   listJobs(filter?: JobFilter): Promise<JobRecord[]>;
   /** How many jobs are in each of `states` (every one of them present, 0 when none): for metrics. */
   countJobs(states: readonly JobRecord["state"][]): Promise<Record<string, number>>;
+  /**
+   * Per VM, the chain a policy's succeeded jobs made: fulls (wasFull) and runs since the newest one,
+   * in the order jobs reached succeeded. What chainHistory() computes from every succeeded job, kept
+   * as they succeed so that scheduling never reads the job history.
+   */
+  chainHistories(policy: string): Promise<Map<string, ChainHistory>>;
   /** State transitions of one job, oldest first. */
   jobHistory(id: string): Promise<{ atMs: number; from: string; to: string; reason: string }[]>;
 

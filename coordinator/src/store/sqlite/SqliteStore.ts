@@ -1,5 +1,7 @@
 import Database from "better-sqlite3";
 import { CairnError } from "../../../../shared/src/errors/CairnError.js";
+import type { ChainHistory } from "../../jobs/chainHistory.js";
+import { wasFull } from "../../jobs/newJob.js";
 import type {
   AuditRecord,
   HostRecord,
@@ -62,7 +64,9 @@ export class SqliteStore implements Store {
     }
     for (let v = version; v < MIGRATIONS.length; v++) {
       db.transaction(() => {
-        db.exec(MIGRATIONS[v] as string);
+        const m = MIGRATIONS[v]!;
+        if (typeof m === "string") db.exec(m);
+        else m(db);
         db.pragma(`user_version = ${v + 1}`);
       })();
     }
@@ -227,18 +231,21 @@ export class SqliteStore implements Store {
   }
 
   async insertJob(job: JobRecord): Promise<void> {
-    try {
+    this.db.transaction(() => {
+      try {
+        this.db
+          .prepare("INSERT INTO jobs (id, state, vm_uuid, created_ms, doc) VALUES (?, ?, ?, ?, ?)")
+          .run(job.id, job.state, job.vmUuid, job.createdMs, JSON.stringify(job));
+      } catch (e) {
+        if ((e as { code?: string }).code === "SQLITE_CONSTRAINT_PRIMARYKEY")
+          throw new CairnError("already-exists", `job ${job.id} already exists`, { cause: e });
+        throw e;
+      }
       this.db
-        .prepare("INSERT INTO jobs (id, state, vm_uuid, created_ms, doc) VALUES (?, ?, ?, ?, ?)")
-        .run(job.id, job.state, job.vmUuid, job.createdMs, JSON.stringify(job));
-    } catch (e) {
-      if ((e as { code?: string }).code === "SQLITE_CONSTRAINT_PRIMARYKEY")
-        throw new CairnError("already-exists", `job ${job.id} already exists`, { cause: e });
-      throw e;
-    }
-    this.db
-      .prepare("INSERT INTO job_transitions VALUES (?, ?, ?, ?, ?)")
-      .run(job.id, job.createdMs, "", job.state, job.reason);
+        .prepare("INSERT INTO job_transitions VALUES (?, ?, ?, ?, ?)")
+        .run(job.id, job.createdMs, "", job.state, job.reason);
+      if (job.state === "succeeded") this.countSucceeded(job);
+    })();
   }
   async insertJobs(jobs: readonly JobRecord[]): Promise<void> {
     const ins = this.db.prepare(
@@ -249,6 +256,7 @@ export class SqliteStore implements Store {
       for (const j of jobs) {
         ins.run(j.id, j.state, j.vmUuid, j.createdMs, JSON.stringify(j));
         tr.run(j.id, j.createdMs, "", j.state, j.reason);
+        if (j.state === "succeeded") this.countSucceeded(j);
       }
     })();
   }
@@ -273,7 +281,30 @@ export class SqliteStore implements Store {
         this.db
           .prepare("INSERT INTO job_transitions VALUES (?, ?, ?, ?, ?)")
           .run(job.id, job.updatedMs, expectedState, job.state, transitionReason ?? job.reason);
+      if (job.state === "succeeded" && expectedState !== "succeeded") this.countSucceeded(job);
     })();
+  }
+
+  /** A job of a policy succeeded: its VM's chain under that policy grows, or restarts at a full. */
+  private countSucceeded(job: JobRecord): void {
+    if (job.policy === null) return;
+    const full = wasFull(job);
+    this.db
+      .prepare(
+        `INSERT INTO chain_state (policy, vm_uuid, full_count, runs_since_full) VALUES (?, ?, ?, ?)
+         ON CONFLICT (policy, vm_uuid) DO UPDATE SET full_count = full_count + excluded.full_count,
+           runs_since_full = CASE WHEN excluded.full_count > 0 THEN 0 ELSE runs_since_full + 1 END`,
+      )
+      .run(job.policy, job.vmUuid, full ? 1 : 0, full ? 0 : 1);
+  }
+
+  async chainHistories(policy: string): Promise<Map<string, ChainHistory>> {
+    const rows = this.db
+      .prepare("SELECT vm_uuid, full_count, runs_since_full FROM chain_state WHERE policy = ?")
+      .all(policy) as { vm_uuid: string; full_count: number; runs_since_full: number }[];
+    return new Map(
+      rows.map((r) => [r.vm_uuid, { fullCount: r.full_count, runsSinceFull: r.runs_since_full }]),
+    );
   }
   async getJob(id: string): Promise<JobRecord | undefined> {
     return parse(this.db.prepare("SELECT doc FROM jobs WHERE id = ?").get(id) as Row | undefined);

@@ -1,10 +1,15 @@
+import type { Database } from "better-sqlite3";
+import { chainHistory } from "../../jobs/chainHistory.js";
+import type { JobRecord } from "../records.js";
+
 /**
  * Versioned schema migrations, applied in order inside one transaction each; PRAGMA user_version
- * holds the number applied. Never edit a released migration: append a new one.
+ * holds the number applied. Never edit a released migration: append a new one. A migration is SQL,
+ * or a function when it must compute (a backfill that follows a rule defined in code).
  * Records keep their queried fields as columns and the rest as JSON (`doc`), so adding a field
  * rarely needs a migration.
  */
-export const MIGRATIONS: readonly string[] = [
+export const MIGRATIONS: readonly (string | ((db: Database) => void))[] = [
   `
   CREATE TABLE hosts (id TEXT PRIMARY KEY, status TEXT NOT NULL, last_seen_ms INTEGER NOT NULL, doc TEXT NOT NULL);
   CREATE TABLE vms (uuid TEXT PRIMARY KEY, name TEXT NOT NULL, host_id TEXT NOT NULL, doc TEXT NOT NULL);
@@ -22,4 +27,18 @@ export const MIGRATIONS: readonly string[] = [
   CREATE TABLE tokens (hash TEXT PRIMARY KEY, kind TEXT NOT NULL, doc TEXT NOT NULL);
   CREATE TABLE audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, doc TEXT NOT NULL);
   `,
+  // 2: per policy and VM, the chain counters "a full every N" needs, kept as jobs succeed, so a
+  // scheduling pass no longer reads every succeeded job ever (millions after a year of a large
+  // fleet). Backfilled from the jobs already there, by the same rule (chainHistory).
+  (db) => {
+    db.exec(`CREATE TABLE chain_state (policy TEXT NOT NULL, vm_uuid TEXT NOT NULL,
+      full_count INTEGER NOT NULL, runs_since_full INTEGER NOT NULL, PRIMARY KEY (policy, vm_uuid))`);
+    const jobs = (
+      db.prepare("SELECT doc FROM jobs WHERE state = 'succeeded'").all() as { doc: string }[]
+    ).map((r) => JSON.parse(r.doc) as JobRecord);
+    const insert = db.prepare("INSERT INTO chain_state VALUES (?, ?, ?, ?)");
+    for (const policy of new Set(jobs.map((j) => j.policy).filter((p): p is string => p !== null))) {
+      for (const [vm, h] of chainHistory(jobs, policy)) insert.run(policy, vm, h.fullCount, h.runsSinceFull);
+    }
+  },
 ];
