@@ -16,6 +16,7 @@ import { execa } from "execa";
 import { pullBackupXml } from "../../agent/src/backup/backupXml.js";
 import { runLiveBackup } from "../../agent/src/backup/runLiveBackup.js";
 import type { FreezePhases } from "../../agent/src/guest/withFrozenGuest.js";
+import { defaultChunkWorkers } from "../../agent/src/openAgentRepository.js";
 import { LocalObjectStore } from "../../shared/src/repository/backends/LocalObjectStore.js";
 import { Repository } from "../../shared/src/repository/Repository.js";
 import { agentHarness } from "../../test/lab/support/agentHarness.js";
@@ -105,7 +106,10 @@ try {
     // Ours: a full backup of the same disk into a fresh repository (no dedup against earlier reps).
     const oursRound = async () => {
       const repoDir = join(work, `repo-${rep}`);
-      const repository = await Repository.init(new LocalObjectStore(repoDir));
+      // As the agent opens repositories: its default chunk workers.
+      const repository = await Repository.init(new LocalObjectStore(repoDir), {
+        workers: defaultChunkWorkers(),
+      });
       try {
         const t0 = performance.now();
         const r = await runLiveBackup({ ...h.deps, repository }, h.config, {
@@ -144,7 +148,9 @@ try {
   }
 
   // Incremental after the guest writes 5% of the disk in 1 MiB extents at distinct offsets.
-  const repository = await Repository.open(new LocalObjectStore(join(work, `repo-${REPS}`)));
+  const repository = await Repository.open(new LocalObjectStore(join(work, `repo-${REPS}`)), {
+    workers: defaultChunkWorkers(),
+  });
   try {
     const extents = Math.round(DISK_MIB * 0.05);
     const offsets = new Set<number>();

@@ -71,6 +71,8 @@ export const agentConfigSchema = z
      * 64 MiB (at most 2% of the filesystem); 0 turns it off. S3 repositories have no reserve.
      */
     localRepositoryReserveBytes: z.number().int().min(0).optional(),
+    /** Chunk worker threads (hashing, zstd, encryption) per repository; default one per core but one. */
+    chunkWorkers: z.number().int().min(1).max(64).optional(),
     logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
   })
   .strict();

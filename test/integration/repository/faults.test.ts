@@ -5,7 +5,11 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
 import { parseAgentConfig } from "../../../agent/src/config/AgentConfig.js";
-import { agentRepositorySettings, openAgentRepository } from "../../../agent/src/openAgentRepository.js";
+import {
+  agentRepositorySettings,
+  defaultChunkWorkers,
+  openAgentRepository,
+} from "../../../agent/src/openAgentRepository.js";
 import { isCairnError } from "../../../shared/src/errors/CairnError.js";
 import {
   LocalObjectStore,
@@ -249,11 +253,13 @@ describe("faults on a local repository", () => {
         AbortSignal.timeout(30_000),
       );
     // 6 MiB kept free on an 8 MiB volume: a 3 MiB backup does not fit; with the default it does.
-    const strict = await open("localRepositoryReserveBytes: 6291456\n");
+    const strict = await open("localRepositoryReserveBytes: 6291456\nchunkWorkers: 3\n");
+    expect(strict.pool.size).toBe(3);
     const err = await backup(strict, randomBytes(3 * MiB)).catch((e: unknown) => e);
     expect((err as Error).message).toMatch(/6\.0 MiB kept for lock records and manifests/);
     await strict.close();
     const loose = await open("");
+    expect(loose.pool.size).toBe(defaultChunkWorkers());
     await backup(loose, randomBytes(3 * MiB));
     await loose.close();
   });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseAgentConfig } from "../../../agent/src/config/AgentConfig.js";
+import { defaultChunkWorkers } from "../../../agent/src/openAgentRepository.js";
 
 describe("agent config", () => {
   it("an empty file gives the documented defaults", () => {
@@ -17,6 +18,7 @@ describe("agent config", () => {
     expect(c.timeouts.freezeMs).toBe(2000);
     expect(c.timeouts.thawMs).toBe(10_000);
     expect(c.localRepositoryReserveBytes).toBeUndefined();
+    expect(c.chunkWorkers).toBeUndefined();
     expect(parseAgentConfig("localRepositoryReserveBytes: 0\n", "t.yaml").localRepositoryReserveBytes).toBe(
       0,
     );
@@ -27,9 +29,14 @@ describe("agent config", () => {
       /invalid agent config \/etc\/cairn\/agent.yaml: nbd.depth: .*>=1/,
     );
     expect(() => parseAgentConfig("libvirtUrl: x\n", "a.yaml")).toThrow(/Unrecognized key.*libvirtUrl/);
+    expect(() => parseAgentConfig("chunkWorkers: 0\n", "a.yaml")).toThrow(/a.yaml: chunkWorkers: .*>=1/);
     expect(() => parseAgentConfig("localRepositoryReserveBytes: -1\n", "a.yaml")).toThrow(
       /a.yaml: localRepositoryReserveBytes: .*>=0/,
     );
     expect(() => parseAgentConfig("a: [1,\n", "a.yaml")).toThrow(/a.yaml is not valid YAML/);
+  });
+
+  it("chunk workers default to one per core but one, at least one", () => {
+    expect([1, 2, 3, 16].map((n) => defaultChunkWorkers(n))).toEqual([1, 1, 2, 15]);
   });
 });

@@ -21,6 +21,10 @@ interface Slot {
  */
 export class ChunkWorkerPool {
   private readonly slots: Slot[] = [];
+  /** Worker threads in the pool. */
+  get size(): number {
+    return this.slots.length;
+  }
   private seq = 0;
   private closed = false;
   private nextSid = 1;
