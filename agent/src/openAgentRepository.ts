@@ -30,7 +30,7 @@ export function agentRepositorySettings(
 ): AgentRepositorySettings {
   return {
     localReserveBytes: config.localRepositoryReserveBytes,
-    chunkWorkers: config.chunkWorkers ?? defaultChunkWorkers(),
+    chunkWorkers: config.chunkWorkers,
     passphrase,
   };
 }

@@ -231,21 +231,13 @@ export class SqliteStore implements Store {
   }
 
   async insertJob(job: JobRecord): Promise<void> {
-    this.db.transaction(() => {
-      try {
-        this.db
-          .prepare("INSERT INTO jobs (id, state, vm_uuid, created_ms, doc) VALUES (?, ?, ?, ?, ?)")
-          .run(job.id, job.state, job.vmUuid, job.createdMs, JSON.stringify(job));
-      } catch (e) {
-        if ((e as { code?: string }).code === "SQLITE_CONSTRAINT_PRIMARYKEY")
-          throw new CairnError("already-exists", `job ${job.id} already exists`, { cause: e });
-        throw e;
-      }
-      this.db
-        .prepare("INSERT INTO job_transitions VALUES (?, ?, ?, ?, ?)")
-        .run(job.id, job.createdMs, "", job.state, job.reason);
-      if (job.state === "succeeded") this.countSucceeded(job);
-    })();
+    try {
+      await this.insertJobs([job]);
+    } catch (e) {
+      if ((e as { code?: string }).code === "SQLITE_CONSTRAINT_PRIMARYKEY")
+        throw new CairnError("already-exists", `job ${job.id} already exists`, { cause: e });
+      throw e;
+    }
   }
   async insertJobs(jobs: readonly JobRecord[]): Promise<void> {
     const ins = this.db.prepare(
