@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { isCairnError } from "../../shared/src/errors/CairnError.js";
-import type { ObjectStore } from "../../shared/src/repository/ports/ObjectStore.js";
+import { type ObjectStore, putParts } from "../../shared/src/repository/ports/ObjectStore.js";
 
 /**
  * The ObjectStore contract (shared/src/repository/ports/ObjectStore.ts), run against every
@@ -61,6 +61,23 @@ export function objectStoreContract(name: string, make: () => Promise<ObjectStor
       if (s.stagedPutsHidden === true) expect(await s.head("chunks/ds/x")).toBeUndefined();
       await s.discardStaged(theirs); // after the commit: nothing of theirs is staged any more
       expect((await s.get("chunks/ds/y")).equals(y)).toBe(true);
+    });
+
+    it("putParts stores the parts' concatenation, plain or staged, and ranges read across them", async () => {
+      const s = await make();
+      const parts = [randomBytes(70_000), Buffer.alloc(0), randomBytes(5), randomBytes(9000)];
+      const whole = Buffer.concat(parts);
+      await putParts(s, "packs/ab/plain", parts);
+      expect((await s.get("packs/ab/plain")).equals(whole)).toBe(true);
+      await putParts(s, "packs/ab/staged", parts, { staged: true });
+      await s.commitStaged();
+      expect((await s.get("packs/ab/staged")).equals(whole)).toBe(true);
+      expect(
+        (await s.get("packs/ab/staged", { range: { offset: 69_990, length: 20 } })).equals(
+          whole.subarray(69_990, 70_010),
+        ),
+      ).toBe(true);
+      expect((await s.head("packs/ab/staged"))?.size).toBe(whole.length);
     });
 
     it("stores empty objects", async () => {

@@ -83,7 +83,10 @@ export function registerRepositoryAdminCommands(program: Command): void {
         o.json,
         r,
         () =>
-          `${o.dryRun ? "would delete" : "deleted"} ${r.chunksDeleted} chunks, ${formatBytes(Number(r.bytesFreed))}\n`,
+          `${o.dryRun ? "would delete" : "deleted"} ${r.chunksDeleted} chunks and ${r.packsDeleted} packs, ${formatBytes(Number(r.bytesFreed))}` +
+          (r.packBytesUnreferenced > 0n
+            ? `; ${formatBytes(Number(r.packBytesUnreferenced))} unreferenced inside packs still in use\n`
+            : "\n"),
       );
     }, o),
   );

@@ -198,8 +198,18 @@ export function repositoryRpcs(c: CoordinatorContext): RepositoryRpcs {
       const r = await withRepository(req.name, ctx.signal, (repo) =>
         collectGarbage(repo, { dryRun: req.dryRun, signal: ctx.signal }),
       );
-      await c.audit(who(ctx), "GcRepository", req.name, `chunks=${r.chunksDeleted} bytes=${r.bytesFreed}`);
-      return { chunksDeleted: BigInt(r.chunksDeleted), bytesFreed: BigInt(r.bytesFreed) };
+      await c.audit(
+        who(ctx),
+        "GcRepository",
+        req.name,
+        `chunks=${r.chunksDeleted} packs=${r.packsDeleted} bytes=${r.bytesFreed}`,
+      );
+      return {
+        chunksDeleted: BigInt(r.chunksDeleted),
+        bytesFreed: BigInt(r.bytesFreed),
+        packsDeleted: BigInt(r.packsDeleted),
+        packBytesUnreferenced: BigInt(r.packBytesUnreferenced),
+      };
     },
 
     async repositoryStats(req, ctx) {

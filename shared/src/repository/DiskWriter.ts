@@ -322,6 +322,7 @@ export class DiskWriter {
         baseId,
         `base of ${this.what} at offset ${i * this.index.chunkSize}`,
         signal,
+        this.snapshot.packs?.locate(baseId),
       );
       for (const [s, e] of gaps(c)) c.buf.set(base.subarray(s, Math.min(e, base.length)), s);
     }
@@ -379,30 +380,41 @@ export class DiskWriter {
       if (!known.has(h.id)) {
         let upload = this.snapshot.uploads.get(h.id);
         if (!upload) {
+          const packs = this.snapshot.packs;
+          const frameIt = async () =>
+            h.framed ?? (await repo.pool.hashFrameShared("chunk", chunk, { id: h.id, padTo })).framed!;
           upload = (async () => {
-            const key = chunkKey(h.id);
-            // Nearly every recent chunk was new: upload this one while checking whether it exists,
-            // instead of after (the check cannot see this put: stagedPutsHidden). A chunk that did
-            // exist is overwritten with the same content (an idempotent, atomic staged put), which
-            // is rarely needed at this rate.
-            const early =
-              this.decided >= SPECULATIVE_AFTER &&
-              this.newRate > SPECULATIVE_RATE &&
-              repo.store.stagedPutsHidden === true
-                ? h.framed
-                : undefined;
-            const [existed] = await Promise.all([
-              repo.store.head(key, { signal }),
-              early && repo.store.put(key, early, { signal, staged: true, owner: this.snapshot }),
-            ]);
-            if (early) this.stats.bytesStored += early.length;
-            if (existed) return;
-            isNew = true;
-            if (!early) {
-              const framed =
-                h.framed ?? (await repo.pool.hashFrameShared("chunk", chunk, { id: h.id, padTo })).framed!;
-              await repo.store.put(key, framed, { signal, staged: true, owner: this.snapshot });
+            if (packs) {
+              // Version 2 (format §6a): the pack indexes read at the backup's start say what exists.
+              if (repo.locate(h.id)) return;
+              isNew = true;
+              const framed = await frameIt();
+              await packs.add(h.id, framed, signal);
               this.stats.bytesStored += framed.length;
+            } else {
+              const key = chunkKey(h.id);
+              // Nearly every recent chunk was new: upload this one while checking whether it exists,
+              // instead of after (the check cannot see this put: stagedPutsHidden). A chunk that did
+              // exist is overwritten with the same content (an idempotent, atomic staged put), which
+              // is rarely needed at this rate.
+              const early =
+                this.decided >= SPECULATIVE_AFTER &&
+                this.newRate > SPECULATIVE_RATE &&
+                repo.store.stagedPutsHidden === true
+                  ? h.framed
+                  : undefined;
+              const [existed] = await Promise.all([
+                repo.store.head(key, { signal }),
+                early && repo.store.put(key, early, { signal, staged: true, owner: this.snapshot }),
+              ]);
+              if (early) this.stats.bytesStored += early.length;
+              if (existed) return;
+              isNew = true;
+              if (!early) {
+                const framed = await frameIt();
+                await repo.store.put(key, framed, { signal, staged: true, owner: this.snapshot });
+                this.stats.bytesStored += framed.length;
+              }
             }
             this.stats.bytesNew += plainLength;
             this.stats.chunksNew++;

@@ -5,15 +5,26 @@ import { frame, unframe } from "./chunks/codec.js";
 import { createMasterKey, openMasterKey } from "./crypto/masterKey.js";
 import type { RepositoryKeys } from "./crypto/RepositoryKeys.js";
 import { DiskIndex } from "./index/DiskIndex.js";
-import { CONFIG_KEY, chunkKey, indexKey, SNAPSHOTS_PREFIX, snapshotKey } from "./layout.js";
+import {
+  CONFIG_KEY,
+  chunkKey,
+  indexKey,
+  PACK_INDEXES_PREFIX,
+  packIndexKey,
+  packKey,
+  SNAPSHOTS_PREFIX,
+  snapshotKey,
+} from "./layout.js";
 import { acquireLock, type LockOptions } from "./locks/RepositoryLock.js";
 import { type SnapshotManifest, snapshotManifestSchema } from "./manifest/SnapshotManifest.js";
-import type { ObjectStore } from "./ports/ObjectStore.js";
+import { type ChunkLocation, decodePackIndex, encodePackIndex, type PackRecord } from "./packs/PackIndex.js";
+import type { ObjectStore, PutOptions } from "./ports/ObjectStore.js";
 import {
   DEFAULT_CHUNK_SIZE,
   FORMAT_VERSION,
   type RepositoryConfig,
   repositoryConfigSchema,
+  usesPacks,
 } from "./RepositoryConfig.js";
 import { RestorePointReader } from "./RestorePointReader.js";
 import { RestorePointWriter, type VmIdentity } from "./RestorePointWriter.js";
@@ -23,6 +34,8 @@ export interface InitOptions {
   compressionLevel?: number;
   /** Set to encrypt the repository. There is no default passphrase. */
   passphrase?: string;
+  /** 2 (default): chunks in packs; 1: one object per chunk (format §3, §6a). */
+  formatVersion?: 1 | 2;
   /** scrypt cost (tests lower it); default 2^15. */
   scryptN?: number;
   workers?: number;
@@ -58,6 +71,88 @@ export class Repository {
     this.pool = new ChunkWorkerPool(keys, config.compression.level, workers);
   }
 
+  /** Chunk id → its frame in a pack, from the pack indexes read so far (format §6a). */
+  private readonly located = new Map<string, ChunkLocation>();
+  private readonly loadedPackIndexes = new Set<string>();
+  private loading: Promise<void> | undefined;
+
+  /** True when new chunks go into packs (format version 2). */
+  get packed(): boolean {
+    return usesPacks(this.config);
+  }
+
+  /** Where a chunk is, as far as the pack indexes read so far know. */
+  locate(id: string): ChunkLocation | undefined {
+    return this.located.get(id);
+  }
+
+  /** Reads the pack indexes not read yet (one listing; concurrent callers share it). */
+  async refreshPackIndexes(signal?: AbortSignal): Promise<void> {
+    while (this.loading) await this.loading.catch(() => {});
+    this.loading = (async () => {
+      const listed = new Set<string>();
+      for await (const o of this.store.list(PACK_INDEXES_PREFIX, { signal }))
+        listed.add(o.key.slice(PACK_INDEXES_PREFIX.length));
+      // A pack index we read is gone: GC merged the indexes and may have deleted packs they named.
+      // Start over, or deduplication could trust a chunk whose pack no longer exists.
+      for (const id of this.loadedPackIndexes) {
+        if (!listed.has(id)) {
+          this.forgetPackIndexes();
+          break;
+        }
+      }
+      const fresh = [...listed].filter((id) => !this.loadedPackIndexes.has(id));
+      for (const id of fresh) {
+        let records: PackRecord[];
+        try {
+          records = await this.readPackIndex(id, signal);
+        } catch (e) {
+          // GC merged and deleted it since the listing: its entries are in the merged one.
+          if (isCairnError(e, "not-found")) continue;
+          throw e;
+        }
+        this.addPackRecords(id, records);
+      }
+    })();
+    try {
+      await this.loading;
+    } finally {
+      this.loading = undefined;
+    }
+  }
+
+  /** One pack index object's records (not-found if it is gone). */
+  async readPackIndex(id: string, signal?: AbortSignal): Promise<PackRecord[]> {
+    const framed = await this.store.get(packIndexKey(id), { signal });
+    const what = `pack index ${id} in repository ${this.location}`;
+    return decodePackIndex(await this.pool.unframe("packindex", id, framed, what), what);
+  }
+
+  /** Stores a pack index for `records`; returns its id. */
+  async putPackIndex(records: readonly PackRecord[], options: PutOptions): Promise<string> {
+    const h = await this.pool.hash(encodePackIndex(records));
+    const f = await this.pool.frame("packindex", h.id, h.data);
+    await this.store.put(packIndexKey(h.id), f.framed, options);
+    return h.id;
+  }
+
+  /** Makes a pack index's entries known (after its backup sealed, or once read). First one wins. */
+  addPackRecords(indexId: string, records: readonly PackRecord[]): void {
+    this.loadedPackIndexes.add(indexId);
+    for (const r of records) {
+      for (const c of r.chunks) {
+        if (!this.located.has(c.id))
+          this.located.set(c.id, { pack: r.pack, offset: c.offset, length: c.length });
+      }
+    }
+  }
+
+  /** Forgets what was read of the pack indexes (GC rewrote them). */
+  forgetPackIndexes(): void {
+    this.located.clear();
+    this.loadedPackIndexes.clear();
+  }
+
   get location(): string {
     return this.store.location;
   }
@@ -85,7 +180,7 @@ export class Repository {
     }
     const parsed = repositoryConfigSchema.safeParse({
       format: "cairn-repository",
-      version: FORMAT_VERSION,
+      version: options.formatVersion ?? FORMAT_VERSION,
       id,
       createdAt: new Date().toISOString(),
       chunkSize: options.chunkSize ?? DEFAULT_CHUNK_SIZE,
@@ -156,6 +251,16 @@ export class Repository {
       ...options.lock,
       signal: options.signal,
     });
+    if (this.packed) {
+      // Deduplication asks what the pack indexes list (format §6a): read the ones other backups
+      // sealed since. Under our shared lock no GC removes what they name.
+      try {
+        await this.refreshPackIndexes(options.signal);
+      } catch (e) {
+        await lock.release().catch(() => {});
+        throw e;
+      }
+    }
     return new RestorePointWriter(this, options.vm, lock);
   }
 
@@ -223,17 +328,41 @@ export class Repository {
     return DiskIndex.decode(plain, `index ${id} of ${what}`);
   }
 
-  /** Reads and verifies one chunk; `what` names snapshot, disk and offset for errors. */
-  async readChunk(id: string, what: string, signal?: AbortSignal): Promise<Buffer> {
-    const framed = await this.store.get(chunkKey(id), { signal }).catch((e: unknown) => {
+  /**
+   * Reads and verifies one chunk; `what` names snapshot, disk and offset for errors. `where`: its
+   * place in a pack the caller wrote and that is not sealed yet.
+   */
+  async readChunk(id: string, what: string, signal?: AbortSignal, where?: ChunkLocation): Promise<Buffer> {
+    let at = where ?? this.located.get(id);
+    if (!at && this.packed) {
+      await this.refreshPackIndexes(signal);
+      at = this.located.get(id);
+    }
+    const missing = (e: unknown, where: string) => {
       if (isCairnError(e, "not-found")) {
-        throw new CairnError("corrupt", `${what}: chunk ${id} is missing from repository ${this.location}`, {
-          cause: e,
-          hint: "run verify to see which snapshots are affected",
-        });
+        throw new CairnError(
+          "corrupt",
+          `${what}: chunk ${id} is missing from repository ${this.location}${where}`,
+          {
+            cause: e,
+            hint: "run verify to see which snapshots are affected",
+          },
+        );
       }
       throw e;
-    });
+    };
+    const framed = at
+      ? await this.store
+          .get(packKey(at.pack), { signal, range: { offset: at.offset, length: at.length } })
+          .catch((e: unknown) => missing(e, ` (its pack ${at!.pack} is gone)`))
+      : await this.store.get(chunkKey(id), { signal }).catch((e: unknown) => missing(e, ""));
+    if (at && framed.length !== at.length) {
+      throw new CairnError(
+        "corrupt",
+        `${what}: chunk ${id} in repository ${this.location} is cut short: pack ${at.pack} ends before its frame`,
+        { hint: "run verify to see which snapshots are affected" },
+      );
+    }
     return this.pool.unframe("chunk", id, framed, `chunk ${id} (${what}) in repository ${this.location}`);
   }
 

@@ -1,6 +1,11 @@
 import { z } from "zod";
 
-export const FORMAT_VERSION = 1;
+/** Highest format version this code reads and writes; new repositories get it (format §3). */
+export const FORMAT_VERSION = 2;
+/** Version 2 stores chunks in packs (format §6a); version 1 one object per chunk. */
+export function usesPacks(config: { version: number }): boolean {
+  return config.version >= 2;
+}
 export const DEFAULT_CHUNK_SIZE = 256 * 1024;
 
 /** The `config` object (format §3). Never encrypted: it is needed to unwrap the key. */

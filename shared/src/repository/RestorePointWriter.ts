@@ -8,6 +8,7 @@ import {
   newSnapshotId,
   type SnapshotManifest,
 } from "./manifest/SnapshotManifest.js";
+import { PackWriter } from "./packs/PackWriter.js";
 import type { Repository } from "./Repository.js";
 
 export interface VmIdentity {
@@ -39,6 +40,8 @@ export class RestorePointWriter {
   readonly knownChunks = new Set<string>();
   /** Uploads in progress, so two disks writing the same new chunk upload it once. */
   readonly uploads = new Map<string, Promise<void>>();
+  /** Where this backup's new chunks go in a version-2 repository (format §6a). */
+  readonly packs: PackWriter | undefined;
 
   constructor(
     readonly repository: Repository,
@@ -46,6 +49,7 @@ export class RestorePointWriter {
     private readonly lock: HeldLock,
   ) {
     this.snapshotId = newSnapshotId(this.startedAt, randomBytes(4).toString("hex"));
+    this.packs = repository.packed ? new PackWriter(repository.store, this) : undefined;
   }
 
   /** Starts a disk. With `parent`, chunks not written are taken from the parent restore point. */
@@ -95,14 +99,27 @@ export class RestorePointWriter {
       protected: options.protected ?? false,
       extra: options.extra ?? {},
     };
+    let packIndex: { id: string; records: Awaited<ReturnType<PackWriter["finish"]>> } | undefined;
     try {
-      // Chunks and indexes were staged: make them durable before the manifest names them.
+      if (this.packs) {
+        const records = await this.packs.finish();
+        if (records.length > 0) {
+          const id = await this.repository.putPackIndex(records, {
+            signal: options.signal,
+            staged: true,
+            owner: this,
+          });
+          packIndex = { id, records };
+        }
+      }
+      // Chunks, packs and indexes were staged: make them durable before the manifest names them.
       await this.repository.store.commitStaged({ signal: options.signal });
       await this.repository.putSnapshot(manifest, options.signal);
       this.state = "sealed";
     } finally {
       if (this.state !== "sealed") await this.abort();
     }
+    if (packIndex) this.repository.addPackRecords(packIndex.id, packIndex.records);
     await this.lock.release();
     return manifest;
   }
@@ -116,6 +133,7 @@ export class RestorePointWriter {
     this.state = "aborted";
     try {
       await Promise.all([...this.disks.values()].map((w) => w.abandon()));
+      await this.packs?.finish().catch(() => {});
       // Before the lock goes: under it, GC leaves these temporaries alone.
       await this.repository.store.discardStaged(this).catch(() => {});
     } finally {

@@ -4,9 +4,18 @@ export const SNAPSHOTS_PREFIX = "snapshots/";
 export const INDEXES_PREFIX = "indexes/";
 export const CHUNKS_PREFIX = "chunks/";
 export const LOCKS_PREFIX = "locks/";
+/** Version 2 (format §6a). */
+export const PACKS_PREFIX = "packs/";
+export const PACK_INDEXES_PREFIX = "packindex/";
 
 export function chunkKey(id: string): string {
   return `${CHUNKS_PREFIX}${id.slice(0, 2)}/${id}`;
+}
+export function packKey(id: string): string {
+  return `${PACKS_PREFIX}${id.slice(0, 2)}/${id}`;
+}
+export function packIndexKey(id: string): string {
+  return `${PACK_INDEXES_PREFIX}${id}`;
 }
 export function indexKey(id: string): string {
   return `${INDEXES_PREFIX}${id}`;

@@ -20,6 +20,7 @@ import { pruneSnapshots } from "../../../shared/src/repository/gc/pruneSnapshots
 import { breakStaleLocks, listLocks } from "../../../shared/src/repository/locks/RepositoryLock.js";
 import { Repository } from "../../../shared/src/repository/Repository.js";
 import { verifyRepository } from "../../../shared/src/repository/verify/verifyRepository.js";
+import { whereStored } from "../../support/storedChunks.js";
 import { backup } from "../../unit/repository/helpers.js";
 
 const KiB = 1024;
@@ -97,7 +98,7 @@ describe("faults on a local repository", () => {
     expect((await breakStaleLocks(repo.store)).length).toBe(1);
     const gc = await collectGarbage(repo, { graceMs: -1000 });
     // The killed writer's chunks were staged, never committed: only invisible temporaries remain.
-    expect(gc.chunksDeleted + gc.temporariesDeleted).toBeGreaterThan(0);
+    expect(gc.chunksDeleted + gc.packsDeleted + gc.temporariesDeleted).toBeGreaterThan(0);
     expect((await verifyRepository(repo, { readData: true })).problems).toEqual([]);
   });
 
@@ -166,9 +167,10 @@ describe("faults on a local repository", () => {
     const m = await w.seal(seal);
     const idx = await repo.readIndex(m.disks[0]!.index, "t");
     const id = idx.get(2)!;
-    const file = join(dir, "chunks", id.slice(0, 2), id);
+    const at = await whereStored(repo, id); // its range of a pack (format §6a)
+    const file = join(dir, at.key);
     const bytes = await readFile(file);
-    bytes[Math.floor(bytes.length / 2)]! ^= 0x40;
+    bytes[at.offset + Math.floor(at.length / 2)]! ^= 0x40;
     await writeFile(file, bytes);
     const v = await verifyRepository(repo, { readData: true });
     expect(v.problems).toHaveLength(1);
@@ -288,7 +290,7 @@ describe("faults on a local repository", () => {
     const decision = await pruneSnapshots(repo, { keepLast: 1 });
     expect(decision.remove.length).toBe(sealed.length - 1);
     const gc = await collectGarbage(repo, { graceMs: 0 });
-    expect(gc.chunksDeleted).toBeGreaterThan(0);
+    expect(gc.packsDeleted).toBeGreaterThan(0);
     const again = await backup(repo, randomBytes(MiB));
     expect((await repo.listSnapshots()).map((m) => m.id).sort()).toEqual([sealed.at(-1), again.id].sort());
     expect((await verifyRepository(repo, { readData: true })).problems).toEqual([]);

@@ -43,7 +43,7 @@ afterEach(async () => {
 /** Peak concurrent chunk puts of a full backup of `chunks` chunks, once `expected` are going (or 5 s). */
 async function peakPuts(chunkSize: number, chunks: number, expected: number): Promise<number> {
   const store = new GatedStore();
-  const repo = await Repository.init(store, { chunkSize, workers: 2, scryptN: 1024 });
+  const repo = await Repository.init(store, { chunkSize, workers: 2, scryptN: 1024, formatVersion: 1 });
   repos.push(repo);
   const w = await repo.beginSnapshot({ vm });
   const d = await w.addDisk({
@@ -134,7 +134,7 @@ describe("DiskWriter speculative uploads", () => {
 
   it("new chunks upload beside their existence check; a repeat full re-uploads none; stats stay exact", async () => {
     const store = new SlowHeadStore();
-    const repo = await Repository.init(store, { chunkSize: CS, workers: 2, scryptN: 1024 });
+    const repo = await Repository.init(store, { chunkSize: CS, workers: 2, scryptN: 1024, formatVersion: 1 });
     repos.push(repo);
     const n = 200;
     const data = randomBytes(n * CS);
@@ -159,7 +159,7 @@ describe("DiskWriter speculative uploads", () => {
   it("does not speculate on a store whose staged puts show at once", async () => {
     const store = new SlowHeadStore();
     Object.defineProperty(store, "stagedPutsHidden", { value: false });
-    const repo = await Repository.init(store, { chunkSize: CS, workers: 2, scryptN: 1024 });
+    const repo = await Repository.init(store, { chunkSize: CS, workers: 2, scryptN: 1024, formatVersion: 1 });
     repos.push(repo);
     const s = await full(repo, randomBytes(100 * CS));
     expect(store.putsBesideOwnHead).toBe(0);

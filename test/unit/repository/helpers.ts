@@ -27,12 +27,14 @@ export function vmDisk(size: number, seed = 1): Buffer {
 export async function newRepo(
   store: ObjectStore = new MemoryObjectStore(),
   passphrase?: string,
+  formatVersion?: 1 | 2,
 ): Promise<Repository> {
   return Repository.init(store, {
     chunkSize: CS,
     workers: 2,
     scryptN: 1024,
     ...(passphrase ? { passphrase } : {}),
+    ...(formatVersion ? { formatVersion } : {}),
   });
 }
 
@@ -58,3 +60,5 @@ export async function backup(repo: Repository, data: Buffer, parent?: string): P
     throw e;
   }
 }
+
+export { storedChunkIds, whereStored } from "../../support/storedChunks.js";

@@ -12,7 +12,7 @@ import {
 import { Repository } from "../../../shared/src/repository/Repository.js";
 import { repositoryStats } from "../../../shared/src/repository/stats/repositoryStats.js";
 import { verifyRepository } from "../../../shared/src/repository/verify/verifyRepository.js";
-import { backup, CS, KiB, newRepo, sealOpts, vm, vmDisk } from "./helpers.js";
+import { backup, CS, KiB, newRepo, sealOpts, storedChunkIds, vm, vmDisk, whereStored } from "./helpers.js";
 
 const repos: Repository[] = [];
 afterEach(async () => {
@@ -24,21 +24,22 @@ async function track(p: Promise<Repository>): Promise<Repository> {
   return r;
 }
 
-async function chunkKeys(store: MemoryObjectStore): Promise<string[]> {
+async function keysUnder(store: MemoryObjectStore, prefix: string): Promise<string[]> {
   const out: string[] = [];
-  for await (const o of store.list(CHUNKS_PREFIX)) out.push(o.key);
+  for await (const o of store.list(prefix)) out.push(o.key);
   return out;
 }
+const chunkKeys = (store: MemoryObjectStore) => keysUnder(store, CHUNKS_PREFIX);
 
 describe("init and open", () => {
   it("refuses a newer format version with a clear message", async () => {
     const store = new MemoryObjectStore();
     await (await newRepo(store)).close();
     const cfg = JSON.parse((await store.get("config")).toString());
-    await store.put("config", Buffer.from(JSON.stringify({ ...cfg, version: 2 })));
+    await store.put("config", Buffer.from(JSON.stringify({ ...cfg, version: 3 })));
     const e = await Repository.open(store).catch((x: unknown) => x);
     expect(isCairnError(e, "failed-precondition")).toBe(true);
-    expect((e as Error).message).toMatch(/format version 2; this Cairn understands up to 1/);
+    expect((e as Error).message).toMatch(/format version 3; this Cairn understands up to 2/);
   });
 
   it("refuses to init over an existing repository and to open a missing one", async () => {
@@ -71,41 +72,53 @@ describe("encryption", () => {
     expect((await (await r2.openDisk(m.id, "vda")).read(0, data.length)).equals(data)).toBe(true);
   });
 
-  it("chunk ids are keyed: the same data gets different ids in two encrypted repositories", async () => {
-    const s1 = new MemoryObjectStore();
-    const s2 = new MemoryObjectStore();
-    const data = vmDisk(200 * KiB, 7);
-    await backup(await track(newRepo(s1, "a")), data);
-    await backup(await track(newRepo(s2, "a")), data);
-    const k1 = await chunkKeys(s1);
-    const k2 = await chunkKeys(s2);
-    expect(k1.length).toBeGreaterThan(0);
-    expect(k1.filter((k) => k2.includes(k))).toEqual([]);
-  });
+  it.each([1, 2] as const)(
+    "chunk ids are keyed: the same data gets different ids in two encrypted repositories (format %i)",
+    async (v) => {
+      const r1 = await track(newRepo(new MemoryObjectStore(), "a", v));
+      const r2 = await track(newRepo(new MemoryObjectStore(), "a", v));
+      const data = vmDisk(200 * KiB, 7);
+      await backup(r1, data);
+      await backup(r2, data);
+      const k1 = await storedChunkIds(r1);
+      const k2 = await storedChunkIds(r2);
+      expect(k1.length).toBeGreaterThan(0);
+      expect(k1.filter((k) => k2.includes(k))).toEqual([]);
+    },
+  );
 
-  it("stored chunks do not contain the plaintext", async () => {
+  it.each([1, 2] as const)("stored chunks do not contain the plaintext (format %i)", async (v) => {
     const s = new MemoryObjectStore();
     const text = Buffer.from("SECRET-PAYLOAD-".repeat(20_000)).subarray(0, CS * 2);
-    await backup(await track(newRepo(s, "pw")), text);
-    for (const k of await chunkKeys(s)) expect((await s.get(k)).includes("SECRET-PAYLOAD")).toBe(false);
+    await backup(await track(newRepo(s, "pw", v)), text);
+    const keys = [
+      ...(await chunkKeys(s)),
+      ...(await keysUnder(s, "packs/")),
+      ...(await keysUnder(s, "packindex/")),
+    ];
+    expect(keys.length).toBeGreaterThan(0);
+    for (const k of keys) expect((await s.get(k)).includes("SECRET-PAYLOAD")).toBe(false);
   });
 });
 
 describe("restore points", () => {
-  it("never stores all-zero chunks and reports them as holes", async () => {
-    const s = new MemoryObjectStore();
-    const r = await track(newRepo(s));
-    const data = Buffer.alloc(10 * CS);
-    data.fill(7, 3 * CS, 4 * CS);
-    const m = await backup(r, data);
-    expect((await chunkKeys(s)).length).toBe(1);
-    const rd = await r.openDisk(m.id, "vda");
-    expect(rd.allocation()).toEqual([
-      { offset: 0, length: 3 * CS, zero: true },
-      { offset: 3 * CS, length: CS, zero: false },
-      { offset: 4 * CS, length: 6 * CS, zero: true },
-    ]);
-  });
+  it.each([1, 2] as const)(
+    "never stores all-zero chunks and reports them as holes (format %i)",
+    async (v) => {
+      const s = new MemoryObjectStore();
+      const r = await track(newRepo(s, undefined, v));
+      const data = Buffer.alloc(10 * CS);
+      data.fill(7, 3 * CS, 4 * CS);
+      const m = await backup(r, data);
+      expect((await storedChunkIds(r)).length).toBe(1);
+      const rd = await r.openDisk(m.id, "vda");
+      expect(rd.allocation()).toEqual([
+        { offset: 0, length: 3 * CS, zero: true },
+        { offset: 3 * CS, length: CS, zero: false },
+        { offset: 4 * CS, length: 6 * CS, zero: true },
+      ]);
+    },
+  );
 
   it("dedups identical data across snapshots and disks", async () => {
     const s = new MemoryObjectStore();
@@ -181,39 +194,43 @@ describe("restore points", () => {
 });
 
 describe("verify", () => {
-  it("a flipped byte is found by verify --read-data and by a read, naming snapshot, disk and offset", async () => {
-    const s = new MemoryObjectStore();
-    const r = await track(newRepo(s));
-    const data = vmDisk(6 * CS, 11);
-    const m = await backup(r, data);
-    expect((await verifyRepository(r, { readData: true })).ok).toBe(true);
-    const idx = await r.readIndex(m.disks[0]!.index, "t");
-    const victim = [...idx.entries()].find((e) => e.id !== undefined)!;
-    s.tamper(`chunks/${victim.id!.slice(0, 2)}/${victim.id}`, (b) => {
-      b[b.length - 3]! ^= 0x01;
-    });
-    expect((await verifyRepository(r)).ok).toBe(true); // structure alone cannot see it
-    const rep = await verifyRepository(r, { readData: true });
-    expect(rep.ok).toBe(false);
-    const p = rep.problems[0]!;
-    expect(p).toMatchObject({
-      kind: "corrupt-chunk",
-      snapshotId: m.id,
-      disk: "vda",
-      offset: victim.index * CS,
-    });
-    const rd = await r.openDisk(m.id, "vda");
-    const e = await rd.read(victim.index * CS, 10).catch((x: unknown) => x);
-    expect(isCairnError(e, "corrupt")).toBe(true);
-    expect((e as Error).message).toContain(`snapshot ${m.id} disk vda offset ${victim.index * CS}`);
-  });
+  it.each([1, 2] as const)(
+    "a flipped byte is found by verify --read-data and by a read, naming snapshot, disk and offset (format %i)",
+    async (v) => {
+      const s = new MemoryObjectStore();
+      const r = await track(newRepo(s, undefined, v));
+      const data = vmDisk(6 * CS, 11);
+      const m = await backup(r, data);
+      expect((await verifyRepository(r, { readData: true })).ok).toBe(true);
+      const idx = await r.readIndex(m.disks[0]!.index, "t");
+      const victim = [...idx.entries()].find((e) => e.id !== undefined)!;
+      const at = await whereStored(r, victim.id!);
+      s.tamper(at.key, (b) => {
+        b[at.offset + at.length - 3]! ^= 0x01;
+      });
+      expect((await verifyRepository(r)).ok).toBe(true); // structure alone cannot see it
+      const rep = await verifyRepository(r, { readData: true });
+      expect(rep.ok).toBe(false);
+      const p = rep.problems[0]!;
+      expect(p).toMatchObject({
+        kind: "corrupt-chunk",
+        snapshotId: m.id,
+        disk: "vda",
+        offset: victim.index * CS,
+      });
+      const rd = await r.openDisk(m.id, "vda");
+      const e = await rd.read(victim.index * CS, 10).catch((x: unknown) => x);
+      expect(isCairnError(e, "corrupt")).toBe(true);
+      expect((e as Error).message).toContain(`snapshot ${m.id} disk vda offset ${victim.index * CS}`);
+    },
+  );
 
-  it("reports a missing chunk", async () => {
+  it.each([1, 2] as const)("reports a missing chunk (format %i)", async (v) => {
     const s = new MemoryObjectStore();
-    const r = await track(newRepo(s));
+    const r = await track(newRepo(s, undefined, v));
     const m = await backup(r, vmDisk(4 * CS, 12));
-    const [k] = await chunkKeys(s);
-    await s.delete(k!);
+    const [id] = await storedChunkIds(r);
+    await s.delete((await whereStored(r, id!)).key);
     const rep = await verifyRepository(r);
     expect(rep.problems.some((p) => p.kind === "missing-chunk" && p.snapshotId === m.id)).toBe(true);
   });
@@ -305,7 +322,7 @@ describe("locks", () => {
 describe("prune and gc", () => {
   it("GC removes only unreferenced chunks past the grace period; every snapshot still verifies", async () => {
     const s = new MemoryObjectStore();
-    const r = await track(newRepo(s));
+    const r = await track(newRepo(s, undefined, 1));
     const a = await backup(r, vmDisk(8 * CS, 21));
     const b = await backup(r, vmDisk(8 * CS, 22));
     await pruneSnapshots(r, { keepLast: 1 });

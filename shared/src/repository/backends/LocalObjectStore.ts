@@ -4,11 +4,11 @@ import { mkdir, open, readdir, rename, rm, stat, statfs, unlink } from "node:fs/
 import { dirname, join, resolve } from "node:path";
 import { CairnError } from "../../errors/CairnError.js";
 import { formatBytes } from "../../units/formatBytes.js";
-import { DIRECT_ALIGNMENT, isPageAligned } from "../chunks/SharedChunk.js";
+import { alignedSharedMemory, DIRECT_ALIGNMENT, isPageAligned } from "../chunks/SharedChunk.js";
 import { assertKey, assertPrefix } from "../ports/assertKey.js";
 import type { CallOptions, GetOptions, ObjectInfo, ObjectStore, PutOptions } from "../ports/ObjectStore.js";
 import { throwIfAborted } from "../ports/throwIfAborted.js";
-import { closeFd, fstatFd, fsyncFd, ftruncateFd, openFd, readAll, statOrMissing, writeAll } from "./fdIo.js";
+import { closeFd, fstatFd, fsyncFd, ftruncateFd, openFd, readAll, statOrMissing, writevAll } from "./fdIo.js";
 import { fsError } from "./fsError.js";
 import { syncFilesystem } from "./syncFilesystem.js";
 
@@ -47,6 +47,33 @@ function pagePadded(data: Uint8Array): Uint8Array | undefined {
 }
 
 /**
+ * The parts as O_DIRECT can write them one after another (each whole pages from page-aligned
+ * memory, the last one extended by pagePadded), or undefined. A pack of chunk frames padded to
+ * writeAlignment (format §6a) qualifies.
+ */
+function pagePaddedParts(parts: readonly Uint8Array[], size: number): Uint8Array[] | undefined {
+  if (size < DIRECT_MIN_BYTES || parts.length === 0) return undefined;
+  if (parts.length === 1) {
+    const one = pagePadded(parts[0]!);
+    return one ? [one] : undefined;
+  }
+  const out: Uint8Array[] = [];
+  for (let i = 0; i < parts.length; i++) {
+    const p = parts[i]!;
+    if (!isPageAligned(p)) return undefined;
+    if (i < parts.length - 1) {
+      if (p.length % DIRECT_ALIGNMENT !== 0) return undefined;
+      out.push(p);
+    } else {
+      const length = Math.ceil(p.length / DIRECT_ALIGNMENT) * DIRECT_ALIGNMENT;
+      if (p.byteOffset + length > p.buffer.byteLength) return undefined;
+      out.push(new Uint8Array(p.buffer, p.byteOffset, length));
+    }
+  }
+  return out;
+}
+
+/**
  * ObjectStore on a local (or SAN-mounted) filesystem. Each key is a file under `root`.
  * put = write `.<name>.tmp-<random>` beside the target, fsync it, rename over the target, fsync the
  * directory: atomic and durable. Temporaries start with `.` and are never listed.
@@ -70,6 +97,8 @@ export class LocalObjectStore implements ObjectStore {
    * of puts per backup; O_EXCL still refuses a clash with another writer).
    */
   private readonly tempPrefix = randomBytes(6).toString("hex");
+  /** Page-aligned buffers for packs that need a copy (putParts), reused. */
+  private scratch: Uint8Array[] = [];
   private tempSeq = 0;
 
   /** Staged puts are temporaries until a sync has made them durable (see the port). */
@@ -95,6 +124,12 @@ export class LocalObjectStore implements ObjectStore {
     return join(this.root, key);
   }
 
+  /** Target → its staged temporary, until renamed or discarded: get() reads it meanwhile. */
+  private readonly stagedTemps = new Map<string, string>();
+  private forgetTemps(batch: readonly Staged[]): void {
+    for (const b of batch) if (this.stagedTemps.get(b.target) === b.temp) this.stagedTemps.delete(b.target);
+  }
+
   /** Staged puts written and not yet taken by a writeback or a commit. */
   private staged: Staged[] = [];
   /** Staged bytes since the last background writeback started. */
@@ -114,27 +149,48 @@ export class LocalObjectStore implements ObjectStore {
   private stagedSinceStatfs = 0;
   private statfsCall: Promise<void> | undefined;
 
-  async put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
+  put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
+    return this.putParts(key, [data], options);
+  }
+
+  async putParts(key: string, parts: readonly Uint8Array[], options?: PutOptions): Promise<void> {
     const target = this.path(key);
     throwIfAborted(options?.signal, `put ${key}`);
+    const size = parts.reduce((n, p) => n + p.length, 0);
     const dir = dirname(target);
     const temp = join(
       dir,
       `.${key.split("/").pop()}${TEMP_MARK}${this.tempPrefix}${(this.tempSeq++).toString(36)}`,
     );
-    const claim = options?.staged ? await this.claimSpace(key, data.length) : 0;
+    const claim = options?.staged ? await this.claimSpace(key, size) : 0;
     let written = false;
     try {
       if (!this.madeDirs.has(dir)) {
         await mkdir(dir, { recursive: true });
         this.madeDirs.add(dir);
       }
-      const padded = options?.staged && this.directWrites ? pagePadded(data) : undefined;
-      if (padded) await this.writeBypassingCache(temp, data, padded);
-      else {
+      const direct = options?.staged && this.directWrites && size >= DIRECT_MIN_BYTES;
+      const padded = direct ? pagePaddedParts(parts, size) : undefined;
+      if (padded) await this.writeBypassingCache(temp, parts, size, padded);
+      else if (direct && parts.length > 1) {
+        // A pack with compressed frames (not page-aligned): one copy into aligned memory is still
+        // far cheaper than writing it through the page cache.
+        const scratch = this.takeScratch(size);
+        try {
+          let at = 0;
+          for (const p of parts) {
+            scratch.set(p, at);
+            at += p.length;
+          }
+          const whole = Math.ceil(size / DIRECT_ALIGNMENT) * DIRECT_ALIGNMENT;
+          await this.writeBypassingCache(temp, parts, size, [scratch.subarray(0, whole)]);
+        } finally {
+          this.scratch.push(scratch);
+        }
+      } else {
         const fd = await openFd(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o640);
         try {
-          await writeAll(fd, data, 0);
+          await writevAll(fd, parts, 0);
           if (!options?.staged) await fsyncFd(fd);
         } finally {
           await closeFd(fd);
@@ -143,8 +199,9 @@ export class LocalObjectStore implements ObjectStore {
       throwIfAborted(options?.signal, `put ${key}`);
       if (options?.staged) {
         this.staged.push({ temp, target, owner: options.owner });
+        this.stagedTemps.set(target, temp);
         written = true;
-        this.startWritebackIfDue(data.length);
+        this.startWritebackIfDue(size);
         return;
       }
       await rename(temp, target);
@@ -155,6 +212,14 @@ export class LocalObjectStore implements ObjectStore {
     } finally {
       this.settleSpace(claim, written);
     }
+  }
+
+  private takeScratch(size: number): Uint8Array {
+    const i = this.scratch.findIndex((b) => b.length >= size + DIRECT_ALIGNMENT);
+    if (i >= 0) return this.scratch.splice(i, 1)[0]!;
+    // Drop smaller ones: packs are about one size, so a few buffers serve a whole backup.
+    this.scratch = this.scratch.filter((b) => b.length >= size).slice(0, 3);
+    return new Uint8Array(alignedSharedMemory(size + DIRECT_ALIGNMENT));
   }
 
   /**
@@ -215,20 +280,25 @@ export class LocalObjectStore implements ObjectStore {
    * refuses O_DIRECT (tmpfs) gets buffered writes from then on.
    * commitStaged's syncfs still makes the object durable.
    */
-  private async writeBypassingCache(temp: string, data: Uint8Array, padded: Uint8Array): Promise<void> {
+  private async writeBypassingCache(
+    temp: string,
+    parts: readonly Uint8Array[],
+    size: number,
+    padded: readonly Uint8Array[],
+  ): Promise<void> {
     const flags = constants.O_WRONLY | constants.O_CREAT;
     let fd: number | undefined;
     try {
       fd = await openFd(temp, flags | constants.O_EXCL | constants.O_DIRECT, 0o640);
-      await writeAll(fd, padded, 0);
-      if (padded.length !== data.length) await ftruncateFd(fd, data.length);
+      await writevAll(fd, padded, 0);
+      if (padded.reduce((n, p) => n + p.length, 0) !== size) await ftruncateFd(fd, size);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EINVAL") throw e;
       // Refused at open (after creating the file) or at the write: rewrite it through the cache.
       this.directWrites = false;
       if (fd !== undefined) await closeFd(fd);
       fd = await openFd(temp, flags | constants.O_TRUNC, 0o640);
-      await writeAll(fd, data, 0);
+      await writevAll(fd, parts, 0);
     } finally {
       if (fd !== undefined) await closeFd(fd);
     }
@@ -256,6 +326,7 @@ export class LocalObjectStore implements ObjectStore {
         await renameAll(ready, 4).catch((e) => {
           this.publishFailure ??= e;
         });
+        this.forgetTemps(ready);
       })
       .catch(() => {
         // The sync failed: these stay staged, and the commit's own syncs decide.
@@ -284,6 +355,7 @@ export class LocalObjectStore implements ObjectStore {
       if (batch.length > 0) {
         await syncFilesystem(this.root, options?.signal);
         await renameAll(batch, 32);
+        this.forgetTemps(batch);
       }
       // Makes the renames durable, the background ones included.
       await syncFilesystem(this.root, options?.signal);
@@ -300,6 +372,7 @@ export class LocalObjectStore implements ObjectStore {
     const mine = this.staged.filter((s) => s.owner === owner);
     if (mine.length === 0) return;
     this.staged = this.staged.filter((s) => s.owner !== owner);
+    this.forgetTemps(mine);
     this.freeEstimate = undefined; // space given back: ask the filesystem again
     try {
       for (const s of mine) await rm(s.temp, { force: true });
@@ -313,7 +386,7 @@ export class LocalObjectStore implements ObjectStore {
     const p = this.path(key);
     throwIfAborted(options?.signal, `get ${key}`);
     try {
-      const fd = await openFd(p, constants.O_RDONLY);
+      const fd = await this.openForRead(p);
       try {
         const size = (await fstatFd(fd)).size;
         const start = Math.min(options?.range?.offset ?? 0, size);
@@ -326,6 +399,25 @@ export class LocalObjectStore implements ObjectStore {
       }
     } catch (e) {
       throw fsError(e, this.location, `reading ${key}`);
+    }
+  }
+
+  /**
+   * Opens an object, or this store's staged temporary of it once its put resolved: a backup reads
+   * back a chunk it wrote itself (a rewrite of a chunk it already processed). head and list still
+   * do not show staged objects, so no other writer deduplicates against them before they are durable.
+   */
+  private async openForRead(p: string): Promise<number> {
+    try {
+      return await openFd(p, constants.O_RDONLY);
+    } catch (e) {
+      const temp = this.stagedTemps.get(p);
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT" || temp === undefined) throw e;
+      return openFd(temp, constants.O_RDONLY).catch((e2: NodeJS.ErrnoException) => {
+        // Renamed into place meanwhile.
+        if (e2.code === "ENOENT") return openFd(p, constants.O_RDONLY);
+        throw e2;
+      });
     }
   }
 

@@ -58,3 +58,36 @@ export function statOrMissing(path: string): Promise<fs.Stats | undefined | Erro
     fs.stat(path, (e, s) => resolve(e ? (e.code === "ENOENT" || e.code === "ENOTDIR" ? undefined : e) : s)),
   );
 }
+
+/** Writes the parts one after another from `position`, in as few writev calls as the kernel allows. */
+export async function writevAll(fd: number, parts: readonly Uint8Array[], position: number): Promise<void> {
+  const IOV_MAX = 1024;
+  let i = 0;
+  let skip = 0;
+  let pos = position;
+  for (;;) {
+    while (i < parts.length && parts[i]!.length - skip === 0) {
+      i++;
+      skip = 0;
+    }
+    if (i >= parts.length) return;
+    const batch = parts.slice(i, i + IOV_MAX).map((p, k) => (k === 0 && skip > 0 ? p.subarray(skip) : p));
+    const n = await new Promise<number>((resolve, reject) =>
+      fs.writev(fd, batch as NodeJS.ArrayBufferView[], pos, (e, w) => (e ? reject(e) : resolve(w))),
+    );
+    if (n === 0) throw new Error("writev wrote nothing");
+    pos += n;
+    let left = n;
+    while (left > 0) {
+      const rest = parts[i]!.length - skip;
+      if (left >= rest) {
+        left -= rest;
+        i++;
+        skip = 0;
+      } else {
+        skip += left;
+        left = 0;
+      }
+    }
+  }
+}

@@ -4,7 +4,7 @@ import { CairnError } from "../../errors/CairnError.js";
 import type { RepositoryKeys } from "../crypto/RepositoryKeys.js";
 
 /** The kinds of framed object; the kind is bound into the AEAD so objects cannot be swapped. */
-export type ObjectKind = "chunk" | "index" | "snapshot";
+export type ObjectKind = "chunk" | "index" | "snapshot" | "packindex";
 
 const FRAME_VERSION = 1;
 const FLAG_ZSTD = 1;

@@ -1,5 +1,12 @@
 import { abortError } from "../../errors/CairnError.js";
-import type { CallOptions, GetOptions, ObjectInfo, ObjectStore, PutOptions } from "../ports/ObjectStore.js";
+import {
+  type CallOptions,
+  type GetOptions,
+  type ObjectInfo,
+  type ObjectStore,
+  type PutOptions,
+  putParts,
+} from "../ports/ObjectStore.js";
 
 /**
  * Limits payload bytes per second (put and get) with a token bucket holding at most one second of
@@ -57,6 +64,13 @@ export class BandwidthLimitedObjectStore implements ObjectStore {
   async put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
     await this.pay(data.length, options?.signal);
     return this.inner.put(key, data, options);
+  }
+  async putParts(key: string, parts: readonly Uint8Array[], options?: PutOptions): Promise<void> {
+    await this.pay(
+      parts.reduce((n, p) => n + p.length, 0),
+      options?.signal,
+    );
+    return putParts(this.inner, key, parts, options);
   }
   async get(key: string, options?: GetOptions): Promise<Buffer> {
     const b = await this.inner.get(key, options);

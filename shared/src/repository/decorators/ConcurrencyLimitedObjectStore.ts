@@ -1,4 +1,11 @@
-import type { CallOptions, GetOptions, ObjectInfo, ObjectStore, PutOptions } from "../ports/ObjectStore.js";
+import {
+  type CallOptions,
+  type GetOptions,
+  type ObjectInfo,
+  type ObjectStore,
+  type PutOptions,
+  putParts,
+} from "../ports/ObjectStore.js";
 import { Semaphore } from "./Semaphore.js";
 
 /** At most `limit` calls in flight to the inner store (S3 connection pools, NFS servers...). */
@@ -42,6 +49,9 @@ export class ConcurrencyLimitedObjectStore implements ObjectStore {
 
   put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
     return this.run(options?.signal, () => this.inner.put(key, data, options));
+  }
+  putParts(key: string, parts: readonly Uint8Array[], options?: PutOptions): Promise<void> {
+    return this.run(options?.signal, () => putParts(this.inner, key, parts, options));
   }
   get(key: string, options?: GetOptions): Promise<Buffer> {
     return this.run(options?.signal, () => this.inner.get(key, options));

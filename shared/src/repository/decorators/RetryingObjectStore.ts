@@ -1,5 +1,12 @@
 import { abortError, CairnError } from "../../errors/CairnError.js";
-import type { CallOptions, GetOptions, ObjectInfo, ObjectStore, PutOptions } from "../ports/ObjectStore.js";
+import {
+  type CallOptions,
+  type GetOptions,
+  type ObjectInfo,
+  type ObjectStore,
+  type PutOptions,
+  putParts,
+} from "../ports/ObjectStore.js";
 
 export interface RetryPolicy {
   /** Total attempts including the first (default 5). */
@@ -70,6 +77,9 @@ export class RetryingObjectStore implements ObjectStore {
 
   put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
     return this.retry(`put ${key}`, options?.signal, () => this.inner.put(key, data, options));
+  }
+  putParts(key: string, parts: readonly Uint8Array[], options?: PutOptions): Promise<void> {
+    return this.retry(`put ${key}`, options?.signal, () => putParts(this.inner, key, parts, options));
   }
   get(key: string, options?: GetOptions): Promise<Buffer> {
     return this.retry(`get ${key}`, options?.signal, () => this.inner.get(key, options));

@@ -1,7 +1,16 @@
 import { CairnError } from "../../errors/CairnError.js";
-import { CHUNKS_PREFIX, INDEXES_PREFIX, idFromKey, LOCKS_PREFIX, SNAPSHOTS_PREFIX } from "../layout.js";
+import {
+  CHUNKS_PREFIX,
+  INDEXES_PREFIX,
+  idFromKey,
+  LOCKS_PREFIX,
+  PACK_INDEXES_PREFIX,
+  PACKS_PREFIX,
+  SNAPSHOTS_PREFIX,
+} from "../layout.js";
 import { acquireLock, type LockOptions } from "../locks/RepositoryLock.js";
 import type { Repository } from "../Repository.js";
+import { type PackSweepReport, sweepPacks } from "./sweepPacks.js";
 
 export interface GcOptions {
   /** Unreferenced objects younger than this (before GC started) are kept. Default 1 h. */
@@ -11,7 +20,7 @@ export interface GcOptions {
   lock?: LockOptions;
 }
 
-export interface GcReport {
+export interface GcReport extends PackSweepReport {
   snapshots: number;
   chunksReferenced: number;
   chunksDeleted: number;
@@ -86,7 +95,9 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
       bytesFreed: 0,
       chunksSpared: 0,
       temporariesDeleted: 0,
+      ...(await sweepPacks(repo, marked, cutoff, { dryRun: options.dryRun, signal })),
     };
+    report.bytesFreed += report.packBytesFreed;
     for (const [prefix, keep, field] of [
       [INDEXES_PREFIX, markedIndexes, "indexesDeleted"],
       [CHUNKS_PREFIX, marked, "chunksDeleted"],
@@ -112,7 +123,13 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
     const sweepable = repo.store as Partial<SweepsTemporaries>;
     if (!options.dryRun && typeof sweepable.sweepTemporaries === "function") {
       const age = Math.max(0, started - cutoff);
-      for (const prefix of [SNAPSHOTS_PREFIX, INDEXES_PREFIX, CHUNKS_PREFIX])
+      for (const prefix of [
+        SNAPSHOTS_PREFIX,
+        INDEXES_PREFIX,
+        CHUNKS_PREFIX,
+        PACKS_PREFIX,
+        PACK_INDEXES_PREFIX,
+      ])
         report.temporariesDeleted += await sweepable.sweepTemporaries(age, signal, prefix);
       report.temporariesDeleted += await sweepable.sweepTemporaries(
         Math.max(age, LOCK_TEMPORARY_MIN_AGE_MS),

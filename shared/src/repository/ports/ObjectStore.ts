@@ -33,13 +33,21 @@ export interface ObjectStore {
    */
   readonly writeAlignment?: number | undefined;
   /**
-   * True when a staged put stays invisible to head/get/list at least until it has resolved (it is
-   * shown by commitStaged, or by the store's own later writeback): LocalObjectStore's temporaries.
+   * True when a staged put stays invisible to head/list (and to other store instances' get) at least
+   * until it has resolved (it is shown by commitStaged, or by the store's own later writeback):
+   * LocalObjectStore's temporaries. The same instance's get may read it once its put resolved (a
+   * backup reading back a chunk it wrote, format §6a).
    * A writer may then check a content-addressed key's existence beside a staged put of it, and the
    * check reports the store as it was. Absent/false (S3, memory): staged puts show at once.
    */
   readonly stagedPutsHidden?: boolean | undefined;
   put(key: string, data: Uint8Array, options?: PutOptions): Promise<void>;
+  /**
+   * Optional: put() of the concatenation of `parts`, without making it (a pack of chunk frames,
+   * format §6a). Same contract as put(); the parts are not kept once it settles. Callers use
+   * putParts() below, which concatenates for stores without it.
+   */
+  putParts?(key: string, parts: readonly Uint8Array[], options?: PutOptions): Promise<void>;
   /** Makes every staged put so far visible and durable (see the contract above). */
   commitStaged(options?: CallOptions): Promise<void>;
   /**
@@ -81,4 +89,15 @@ const KEY_RE = /^[A-Za-z0-9_-][A-Za-z0-9._-]*(\/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$/
 /** True for keys the contract allows (adapters reject others with "invalid-argument"). */
 export function isValidKey(key: string): boolean {
   return KEY_RE.test(key);
+}
+
+/** store.putParts when the store has it, else one put of the concatenated parts. */
+export function putParts(
+  store: ObjectStore,
+  key: string,
+  parts: readonly Uint8Array[],
+  options?: PutOptions,
+): Promise<void> {
+  if (store.putParts) return store.putParts(key, parts, options);
+  return store.put(key, parts.length === 1 ? parts[0]! : Buffer.concat(parts), options);
 }

@@ -1,4 +1,4 @@
-import { CHUNKS_PREFIX } from "../layout.js";
+import { CHUNKS_PREFIX, PACKS_PREFIX } from "../layout.js";
 import type { Repository } from "../Repository.js";
 
 export interface RepositoryStats {
@@ -7,9 +7,12 @@ export interface RepositoryStats {
   logicalBytes: number;
   /** Plaintext bytes of distinct referenced chunks. */
   uniqueBytes: number;
-  /** Bytes of all stored chunk objects (compressed, encrypted, incl. unreferenced). */
+  /** Bytes of all stored chunk objects and packs (compressed, encrypted, incl. unreferenced). */
   storedBytes: number;
+  /** Loose chunk objects (format version 1). */
   chunkObjects: number;
+  /** Packs (format version 2). */
+  packObjects: number;
   dedupRatio: number;
   compressionRatio: number;
 }
@@ -35,6 +38,11 @@ export async function repositoryStats(repo: Repository, signal?: AbortSignal): P
     stored += o.size;
     objects++;
   }
+  let packs = 0;
+  for await (const o of repo.store.list(PACKS_PREFIX, { signal })) {
+    stored += o.size;
+    packs++;
+  }
   const uniqueBytes = [...unique.values()].reduce((a, b) => a + b, 0);
   return {
     snapshots: snaps.length,
@@ -42,6 +50,7 @@ export async function repositoryStats(repo: Repository, signal?: AbortSignal): P
     uniqueBytes,
     storedBytes: stored,
     chunkObjects: objects,
+    packObjects: packs,
     dedupRatio: uniqueBytes > 0 ? logical / uniqueBytes : 1,
     compressionRatio: stored > 0 ? uniqueBytes / stored : 1,
   };

@@ -1,11 +1,12 @@
 import { CairnError } from "../../errors/CairnError.js";
 import type { DiskIndex } from "../index/DiskIndex.js";
-import { CHUNKS_PREFIX, idFromKey, SNAPSHOTS_PREFIX } from "../layout.js";
+import { CHUNKS_PREFIX, idFromKey, PACK_INDEXES_PREFIX, PACKS_PREFIX, SNAPSHOTS_PREFIX } from "../layout.js";
 import { acquireLock, type LockOptions } from "../locks/RepositoryLock.js";
 import type { Repository } from "../Repository.js";
 
 export interface VerifyProblem {
-  kind: "manifest" | "index" | "missing-chunk" | "corrupt-chunk";
+  kind: "manifest" | "index" | "pack-index" | "missing-chunk" | "corrupt-chunk";
+  /** "" for a pack index (it belongs to no one snapshot). */
   snapshotId: string;
   disk?: string;
   offset?: number;
@@ -59,12 +60,32 @@ async function verifyLocked(repo: Repository, options: VerifyOptions): Promise<V
     const id = idFromKey(o.key);
     if (id) stored.add(id);
   }
+  const problems: VerifyProblem[] = [];
+  // Version 2 (format §6a): a chunk is stored when a pack index lists it in a pack that exists and
+  // is long enough to hold its frame.
+  const packSizes = new Map<string, number>();
+  for await (const o of repo.store.list(PACKS_PREFIX, { signal })) {
+    const id = idFromKey(o.key);
+    if (id) packSizes.set(id, o.size);
+  }
+  for await (const o of repo.store.list(PACK_INDEXES_PREFIX, { signal })) {
+    const indexId = o.key.slice(PACK_INDEXES_PREFIX.length);
+    try {
+      for (const r of await repo.readPackIndex(indexId, signal)) {
+        const size = packSizes.get(r.pack);
+        if (size === undefined) continue;
+        for (const c of r.chunks) if (c.offset + c.length <= size) stored.add(c.id);
+      }
+    } catch (e) {
+      if (e instanceof CairnError && e.code === "aborted") throw e;
+      problems.push({ kind: "pack-index", snapshotId: "", message: (e as Error).message });
+    }
+  }
   const snapshotIds: string[] = [];
   for await (const o of repo.store.list(SNAPSHOTS_PREFIX, { signal }))
     snapshotIds.push(o.key.slice(SNAPSHOTS_PREFIX.length));
   snapshotIds.sort();
 
-  const problems: VerifyProblem[] = [];
   /** chunk id → where it is referenced (for naming read-data failures). */
   const refs = new Map<string, Array<{ snapshotId: string; disk: string; offset: number }>>();
   let disks = 0;
