@@ -8,7 +8,7 @@ import {
   newSnapshotId,
   type SnapshotManifest,
 } from "./manifest/SnapshotManifest.js";
-import { PackWriter } from "./packs/PackWriter.js";
+import { PackWriter, type WrittenPackIndex } from "./packs/PackWriter.js";
 import type { Repository } from "./Repository.js";
 
 export interface VmIdentity {
@@ -49,7 +49,11 @@ export class RestorePointWriter {
     private readonly lock: HeldLock,
   ) {
     this.snapshotId = newSnapshotId(this.startedAt, randomBytes(4).toString("hex"));
-    this.packs = repository.packed ? new PackWriter(repository.store, this) : undefined;
+    this.packs = repository.packed
+      ? new PackWriter(repository.store, this, (records, signal) =>
+          repository.putPackIndex(records, { signal, staged: true, owner: this }),
+        )
+      : undefined;
   }
 
   /** Starts a disk. With `parent`, chunks not written are taken from the parent restore point. */
@@ -99,19 +103,9 @@ export class RestorePointWriter {
       protected: options.protected ?? false,
       extra: options.extra ?? {},
     };
-    let packIndex: { id: string; records: Awaited<ReturnType<PackWriter["finish"]>> } | undefined;
+    let packIndexes: WrittenPackIndex[] = [];
     try {
-      if (this.packs) {
-        const records = await this.packs.finish();
-        if (records.length > 0) {
-          const id = await this.repository.putPackIndex(records, {
-            signal: options.signal,
-            staged: true,
-            owner: this,
-          });
-          packIndex = { id, records };
-        }
-      }
+      if (this.packs) packIndexes = await this.packs.finish();
       // Chunks, packs and indexes were staged: make them durable before the manifest names them.
       await this.repository.store.commitStaged({ signal: options.signal });
       await this.repository.putSnapshot(manifest, options.signal);
@@ -119,7 +113,7 @@ export class RestorePointWriter {
     } finally {
       if (this.state !== "sealed") await this.abort();
     }
-    if (packIndex) this.repository.addPackRecords(packIndex.id, packIndex.records);
+    for (const p of packIndexes) this.repository.addPackRecords(p.id, p.records);
     await this.lock.release();
     return manifest;
   }
@@ -133,7 +127,8 @@ export class RestorePointWriter {
     this.state = "aborted";
     try {
       await Promise.all([...this.disks.values()].map((w) => w.abandon()));
-      await this.packs?.finish().catch(() => {});
+      // No pack index: the packs stay unlisted, deleted below or, once visible, by GC.
+      await this.packs?.settle();
       // Before the lock goes: under it, GC leaves these temporaries alone.
       await this.repository.store.discardStaged(this).catch(() => {});
     } finally {

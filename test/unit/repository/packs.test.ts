@@ -1,12 +1,15 @@
+import { randomBytes } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 import { MemoryObjectStore } from "../../../shared/src/repository/backends/MemoryObjectStore.js";
 import { collectGarbage } from "../../../shared/src/repository/gc/collectGarbage.js";
 import { pruneSnapshots } from "../../../shared/src/repository/gc/pruneSnapshots.js";
+import { sweepPacks } from "../../../shared/src/repository/gc/sweepPacks.js";
 import { CHUNKS_PREFIX, PACK_INDEXES_PREFIX, PACKS_PREFIX } from "../../../shared/src/repository/layout.js";
+import { PackWriter } from "../../../shared/src/repository/packs/PackWriter.js";
 import { Repository } from "../../../shared/src/repository/Repository.js";
 import { repositoryStats } from "../../../shared/src/repository/stats/repositoryStats.js";
 import { verifyRepository } from "../../../shared/src/repository/verify/verifyRepository.js";
-import { backup, CS, newRepo, sealOpts, vm, vmDisk } from "./helpers.js";
+import { backup, CS, newRepo, sealOpts, storedChunkIds, vm, vmDisk } from "./helpers.js";
 
 const repos: Repository[] = [];
 afterEach(async () => {
@@ -32,7 +35,7 @@ describe("packs (format version 2)", () => {
     const s = new MemoryObjectStore();
     const r = await track(newRepo(s));
     expect(r.config.version).toBe(2);
-    const data = vmDisk(200 * CS, 1); // 12.5 MiB: more than one 4 MiB pack
+    const data = randomBytes(200 * CS); // 12.5 MiB that does not compress: 4 packs of ~4 MiB
     const m = await backup(r, data);
     expect(await count(s, CHUNKS_PREFIX)).toBe(0);
     expect(await count(s, PACKS_PREFIX)).toBeGreaterThanOrEqual(3);
@@ -105,7 +108,7 @@ describe("packs (format version 2)", () => {
     const dw = await w.addDisk({ target: "vda", virtualSize: 20 * CS, sourceFormat: "raw", kind: "full" });
     await dw.write(0, vmDisk(20 * CS, 6));
     await dw.finish();
-    await w.packs!.finish();
+    await w.packs!.settle();
     await w.abort();
     const packsBefore = await count(s, PACKS_PREFIX);
     expect(await count(s, PACK_INDEXES_PREFIX)).toBe(2);
@@ -193,5 +196,47 @@ describe("packs (format version 2)", () => {
     const inc = await backup(again, next, m.id);
     expect(await count(s, PACKS_PREFIX)).toBe(0);
     expect((await readAll(again, inc.id, 20 * CS)).equals(next)).toBe(true);
+  });
+
+  it("a big backup writes a pack index per PACKS_PER_INDEX packs, never one huge one", async () => {
+    const s = new MemoryObjectStore();
+    const r = await track(newRepo(s));
+    const owner = {};
+    const written: number[] = [];
+    const w = new PackWriter(
+      s,
+      owner,
+      async (records, signal) => {
+        written.push(records.length);
+        return r.putPackIndex(records, { signal, staged: true, owner });
+      },
+      1000,
+      3,
+    );
+    const frames = Array.from({ length: 10 }, () => randomBytes(1000));
+    await Promise.all(frames.map((f, i) => w.add(`${i}`.padStart(64, "0"), f)));
+    const indexes = await w.finish();
+    expect(written).toEqual([3, 3, 3, 1]);
+    expect(indexes.map((x) => x.records.length)).toEqual([3, 3, 3, 1]);
+    for (const [i, f] of frames.entries()) {
+      const at = w.locate(`${i}`.padStart(64, "0"))!;
+      expect((await s.get(`packs/${at.pack.slice(0, 2)}/${at.pack}`, { range: at })).equals(f)).toBe(true);
+    }
+  });
+
+  it("GC merges pack indexes into groups and leaves them alone when there is nothing to merge", async () => {
+    const s = new MemoryObjectStore();
+    const r = await track(newRepo(s));
+    for (let i = 0; i < 4; i++) await backup(r, vmDisk(70 * CS, 30 + i)); // 2 packs each
+    expect(await count(s, PACK_INDEXES_PREFIX)).toBe(4);
+    const packs = await count(s, PACKS_PREFIX);
+    const live = new Set(await storedChunkIds(r));
+    const first = await sweepPacks(r, live, Date.now() - 3_600_000, { packsPerIndex: 3 });
+    expect(first.packIndexesMerged).toBe(4);
+    expect(await count(s, PACK_INDEXES_PREFIX)).toBe(Math.ceil(packs / 3));
+    const second = await sweepPacks(r, live, Date.now() - 3_600_000, { packsPerIndex: 3 });
+    expect(second.packIndexesMerged).toBe(0);
+    expect(await count(s, PACKS_PREFIX)).toBe(packs);
+    expect((await verifyRepository(await track(Repository.open(s)), { readData: true })).ok).toBe(true);
   });
 });

@@ -1,6 +1,6 @@
 import { CairnError } from "../../errors/CairnError.js";
 import { idFromKey, PACK_INDEXES_PREFIX, PACKS_PREFIX, packIndexKey } from "../layout.js";
-import type { PackRecord } from "../packs/PackIndex.js";
+import { PACKS_PER_INDEX, type PackRecord } from "../packs/PackIndex.js";
 import type { Repository } from "../Repository.js";
 
 export interface PackSweepReport {
@@ -22,7 +22,12 @@ export async function sweepPacks(
   repo: Repository,
   marked: ReadonlySet<string>,
   cutoff: number,
-  options: { dryRun?: boolean | undefined; signal?: AbortSignal | undefined },
+  options: {
+    dryRun?: boolean | undefined;
+    signal?: AbortSignal | undefined;
+    /** Packs per merged pack index (tests lower it). */
+    packsPerIndex?: number | undefined;
+  },
 ): Promise<PackSweepReport> {
   const { signal } = options;
   const indexIds: string[] = [];
@@ -79,15 +84,20 @@ export async function sweepPacks(
     }
   }
   // Entries naming packs that do not exist are dropped too: deduplication must not trust them.
-  const listedPacks = byPack.size;
-  const changed = dead.length > 0 || indexIds.length > 1 || kept.length !== listedPacks;
+  // The merged indexes hold PACKS_PER_INDEX packs each; more indexes than that needs (backups add
+  // one or more each) are merged too, so readers load a few objects, not one per backup ever.
+  const per = options.packsPerIndex ?? PACKS_PER_INDEX;
+  const groups: PackRecord[][] = [];
+  for (let i = 0; i < kept.length; i += per) groups.push(kept.slice(i, i + per));
+  const changed = dead.length > 0 || kept.length !== byPack.size || indexIds.length > groups.length;
   if (!changed) return report;
   report.packsDeleted = dead.length;
   report.packBytesFreed = dead.reduce((n, d) => n + d.size, 0);
   report.packIndexesMerged = indexIds.length;
   if (options.dryRun) return report;
-  const merged = kept.length > 0 ? await repo.putPackIndex(kept, { signal }) : undefined;
-  for (const id of indexIds) if (id !== merged) await repo.store.delete(packIndexKey(id), { signal });
+  const merged = new Set<string>();
+  for (const g of groups) merged.add(await repo.putPackIndex(g, { signal }));
+  for (const id of indexIds) if (!merged.has(id)) await repo.store.delete(packIndexKey(id), { signal });
   for (const d of dead) await repo.store.delete(d.key, { signal });
   repo.forgetPackIndexes();
   return report;

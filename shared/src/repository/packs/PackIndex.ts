@@ -1,6 +1,12 @@
 import { z } from "zod";
 import { CairnError } from "../../errors/CairnError.js";
 
+/**
+ * Packs described by one pack index object, at most (format §6a): ~1 GiB of 4 MiB packs, a few
+ * hundred KiB of JSON. A multi-TiB backup writes many pack indexes, never one huge one.
+ */
+export const PACKS_PER_INDEX = 256;
+
 /** Where one chunk's frame is (format §6a). */
 export interface ChunkLocation {
   pack: string;

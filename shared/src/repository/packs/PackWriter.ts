@@ -1,7 +1,16 @@
 import { randomBytes } from "node:crypto";
 import { packKey } from "../layout.js";
 import { type ObjectStore, putParts } from "../ports/ObjectStore.js";
-import type { ChunkLocation, PackRecord } from "./PackIndex.js";
+import { type ChunkLocation, PACKS_PER_INDEX, type PackRecord } from "./PackIndex.js";
+
+/** Stores a pack index for these packs (staged, like the packs) and returns its id. */
+export type WritePackIndex = (records: PackRecord[], signal: AbortSignal | undefined) => Promise<string>;
+
+/** A pack index this writer stored, and what it says. */
+export interface WrittenPackIndex {
+  id: string;
+  records: PackRecord[];
+}
 
 /** A pack is closed at this size (format §6a): 4 MiB writes cost a fifth of 256 KiB files' CPU. */
 export const PACK_TARGET_BYTES = 4 * 1024 * 1024;
@@ -26,7 +35,9 @@ export class PackWriter {
   private batchBytes = 0;
   private signal: AbortSignal | undefined;
   private readonly writes = new Set<Promise<void>>();
-  private readonly written: PackRecord[] = [];
+  /** Packs written and not yet in a pack index. */
+  private unindexed: PackRecord[] = [];
+  private readonly indexes: WrittenPackIndex[] = [];
   /** Chunks in packs this writer wrote: the backup may read one back (a rewritten chunk's base). */
   private readonly own = new Map<string, ChunkLocation>();
   private timer: NodeJS.Timeout | undefined;
@@ -36,7 +47,9 @@ export class PackWriter {
     private readonly store: ObjectStore,
     /** discardStaged() owner of the packs (the backup). */
     private readonly owner: object,
+    private readonly writeIndex: WritePackIndex,
     private readonly targetBytes = PACK_TARGET_BYTES,
+    private readonly packsPerIndex = PACKS_PER_INDEX,
   ) {}
 
   /** Queues a chunk's frame; resolves when the pack holding it is written (staged). */
@@ -79,7 +92,8 @@ export class PackWriter {
       { signal: this.signal, staged: true, owner: this.owner },
     ).then(
       () => {
-        this.written.push(record);
+        this.unindexed.push(record);
+        if (this.unindexed.length >= this.packsPerIndex) this.indexUnindexed();
         for (const c of record.chunks) this.own.set(c.id, { pack, offset: c.offset, length: c.length });
         for (const p of batch) p.done();
       },
@@ -88,15 +102,47 @@ export class PackWriter {
         for (const p of batch) p.fail(e);
       },
     );
+    this.track(w);
+  }
+
+  private track(w: Promise<void>): void {
     this.writes.add(w);
     void w.finally(() => this.writes.delete(w));
   }
 
-  /** Writes what is queued and waits for every pack; returns them all (throws the first failure). */
-  async finish(): Promise<PackRecord[]> {
+  /** Puts a pack index for the packs written since the last one. */
+  private indexUnindexed(): void {
+    const records = this.unindexed;
+    if (records.length === 0) return;
+    this.unindexed = [];
+    this.track(
+      this.writeIndex(records, this.signal).then(
+        (id) => {
+          this.indexes.push({ id, records });
+        },
+        (e: unknown) => {
+          this.failure ??= e;
+        },
+      ),
+    );
+  }
+
+  /** Writes what is queued and waits for every write in flight, without a pack index (abort). */
+  async settle(): Promise<void> {
     this.flush();
     while (this.writes.size > 0) await Promise.all(this.writes);
+  }
+
+  /**
+   * Writes what is queued, then a pack index for the packs no index covers yet; returns every pack
+   * index this writer stored (throws the first failure).
+   */
+  async finish(): Promise<WrittenPackIndex[]> {
+    this.flush();
+    while (this.writes.size > 0) await Promise.all(this.writes);
+    if (this.failure === undefined) this.indexUnindexed();
+    while (this.writes.size > 0) await Promise.all(this.writes);
     if (this.failure !== undefined) throw this.failure;
-    return [...this.written];
+    return [...this.indexes];
   }
 }
