@@ -105,7 +105,7 @@ describe("LocalObjectStore staged puts", () => {
     expect((await s.get("chunks/ab/buffered")).equals(framed)).toBe(true);
   });
 
-  it("a staged pack bypasses the page cache, whether its frames are page-aligned (writev) or not (one copy); this store reads it before the commit", async () => {
+  it("a staged pack of page-aligned frames bypasses the page cache in one writev, others use it; this store reads it before the commit", async () => {
     dir = await mkdtemp(join(tmpdir(), "cairn-staged-"));
     const s = new LocalObjectStore(dir);
     const aligned = [alignedFrame(256 * 1024), alignedFrame(128 * 1024), alignedFrame(64 * 1024 + 10)];
@@ -124,7 +124,9 @@ describe("LocalObjectStore staged puts", () => {
     ).toBe(true);
     await s.commitStaged();
     expect(await cachedBytes(join(dir, "packs/ab/aligned"))).toBeLessThanOrEqual(4096);
-    expect(await cachedBytes(join(dir, "packs/ab/copied"))).toBeLessThanOrEqual(4096);
+    // Compressed frames are not page-aligned: that pack goes through the page cache, as unaligned
+    // chunks always did (a restore soon after reads it from there).
+    expect(await cachedBytes(join(dir, "packs/ab/copied"))).toBeGreaterThan(100_000);
     expect((await s.get("packs/ab/aligned")).equals(Buffer.concat(aligned))).toBe(true);
     expect((await s.get("packs/ab/copied")).equals(Buffer.concat(unaligned))).toBe(true);
   });

@@ -4,7 +4,7 @@ import { mkdir, open, readdir, rename, rm, stat, statfs, unlink } from "node:fs/
 import { dirname, join, resolve } from "node:path";
 import { CairnError } from "../../errors/CairnError.js";
 import { formatBytes } from "../../units/formatBytes.js";
-import { alignedSharedMemory, DIRECT_ALIGNMENT, isPageAligned } from "../chunks/SharedChunk.js";
+import { DIRECT_ALIGNMENT, isPageAligned } from "../chunks/SharedChunk.js";
 import { assertKey, assertPrefix } from "../ports/assertKey.js";
 import type { CallOptions, GetOptions, ObjectInfo, ObjectStore, PutOptions } from "../ports/ObjectStore.js";
 import { throwIfAborted } from "../ports/throwIfAborted.js";
@@ -97,8 +97,7 @@ export class LocalObjectStore implements ObjectStore {
    * of puts per backup; O_EXCL still refuses a clash with another writer).
    */
   private readonly tempPrefix = randomBytes(6).toString("hex");
-  /** Page-aligned buffers for packs that need a copy (putParts), reused. */
-  private scratch: Uint8Array[] = [];
+
   private tempSeq = 0;
 
   /** Staged puts are temporaries until a sync has made them durable (see the port). */
@@ -172,22 +171,7 @@ export class LocalObjectStore implements ObjectStore {
       const direct = options?.staged && this.directWrites && size >= DIRECT_MIN_BYTES;
       const padded = direct ? pagePaddedParts(parts, size) : undefined;
       if (padded) await this.writeBypassingCache(temp, parts, size, padded);
-      else if (direct && parts.length > 1) {
-        // A pack with compressed frames (not page-aligned): one copy into aligned memory is still
-        // far cheaper than writing it through the page cache.
-        const scratch = this.takeScratch(size);
-        try {
-          let at = 0;
-          for (const p of parts) {
-            scratch.set(p, at);
-            at += p.length;
-          }
-          const whole = Math.ceil(size / DIRECT_ALIGNMENT) * DIRECT_ALIGNMENT;
-          await this.writeBypassingCache(temp, parts, size, [scratch.subarray(0, whole)]);
-        } finally {
-          this.scratch.push(scratch);
-        }
-      } else {
+      else {
         const fd = await openFd(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o640);
         try {
           await writevAll(fd, parts, 0);
@@ -212,14 +196,6 @@ export class LocalObjectStore implements ObjectStore {
     } finally {
       this.settleSpace(claim, written);
     }
-  }
-
-  private takeScratch(size: number): Uint8Array {
-    const i = this.scratch.findIndex((b) => b.length >= size + DIRECT_ALIGNMENT);
-    if (i >= 0) return this.scratch.splice(i, 1)[0]!;
-    // Drop smaller ones: packs are about one size, so a few buffers serve a whole backup.
-    this.scratch = this.scratch.filter((b) => b.length >= size).slice(0, 3);
-    return new Uint8Array(alignedSharedMemory(size + DIRECT_ALIGNMENT));
   }
 
   /**
