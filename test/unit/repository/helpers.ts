@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { afterEach } from "vitest";
 import { MemoryObjectStore } from "../../../shared/src/repository/backends/MemoryObjectStore.js";
 import type { SnapshotManifest } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
 import type { ObjectStore } from "../../../shared/src/repository/ports/ObjectStore.js";
@@ -62,3 +63,16 @@ export async function backup(repo: Repository, data: Buffer, parent?: string): P
 }
 
 export { storedChunkIds, whereStored } from "../../support/storedChunks.js";
+
+/** Closes every repository passed through the returned function after each test of the file. */
+export function closesAfterEach(): (p: Promise<Repository>) => Promise<Repository> {
+  const repos: Repository[] = [];
+  afterEach(async () => {
+    for (const r of repos.splice(0)) await r.close();
+  });
+  return async (p) => {
+    const r = await p;
+    repos.push(r);
+    return r;
+  };
+}

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { MemoryObjectStore } from "../../../shared/src/repository/backends/MemoryObjectStore.js";
 import { collectGarbage } from "../../../shared/src/repository/gc/collectGarbage.js";
 import { pruneSnapshots } from "../../../shared/src/repository/gc/pruneSnapshots.js";
@@ -9,17 +9,9 @@ import { PackWriter } from "../../../shared/src/repository/packs/PackWriter.js";
 import { Repository } from "../../../shared/src/repository/Repository.js";
 import { repositoryStats } from "../../../shared/src/repository/stats/repositoryStats.js";
 import { verifyRepository } from "../../../shared/src/repository/verify/verifyRepository.js";
-import { backup, CS, newRepo, sealOpts, storedChunkIds, vm, vmDisk } from "./helpers.js";
+import { backup, CS, closesAfterEach, newRepo, sealOpts, storedChunkIds, vm, vmDisk } from "./helpers.js";
 
-const repos: Repository[] = [];
-afterEach(async () => {
-  for (const r of repos.splice(0)) await r.close();
-});
-async function track(p: Promise<Repository>): Promise<Repository> {
-  const r = await p;
-  repos.push(r);
-  return r;
-}
+const track = closesAfterEach();
 async function count(store: MemoryObjectStore, prefix: string): Promise<number> {
   let n = 0;
   for await (const _ of store.list(prefix)) n++;

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { isCairnError } from "../../../shared/src/errors/CairnError.js";
 import { MemoryObjectStore } from "../../../shared/src/repository/backends/MemoryObjectStore.js";
 import { collectGarbage } from "../../../shared/src/repository/gc/collectGarbage.js";
@@ -12,17 +12,20 @@ import {
 import { Repository } from "../../../shared/src/repository/Repository.js";
 import { repositoryStats } from "../../../shared/src/repository/stats/repositoryStats.js";
 import { verifyRepository } from "../../../shared/src/repository/verify/verifyRepository.js";
-import { backup, CS, KiB, newRepo, sealOpts, storedChunkIds, vm, vmDisk, whereStored } from "./helpers.js";
+import {
+  backup,
+  CS,
+  closesAfterEach,
+  KiB,
+  newRepo,
+  sealOpts,
+  storedChunkIds,
+  vm,
+  vmDisk,
+  whereStored,
+} from "./helpers.js";
 
-const repos: Repository[] = [];
-afterEach(async () => {
-  for (const r of repos.splice(0)) await r.close();
-});
-async function track(p: Promise<Repository>): Promise<Repository> {
-  const r = await p;
-  repos.push(r);
-  return r;
-}
+const track = closesAfterEach();
 
 async function keysUnder(store: MemoryObjectStore, prefix: string): Promise<string[]> {
   const out: string[] = [];
