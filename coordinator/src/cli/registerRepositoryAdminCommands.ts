@@ -75,15 +75,29 @@ export function registerRepositoryAdminCommands(program: Command): void {
     }, o),
   );
   withConnectOptions(
-    repo.command("gc <name>").description("delete chunks no snapshot references").option("--dry-run"),
-  ).action((name: string, o: O & { dryRun?: boolean }) =>
+    repo
+      .command("gc <name>")
+      .description(
+        "delete chunks no snapshot references; rewrite packs that are mostly unreferenced or small",
+      )
+      .option("--dry-run", "only show what would be deleted and rewritten")
+      .option("--no-repack", "keep packs that still hold live chunks as they are"),
+  ).action((name: string, o: O & { dryRun?: boolean; repack?: boolean }) =>
     runCli(async () => {
-      const r = await connectCoordinator(o).gcRepository({ name, dryRun: Boolean(o.dryRun) });
+      const r = await connectCoordinator(o).gcRepository({
+        name,
+        dryRun: Boolean(o.dryRun),
+        noRepack: o.repack === false,
+      });
       output(
         o.json,
         r,
         () =>
-          `${o.dryRun ? "would delete" : "deleted"} ${r.chunksDeleted} chunks and ${r.packsDeleted} packs, ${formatBytes(Number(r.bytesFreed))}` +
+          `${o.dryRun ? "would delete" : "deleted"} ${r.chunksDeleted} chunks and ${r.packsDeleted} packs` +
+          (r.packsRepacked > 0n
+            ? `, ${o.dryRun ? "would rewrite" : "rewrote"} ${r.packsRepacked} packs (copying ${formatBytes(Number(r.packBytesRepacked))})`
+            : "") +
+          `: ${formatBytes(Number(r.bytesFreed))} ${o.dryRun ? "to free" : "freed"}` +
           (r.packBytesUnreferenced > 0n
             ? `; ${formatBytes(Number(r.packBytesUnreferenced))} unreferenced inside packs still in use\n`
             : "\n"),

@@ -196,19 +196,25 @@ export function repositoryRpcs(c: CoordinatorContext): RepositoryRpcs {
 
     async gcRepository(req, ctx) {
       const r = await withRepository(req.name, ctx.signal, (repo) =>
-        collectGarbage(repo, { dryRun: req.dryRun, signal: ctx.signal }),
+        collectGarbage(repo, {
+          dryRun: req.dryRun,
+          ...(req.noRepack ? { repack: false } : {}),
+          signal: ctx.signal,
+        }),
       );
       await c.audit(
         who(ctx),
         "GcRepository",
         req.name,
-        `chunks=${r.chunksDeleted} packs=${r.packsDeleted} bytes=${r.bytesFreed}`,
+        `chunks=${r.chunksDeleted} packs=${r.packsDeleted} repacked=${r.packsRepacked} bytes=${r.bytesFreed}`,
       );
       return {
         chunksDeleted: BigInt(r.chunksDeleted),
         bytesFreed: BigInt(r.bytesFreed),
         packsDeleted: BigInt(r.packsDeleted),
         packBytesUnreferenced: BigInt(r.packBytesUnreferenced),
+        packsRepacked: BigInt(r.packsRepacked),
+        packBytesRepacked: BigInt(r.packBytesRepacked),
       };
     },
 

@@ -338,11 +338,11 @@ export class Repository {
       await this.refreshPackIndexes(signal);
       at = this.located.get(id);
     }
-    const missing = (e: unknown, where: string) => {
+    const missing = (e: unknown, place: string): never => {
       if (isCairnError(e, "not-found")) {
         throw new CairnError(
           "corrupt",
-          `${what}: chunk ${id} is missing from repository ${this.location}${where}`,
+          `${what}: chunk ${id} is missing from repository ${this.location}${place}`,
           {
             cause: e,
             hint: "run verify to see which snapshots are affected",
@@ -351,11 +351,26 @@ export class Repository {
       }
       throw e;
     };
-    const framed = at
-      ? await this.store
-          .get(packKey(at.pack), { signal, range: { offset: at.offset, length: at.length } })
-          .catch((e: unknown) => missing(e, ` (its pack ${at!.pack} is gone)`))
-      : await this.store.get(chunkKey(id), { signal }).catch((e: unknown) => missing(e, ""));
+    const fromPack = (a: ChunkLocation) =>
+      this.store.get(packKey(a.pack), { signal, range: { offset: a.offset, length: a.length } });
+    let framed: Buffer;
+    if (!at) framed = await this.store.get(chunkKey(id), { signal }).catch((e: unknown) => missing(e, ""));
+    else {
+      try {
+        framed = await fromPack(at);
+      } catch (e) {
+        const gone = at.pack;
+        // A GC that ran since the pack indexes were read may have repacked the chunk (format §9):
+        // it replaced the indexes before it deleted the old pack, so reading them again finds it.
+        if (!where && isCairnError(e, "not-found")) {
+          await this.refreshPackIndexes(signal);
+          at = this.located.get(id);
+        }
+        if (!at || at.pack === gone) return missing(e, ` (its pack ${gone} is gone)`);
+        const now = at;
+        framed = await fromPack(now).catch((e2: unknown) => missing(e2, ` (its pack ${now.pack} is gone)`));
+      }
+    }
     if (at && framed.length !== at.length) {
       throw new CairnError(
         "corrupt",

@@ -10,12 +10,15 @@ import {
 } from "../layout.js";
 import { acquireLock, type LockOptions } from "../locks/RepositoryLock.js";
 import type { Repository } from "../Repository.js";
+import type { RepackPolicy } from "./choosePacksToRepack.js";
 import { type PackSweepReport, sweepPacks } from "./sweepPacks.js";
 
 export interface GcOptions {
   /** Unreferenced objects younger than this (before GC started) are kept. Default 1 h. */
   graceMs?: number;
   dryRun?: boolean;
+  /** When packs that still hold live chunks are rewritten (default DEFAULT_REPACK_POLICY); false: never. */
+  repack?: RepackPolicy | false;
   signal?: AbortSignal;
   lock?: LockOptions;
 }
@@ -95,7 +98,7 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
       bytesFreed: 0,
       chunksSpared: 0,
       temporariesDeleted: 0,
-      ...(await sweepPacks(repo, marked, cutoff, { dryRun: options.dryRun, signal })),
+      ...(await sweepPacks(repo, marked, cutoff, { dryRun: options.dryRun, repack: options.repack, signal })),
     };
     report.bytesFreed += report.packBytesFreed;
     for (const [prefix, keep, field] of [

@@ -2,12 +2,23 @@ import { CairnError } from "../../errors/CairnError.js";
 import { idFromKey, PACK_INDEXES_PREFIX, PACKS_PREFIX, packIndexKey } from "../layout.js";
 import { PACKS_PER_INDEX, type PackRecord } from "../packs/PackIndex.js";
 import type { Repository } from "../Repository.js";
+import {
+  choosePacksToRepack,
+  DEFAULT_REPACK_POLICY,
+  type PackUsage,
+  type RepackPolicy,
+} from "./choosePacksToRepack.js";
+import { repackPacks } from "./repackPacks.js";
 
 export interface PackSweepReport {
   packsDeleted: number;
   packBytesFreed: number;
-  /** Unreferenced frames inside packs kept for their live chunks (no repacking yet). */
+  /** Unreferenced frames inside packs kept as they are (below the repack policy's thresholds). */
   packBytesUnreferenced: number;
+  /** Packs rewritten with only their live chunks (sparse or small ones, format §9). */
+  packsRepacked: number;
+  /** Live bytes those packs' chunks took, copied into new packs. */
+  packBytesRepacked: number;
   /** Packs with no live chunk kept because they are inside the grace period. */
   packsSpared: number;
   packIndexesMerged: number;
@@ -27,6 +38,10 @@ export async function sweepPacks(
     signal?: AbortSignal | undefined;
     /** Packs per merged pack index (tests lower it). */
     packsPerIndex?: number | undefined;
+    /** When packs with live chunks are rewritten; false: never (only dead packs are deleted). */
+    repack?: RepackPolicy | false | undefined;
+    /** Size of the packs a repack writes (tests lower it). */
+    packTargetBytes?: number | undefined;
   },
 ): Promise<PackSweepReport> {
   const { signal } = options;
@@ -56,31 +71,65 @@ export async function sweepPacks(
     packBytesFreed: 0,
     packBytesUnreferenced: 0,
     packsSpared: 0,
+    packsRepacked: 0,
+    packBytesRepacked: 0,
     packIndexesMerged: 0,
   };
-  const kept: PackRecord[] = [];
+  let kept: PackRecord[] = [];
   const dead: Array<{ key: string; size: number }> = [];
+  const usage: PackUsage[] = [];
+  const sizes = new Map<string, { key: string; size: number; unreferenced: number }>();
   for await (const o of repo.store.list(PACKS_PREFIX, { signal })) {
     const pack = idFromKey(o.key);
     if (!pack) continue;
     const entries = byPack.get(pack);
-    let live = false;
+    let liveBytes = 0;
     let unreferenced = 0;
     for (const [id, e] of entries ?? []) {
-      if (marked.has(id)) live = true;
+      if (marked.has(id)) liveBytes += e.length;
       else unreferenced += e.length;
     }
-    if (!live && o.lastModified.getTime() < cutoff) {
+    const old = o.lastModified.getTime() < cutoff;
+    if (liveBytes === 0 && old) {
       dead.push(o);
       continue;
     }
-    if (!live) report.packsSpared++;
-    else report.packBytesUnreferenced += unreferenced;
+    if (liveBytes === 0) report.packsSpared++;
     if (entries) {
       kept.push({
         pack,
         chunks: [...entries].map(([id, e]) => ({ id, offset: e.offset, length: e.length })),
       });
+      usage.push({ pack, size: o.size, liveBytes, old });
+      sizes.set(pack, { key: o.key, size: o.size, unreferenced: liveBytes > 0 ? unreferenced : 0 });
+    }
+  }
+  const repack =
+    options.repack === false
+      ? new Set<string>()
+      : choosePacksToRepack(usage, options.repack ?? DEFAULT_REPACK_POLICY);
+  for (const [pack, s] of sizes) if (!repack.has(pack)) report.packBytesUnreferenced += s.unreferenced;
+  const rewritten: Array<{ key: string; size: number }> = [];
+  if (repack.size > 0) {
+    const sources = kept.filter((r) => repack.has(r.pack));
+    kept = kept.filter((r) => !repack.has(r.pack));
+    for (const r of sources) rewritten.push(sizes.get(r.pack)!);
+    report.packsRepacked = sources.length;
+    // Live chunks also stored in a pack kept as it is need no copy.
+    const elsewhere = new Set<string>();
+    for (const r of kept) for (const c of r.chunks) if (marked.has(c.id)) elsewhere.add(c.id);
+    if (options.dryRun) {
+      const copies = new Set<string>();
+      for (const r of sources)
+        for (const c of r.chunks)
+          if (marked.has(c.id) && !elsewhere.has(c.id) && !copies.has(c.id)) {
+            copies.add(c.id);
+            report.packBytesRepacked += c.length;
+          }
+    } else {
+      const out = await repackPacks(repo, sources, marked, elsewhere, signal, options.packTargetBytes);
+      report.packBytesRepacked = out.bytesCopied;
+      kept.push(...out.records);
     }
   }
   // Entries naming packs that do not exist are dropped too: deduplication must not trust them.
@@ -89,16 +138,21 @@ export async function sweepPacks(
   const per = options.packsPerIndex ?? PACKS_PER_INDEX;
   const groups: PackRecord[][] = [];
   for (let i = 0; i < kept.length; i += per) groups.push(kept.slice(i, i + per));
-  const changed = dead.length > 0 || kept.length !== byPack.size || indexIds.length > groups.length;
+  const changed =
+    dead.length > 0 || repack.size > 0 || kept.length !== byPack.size || indexIds.length > groups.length;
   if (!changed) return report;
   report.packsDeleted = dead.length;
-  report.packBytesFreed = dead.reduce((n, d) => n + d.size, 0);
+  report.packBytesFreed =
+    dead.reduce((n, d) => n + d.size, 0) +
+    rewritten.reduce((n, d) => n + d.size, 0) -
+    report.packBytesRepacked;
   report.packIndexesMerged = indexIds.length;
   if (options.dryRun) return report;
   const merged = new Set<string>();
   for (const g of groups) merged.add(await repo.putPackIndex(g, { signal }));
   for (const id of indexIds) if (!merged.has(id)) await repo.store.delete(packIndexKey(id), { signal });
-  for (const d of dead) await repo.store.delete(d.key, { signal });
+  // The merged indexes no longer name the rewritten packs: they go like dead ones.
+  for (const d of [...dead, ...rewritten]) await repo.store.delete(d.key, { signal });
   repo.forgetPackIndexes();
   return report;
 }

@@ -1,0 +1,91 @@
+import { randomBytes } from "node:crypto";
+import { CairnError } from "../../errors/CairnError.js";
+import { packKey } from "../layout.js";
+import type { PackRecord } from "../packs/PackIndex.js";
+import { PACK_TARGET_BYTES } from "../packs/PackWriter.js";
+import { putParts } from "../ports/ObjectStore.js";
+import type { Repository } from "../Repository.js";
+
+export interface RepackResult {
+  /** The new packs, each listing only the live chunks copied into it. */
+  records: PackRecord[];
+  /** Bytes of frames copied. */
+  bytesCopied: number;
+}
+
+/**
+ * Copies the live chunk frames of `packs` into new packs (format §9), as durable plain puts: the
+ * caller lists the new packs in a pack index before it deletes the old ones. Each frame is checked
+ * (GCM tag, chunk id) before it is copied, so a repack never carries damage into a new pack; a
+ * damaged frame stops GC before anything is deleted. `skip`: live chunks stored in a pack that is
+ * kept as it is (a duplicate from two backups that wrote it at once) need no copy.
+ */
+export async function repackPacks(
+  repo: Repository,
+  packs: ReadonlyArray<{
+    pack: string;
+    chunks: ReadonlyArray<{ id: string; offset: number; length: number }>;
+  }>,
+  live: ReadonlySet<string>,
+  skip: ReadonlySet<string>,
+  signal: AbortSignal | undefined,
+  targetBytes = PACK_TARGET_BYTES,
+): Promise<RepackResult> {
+  const records: PackRecord[] = [];
+  const copied = new Set<string>(skip);
+  let parts: Buffer[] = [];
+  let record: PackRecord = { pack: newPackId(), chunks: [] };
+  let bytes = 0;
+  let bytesCopied = 0;
+  const flush = async () => {
+    if (parts.length === 0) return;
+    await putParts(repo.store, packKey(record.pack), parts, { signal });
+    records.push(record);
+    parts = [];
+    record = { pack: newPackId(), chunks: [] };
+    bytes = 0;
+  };
+  for (const p of packs) {
+    const wanted = p.chunks.filter((c) => live.has(c.id) && !copied.has(c.id));
+    if (wanted.length === 0) continue;
+    const what = `pack ${p.pack} in repository ${repo.location}`;
+    const data = await repo.store.get(packKey(p.pack), { signal }).catch((e: unknown) => {
+      throw new CairnError(
+        "failed-precondition",
+        `GC stopped before deleting anything: ${what} is unreadable`,
+        {
+          cause: e,
+          hint: "run verify to see which snapshots are affected",
+        },
+      );
+    });
+    for (const c of wanted) {
+      if (copied.has(c.id)) continue;
+      const frame = data.subarray(c.offset, c.offset + c.length);
+      try {
+        if (frame.length !== c.length) throw new CairnError("corrupt", `${what} ends before chunk ${c.id}`);
+        // A copy: the pool takes (transfers) the buffer it is given, and `frame` goes into the new pack.
+        await repo.pool.unframe("chunk", c.id, new Uint8Array(frame), `chunk ${c.id} in ${what}`);
+      } catch (e) {
+        if (e instanceof CairnError && e.code === "aborted") throw e;
+        throw new CairnError(
+          "failed-precondition",
+          `GC stopped before deleting anything: chunk ${c.id} in ${what} is damaged`,
+          { cause: e, hint: "run verify --read-data to see which snapshots are affected" },
+        );
+      }
+      record.chunks.push({ id: c.id, offset: bytes, length: c.length });
+      parts.push(frame);
+      bytes += c.length;
+      bytesCopied += c.length;
+      copied.add(c.id);
+      if (bytes >= targetBytes) await flush();
+    }
+  }
+  await flush();
+  return { records, bytesCopied };
+}
+
+function newPackId(): string {
+  return randomBytes(32).toString("hex");
+}
