@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from "node:crypto";
-import { Compressor, decompress } from "zstd-napi";
+import { decompress } from "zstd-napi";
+import zstd from "zstd-napi/binding.js";
 import { CairnError } from "../../errors/CairnError.js";
 import type { RepositoryKeys } from "../crypto/RepositoryKeys.js";
 
@@ -33,19 +34,45 @@ export function isAllZero(data: Uint8Array): boolean {
 const SAMPLE = 4096;
 
 /**
- * One zstd context per use and level, set up once: zstd-napi's compress() re-applies its parameters
- * on every call, which cost 11 of 35 µs per chunk's three samples (bench/exp/zs.mjs). Each worker
- * thread has its own module instance, so nothing is shared between threads.
+ * One zstd context per level, set up once, writing into a scratch buffer kept with it. zstd-napi's
+ * Compressor re-applies its parameters on every call (11 of 35 µs per chunk's three samples,
+ * bench/exp/zs.mjs) and allocates a fresh output buffer for each output it cannot shrink: for the
+ * samples of incompressible chunks that was ~0.7 of a chunk worker's ~4 CPU-s per 2 GiB
+ * (createUnsafeBuffer in a CPU profile, bench/exp/writeExp.ts). Each worker thread has its own module
+ * instance, so nothing is shared between threads.
  */
-const compressors = new Map<number, Compressor>();
-function compressorFor(level: number): Compressor {
-  let c = compressors.get(level);
-  if (!c) {
-    c = new Compressor();
-    c.setParameters({ compressionLevel: level });
-    compressors.set(level, c);
+interface Zstd {
+  cctx: zstd.CCtx;
+  scratch: Buffer;
+}
+const contexts = new Map<number, Zstd>();
+function zstdFor(level: number): Zstd {
+  let z = contexts.get(level);
+  if (!z) {
+    const cctx = new zstd.CCtx();
+    cctx.setParameter(zstd.CParameter.compressionLevel, level);
+    z = { cctx, scratch: Buffer.allocUnsafeSlow(0) };
+    contexts.set(level, z);
   }
-  return c;
+  return z;
+}
+
+/** Scratch kept per level at most: a 2 TiB disk's index (~256 MiB) is compressed into its own buffer. */
+const SCRATCH_MAX_BYTES = 4 * 1024 * 1024;
+
+/** zstd of `src` at `level`, into the level's scratch buffer when it fits there. */
+function compressToScratch(
+  level: number,
+  src: Uint8Array,
+): { out: Buffer; length: number; scratch: boolean } {
+  const z = zstdFor(level);
+  const bound = zstd.compressBound(src.length);
+  if (bound > SCRATCH_MAX_BYTES) {
+    const out = Buffer.allocUnsafeSlow(bound);
+    return { out, length: z.cctx.compress2(out, src), scratch: false };
+  }
+  if (z.scratch.length < bound) z.scratch = Buffer.allocUnsafeSlow(bound);
+  return { out: z.scratch, length: z.cctx.compress2(z.scratch, src), scratch: true };
 }
 
 /**
@@ -62,7 +89,7 @@ export function looksCompressible(b: Buffer): boolean {
   for (const at of [0, Math.floor(b.length / 3), Math.floor((2 * b.length) / 3)]) {
     const s = b.subarray(at, at + SAMPLE);
     raw += s.length;
-    packed += compressorFor(1).compress(s).length;
+    packed += compressToScratch(1, s).length;
   }
   return packed < raw * 0.98;
 }
@@ -73,8 +100,13 @@ export const FRAME_HEADER_BYTES = 2;
 /** zstd of the plaintext if it looks compressible and shrinks, else undefined. */
 function compressed(plain: Uint8Array, level: number): Buffer | undefined {
   if (!looksCompressible(Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength))) return undefined;
-  const z = compressorFor(level).compress(Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength));
-  return z.length < plain.length ? z : undefined;
+  const { out, length, scratch } = compressToScratch(level, plain);
+  if (length >= plain.length) return undefined;
+  // The scratch buffer is reused by the next call, and a one-off one may be far larger than its
+  // output: copy out of either unless that output fills most of it.
+  return scratch || length < 0.75 * out.length
+    ? Buffer.from(out.subarray(0, length))
+    : out.subarray(0, length);
 }
 
 function sealed(
