@@ -20,20 +20,21 @@ export interface DiskWriterOptions {
   /** Partially written chunks kept open waiting for more extents (default 16). */
   maxOpenChunks?: number;
   /**
-   * Chunks being hashed/compressed/uploaded at once. Default: 16 MiB worth (64 chunks of 256 KiB),
-   * at least 8 and at most 128. Each chunk spends most of its time queued for a worker or for I/O.
+   * Chunks being hashed/compressed/uploaded at once. Default: 64 MiB worth (256 chunks of 256 KiB),
+   * at least 8 and at most 256. Each chunk spends most of its time queued for a worker or for I/O.
    */
   maxInFlight?: number;
   signal?: AbortSignal;
 }
 
 /**
- * Bytes of chunks in flight by default. A chunk waits ~4 ms for a worker and ~10 ms for its file
- * writes here (bench:backup), so 32 in flight (8 MiB) left the NBD reader stalled on back-pressure:
- * 64 made a 2 GiB full backup 8-10% faster in paired runs. Bounded in bytes, so 16 MiB chunks
- * do not hold gigabytes.
+ * Bytes of chunks in flight by default. A chunk waits for a worker, then for its pack to fill
+ * (4 MiB), then for the pack's write, which took 10-20 ms (p90 ~19 ms) on this machine's disk once
+ * its write cache was full: with 16 MiB in flight the writer was waiting on back-pressure 75% of
+ * the time. 64 MiB wrote 2 GiB in 3.4-3.5 s instead of 4.2-4.4 s, 32 MiB in 3.8-4.0 s
+ * (bench/exp/writeExp.ts, alternating). Bounded in bytes, so 16 MiB chunks do not hold gigabytes.
  */
-const IN_FLIGHT_BYTES = 16 * 1024 * 1024;
+const IN_FLIGHT_BYTES = 64 * 1024 * 1024;
 
 /**
  * Above this rate of new chunks (moving average), a chunk's upload starts beside its existence
@@ -45,7 +46,7 @@ const SPECULATIVE_RATE = 0.9;
 const SPECULATIVE_AFTER = 8;
 
 export function defaultMaxInFlight(chunkSize: number): number {
-  return Math.max(8, Math.min(128, Math.floor(IN_FLIGHT_BYTES / chunkSize)));
+  return Math.max(8, Math.min(256, Math.floor(IN_FLIGHT_BYTES / chunkSize)));
 }
 
 /** An extent from the agent: data read from NBD, or a range known to read as zeros. */

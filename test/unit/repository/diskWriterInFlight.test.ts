@@ -68,19 +68,19 @@ async function peakPuts(chunkSize: number, chunks: number, expected: number): Pr
 }
 
 describe("DiskWriter chunks in flight", () => {
-  it("defaults to 16 MiB worth of chunks, between 8 and 128", () => {
-    expect(defaultMaxInFlight(256 * KiB)).toBe(64);
-    expect(defaultMaxInFlight(1024 * KiB)).toBe(16);
+  it("defaults to 64 MiB worth of chunks, between 8 and 256", () => {
+    expect(defaultMaxInFlight(256 * KiB)).toBe(256);
+    expect(defaultMaxInFlight(1024 * KiB)).toBe(64);
     expect(defaultMaxInFlight(16 * 1024 * KiB)).toBe(8);
-    expect(defaultMaxInFlight(64 * KiB)).toBe(128);
+    expect(defaultMaxInFlight(64 * KiB)).toBe(256);
   });
 
-  it("keeps 64 chunk uploads of 256 KiB going while the store is slow, and never more", async () => {
-    expect(await peakPuts(256 * KiB, 100, 64)).toBe(64);
+  it("keeps 256 chunk uploads of 256 KiB going while the store is slow, and never more", async () => {
+    expect(await peakPuts(256 * KiB, 300, 256)).toBe(256);
   });
 
-  it("holds at most 16 MiB in flight with 1 MiB chunks", async () => {
-    expect(await peakPuts(1024 * KiB, 40, 16)).toBe(16);
+  it("holds at most 64 MiB in flight with 1 MiB chunks", async () => {
+    expect(await peakPuts(1024 * KiB, 80, 64)).toBe(64);
   });
 });
 
