@@ -18,6 +18,7 @@ import { runLiveBackup } from "../../agent/src/backup/runLiveBackup.js";
 import type { FreezePhases } from "../../agent/src/guest/withFrozenGuest.js";
 import { defaultChunkWorkers } from "../../agent/src/openAgentRepository.js";
 import { LocalObjectStore } from "../../shared/src/repository/backends/LocalObjectStore.js";
+import { PACKS_PREFIX } from "../../shared/src/repository/layout.js";
 import { Repository } from "../../shared/src/repository/Repository.js";
 import { agentHarness } from "../../test/lab/support/agentHarness.js";
 import { Lab } from "../../test/lab/support/lab.js";
@@ -33,6 +34,11 @@ const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
+async function countObjects(repository: Repository, prefix: string): Promise<number> {
+  let n = 0;
+  for await (const _ of repository.store.list(prefix)) n++;
+  return n;
+}
 const log = (s: string) => process.stderr.write(`[bench:backup] ${s}\n`);
 
 const prepared = await prepareLab();
@@ -161,6 +167,7 @@ try {
       600_000,
     );
     const dirty = extents * MiB;
+    const packsBefore = await countObjects(repository, PACKS_PREFIX);
     const inc = await runLiveBackup({ ...h.deps, repository }, h.config, {
       jobId: `bench-${++job}`,
       domain: vm.name,
@@ -171,6 +178,8 @@ try {
     });
     if (inc.freezeWindowMs) freezes.push(inc.freezeWindowMs);
     if (inc.freezePhasesMs) phases.push(inc.freezePhasesMs);
+    // Packs the incremental wrote: a pack closes at 4 MiB or when the reader pauses (format §6a).
+    const incrPacks = (await countObjects(repository, PACKS_PREFIX)) - packsBefore;
     // More small incrementals: the freeze window is what an operator feels on every backup.
     for (let i = 0; i < 6; i++) {
       await vm.writePattern("/dev/vdb", (i + 1) * 64 * MiB, MiB, 0x10 + i);
@@ -202,6 +211,7 @@ try {
       dirty_bytes: dirty,
       incr_bytes_read: incVdb.stats.bytesRead,
       incr_bytes_stored: incVdb.stats.bytesStored,
+      incr_packs: incrPacks,
       full_bytes_stored: fullVdb.stats.bytesStored,
       freeze_ms: freezes.map((f) => +f.toFixed(1)),
       // Median of each part of the window: the freeze call, backup-begin while frozen, the thaw call.
