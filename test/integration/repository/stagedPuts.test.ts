@@ -72,6 +72,19 @@ describe("LocalObjectStore staged puts", () => {
     expect((await readdir(join(dir, "chunks", "aa"))).sort()).toEqual(["a", "b", "c"]);
   });
 
+  it("only bytes written through the page cache start a background writeback; O_DIRECT ones leave nothing to write back", async () => {
+    dir = await mkdtemp(join(tmpdir(), "cairn-staged-"));
+    const s = new LocalObjectStore(dir, { writebackEveryBytes: 10_000 });
+    const direct = alignedFrame(256 * 1024);
+    await s.put("packs/aa/direct", direct, { staged: true }); // 256 KiB, O_DIRECT: no writeback
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await s.head("packs/aa/direct")).toBeUndefined();
+    await s.put("packs/aa/cached", randomBytes(12_000), { staged: true }); // 12 kB through the cache
+    await vi.waitFor(async () => expect(await s.head("packs/aa/cached")).toBeDefined(), { timeout: 10_000 });
+    expect((await s.get("packs/aa/direct")).equals(direct)).toBe(true);
+    expect(await s.head("packs/aa/direct")).toBeDefined();
+  });
+
   it("discardStaged deletes its owner's temporaries from disk, after a writeback running beside it", async () => {
     dir = await mkdtemp(join(tmpdir(), "cairn-staged-"));
     const s = new LocalObjectStore(dir, { writebackEveryBytes: 10_000 });

@@ -32,6 +32,9 @@ export interface LocalObjectStoreOptions {
   reserveBytes?: number;
 }
 
+/** Staged objects after which a background writeback runs even if all were written O_DIRECT (4 GiB of packs). */
+const WRITEBACK_EVERY_OBJECTS = 1024;
+
 /** Staged puts at least this large from page-aligned memory bypass the page cache. */
 const DIRECT_MIN_BYTES = 64 * 1024;
 
@@ -133,6 +136,7 @@ export class LocalObjectStore implements ObjectStore {
   private staged: Staged[] = [];
   /** Staged bytes since the last background writeback started. */
   private unflushedBytes = 0;
+  private unflushedObjects = 0;
   private writeback: Promise<void> | undefined;
   /** A background rename that failed: the next commitStaged() reports it. */
   private publishFailure: unknown;
@@ -170,8 +174,10 @@ export class LocalObjectStore implements ObjectStore {
       }
       const direct = options?.staged && this.directWrites && size >= DIRECT_MIN_BYTES;
       const padded = direct ? pagePaddedParts(parts, size) : undefined;
-      if (padded) await this.writeBypassingCache(temp, parts, size, padded);
-      else {
+      let cached = size;
+      if (padded) {
+        if (await this.writeBypassingCache(temp, parts, size, padded)) cached = 0;
+      } else {
         const fd = await openFd(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o640);
         try {
           await writevAll(fd, parts, 0);
@@ -185,7 +191,7 @@ export class LocalObjectStore implements ObjectStore {
         this.staged.push({ temp, target, owner: options.owner });
         this.stagedTemps.set(target, temp);
         written = true;
-        this.startWritebackIfDue(size);
+        this.startWritebackIfDue(cached);
         return;
       }
       await rename(temp, target);
@@ -261,13 +267,14 @@ export class LocalObjectStore implements ObjectStore {
     parts: readonly Uint8Array[],
     size: number,
     padded: readonly Uint8Array[],
-  ): Promise<void> {
+  ): Promise<boolean> {
     const flags = constants.O_WRONLY | constants.O_CREAT;
     let fd: number | undefined;
     try {
       fd = await openFd(temp, flags | constants.O_EXCL | constants.O_DIRECT, 0o640);
       await writevAll(fd, padded, 0);
       if (padded.reduce((n, p) => n + p.length, 0) !== size) await ftruncateFd(fd, size);
+      return true;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EINVAL") throw e;
       // Refused at open (after creating the file) or at the write: rewrite it through the cache.
@@ -275,6 +282,7 @@ export class LocalObjectStore implements ObjectStore {
       if (fd !== undefined) await closeFd(fd);
       fd = await openFd(temp, flags | constants.O_TRUNC, 0o640);
       await writevAll(fd, parts, 0);
+      return false;
     } finally {
       if (fd !== undefined) await closeFd(fd);
     }
@@ -285,11 +293,21 @@ export class LocalObjectStore implements ObjectStore {
    * backup's data would all reach the disk inside the commit's sync, after the reading is done. A
    * background syncfs every `writebackEveryBytes` overlaps that writeback with the backup. It changes
    * no guarantee: durability still comes from the syncs in commitStaged(), which report any error.
+   * Only bytes written through the page cache count: O_DIRECT writes leave nothing to write back, and
+   * each sync is a `sync -f` process forked from this (large) one. Every WRITEBACK_EVERY_OBJECTS
+   * staged objects one runs all the same, so a multi-TiB backup's commit does not rename (and hold)
+   * hundreds of thousands of temporaries.
    */
   private startWritebackIfDue(bytes: number): void {
     this.unflushedBytes += bytes;
-    if (this.writeback || this.unflushedBytes < this.writebackEveryBytes) return;
+    this.unflushedObjects++;
+    if (
+      this.writeback ||
+      (this.unflushedBytes < this.writebackEveryBytes && this.unflushedObjects < WRITEBACK_EVERY_OBJECTS)
+    )
+      return;
     this.unflushedBytes = 0;
+    this.unflushedObjects = 0;
     // Every temporary staged so far was fully written before this sync starts: once it returns they
     // are durable and may become visible (the contract allows it), so the commit does not rename
     // thousands of chunks while the backup waits. The renames themselves become durable at the
@@ -323,6 +341,7 @@ export class LocalObjectStore implements ObjectStore {
     const batch = this.staged;
     this.staged = [];
     this.unflushedBytes = 0;
+    this.unflushedObjects = 0;
     try {
       // A background rename failed: that object is still an (invisible) temporary, not committed.
       if (failure !== undefined) throw failure;
