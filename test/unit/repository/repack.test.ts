@@ -29,6 +29,20 @@ function rewrite(d: Buffer, from: number, to: number, seed: number): Buffer {
   return out;
 }
 
+/**
+ * A 16-chunk full, then an incremental that rewrites chunks 0-11: once retention drops the full,
+ * its pack holds 4 live chunks of 16.
+ */
+async function fullThenMostlyRewritten(seed: number) {
+  const s = new MemoryObjectStore();
+  const r = await track(newRepo(s));
+  const d1 = vmDisk(16 * CS, seed);
+  const a = await backup(r, d1);
+  const d2 = rewrite(d1, 0, 12, seed + 1);
+  const b = await backup(r, d2, a.id);
+  return { s, r, b, d2 };
+}
+
 describe("GC repacks packs that still hold live chunks (format §9)", () => {
   it("a pack whose chunks are mostly unreferenced is rewritten with its live ones; the space comes back", async () => {
     const s = new MemoryObjectStore();
@@ -93,12 +107,7 @@ describe("GC repacks packs that still hold live chunks (format §9)", () => {
   });
 
   it("a reader that loaded the pack indexes before a repack finds the moved chunks", async () => {
-    const s = new MemoryObjectStore();
-    const r = await track(newRepo(s));
-    const d1 = vmDisk(16 * CS, 70);
-    const a = await backup(r, d1);
-    const d2 = rewrite(d1, 0, 12, 71);
-    const b = await backup(r, d2, a.id);
+    const { s, r, b, d2 } = await fullThenMostlyRewritten(70);
     const reader = await track(Repository.open(s));
     expect((await readAll(reader, b.id, d2.length)).equals(d2)).toBe(true); // its locations are cached now
     const oldPack = (await whereStored(reader, (await reader.openDisk(b.id, "vda")).index.get(15)!)).key;
@@ -110,12 +119,7 @@ describe("GC repacks packs that still hold live chunks (format §9)", () => {
   });
 
   it("a damaged live frame stops GC before anything is deleted", async () => {
-    const s = new MemoryObjectStore();
-    const r = await track(newRepo(s));
-    const d1 = vmDisk(16 * CS, 80);
-    const a = await backup(r, d1);
-    const d2 = rewrite(d1, 0, 12, 81);
-    await backup(r, d2, a.id);
+    const { s, r } = await fullThenMostlyRewritten(80);
     await pruneSnapshots(r, { keepLast: 1 });
     // Chunk 15 stayed in a's pack and is still live: damage it.
     const at = await whereStored(
