@@ -5,7 +5,7 @@ import { collectGarbage } from "../../../shared/src/repository/gc/collectGarbage
 import { pruneSnapshots } from "../../../shared/src/repository/gc/pruneSnapshots.js";
 import { sweepPacks } from "../../../shared/src/repository/gc/sweepPacks.js";
 import { CHUNKS_PREFIX, PACK_INDEXES_PREFIX, PACKS_PREFIX } from "../../../shared/src/repository/layout.js";
-import { PackWriter } from "../../../shared/src/repository/packs/PackWriter.js";
+import { PACK_IDLE_FLUSH_MS, PackWriter } from "../../../shared/src/repository/packs/PackWriter.js";
 import { Repository } from "../../../shared/src/repository/Repository.js";
 import { repositoryStats } from "../../../shared/src/repository/stats/repositoryStats.js";
 import { verifyRepository } from "../../../shared/src/repository/verify/verifyRepository.js";
@@ -81,7 +81,7 @@ describe("packs (format version 2)", () => {
     await put(10, 100, 0xa1); // chunk 0, partial
     await put(CS + 5, 50, 0xa2); // chunk 1 evicts chunk 0: processed into this backup's pack
     await put(2 * CS + 5, 50, 0xa3); // evicts chunk 1
-    await new Promise((res) => setTimeout(res, 20)); // its pack is written
+    await new Promise((res) => setTimeout(res, 4 * PACK_IDLE_FLUSH_MS)); // its pack is written
     await put(300, 10, 0xa4); // chunk 0 again: its base is the version this backup wrote
     await d.finish();
     const m = await w.seal(sealOpts);
