@@ -1,8 +1,7 @@
-import { randomBytes } from "node:crypto";
 import { CairnError } from "../../errors/CairnError.js";
 import { packKey } from "../layout.js";
 import type { PackRecord } from "../packs/PackIndex.js";
-import { PACK_TARGET_BYTES } from "../packs/PackWriter.js";
+import { newPackId, PACK_TARGET_BYTES } from "../packs/PackWriter.js";
 import { putParts } from "../ports/ObjectStore.js";
 import type { Repository } from "../Repository.js";
 
@@ -13,26 +12,44 @@ export interface RepackResult {
   bytesCopied: number;
 }
 
+type PackEntries = ReadonlyArray<{
+  pack: string;
+  chunks: ReadonlyArray<{ id: string; offset: number; length: number }>;
+}>;
+
 /**
- * Copies the live chunk frames of `packs` into new packs (format §9), as durable plain puts: the
+ * The frames a repack of `packs` copies, per pack: each live chunk once, none of those in `skip`
+ * (live chunks stored in a pack that is kept as it is: a duplicate from two backups that wrote it
+ * at once). Pure: a dry run sums these, repackPacks copies them.
+ */
+export function framesToCopy(
+  packs: PackEntries,
+  live: ReadonlySet<string>,
+  skip: ReadonlySet<string>,
+): PackEntries {
+  const taken = new Set<string>(skip);
+  const out: Array<PackEntries[number]> = [];
+  for (const p of packs) {
+    const chunks = p.chunks.filter((c) => live.has(c.id) && !taken.has(c.id));
+    for (const c of chunks) taken.add(c.id);
+    if (chunks.length > 0) out.push({ pack: p.pack, chunks });
+  }
+  return out;
+}
+
+/**
+ * Copies the frames chosen by framesToCopy into new packs (format §9), as durable plain puts: the
  * caller lists the new packs in a pack index before it deletes the old ones. Each frame is checked
  * (GCM tag, chunk id) before it is copied, so a repack never carries damage into a new pack; a
- * damaged frame stops GC before anything is deleted. `skip`: live chunks stored in a pack that is
- * kept as it is (a duplicate from two backups that wrote it at once) need no copy.
+ * damaged frame stops GC before anything is deleted.
  */
 export async function repackPacks(
   repo: Repository,
-  packs: ReadonlyArray<{
-    pack: string;
-    chunks: ReadonlyArray<{ id: string; offset: number; length: number }>;
-  }>,
-  live: ReadonlySet<string>,
-  skip: ReadonlySet<string>,
+  frames: PackEntries,
   signal: AbortSignal | undefined,
   targetBytes = PACK_TARGET_BYTES,
 ): Promise<RepackResult> {
   const records: PackRecord[] = [];
-  const copied = new Set<string>(skip);
   let parts: Buffer[] = [];
   let record: PackRecord = { pack: newPackId(), chunks: [] };
   let bytes = 0;
@@ -45,9 +62,7 @@ export async function repackPacks(
     record = { pack: newPackId(), chunks: [] };
     bytes = 0;
   };
-  for (const p of packs) {
-    const wanted = p.chunks.filter((c) => live.has(c.id) && !copied.has(c.id));
-    if (wanted.length === 0) continue;
+  for (const p of frames) {
     const what = `pack ${p.pack} in repository ${repo.location}`;
     const data = await repo.store.get(packKey(p.pack), { signal }).catch((e: unknown) => {
       throw new CairnError(
@@ -59,8 +74,7 @@ export async function repackPacks(
         },
       );
     });
-    for (const c of wanted) {
-      if (copied.has(c.id)) continue;
+    for (const c of p.chunks) {
       const frame = data.subarray(c.offset, c.offset + c.length);
       try {
         if (frame.length !== c.length) throw new CairnError("corrupt", `${what} ends before chunk ${c.id}`);
@@ -78,14 +92,9 @@ export async function repackPacks(
       parts.push(frame);
       bytes += c.length;
       bytesCopied += c.length;
-      copied.add(c.id);
       if (bytes >= targetBytes) await flush();
     }
   }
   await flush();
   return { records, bytesCopied };
-}
-
-function newPackId(): string {
-  return randomBytes(32).toString("hex");
 }

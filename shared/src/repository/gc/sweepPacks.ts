@@ -8,7 +8,7 @@ import {
   type PackUsage,
   type RepackPolicy,
 } from "./choosePacksToRepack.js";
-import { repackPacks } from "./repackPacks.js";
+import { framesToCopy, repackPacks } from "./repackPacks.js";
 
 export interface PackSweepReport {
   packsDeleted: number;
@@ -77,8 +77,8 @@ export async function sweepPacks(
   };
   let kept: PackRecord[] = [];
   const dead: Array<{ key: string; size: number }> = [];
-  const usage: PackUsage[] = [];
-  const sizes = new Map<string, { key: string; size: number; unreferenced: number }>();
+  /** Packs kept so far, with what the repack rule and the report need of them. */
+  const usage: Array<PackUsage & { key: string; unreferenced: number }> = [];
   for await (const o of repo.store.list(PACKS_PREFIX, { signal })) {
     const pack = idFromKey(o.key);
     if (!pack) continue;
@@ -100,34 +100,34 @@ export async function sweepPacks(
         pack,
         chunks: [...entries].map(([id, e]) => ({ id, offset: e.offset, length: e.length })),
       });
-      usage.push({ pack, size: o.size, liveBytes, old });
-      sizes.set(pack, { key: o.key, size: o.size, unreferenced: liveBytes > 0 ? unreferenced : 0 });
+      usage.push({
+        pack,
+        key: o.key,
+        size: o.size,
+        liveBytes,
+        old,
+        unreferenced: liveBytes > 0 ? unreferenced : 0,
+      });
     }
   }
   const repack =
     options.repack === false
       ? new Set<string>()
       : choosePacksToRepack(usage, options.repack ?? DEFAULT_REPACK_POLICY);
-  for (const [pack, s] of sizes) if (!repack.has(pack)) report.packBytesUnreferenced += s.unreferenced;
-  const rewritten: Array<{ key: string; size: number }> = [];
+  for (const u of usage) if (!repack.has(u.pack)) report.packBytesUnreferenced += u.unreferenced;
+  const rewritten = usage.filter((u) => repack.has(u.pack));
   if (repack.size > 0) {
     const sources = kept.filter((r) => repack.has(r.pack));
     kept = kept.filter((r) => !repack.has(r.pack));
-    for (const r of sources) rewritten.push(sizes.get(r.pack)!);
     report.packsRepacked = sources.length;
     // Live chunks also stored in a pack kept as it is need no copy.
     const elsewhere = new Set<string>();
     for (const r of kept) for (const c of r.chunks) if (marked.has(c.id)) elsewhere.add(c.id);
+    const frames = framesToCopy(sources, marked, elsewhere);
     if (options.dryRun) {
-      const copies = new Set<string>();
-      for (const r of sources)
-        for (const c of r.chunks)
-          if (marked.has(c.id) && !elsewhere.has(c.id) && !copies.has(c.id)) {
-            copies.add(c.id);
-            report.packBytesRepacked += c.length;
-          }
+      for (const p of frames) for (const c of p.chunks) report.packBytesRepacked += c.length;
     } else {
-      const out = await repackPacks(repo, sources, marked, elsewhere, signal, options.packTargetBytes);
+      const out = await repackPacks(repo, frames, signal, options.packTargetBytes);
       report.packBytesRepacked = out.bytesCopied;
       kept.push(...out.records);
     }

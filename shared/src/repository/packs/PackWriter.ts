@@ -12,6 +12,11 @@ export interface WrittenPackIndex {
   records: PackRecord[];
 }
 
+/** A new pack's id: 64 random hex characters (format §6a; a pack is not content-addressed). */
+export function newPackId(): string {
+  return randomBytes(32).toString("hex");
+}
+
 /** A pack is closed at this size (format §6a): 4 MiB writes cost a fifth of 256 KiB files' CPU. */
 export const PACK_TARGET_BYTES = 4 * 1024 * 1024;
 /**
@@ -82,7 +87,7 @@ export class PackWriter {
     if (batch.length === 0) return;
     this.batch = [];
     this.batchBytes = 0;
-    const pack = randomBytes(32).toString("hex");
+    const pack = newPackId();
     const record: PackRecord = { pack, chunks: [] };
     let offset = 0;
     for (const p of batch) {
