@@ -29,26 +29,35 @@ export class VirshSession {
   private dead: CairnError | undefined;
   lastUsed = Date.now();
 
-  constructor(private readonly uri: string) {}
+  constructor(
+    private readonly uri: string,
+    /** The virsh executable (tests substitute one that speaks the same stdin protocol). */
+    private readonly binary = "virsh",
+  ) {}
 
   get idle(): boolean {
     return !this.busy;
   }
 
   private spawn() {
-    const child = execa("virsh", ["-q", "-c", this.uri], SPAWN_OPTIONS);
+    const child = execa(this.binary, ["-q", "-c", this.uri], SPAWN_OPTIONS);
     child.stdout.setEncoding("utf8");
     child.stderr.setEncoding("utf8");
+    // Output a killed process still had in its pipes is not the new process's.
     child.stdout.on("data", (s: string) => {
+      if (this.child !== child) return;
       this.out += s;
       this.wake?.();
     });
     child.stderr.on("data", (s: string) => {
+      if (this.child !== child) return;
       this.err += s;
       this.wake?.();
     });
     this.dead = undefined;
     void child.then((r) => {
+      // A process kill() replaced: its late exit must not mark the new one dead.
+      if (this.child !== child) return;
       this.dead = new CairnError(
         "unavailable",
         `virsh session to ${this.uri} exited (${r.exitCode ?? r.signal})`,
@@ -93,17 +102,19 @@ export class VirshSession {
             hint: "check that libvirtd is responsive (virsh version)",
           });
         }
+        // Output, abort or a 100 ms tick, whichever comes first; each way leaves no listener on the
+        // caller's signal, which lives as long as a backup job and serves every call it makes.
         await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, Math.min(100, Math.max(1, deadline - Date.now())));
-          const onAbort = () => resolve();
-          opts.signal.addEventListener("abort", onAbort, { once: true });
-          this.wake = () => {
+          const done = () => {
             clearTimeout(t);
-            opts.signal.removeEventListener("abort", onAbort);
+            opts.signal.removeEventListener("abort", done);
+            this.wake = undefined;
             resolve();
           };
+          const t = setTimeout(done, Math.min(100, Math.max(1, deadline - Date.now())));
+          opts.signal.addEventListener("abort", done, { once: true });
+          this.wake = done;
         });
-        this.wake = undefined;
       }
     } finally {
       this.busy = false;
