@@ -75,10 +75,9 @@ export async function sweepPacks(
     packBytesRepacked: 0,
     packIndexesMerged: 0,
   };
-  let kept: PackRecord[] = [];
   const dead: Array<{ key: string; size: number }> = [];
-  /** Packs kept so far, with what the repack rule and the report need of them. */
-  const usage: Array<PackUsage & { key: string; unreferenced: number }> = [];
+  /** Packs kept so far, with what the repack rule, the report and the merged indexes need of them. */
+  const usage: Array<PackUsage & { key: string; unreferenced: number; record: PackRecord }> = [];
   for await (const o of repo.store.list(PACKS_PREFIX, { signal })) {
     const pack = idFromKey(o.key);
     if (!pack) continue;
@@ -96,10 +95,6 @@ export async function sweepPacks(
     }
     if (liveBytes === 0) report.packsSpared++;
     if (entries) {
-      kept.push({
-        pack,
-        chunks: [...entries].map(([id, e]) => ({ id, offset: e.offset, length: e.length })),
-      });
       usage.push({
         pack,
         key: o.key,
@@ -107,6 +102,7 @@ export async function sweepPacks(
         liveBytes,
         old,
         unreferenced: liveBytes > 0 ? unreferenced : 0,
+        record: { pack, chunks: [...entries].map(([id, e]) => ({ id, offset: e.offset, length: e.length })) },
       });
     }
   }
@@ -116,14 +112,17 @@ export async function sweepPacks(
       : choosePacksToRepack(usage, options.repack ?? DEFAULT_REPACK_POLICY);
   for (const u of usage) if (!repack.has(u.pack)) report.packBytesUnreferenced += u.unreferenced;
   const rewritten = usage.filter((u) => repack.has(u.pack));
+  const kept = usage.filter((u) => !repack.has(u.pack)).map((u) => u.record);
   if (repack.size > 0) {
-    const sources = kept.filter((r) => repack.has(r.pack));
-    kept = kept.filter((r) => !repack.has(r.pack));
-    report.packsRepacked = sources.length;
+    report.packsRepacked = rewritten.length;
     // Live chunks also stored in a pack kept as it is need no copy.
     const elsewhere = new Set<string>();
     for (const r of kept) for (const c of r.chunks) if (marked.has(c.id)) elsewhere.add(c.id);
-    const frames = framesToCopy(sources, marked, elsewhere);
+    const frames = framesToCopy(
+      rewritten.map((u) => u.record),
+      marked,
+      elsewhere,
+    );
     if (options.dryRun) {
       for (const p of frames) for (const c of p.chunks) report.packBytesRepacked += c.length;
     } else {
