@@ -1,4 +1,4 @@
-import { CairnError } from "../../errors/CairnError.js";
+import { CairnError, isCairnError } from "../../errors/CairnError.js";
 import { packKey } from "../layout.js";
 import type { PackRecord } from "../packs/PackIndex.js";
 import { newPackId, PACK_TARGET_BYTES } from "../packs/PackWriter.js";
@@ -81,7 +81,7 @@ export async function repackPacks(
         // A copy: the pool takes (transfers) the buffer it is given, and `frame` goes into the new pack.
         await repo.pool.unframe("chunk", c.id, new Uint8Array(frame), `chunk ${c.id} in ${what}`);
       } catch (e) {
-        if (e instanceof CairnError && e.code === "aborted") throw e;
+        if (isCairnError(e, "aborted")) throw e;
         throw new CairnError(
           "failed-precondition",
           `GC stopped before deleting anything: chunk ${c.id} in ${what} is damaged`,
