@@ -26,7 +26,7 @@ const AGENT_PORT = 7460;
 const METRICS = 9450;
 const dist = (p: string) => join(REPO_ROOT, "dist", p);
 // The bins: CommonJS shims that size libuv's threadpool before the ES module entry loads.
-const CAIRN_BIN = join(REPO_ROOT, "coordinator/bin/cairn.cjs");
+const CAIRN_BIN = join(REPO_ROOT, "cli/bin/cairn.cjs");
 const AGENT_BIN = join(REPO_ROOT, "agent/bin/cairn-agent.cjs");
 const t0 = Date.now();
 
@@ -257,7 +257,7 @@ repository: main
       `  admin token        ${env.CAIRN_TOKEN_FILE}`,
       "Try (with the environment below):",
       `  export CAIRN_COORDINATOR=${env.CAIRN_COORDINATOR} CAIRN_CA_FILE=${env.CAIRN_CA_FILE} CAIRN_TOKEN_FILE=${env.CAIRN_TOKEN_FILE}`,
-      "  node coordinator/bin/cairn.cjs jobs list | snapshots list | audit list",
+      "  node cli/bin/cairn.cjs jobs list | snapshots list | audit list",
       keep
         ? "The daemons and the VM keep running (--keep); stop them with: pkill -f dist/(agent|coordinator)/src/main.js"
         : "",

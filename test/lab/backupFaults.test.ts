@@ -57,7 +57,7 @@ describe("backup faults on real VMs", () => {
         [
           "--import",
           "tsx",
-          join(REPO_ROOT, "coordinator/src/cli/main.ts"),
+          join(REPO_ROOT, "cli/src/main.ts"),
           "agent",
           "backup",
           "--domain",
@@ -84,7 +84,7 @@ describe("backup faults on real VMs", () => {
       [
         "--import",
         "tsx",
-        join(REPO_ROOT, "coordinator/src/cli/main.ts"),
+        join(REPO_ROOT, "cli/src/main.ts"),
         "agent",
         "backup",
         "--domain",

@@ -123,7 +123,7 @@ describe("coordinator + real agent (mutual TLS) on a real VM", () => {
       [
         "--import",
         "tsx",
-        "coordinator/src/cli/main.ts",
+        "cli/src/main.ts",
         "restore",
         "disk",
         incr.snapshotId as string,
@@ -181,7 +181,7 @@ describe("coordinator + real agent (mutual TLS) on a real VM", () => {
       [
         "--import",
         "tsx",
-        "coordinator/src/cli/main.ts",
+        "cli/src/main.ts",
         "restore",
         "disk",
         done.snapshotId as string,

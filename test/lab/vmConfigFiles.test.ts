@@ -38,7 +38,7 @@ async function restoreConfig(snapshotId: string, out: string) {
     [
       "--import",
       "tsx",
-      join(REPO_ROOT, "coordinator/src/cli/main.ts"),
+      join(REPO_ROOT, "cli/src/main.ts"),
       "agent",
       "restore-config",
       "--repo",

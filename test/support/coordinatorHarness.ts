@@ -1,8 +1,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { type CoordinatorClient, connectCoordinator } from "../../cli/src/connectCoordinator.js";
 import { initCoordinatorState } from "../../coordinator/src/bootstrap/initCoordinatorState.js";
-import { type CoordinatorClient, connectCoordinator } from "../../coordinator/src/cli/connectCoordinator.js";
 import {
   type CoordinatorConfig,
   parseCoordinatorConfig,

@@ -32,10 +32,10 @@ describe("launchWithThreadpool (the bins' CommonJS entry)", () => {
 
   it("is what the agent unit and the cairn bin start, and each shim names a built entry", async () => {
     const pkg = JSON.parse(await readFile(join(root, "package.json"), "utf8"));
-    expect(pkg.bin.cairn).toBe("coordinator/bin/cairn.cjs");
+    expect(pkg.bin.cairn).toBe("cli/bin/cairn.cjs");
     const unit = await readFile(join(root, "systemd/cairn-agent.service"), "utf8");
     expect(unit).toMatch(/^ExecStart=\/usr\/bin\/node \/opt\/cairn\/agent\/bin\/cairn-agent\.cjs /m);
-    for (const shim of ["agent/bin/cairn-agent.cjs", "coordinator/bin/cairn.cjs"]) {
+    for (const shim of ["agent/bin/cairn-agent.cjs", "cli/bin/cairn.cjs"]) {
       const src = await readFile(join(root, shim), "utf8");
       expect(src, shim).toContain("launchWithThreadpool.cjs");
       const entry = /"\.\.\/\.\.\/dist\/([^"]+)\.js"/.exec(src)?.[1];

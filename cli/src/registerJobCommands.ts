@@ -1,10 +1,10 @@
 import type { Command } from "commander";
-import { ProgressBar } from "../../../shared/src/cli/ProgressBar.js";
-import { runCli } from "../../../shared/src/cli/runCli.js";
-import { CairnError } from "../../../shared/src/errors/CairnError.js";
-import { BackupMode } from "../../../shared/src/gen/cairn/v1/common.js";
-import type { JobSummary } from "../../../shared/src/gen/cairn/v1/coordinator.js";
-import { formatBytes } from "../../../shared/src/units/formatBytes.js";
+import { ProgressBar } from "../../shared/src/cli/ProgressBar.js";
+import { runCli } from "../../shared/src/cli/runCli.js";
+import { CairnError } from "../../shared/src/errors/CairnError.js";
+import { BackupMode } from "../../shared/src/gen/cairn/v1/common.js";
+import type { JobSummary } from "../../shared/src/gen/cairn/v1/coordinator.js";
+import { formatBytes } from "../../shared/src/units/formatBytes.js";
 import {
   type ConnectOptions,
   type CoordinatorClient,

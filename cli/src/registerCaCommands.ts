@@ -1,7 +1,7 @@
 import type { Command } from "commander";
-import { runCli } from "../../../shared/src/cli/runCli.js";
-import { initCoordinatorState } from "../bootstrap/initCoordinatorState.js";
-import { loadCoordinatorConfig, pkiDir } from "../config/CoordinatorConfig.js";
+import { initCoordinatorState } from "../../coordinator/src/bootstrap/initCoordinatorState.js";
+import { loadCoordinatorConfig, pkiDir } from "../../coordinator/src/config/CoordinatorConfig.js";
+import { runCli } from "../../shared/src/cli/runCli.js";
 import { output } from "./output.js";
 
 const list = (v: string) =>

@@ -1,8 +1,8 @@
 import { existsSync } from "node:fs";
 import type { Command } from "commander";
-import { runCli } from "../../../shared/src/cli/runCli.js";
-import { CairnError } from "../../../shared/src/errors/CairnError.js";
-import { formatBytes } from "../../../shared/src/units/formatBytes.js";
+import { runCli } from "../../shared/src/cli/runCli.js";
+import { CairnError } from "../../shared/src/errors/CairnError.js";
+import { formatBytes } from "../../shared/src/units/formatBytes.js";
 import { type ConnectOptions, connectCoordinator, withConnectOptions } from "./connectCoordinator.js";
 import { output, table, when } from "./output.js";
 import { openCliRepository } from "./registerRepoCommands.js";

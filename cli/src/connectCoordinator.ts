@@ -4,9 +4,9 @@ import { ChannelCredentials } from "@grpc/grpc-js";
 import type { Command } from "commander";
 import { type Client, createChannel, createClientFactory } from "nice-grpc";
 import { Metadata } from "nice-grpc-common";
-import { CairnError } from "../../../shared/src/errors/CairnError.js";
-import { CoordinatorServiceDefinition } from "../../../shared/src/gen/cairn/v1/coordinator.js";
-import { fromClientError } from "../../../shared/src/grpc/fromClientError.js";
+import { CairnError } from "../../shared/src/errors/CairnError.js";
+import { CoordinatorServiceDefinition } from "../../shared/src/gen/cairn/v1/coordinator.js";
+import { fromClientError } from "../../shared/src/grpc/fromClientError.js";
 
 export const DEFAULT_STATE_DIR = "/var/lib/cairn-coordinator";
 

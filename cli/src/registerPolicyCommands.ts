@@ -1,8 +1,8 @@
 import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
-import { runCli } from "../../../shared/src/cli/runCli.js";
-import { CairnError } from "../../../shared/src/errors/CairnError.js";
-import { BackupMode } from "../../../shared/src/gen/cairn/v1/common.js";
+import { runCli } from "../../shared/src/cli/runCli.js";
+import { CairnError } from "../../shared/src/errors/CairnError.js";
+import { BackupMode } from "../../shared/src/gen/cairn/v1/common.js";
 import { type ConnectOptions, connectCoordinator, withConnectOptions } from "./connectCoordinator.js";
 import { output, table } from "./output.js";
 

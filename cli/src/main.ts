@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command } from "commander";
-import { registerAgentCommands } from "../../../agent/src/cli/registerAgentCommands.js";
-import { CAIRN_VERSION } from "../../../shared/src/version.js";
+import { CAIRN_VERSION } from "../../shared/src/version.js";
+import { registerAgentCommands } from "./registerAgentCommands.js";
 import { registerCaCommands } from "./registerCaCommands.js";
 import { registerFleetCommands } from "./registerFleetCommands.js";
 import { registerJobCommands } from "./registerJobCommands.js";

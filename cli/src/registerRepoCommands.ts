@@ -1,11 +1,11 @@
 import { existsSync } from "node:fs";
 import type { Command } from "commander";
-import { renderTable } from "../../../shared/src/cli/renderTable.js";
-import { parseLabels, readPassphrase, runCli } from "../../../shared/src/cli/runCli.js";
-import { CairnError } from "../../../shared/src/errors/CairnError.js";
-import { Repository } from "../../../shared/src/repository/Repository.js";
-import { openRepositoryStore } from "../../../shared/src/repositoryLocation/openRepositoryStore.js";
-import { formatBytes } from "../../../shared/src/units/formatBytes.js";
+import { renderTable } from "../../shared/src/cli/renderTable.js";
+import { parseLabels, readPassphrase, runCli } from "../../shared/src/cli/runCli.js";
+import { CairnError } from "../../shared/src/errors/CairnError.js";
+import { Repository } from "../../shared/src/repository/Repository.js";
+import { openRepositoryStore } from "../../shared/src/repositoryLocation/openRepositoryStore.js";
+import { formatBytes } from "../../shared/src/units/formatBytes.js";
 import { type ConnectOptions, connectCoordinator, withConnectOptions } from "./connectCoordinator.js";
 import { output, table, when } from "./output.js";
 

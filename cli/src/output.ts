@@ -1,4 +1,4 @@
-import { renderTable } from "../../../shared/src/cli/renderTable.js";
+import { renderTable } from "../../shared/src/cli/renderTable.js";
 
 /** JSON for scripts (bigints as numbers), text for people. */
 export function output(json: boolean | undefined, data: unknown, human: () => string): void {

@@ -1,6 +1,6 @@
 import type { Command } from "commander";
-import { runCli } from "../../../shared/src/cli/runCli.js";
-import { domainStateName } from "../../../shared/src/grpc/domainStateNames.js";
+import { runCli } from "../../shared/src/cli/runCli.js";
+import { domainStateName } from "../../shared/src/grpc/domainStateNames.js";
 import { type ConnectOptions, connectCoordinator, withConnectOptions } from "./connectCoordinator.js";
 import { ago, output, table, when } from "./output.js";
 
