@@ -40,6 +40,7 @@ function historyJob(id: string, vmUuid: string, vmName: string, full: boolean, d
   const at = Date.UTC(2026, 0, 1 + day, 3);
   return {
     id,
+    kind: "backup",
     vmUuid,
     vmName,
     hostId: "history",

@@ -105,7 +105,7 @@ export function registerJobCommands(program: Command): void {
     }, o),
   );
 
-  const jobs = program.command("jobs").description("backup jobs");
+  const jobs = program.command("jobs").description("backup and repository maintenance jobs");
   withConnectOptions(
     jobs
       .command("list")
@@ -121,12 +121,12 @@ export function registerJobCommands(program: Command): void {
       });
       output(o.json, r.jobs, () =>
         table(
-          ["JOB", "VM", "HOST", "MODE", "STATE", "TRY", "CREATED", "PROGRESS", "REASON"],
+          ["JOB", "VM / REPOSITORY", "HOST", "KIND", "STATE", "TRY", "CREATED", "PROGRESS", "REASON"],
           r.jobs.map((j) => [
             j.jobId,
-            j.vmName,
+            j.kind === "backup" ? j.vmName : `repo ${j.repository}`,
             j.hostId,
-            j.mode,
+            j.kind === "backup" ? j.mode : j.kind,
             j.state,
             j.attempt,
             ago(j.createdMs),

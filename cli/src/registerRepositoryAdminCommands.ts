@@ -2,12 +2,39 @@ import { existsSync } from "node:fs";
 import type { Command } from "commander";
 import { runCli } from "../../shared/src/cli/runCli.js";
 import { CairnError } from "../../shared/src/errors/CairnError.js";
+import type { JobSummary } from "../../shared/src/gen/cairn/v1/coordinator.js";
 import { formatBytes } from "../../shared/src/units/formatBytes.js";
 import { type ConnectOptions, connectCoordinator, withConnectOptions } from "./connectCoordinator.js";
 import { output, table, when } from "./output.js";
 import { openCliRepository } from "./registerRepoCommands.js";
 
 type O = ConnectOptions & { json?: boolean };
+/** Options of the commands that run as maintenance jobs. */
+type M = O & { host?: string; wait?: boolean };
+
+const jobOptions = (o: M) => ({ host: o.host ?? "", wait: o.wait !== false });
+const queuedLine = (j: JobSummary | undefined) =>
+  `queued job ${j?.jobId}: follow it with \`cairn jobs watch ${j?.jobId}\`\n`;
+
+/** Adds the options every maintenance command has: where it runs, and whether to wait for it. */
+function maintenanceCommand(c: Command): Command {
+  return withConnectOptions(
+    c
+      .option("--host <id>", "run it on this host's agent (default: one that last reached the repository)")
+      .option("--no-wait", "queue the job and return its id"),
+  );
+}
+
+/** Follows a job until it ends. */
+async function waitForJob(client: ReturnType<typeof connectCoordinator>, jobId: string): Promise<JobSummary> {
+  let last: JobSummary | undefined;
+  for await (const ev of client.watchJob({ jobId })) {
+    last = ev.job;
+    if (last && ["succeeded", "failed", "cancelled"].includes(last.state)) return last;
+  }
+  if (!last) throw new CairnError("unavailable", `the coordinator sent nothing about job ${jobId}`);
+  return last;
+}
 
 /** Coordinator-managed repositories (`cairn repo add|list|verify|prune|gc|stats`) and `cairn restore disk`. */
 export function registerRepositoryAdminCommands(program: Command): void {
@@ -16,16 +43,26 @@ export function registerRepositoryAdminCommands(program: Command): void {
     repo
       .command("add <name> <location>")
       .description("register an initialized repository with the coordinator"),
-  ).action((name: string, location: string, o: O) =>
-    runCli(async () => {
-      const r = await connectCoordinator(o).registerRepository({ name, location });
-      output(
-        o.json,
-        { name, location, ...r },
-        () => `repository ${name} ${r.created ? "registered" : "updated"}: ${location}\n`,
-      );
-    }, o),
-  );
+  )
+    .option("--wait", "wait for an agent to scan it and import its snapshots")
+    .action((name: string, location: string, o: O & { wait?: boolean }) =>
+      runCli(async () => {
+        const client = connectCoordinator(o);
+        const r = await client.registerRepository({ name, location });
+        if (!o.json)
+          process.stdout.write(
+            `repository ${name} ${r.created ? "registered" : "updated"}: ${location}\n` +
+              `an agent scans it for existing snapshots in job ${r.scanJobId}\n`,
+          );
+        const scan = o.wait ? await waitForJob(client, r.scanJobId) : undefined;
+        if (o.json) output(true, { name, location, ...r, ...(scan ? { scan } : {}) }, () => "");
+        else if (scan) process.stdout.write(`scan ${scan.state}: ${scan.reason}\n`);
+        if (scan && scan.state !== "succeeded")
+          throw new CairnError("failed-precondition", `scanning ${location} failed: ${scan.reason}`, {
+            hint: "fix the location (as the agents see it) and run `cairn repo add` again",
+          });
+      }, o),
+    );
   withConnectOptions(repo.command("list").description("repositories the coordinator knows")).action((o: O) =>
     runCli(async () => {
       const r = await connectCoordinator(o).listRepositories({});
@@ -37,17 +74,31 @@ export function registerRepositoryAdminCommands(program: Command): void {
       );
     }, o),
   );
-  withConnectOptions(
+  maintenanceCommand(
     repo
       .command("verify <name>")
-      .description("check structure (and with --read-data every chunk)")
-      .option("--read-data"),
-  ).action((name: string, o: O & { readData?: boolean }) =>
+      .description("check structure (and with --read-data the chunks), as a job on an agent")
+      .option("--read-data", "also read and re-hash chunks")
+      .option("--percent <n>", "with --read-data: read this share of the chunks (a random slice)", (v) =>
+        Number.parseInt(v, 10),
+      ),
+  ).action((name: string, o: M & { readData?: boolean; percent?: number }) =>
     runCli(async () => {
-      const r = await connectCoordinator(o).verifyRepository({ name, readData: Boolean(o.readData) });
-      output(o.json, r, () =>
+      if (o.percent !== undefined && !(o.percent >= 1 && o.percent <= 100))
+        throw new CairnError("invalid-argument", `--percent ${o.percent} is not from 1 to 100`);
+      const res = await connectCoordinator(o).verifyRepository({
+        name,
+        readData: Boolean(o.readData),
+        readDataPercent: o.percent ?? 0,
+        ...jobOptions(o),
+      });
+      const r = res.report;
+      if (!r) return void output(o.json, res, () => queuedLine(res.job));
+      output(o.json, res, () =>
         r.ok
-          ? `repository ${name} OK: ${r.snapshotsChecked} snapshots, ${r.chunksChecked} chunks checked\n`
+          ? `repository ${name} OK: ${r.snapshotsChecked} snapshots, ${r.chunksChecked} chunks checked${
+              r.chunksRead > 0n ? `, ${r.chunksRead} read` : ""
+            } (job ${res.job?.jobId} on ${res.job?.hostId})\n`
           : `repository ${name} has ${r.problems.length} problems:\n${r.problems.map((p) => `  ${p}`).join("\n")}\n`,
       );
       if (!r.ok)
@@ -56,17 +107,23 @@ export function registerRepositoryAdminCommands(program: Command): void {
         });
     }, o),
   );
-  withConnectOptions(
+  maintenanceCommand(
     repo
       .command("prune <name>")
       .description("apply each VM's policy retention")
       .option("--dry-run", "only show what would go"),
-  ).action((name: string, o: O & { dryRun?: boolean }) =>
+  ).action((name: string, o: M & { dryRun?: boolean }) =>
     runCli(async () => {
-      const r = await connectCoordinator(o).pruneRepository({ name, dryRun: Boolean(o.dryRun) });
+      const res = await connectCoordinator(o).pruneRepository({
+        name,
+        dryRun: Boolean(o.dryRun),
+        ...jobOptions(o),
+      });
+      const r = res.report;
+      if (!r) return void output(o.json, res, () => queuedLine(res.job));
       output(
         o.json,
-        r,
+        res,
         () =>
           `${o.dryRun ? "would remove" : "removed"} ${r.removedSnapshotIds.length} snapshots, kept ${r.kept}${
             r.removedSnapshotIds.length ? `:\n  ${r.removedSnapshotIds.join("\n  ")}` : ""
@@ -74,7 +131,7 @@ export function registerRepositoryAdminCommands(program: Command): void {
       );
     }, o),
   );
-  withConnectOptions(
+  maintenanceCommand(
     repo
       .command("gc <name>")
       .description(
@@ -82,16 +139,19 @@ export function registerRepositoryAdminCommands(program: Command): void {
       )
       .option("--dry-run", "only show what would be deleted and rewritten")
       .option("--no-repack", "keep packs that still hold live chunks as they are"),
-  ).action((name: string, o: O & { dryRun?: boolean; repack?: boolean }) =>
+  ).action((name: string, o: M & { dryRun?: boolean; repack?: boolean }) =>
     runCli(async () => {
-      const r = await connectCoordinator(o).gcRepository({
+      const res = await connectCoordinator(o).gcRepository({
         name,
         dryRun: Boolean(o.dryRun),
         noRepack: o.repack === false,
+        ...jobOptions(o),
       });
+      const r = res.report;
+      if (!r) return void output(o.json, res, () => queuedLine(res.job));
       output(
         o.json,
-        r,
+        res,
         () =>
           `${o.dryRun ? "would delete" : "deleted"} ${r.chunksDeleted} chunks and ${r.packsDeleted} packs` +
           (r.packsRepacked > 0n
@@ -104,11 +164,13 @@ export function registerRepositoryAdminCommands(program: Command): void {
       );
     }, o),
   );
-  withConnectOptions(repo.command("stats <name>").description("sizes, dedup and compression")).action(
-    (name: string, o: O) =>
+  maintenanceCommand(repo.command("stats <name>").description("sizes, dedup and compression")).action(
+    (name: string, o: M) =>
       runCli(async () => {
-        const r = await connectCoordinator(o).repositoryStats({ name });
-        output(o.json, r, () =>
+        const res = await connectCoordinator(o).repositoryStats({ name, ...jobOptions(o) });
+        const r = res.report;
+        if (!r) return void output(o.json, res, () => queuedLine(res.job));
+        output(o.json, res, () =>
           table(
             ["SNAPSHOTS", "LOGICAL", "UNIQUE", "STORED", "DEDUP", "COMPRESSION"],
             [

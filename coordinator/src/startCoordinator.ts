@@ -2,7 +2,6 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createServer } from "nice-grpc";
-import { readPassphrase } from "../../shared/src/cli/runCli.js";
 import { CairnError } from "../../shared/src/errors/CairnError.js";
 import { CoordinatorServiceDefinition } from "../../shared/src/gen/cairn/v1/coordinator.js";
 import { errorMappingMiddleware } from "../../shared/src/grpc/errorMappingMiddleware.js";
@@ -12,8 +11,7 @@ import { withUnimplemented } from "../../shared/src/grpc/withUnimplemented.js";
 import type { Logger } from "../../shared/src/log/createLogger.js";
 import { MetricsRegistry } from "../../shared/src/metrics/MetricsRegistry.js";
 import { startMetricsServer } from "../../shared/src/metrics/startMetricsServer.js";
-import { Repository } from "../../shared/src/repository/Repository.js";
-import { openRepositoryStore } from "../../shared/src/repositoryLocation/openRepositoryStore.js";
+import { snapshotManifestSchema } from "../../shared/src/repository/manifest/SnapshotManifest.js";
 import { CAIRN_VERSION } from "../../shared/src/version.js";
 import { TokenCache } from "./access/TokenCache.js";
 import { AgentClients } from "./agents/AgentClients.js";
@@ -22,9 +20,9 @@ import { type CoordinatorConfig, databasePath, pkiDir } from "./config/Coordinat
 import { EventSink } from "./fleet/EventSink.js";
 import { JobHub } from "./jobs/JobHub.js";
 import { JobRunner } from "./jobs/JobRunner.js";
+import { Maintenance } from "./maintenance/Maintenance.js";
 import { CoordinatorMetrics } from "./metrics/CoordinatorMetrics.js";
 import { CertificateAuthority } from "./pki/CertificateAuthority.js";
-import { RetentionQueue } from "./retention/RetentionQueue.js";
 import { retryDelayMs } from "./schedule/retryDelayMs.js";
 import { PolicyCache } from "./scheduler/PolicyCache.js";
 import { Scheduler } from "./scheduler/Scheduler.js";
@@ -90,10 +88,6 @@ export async function startCoordinator(
     keyPem: await readFile(paths.key, "utf8"),
   };
   const store = SqliteStore.open(databasePath(config));
-  const passphrase = await readPassphrase(config.repositoryPassphraseFile);
-  const openRepository = (location: string, s: AbortSignal) =>
-    Repository.open(openRepositoryStore(location), { ...(passphrase ? { passphrase } : {}), signal: s });
-
   const hub = new JobHub();
   const clients = new AgentClients(identity);
   const registry = new MetricsRegistry();
@@ -106,11 +100,15 @@ export async function startCoordinator(
   const audit = (principal: string, action: string, target: string, detail = "") =>
     store.appendAudit({ atMs: now(), principal, action, target, detail });
   const policies = new PolicyCache(log);
-  const retention = new RetentionQueue({
+  const maintenance = new Maintenance({
     store,
+    hub,
+    policies,
     log,
-    openRepository,
-    audit: (a, t, d) => audit("coordinator", a, t, d),
+    now,
+    maxAttempts: config.maxAttempts,
+    audit,
+    kick: () => kick(),
   });
   const runner = new JobRunner({
     store,
@@ -121,31 +119,33 @@ export async function startCoordinator(
     retryDelayMs: (attempt) =>
       retryDelayMs(attempt, { baseMs: config.retryBaseMs, maxMs: config.retryMaxMs }, Math.random),
     onTransition: (job, from) => metrics.jobTransition(job, from),
-    onSuccess: async ({ job, snapshotId, bytesRead, bytesStored, freezeMs }) => {
+    onSuccess: async ({ job, snapshotId, bytesRead, bytesStored, freezeMs, manifestJson }) => {
       metrics.jobSucceeded(job, bytesRead, bytesStored, freezeMs);
       await store.setVmLastBackup(job.vmUuid, job.finishedMs ?? now());
-      const repoRec = await store.getRepository(job.repository);
-      if (repoRec) {
-        const repo = await openRepository(repoRec.location, AbortSignal.timeout(60_000));
-        try {
-          await store.putSnapshot(snapshotRecordOf(await repo.showSnapshot(snapshotId), job.repository));
-        } finally {
-          await repo.close();
-        }
-      }
+      // The agent's result carries the manifest: the catalog never reads back what was just written.
+      if (manifestJson)
+        await store.putSnapshot({
+          ...snapshotRecordOf(snapshotManifestSchema.parse(JSON.parse(manifestJson)), job.repository),
+          manifestJson,
+        });
+      else
+        log.warn(
+          { job: job.id, snapshotId },
+          "the agent reported no manifest; the snapshot is indexed by the next scan",
+        );
       const prec = job.policy ? await store.getPolicy(job.policy) : undefined;
       const policy = prec && policies.get(prec);
-      if (policy && job.trigger === "schedule")
-        retention.add({ repository: job.repository, vmUuid: job.vmUuid, policy });
+      if (policy && job.trigger === "schedule") await maintenance.afterBackup(job, policy);
       kick();
     },
+    onMaintenanceDone: (job, report) => maintenance.done(job, report),
   });
 
   const scheduler = new Scheduler({
     store,
     runner,
     policies,
-    retention,
+    fireMaintenance: (n) => maintenance.fireDue(n),
     log,
     now,
     config: { lostAfterMs: config.lostAfterSeconds * 1000, maxAttempts: config.maxAttempts },
@@ -190,7 +190,7 @@ export async function startCoordinator(
           if (t.kind === "admin" && t.role) tokens.set(t.hash, { name: t.name, role: t.role as Role });
       }
     },
-    openRepository,
+    maintenance,
   };
 
   // A restart loses sight of running jobs: they are interrupted and re-attached by job id.

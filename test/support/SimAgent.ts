@@ -10,16 +10,20 @@ import { enrollAgent } from "../../agent/src/coordinator/enrollAgent.js";
 import type { DomainInfo } from "../../agent/src/hypervisor/DomainInfo.js";
 import { JobFeed } from "../../agent/src/jobs/JobFeed.js";
 import { JobRegistry } from "../../agent/src/jobs/JobRegistry.js";
+import { runMaintenanceRpc } from "../../agent/src/server/runMaintenanceRpc.js";
+import { CairnError } from "../../shared/src/errors/CairnError.js";
 import {
   AgentServiceDefinition,
   type AgentServiceImplementation,
   type RunBackupResponse,
 } from "../../shared/src/gen/cairn/v1/agent.js";
 import { BackupMode } from "../../shared/src/gen/cairn/v1/common.js";
+import { toGrpcStatus } from "../../shared/src/grpc/toGrpcStatus.js";
 import { withUnimplemented } from "../../shared/src/grpc/withUnimplemented.js";
 import { createLogger } from "../../shared/src/log/createLogger.js";
 import { readIdentity } from "../../shared/src/pki/writeIdentity.js";
 import { LocalObjectStore } from "../../shared/src/repository/backends/LocalObjectStore.js";
+import type { SnapshotManifest } from "../../shared/src/repository/manifest/SnapshotManifest.js";
 import { Repository } from "../../shared/src/repository/Repository.js";
 import { FakeHypervisor } from "./fakes/FakeHypervisor.js";
 
@@ -131,6 +135,19 @@ export class SimAgent {
         found: (await this.jobs.abortAndWait(req.jobId, req.reason, 8_000)).found,
       }),
       runBackup: (req, ctx) => this.runBackup(req, ctx),
+      // The agent's own maintenance RPC, on a real repository: only backups are simulated.
+      runMaintenance: (req, ctx) =>
+        asServerErrors(
+          runMaintenanceRpc(
+            {
+              jobs: this.jobs,
+              openRepository: (location) => Repository.open(new LocalObjectStore(location)),
+              exclusiveLockWaitMs: 30_000,
+            },
+            req,
+            ctx,
+          ),
+        ),
     };
   }
 
@@ -141,7 +158,7 @@ export class SimAgent {
       if (done) {
         yield result(
           req.jobId,
-          done.id,
+          done,
           done.disks.map((d) => [d.target, d.kind] as [string, string]),
         );
         return;
@@ -204,7 +221,7 @@ export class SimAgent {
       job
         .then(
           // Reported as the agent would for a valid chain: the kind that was asked for.
-          (m) => f.finish(result(req.jobId, m.id, [["vda", KIND_BY_MODE[req.mode] ?? "full"]])),
+          (m) => f.finish(result(req.jobId, m, [["vda", KIND_BY_MODE[req.mode] ?? "full"]])),
           (e) => f.fail(e),
         )
         .finally(() => this.feeds.delete(req.jobId));
@@ -223,6 +240,15 @@ export class SimAgent {
   }
 }
 
+/** What the real agent's error middleware does: CairnErrors reach the caller with their status. */
+async function* asServerErrors<T>(gen: AsyncGenerator<T>): AsyncGenerator<T> {
+  try {
+    yield* gen;
+  } catch (e) {
+    throw e instanceof CairnError ? new ServerError(toGrpcStatus(e.code), e.userMessage) : e;
+  }
+}
+
 const KIND_BY_MODE: Record<number, string> = {
   [BackupMode.BACKUP_MODE_FULL]: "full",
   [BackupMode.BACKUP_MODE_COPY]: "copy",
@@ -231,13 +257,14 @@ const KIND_BY_MODE: Record<number, string> = {
   [BackupMode.BACKUP_MODE_AUTO]: "incremental",
 };
 
-function result(jobId: string, snapshotId: string, kinds: [string, string][]): RunBackupResponse {
+function result(jobId: string, m: SnapshotManifest, kinds: [string, string][]): RunBackupResponse {
   return {
     jobId,
     event: {
       $case: "result",
       value: {
-        snapshotId,
+        snapshotId: m.id,
+        manifestJson: JSON.stringify(m),
         diskKinds: Object.fromEntries(kinds),
         quiesced: true,
         consistencyReason: "",

@@ -6,6 +6,7 @@ import type { Store } from "../../coordinator/src/store/Store.js";
 export function sampleJob(over: Partial<JobRecord> = {}): JobRecord {
   return {
     id: "job-1",
+    kind: "backup",
     vmUuid: "u1",
     vmName: "vm1",
     hostId: "h1",

@@ -11,6 +11,7 @@ import { CAIRN_VERSION } from "../../../shared/src/version.js";
 import type { Hypervisor } from "../hypervisor/Hypervisor.js";
 import { collectHostInventory } from "../inventory/collectHostInventory.js";
 import { type BackupRpcDeps, runBackupRpc } from "./runBackupRpc.js";
+import { runMaintenanceRpc } from "./runMaintenanceRpc.js";
 
 export interface AgentServiceDeps {
   hypervisor: Hypervisor;
@@ -51,6 +52,15 @@ export function createAgentService(deps: AgentServiceDeps): AgentServiceImplemen
   const backups = deps.backups;
   if (backups) {
     impl.runBackup = (req, ctx: CallContext) => runBackupRpc(backups, req, ctx);
+    impl.runMaintenance = (req, ctx: CallContext) =>
+      runMaintenanceRpc(
+        {
+          jobs: backups.jobs,
+          openRepository: (location, signal) => backups.openRepository(location, signal),
+        },
+        req,
+        ctx,
+      );
     impl.abortJob = async (req) => {
       if (!req.jobId.trim()) throw new CairnError("invalid-argument", "job_id is required");
       // Answers once the job's cleanup ran (or after 8 s: inside the coordinator's 10 s deadline).

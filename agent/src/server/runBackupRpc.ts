@@ -65,6 +65,7 @@ function toResult(m: SnapshotManifest, freezeMs: number | undefined): RunBackupR
       bytesNew: BigInt(m.stats.bytesNew),
       bytesStored: BigInt(m.stats.bytesStored),
       freezeMs: freezeMs ?? 0,
+      manifestJson: JSON.stringify(m),
     },
   };
 }

@@ -27,8 +27,6 @@ export const coordinatorConfigSchema = z
       .int()
       .min(10)
       .default(15 * 60_000),
-    /** Passphrase of encrypted repositories, for prune/verify/gc/stats run by the coordinator. */
-    repositoryPassphraseFile: z.string().min(1).optional(),
     logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
   })
   .strict();

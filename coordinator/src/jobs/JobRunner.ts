@@ -1,8 +1,15 @@
 import { ClientError, Status } from "nice-grpc-common";
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
-import { BackupMode, QuiesceMode } from "../../../shared/src/gen/cairn/v1/common.js";
+import {
+  BackupMode,
+  type MaintenanceReport,
+  type Progress,
+  QuiesceMode,
+} from "../../../shared/src/gen/cairn/v1/common.js";
 import type { Logger } from "../../../shared/src/log/createLogger.js";
 import type { AgentClients } from "../agents/AgentClients.js";
+import { describeReport } from "../maintenance/describeReport.js";
+import { scanLocation, storeReport, wireTask } from "../maintenance/maintenanceTask.js";
 import type { JobMode, JobQuiesce, JobRecord } from "../store/records.js";
 import type { Store } from "../store/Store.js";
 import type { JobHub } from "./JobHub.js";
@@ -39,6 +46,21 @@ export interface JobSuccess {
   bytesRead: number;
   bytesStored: number;
   freezeMs: number;
+  /** The sealed manifest as the agent reported it (empty from agents older than this field). */
+  manifestJson: string;
+}
+
+interface Following {
+  controller: AbortController;
+  cancelled: boolean;
+}
+
+/** How a followed job ended on its agent: its final state, and what to record before saying so. */
+interface Finished {
+  state: "succeeded" | "failed";
+  reason: string;
+  patch: Partial<JobRecord>;
+  record(finished: JobRecord): Promise<void>;
 }
 
 export interface JobRunnerDeps {
@@ -48,13 +70,15 @@ export interface JobRunnerDeps {
   log: Logger;
   now: () => number;
   retryDelayMs: (attempt: number) => number;
-  /** Called after a job succeeded and was recorded (snapshot index, retention). */
+  /** Called when a backup job succeeded, before it is recorded as such (snapshot index, retention). */
   onSuccess: (s: JobSuccess) => Promise<void>;
+  /** Called when a maintenance job ended with a report, before it is recorded (catalog, audit). */
+  onMaintenanceDone?: (job: JobRecord, report: MaintenanceReport) => Promise<void>;
   onTransition?: (job: JobRecord, from: JobState) => void;
 }
 
 /**
- * Runs jobs on agents: one RunBackup stream per running job, progress into the hub, the outcome
+ * Runs jobs on agents: one RunBackup (or RunMaintenance) stream per running job, progress into the hub, the outcome
  * into the store. The agent keeps a job running when the stream breaks (detach), so a broken
  * stream makes the job `interrupted`, and reconciliation re-attaches by job id: never run twice.
  */
@@ -89,16 +113,18 @@ export class JobRunner {
   }
 
   /** Starts (or re-attaches to) a job on its agent; returns once it is `running`. */
-  async dispatch(job: JobRecord, agentAddress: string): Promise<void> {
+  async dispatch(job: JobRecord, agentAddress: string, why?: string): Promise<void> {
     if (this.running.has(job.id)) return;
     const reattach = job.state === "interrupted";
     const running = await this.transition(
       job,
       "running",
-      reattach ? `re-attached on ${job.hostId} (attempt ${job.attempt})` : `dispatched to ${job.hostId}`,
+      reattach
+        ? `re-attached on ${job.hostId} (attempt ${job.attempt})`
+        : `dispatched to ${job.hostId}${why ? ` (${why})` : ""}`,
       { startedMs: job.startedMs ?? this.deps.now(), phase: "starting" },
     );
-    const entry = { controller: new AbortController(), cancelled: false };
+    const entry: Following = { controller: new AbortController(), cancelled: false };
     this.running.set(job.id, entry);
     void this.follow(running, agentAddress, entry).finally(() => this.running.delete(job.id));
   }
@@ -147,72 +173,24 @@ export class JobRunner {
     }
   }
 
-  private async follow(
-    job: JobRecord,
-    agentAddress: string,
-    entry: { controller: AbortController; cancelled: boolean },
-  ): Promise<void> {
-    const { hub, clients, log } = this.deps;
-    let current = job;
+  private async follow(job: JobRecord, agentAddress: string, entry: Following): Promise<void> {
+    const { log } = this.deps;
     try {
-      const stream = clients.get(agentAddress).runBackup(
-        {
-          jobId: job.id,
-          domainUuid: job.vmUuid,
-          mode: MODE[job.mode],
-          quiesce: QUIESCE[job.quiesce],
-          repository: (await this.repositoryLocation(job)) ?? "",
-          disks: [],
-          bandwidthLimit: BigInt(job.bandwidthBytesPerSecond),
-          labels: { ...(job.policy ? { policy: job.policy } : {}), trigger: job.trigger },
-          detachOnDisconnect: true,
-        },
-        { signal: entry.controller.signal },
-      );
-      for await (const ev of stream) {
-        const e = ev.event;
-        if (!e) continue;
-        if (e.$case === "progress") {
-          hub.setProgress(job.id, {
-            bytesDone: Number(e.value.bytesDone),
-            bytesTotal: Number(e.value.bytesTotal),
-            rate: e.value.rate,
-            etaSeconds: e.value.etaSeconds,
-            phase: e.value.phase,
-          });
-        } else if (e.$case === "state") {
-          current = { ...current, phase: e.value };
-          hub.changed(current);
-        } else if (e.$case === "result") {
-          const r = e.value;
-          const latest = (await this.deps.store.getJob(job.id)) ?? current;
-          const kinds = Object.values(r.diskKinds).join(", ");
-          const patch = {
-            snapshotId: r.snapshotId,
-            diskKinds: r.diskKinds,
-            finishedMs: this.deps.now(),
-            phase: "done",
-          };
-          // Index first, then report success: whoever sees the job succeeded also finds its snapshot.
-          await this.deps
-            .onSuccess({
-              job: { ...latest, ...patch, state: "succeeded" },
-              snapshotId: r.snapshotId,
-              bytesRead: Number(r.bytesRead),
-              bytesStored: Number(r.bytesStored),
-              freezeMs: r.freezeMs,
-            })
-            .catch((err) => log.error({ err, job: job.id }, "recording a finished job's snapshot failed"));
-          await this.transition(
-            latest,
-            "succeeded",
-            `snapshot ${r.snapshotId} (${kinds}${r.quiesced ? ", quiesced" : `, crash-consistent: ${r.consistencyReason}`})`,
-            patch,
-          );
-          return;
-        }
-      }
-      throw new CairnError("protocol", "the agent ended the RunBackup stream without a result");
+      const done =
+        job.kind === "backup"
+          ? await this.followBackup(job, agentAddress, entry)
+          : await this.followMaintenance(job, agentAddress, entry);
+      const latest = (await this.deps.store.getJob(job.id)) ?? job;
+      const finished = { ...latest, ...done.patch, finishedMs: this.deps.now(), phase: "done" };
+      // Record first, then report the outcome: whoever sees the job end also finds what it made.
+      await done
+        .record(finished)
+        .catch((err) => log.error({ err, job: job.id }, "recording a finished job's outcome failed"));
+      await this.transition(latest, done.state, done.reason, {
+        ...done.patch,
+        finishedMs: finished.finishedMs,
+        phase: "done",
+      });
     } catch (err) {
       await this.failed(job.id, err, entry).catch((e) =>
         log.error({ err: e, job: job.id }, "recording a job failure failed"),
@@ -220,11 +198,92 @@ export class JobRunner {
     }
   }
 
-  private async failed(
-    jobId: string,
-    err: unknown,
-    entry: { controller: AbortController; cancelled: boolean },
-  ) {
+  private async followBackup(job: JobRecord, agentAddress: string, entry: Following): Promise<Finished> {
+    const stream = this.deps.clients.get(agentAddress).runBackup(
+      {
+        jobId: job.id,
+        domainUuid: job.vmUuid,
+        mode: MODE[job.mode],
+        quiesce: QUIESCE[job.quiesce],
+        repository: (await this.repositoryLocation(job)) ?? "",
+        disks: [],
+        bandwidthLimit: BigInt(job.bandwidthBytesPerSecond),
+        labels: { ...(job.policy ? { policy: job.policy } : {}), trigger: job.trigger },
+        detachOnDisconnect: true,
+      },
+      { signal: entry.controller.signal },
+    );
+    let current = job;
+    for await (const ev of stream) {
+      const e = ev.event;
+      if (!e) continue;
+      if (e.$case === "progress") this.progress(job.id, e.value);
+      else if (e.$case === "state") {
+        current = { ...current, phase: e.value };
+        this.deps.hub.changed(current);
+      } else if (e.$case === "result") {
+        const r = e.value;
+        const kinds = Object.values(r.diskKinds).join(", ");
+        return {
+          state: "succeeded",
+          reason: `snapshot ${r.snapshotId} (${kinds}${r.quiesced ? ", quiesced" : `, crash-consistent: ${r.consistencyReason}`})`,
+          patch: { snapshotId: r.snapshotId, diskKinds: r.diskKinds },
+          record: (finished) =>
+            this.deps.onSuccess({
+              job: { ...finished, state: "succeeded" },
+              snapshotId: r.snapshotId,
+              bytesRead: Number(r.bytesRead),
+              bytesStored: Number(r.bytesStored),
+              freezeMs: r.freezeMs,
+              manifestJson: r.manifestJson,
+            }),
+        };
+      }
+    }
+    throw new CairnError("protocol", "the agent ended the RunBackup stream without a result");
+  }
+
+  private async followMaintenance(job: JobRecord, agentAddress: string, entry: Following): Promise<Finished> {
+    const location = scanLocation(job) ?? (await this.repositoryLocation(job));
+    if (!location) throw new CairnError("not-found", `repository ${job.repository} is no longer registered`);
+    const stream = this.deps.clients
+      .get(agentAddress)
+      .runMaintenance(
+        { jobId: job.id, repository: location, task: wireTask(job), detachOnDisconnect: true },
+        { signal: entry.controller.signal },
+      );
+    for await (const ev of stream) {
+      const e = ev.event;
+      if (e?.$case === "progress") this.progress(job.id, e.value);
+      else if (e?.$case === "report") {
+        const report = e.value;
+        const outcome = describeReport(report);
+        return {
+          state: outcome.ok ? "succeeded" : "failed",
+          reason: outcome.summary,
+          patch: { report: storeReport(report) },
+          record: (finished) =>
+            this.deps.onMaintenanceDone?.(
+              { ...finished, state: outcome.ok ? "succeeded" : "failed" },
+              report,
+            ) ?? Promise.resolve(),
+        };
+      }
+    }
+    throw new CairnError("protocol", "the agent ended the RunMaintenance stream without a report");
+  }
+
+  private progress(jobId: string, p: Progress): void {
+    this.deps.hub.setProgress(jobId, {
+      bytesDone: Number(p.bytesDone),
+      bytesTotal: Number(p.bytesTotal),
+      rate: p.rate,
+      etaSeconds: p.etaSeconds,
+      phase: p.phase,
+    });
+  }
+
+  private async failed(jobId: string, err: unknown, entry: Following) {
     const job = await this.deps.store.getJob(jobId);
     if (job?.state !== "running") return; // already moved (host lost, shutdown)
     const now = this.deps.now();

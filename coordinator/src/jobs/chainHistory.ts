@@ -10,7 +10,7 @@ export interface ChainHistory {
 export function chainHistory(succeeded: readonly JobRecord[], policy: string): Map<string, ChainHistory> {
   const byVm = new Map<string, JobRecord[]>();
   for (const j of succeeded) {
-    if (j.policy !== policy) continue;
+    if (j.policy !== policy || (j.kind ?? "backup") !== "backup") continue;
     const l = byVm.get(j.vmUuid);
     if (l) l.push(j);
     else byVm.set(j.vmUuid, [j]);

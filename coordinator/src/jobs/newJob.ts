@@ -23,6 +23,7 @@ export function newJob(
 ): JobRecord {
   return {
     id: newJobId(opts.nowMs),
+    kind: "backup",
     vmUuid: vm.uuid,
     vmName: vm.name,
     hostId: vm.hostId,

@@ -33,6 +33,22 @@ export function parseBandwidth(v: number | string): number | undefined {
   return Math.floor(Number(m[1]) * base ** unit);
 }
 
+const cronSchema = z.string().superRefine((v, ctx) => {
+  const err = validCron(v);
+  if (err)
+    ctx.addIssue({
+      code: "custom",
+      message: `${JSON.stringify(v)} is not a valid cron expression (${err})`,
+    });
+});
+
+/** "10%", 10, "100%" → 10, 10, 100; undefined outside 0–100. */
+export function parsePercent(v: number | string): number | undefined {
+  const n = typeof v === "number" ? v : /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(v)?.[1];
+  const x = n === undefined ? Number.NaN : Number(n);
+  return Number.isFinite(x) && x >= 0 && x <= 100 ? x : undefined;
+}
+
 /** The policy document (YAML) as validated: strict, every field named in errors. */
 export const policySchema = z
   .object({
@@ -49,14 +65,7 @@ export const policySchema = z
       }),
     schedule: z
       .object({
-        cron: z.string().superRefine((v, ctx) => {
-          const err = validCron(v);
-          if (err)
-            ctx.addIssue({
-              code: "custom",
-              message: `${JSON.stringify(v)} is not a valid cron expression (${err})`,
-            });
-        }),
+        cron: cronSchema,
         timezone: z
           .string()
           .default("UTC")
@@ -105,6 +114,26 @@ export const policySchema = z
       .object({
         start: z.string().regex(HHMM, 'must be "HH:MM"'),
         end: z.string().regex(HHMM, 'must be "HH:MM"'),
+      })
+      .strict()
+      .optional(),
+    maintenance: z
+      .object({
+        // Verify the policy's repository on this cron (policy timezone): structure every time, and
+        // with readData that share of the chunks, a different slice each run.
+        verify: cronSchema.optional(),
+        readData: z
+          .union([z.number(), z.string()])
+          .optional()
+          .transform((v, ctx) => {
+            const pct = parsePercent(v ?? 0);
+            if (pct === undefined) {
+              ctx.addIssue({ code: "custom", message: 'must be a percentage from 0% to 100%, e.g. "10%"' });
+              return z.NEVER;
+            }
+            return pct;
+          }),
+        gc: cronSchema.optional(),
       })
       .strict()
       .optional(),

@@ -1,8 +1,9 @@
 import type { Logger } from "../../../shared/src/log/createLogger.js";
 import type { JobRunner } from "../jobs/JobRunner.js";
 import { newJob } from "../jobs/newJob.js";
+import { chooseMaintenanceHost } from "../maintenance/chooseMaintenanceHost.js";
+import { exclusivityKey } from "../maintenance/newMaintenanceJob.js";
 import { selectVms } from "../policy/selectVms.js";
-import type { RetentionQueue } from "../retention/RetentionQueue.js";
 import { chooseJobMode } from "../schedule/chooseJobMode.js";
 import { dueRun } from "../schedule/dueRun.js";
 import { inWindow } from "../schedule/inWindow.js";
@@ -27,19 +28,22 @@ export interface TickReport {
 
 /**
  * One scheduling pass: mark silent hosts lost (interrupting their jobs), turn due policy fires into
- * jobs (a fire missed while the coordinator was down runs once), re-attach interrupted jobs whose
- * host is back, start queued jobs within the concurrency limits, then run pending retention.
- * Passes never overlap.
+ * jobs (a fire missed while the coordinator was down runs once) and due maintenance into jobs,
+ * re-attach interrupted jobs whose host is back, give maintenance jobs an agent, and start queued
+ * jobs within the concurrency limits. Passes never overlap.
  */
 export class Scheduler {
   private ticking: Promise<TickReport> | undefined;
+  /** Why a maintenance job got its agent, for the dispatch's reason (this pass only). */
+  private readonly hostChoice = new Map<string, string>();
 
   constructor(
     private readonly deps: {
       store: Store;
       runner: JobRunner;
       policies: PolicyCache;
-      retention: RetentionQueue;
+      /** Creates the maintenance jobs whose policy schedules are due (verify, GC). */
+      fireMaintenance: (now: number) => Promise<JobRecord[]>;
       log: Logger;
       now: () => number;
       config: SchedulerConfig;
@@ -85,7 +89,7 @@ export class Scheduler {
 
     // The new jobs join the open list as inserted: re-reading 10,000 jobs from the store cost more
     // than the rest of a firing pass.
-    const created = await this.fireDuePolicies(open, now);
+    const created = [...(await this.fireDuePolicies(open, now)), ...(await this.deps.fireMaintenance(now))];
     report.created = created.length;
     if (created.length) open = [...open, ...created];
 
@@ -110,13 +114,16 @@ export class Scheduler {
       const p = policies.get(j.policy);
       return p ? inWindow(p.window, p.schedule.timezone, new Date(now)) : true;
     };
-    const queued = open.filter((j) => j.state === "queued");
-    const active = open.filter((j) => j.state !== "queued");
     const onlineHosts = new Set([...hosts.keys()].filter(isOnline));
+    const queued = await this.assignMaintenanceHosts(
+      open.filter((j) => j.state === "queued"),
+      onlineHosts,
+    );
+    const active = open.filter((j) => j.state !== "queued");
     const pick = planDispatch({
       queued: queued.filter(eligible).map((j) => ({
         id: j.id,
-        vmUuid: j.vmUuid,
+        vmUuid: exclusivityKey(j),
         hostId: j.hostId,
         repository: j.repository,
         policy: j.policy ?? "",
@@ -127,7 +134,7 @@ export class Scheduler {
       })),
       active: active.map((j) => ({
         id: j.id,
-        vmUuid: j.vmUuid,
+        vmUuid: exclusivityKey(j),
         hostId: j.hostId,
         repository: j.repository,
         policy: j.policy ?? "",
@@ -140,14 +147,11 @@ export class Scheduler {
       if (signal.aborted) break;
       const j = byId.get(id);
       if (!j) continue;
-      await runner.dispatch(j, (hosts.get(j.hostId) as HostRecord).agentAddress);
+      await runner.dispatch(j, (hosts.get(j.hostId) as HostRecord).agentAddress, this.hostChoice.get(id));
       report.dispatched++;
     }
     report.queued = queued.length - report.dispatched;
-
-    const activeRepos = new Set(open.filter((j) => j.state !== "queued").map((j) => j.repository));
-    for (const id of pick) activeRepos.add(byId.get(id)?.repository ?? "");
-    void this.deps.retention.runOne(activeRepos, signal);
+    this.hostChoice.clear();
 
     report.durationMs = performance.now() - started;
     if (
@@ -159,6 +163,30 @@ export class Scheduler {
     )
       log.info({ ...report, durationMs: Math.round(report.durationMs * 10) / 10 }, "scheduling pass");
     return report;
+  }
+
+  /**
+   * Maintenance jobs that wait for an agent get one (chooseMaintenanceHost); those no online host
+   * can take keep waiting. Looks at recent successes only when such a job is queued.
+   */
+  private async assignMaintenanceHosts(
+    queued: readonly JobRecord[],
+    online: ReadonlySet<string>,
+  ): Promise<JobRecord[]> {
+    if (!queued.some((j) => j.kind !== "backup" && !j.hostId)) return [...queued];
+    const recent = await this.deps.store.listJobs({ states: ["succeeded"], limit: 500 });
+    const out: JobRecord[] = [];
+    for (const j of queued) {
+      if (j.kind === "backup" || j.hostId) {
+        out.push(j);
+        continue;
+      }
+      const pick = chooseMaintenanceHost({ requested: "", online, recent, repository: j.repository });
+      if (!pick) continue;
+      out.push({ ...j, hostId: pick.hostId });
+      this.hostChoice.set(j.id, pick.reason);
+    }
+    return out;
   }
 
   /** Creates jobs for every policy fire that is due; returns them as stored. */
@@ -182,7 +210,7 @@ export class Scheduler {
     if (!due.length) return [];
     const vms = (await store.listVms()).filter((v) => v.present);
     const vmByUuid = new Map(vms.map((v) => [v.uuid, v]));
-    const busy = new Set(open.map((j) => j.vmUuid));
+    const busy = new Set(open.filter((j) => j.kind === "backup").map((j) => j.vmUuid));
     const created: JobRecord[] = [];
     for (const { rec, policy, fire } of due) {
       const history = await store.chainHistories(policy.name);

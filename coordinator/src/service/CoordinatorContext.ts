@@ -1,9 +1,9 @@
 import type { Logger } from "../../../shared/src/log/createLogger.js";
-import type { Repository } from "../../../shared/src/repository/Repository.js";
 import type { CoordinatorConfig } from "../config/CoordinatorConfig.js";
 import type { EventSink } from "../fleet/EventSink.js";
 import type { JobHub } from "../jobs/JobHub.js";
 import type { JobRunner } from "../jobs/JobRunner.js";
+import type { Maintenance } from "../maintenance/Maintenance.js";
 import type { CoordinatorMetrics } from "../metrics/CoordinatorMetrics.js";
 import type { CertificateAuthority } from "../pki/CertificateAuthority.js";
 import type { PolicyCache } from "../scheduler/PolicyCache.js";
@@ -26,5 +26,5 @@ export interface CoordinatorContext {
   /** Asks for a scheduling pass soon (after BackupNow, Register, ...). */
   kick(): void;
   audit(principal: string, action: string, target: string, detail?: string): Promise<void>;
-  openRepository(location: string, signal: AbortSignal): Promise<Repository>;
+  maintenance: Maintenance;
 }

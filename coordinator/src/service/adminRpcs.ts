@@ -121,6 +121,7 @@ export function adminRpcs(c: CoordinatorContext): AdminRpcs {
         updatedMs: Math.max(now, (old?.updatedMs ?? 0) + 1),
         // A changed schedule starts counting now: no burst of "missed" runs.
         lastFireMs: old?.lastFireMs ?? null,
+        ...(old?.maintenance ? { maintenance: old.maintenance } : {}),
       });
       await c.audit(who(ctx), created ? "CreatePolicy" : "UpdatePolicy", p.name, req.yaml);
       c.kick();

@@ -1,4 +1,5 @@
 import type { JobSummary } from "../../../shared/src/gen/cairn/v1/coordinator.js";
+import { reportOf } from "../maintenance/maintenanceTask.js";
 import type { JobProgress, JobRecord } from "../store/records.js";
 
 export function jobSummary(j: JobRecord, progress: JobProgress | undefined): JobSummary {
@@ -21,10 +22,12 @@ export function jobSummary(j: JobRecord, progress: JobProgress | undefined): Job
       : undefined,
     hostId: j.hostId,
     policy: j.policy ?? "",
-    mode: j.mode,
+    mode: j.kind === "backup" ? j.mode : "",
     snapshotId: j.snapshotId ?? "",
     updatedMs: BigInt(j.updatedMs),
     repository: j.repository,
     diskKinds: j.diskKinds,
+    kind: j.kind,
+    report: reportOf(j),
   };
 }

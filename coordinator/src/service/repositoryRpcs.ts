@@ -1,17 +1,16 @@
 import type { CallContext } from "nice-grpc-common";
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
+import type { MaintenanceReport } from "../../../shared/src/gen/cairn/v1/common.js";
 import type {
   CoordinatorServiceImplementation,
+  JobSummary,
   SnapshotSummary,
 } from "../../../shared/src/gen/cairn/v1/coordinator.js";
-import { collectGarbage } from "../../../shared/src/repository/gc/collectGarbage.js";
-import { pruneSnapshots } from "../../../shared/src/repository/gc/pruneSnapshots.js";
-import type { Repository } from "../../../shared/src/repository/Repository.js";
-import { repositoryStats } from "../../../shared/src/repository/stats/repositoryStats.js";
-import { verifyRepository } from "../../../shared/src/repository/verify/verifyRepository.js";
-import { snapshotRecordOf } from "../snapshots/snapshotRecordOf.js";
-import type { RepositoryRecord, SnapshotRecord } from "../store/records.js";
+import { verifySlices } from "../maintenance/Maintenance.js";
+import { reportOf, type StoredTask, storeTask } from "../maintenance/maintenanceTask.js";
+import type { MaintenanceKind, RepositoryRecord, SnapshotRecord } from "../store/records.js";
 import type { CoordinatorContext } from "./CoordinatorContext.js";
+import { jobSummary } from "./jobSummary.js";
 import { principalName, principalOf } from "./principal.js";
 
 type RepositoryRpcs = Pick<
@@ -44,7 +43,37 @@ function summary(s: SnapshotRecord): SnapshotSummary {
   };
 }
 
-/** Repositories and the snapshot index. Maintenance runs here, on the coordinator's view of the repository. */
+/** A location as operators write it: an absolute path or s3://bucket[/prefix] (format of openRepositoryStore). */
+function checkLocation(location: string): void {
+  if (!location) throw new CairnError("invalid-argument", "location is required (path or s3:// URL)");
+  if (location.startsWith("s3://")) {
+    let bucket = "";
+    try {
+      bucket = new URL(location).hostname;
+    } catch {}
+    if (!bucket) throw new CairnError("invalid-argument", `location ${location} names no bucket`);
+  } else if (!location.startsWith("/"))
+    throw new CairnError(
+      "invalid-argument",
+      `location ${JSON.stringify(location)} is not an absolute path or s3:// URL`,
+      {
+        hint: "agents open the location as given, on their own hosts: a relative path means nothing there",
+      },
+    );
+}
+
+const ACTION: Record<MaintenanceKind, string> = {
+  verify: "VerifyRepository",
+  prune: "PruneRepository",
+  gc: "GcRepository",
+  stats: "RepositoryStats",
+  scan: "ScanRepository",
+};
+
+/**
+ * Repositories and the snapshot catalog. The coordinator opens no repository: registering one
+ * queues a scan, and verify, prune, GC and stats are jobs that an agent reaching it runs (format §9).
+ */
 export function repositoryRpcs(c: CoordinatorContext): RepositoryRpcs {
   const who = (ctx: CallContext) => principalName(principalOf(ctx));
 
@@ -53,24 +82,55 @@ export function repositoryRpcs(c: CoordinatorContext): RepositoryRpcs {
     const r = await c.store.getRepository(name);
     if (!r)
       throw new CairnError("not-found", `repository ${name} is not registered`, {
-        hint: "see `cairn repository list`",
+        hint: "see `cairn repo list`",
       });
     return r;
   }
 
-  async function withRepository<T>(
+  /**
+   * Queues one maintenance job (audited as the caller's action); with `wait`, answers once it has
+   * ended, with its report. A job that ended without one (failed, cancelled) is an error naming why.
+   */
+  async function runJob(
+    kind: MaintenanceKind,
     name: string,
-    signal: AbortSignal,
-    fn: (repo: Repository) => Promise<T>,
-  ): Promise<T> {
+    task: StoredTask,
+    req: { host: string; wait: boolean; detail: string },
+    ctx: CallContext,
+  ): Promise<{ job: JobSummary; report: MaintenanceReport | undefined }> {
     const rec = await repositoryRecord(name);
-    const repo = await c.openRepository(rec.location, signal);
-    try {
-      return await fn(repo);
-    } finally {
-      await repo.close();
-    }
+    if (req.host && !(await c.store.getHost(req.host)))
+      throw new CairnError("not-found", `host ${req.host} is not enrolled`, {
+        hint: "see `cairn hosts list`",
+      });
+    const job = await c.maintenance.enqueue(kind, rec.name, task, {
+      reason: `${kind} by ${who(ctx)}${req.detail ? ` (${req.detail})` : ""}`,
+      trigger: "manual",
+      ...(req.host ? { hostId: req.host } : {}),
+    });
+    await c.audit(who(ctx), ACTION[kind], rec.name, `job ${job.id}${req.detail ? ` ${req.detail}` : ""}`);
+    if (!req.wait) return { job: jobSummary(job, undefined), report: undefined };
+    const end = await c.maintenance.awaitEnd(job.id, ctx.signal);
+    const report = reportOf(end);
+    if (!report)
+      throw new CairnError(
+        end.state === "cancelled" ? "aborted" : "failed-precondition",
+        `${kind} job ${end.id} ${end.state}: ${end.reason}`,
+        { hint: `see \`cairn jobs show ${end.id}\`` },
+      );
+    return { job: jobSummary(end, undefined), report };
   }
+
+  const reportAs = <K extends NonNullable<MaintenanceReport["report"]>["$case"]>(
+    r: { job: JobSummary; report: MaintenanceReport | undefined },
+    kind: K,
+  ) => {
+    const rep = r.report?.report;
+    return {
+      job: r.job,
+      report: rep?.$case === kind ? (rep.value as Extract<typeof rep, { $case: K }>["value"]) : undefined,
+    };
+  };
 
   return {
     async registerRepository(req, ctx) {
@@ -79,28 +139,20 @@ export function repositoryRpcs(c: CoordinatorContext): RepositoryRpcs {
           "invalid-argument",
           `name ${JSON.stringify(req.name)} must match ${NAME.source}`,
         );
-      if (!req.location) throw new CairnError("invalid-argument", "location is required (path or s3:// URL)");
-      // Opening proves it exists and that this coordinator can read it; its snapshots join the index.
-      const repo = await c.openRepository(req.location, ctx.signal);
-      try {
-        const snaps = await repo.listSnapshots(ctx.signal);
-        const old = await c.store.getRepository(req.name);
-        const created = await c.store.putRepository({
-          name: req.name,
-          location: req.location,
-          createdMs: old?.createdMs ?? c.now(),
-        });
-        for (const m of snaps) await c.store.putSnapshot(snapshotRecordOf(m, req.name));
-        await c.audit(
-          who(ctx),
-          "RegisterRepository",
-          req.name,
-          `${req.location} (${snaps.length} snapshots)`,
-        );
-        return { created };
-      } finally {
-        await repo.close();
-      }
+      checkLocation(req.location);
+      const old = await c.store.getRepository(req.name);
+      const created = await c.store.putRepository({
+        name: req.name,
+        location: req.location,
+        createdMs: old?.createdMs ?? c.now(),
+      });
+      // An agent proves the location and brings the snapshots already there into the catalog.
+      const scan = await c.maintenance.enqueue("scan", req.name, storeTask("scan", {}, req.location), {
+        reason: `scan of ${req.location} on registration by ${who(ctx)}`,
+        trigger: "manual",
+      });
+      await c.audit(who(ctx), "RegisterRepository", req.name, `${req.location} (scan job ${scan.id})`);
+      return { created, scanJobId: scan.id };
     },
 
     async listRepositories() {
@@ -127,7 +179,7 @@ export function repositoryRpcs(c: CoordinatorContext): RepositoryRpcs {
       return { snapshots: snaps.map(summary) };
     },
 
-    async showSnapshot(req, ctx) {
+    async showSnapshot(req) {
       if (!req.snapshotId) throw new CairnError("invalid-argument", "snapshot_id is required");
       const s = await c.store.getSnapshot(req.snapshotId);
       if (!s)
@@ -135,99 +187,55 @@ export function repositoryRpcs(c: CoordinatorContext): RepositoryRpcs {
           hint: "see `cairn snapshots list`",
         });
       const rec = await repositoryRecord(s.repository);
-      const manifest = await withRepository(s.repository, ctx.signal, (r) =>
-        r.showSnapshot(s.id, ctx.signal),
-      );
       return {
         snapshot: summary(s),
         repositoryLocation: rec.location,
-        manifestJson: JSON.stringify(manifest),
+        manifestJson: s.manifestJson ?? "",
       };
     },
 
     async verifyRepository(req, ctx) {
-      const report = await withRepository(req.name, ctx.signal, (r) =>
-        verifyRepository(r, { readData: req.readData, signal: ctx.signal }),
-      );
-      await c.audit(
-        who(ctx),
-        "VerifyRepository",
-        req.name,
-        `ok=${report.ok} problems=${report.problems.length}`,
-      );
-      return {
-        ok: report.ok,
-        snapshotsChecked: BigInt(report.snapshots),
-        chunksChecked: BigInt(req.readData ? report.chunksRead : report.chunksReferenced),
-        problems: report.problems.map(
-          (p) => `${p.kind} ${p.snapshotId}${p.disk ? `/${p.disk}` : ""}: ${p.message}`,
-        ),
-      };
+      const pct = req.readDataPercent;
+      if (pct > 100) throw new CairnError("invalid-argument", `read_data_percent ${pct} is above 100`);
+      const slices = req.readData ? (pct === 0 ? 1 : verifySlices(pct)) : 0;
+      // A manual partial read picks its slice at random: repeated runs cover the chunks over time.
+      const slice = slices > 1 ? Math.floor(Math.random() * slices) : 0;
+      const task = storeTask("verify", {
+        readData: req.readData,
+        readDataSlice: slice,
+        readDataSlices: slices,
+      });
+      const detail = req.readData ? `read-data${slices > 1 ? ` slice ${slice + 1}/${slices}` : ""}` : "";
+      return reportAs(await runJob("verify", req.name, task, { ...req, detail }, ctx), "verify");
     },
 
     async pruneRepository(req, ctx) {
       // Retention is per VM, by the policy that made its newest snapshot; VMs without one keep everything.
-      const snaps = await c.store.listSnapshots({ repository: (await repositoryRecord(req.name)).name });
+      const rec = await repositoryRecord(req.name);
       const newest = new Map<string, SnapshotRecord>();
-      for (const s of snaps) newest.set(s.vmUuid, s);
-      const removed: string[] = [];
-      await withRepository(req.name, ctx.signal, async (repo) => {
-        for (const [vmUuid, s] of newest) {
-          const rec = s.policy ? await c.store.getPolicy(s.policy) : undefined;
-          const policy = rec && c.policies.get(rec);
-          if (!policy) continue;
-          const d = await pruneSnapshots(repo, policy.retention, {
-            vmUuid,
-            dryRun: req.dryRun,
-            signal: ctx.signal,
-          });
-          removed.push(...d.remove);
-        }
-      });
-      if (!req.dryRun) await c.store.deleteSnapshots(removed);
-      await c.audit(
-        who(ctx),
-        req.dryRun ? "PruneRepositoryDryRun" : "PruneRepository",
-        req.name,
-        removed.join(" "),
-      );
-      return { removedSnapshotIds: removed, kept: BigInt(snaps.length - removed.length) };
+      for (const s of await c.store.listSnapshots({ repository: rec.name })) newest.set(s.vmUuid, s);
+      const targets = [];
+      for (const [vmUuid, s] of newest) {
+        const prec = s.policy ? await c.store.getPolicy(s.policy) : undefined;
+        const policy = prec && c.policies.get(prec);
+        if (policy) targets.push({ vmUuid, retention: policy.retention });
+      }
+      const task = storeTask("prune", { targets, dryRun: req.dryRun });
+      const detail = `${targets.length} VMs${req.dryRun ? " dry-run" : ""}`;
+      return reportAs(await runJob("prune", req.name, task, { ...req, detail }, ctx), "prune");
     },
 
     async gcRepository(req, ctx) {
-      const r = await withRepository(req.name, ctx.signal, (repo) =>
-        collectGarbage(repo, {
-          dryRun: req.dryRun,
-          ...(req.noRepack ? { repack: false } : {}),
-          signal: ctx.signal,
-        }),
-      );
-      await c.audit(
-        who(ctx),
-        "GcRepository",
-        req.name,
-        `chunks=${r.chunksDeleted} packs=${r.packsDeleted} repacked=${r.packsRepacked} bytes=${r.bytesFreed}`,
-      );
-      return {
-        chunksDeleted: BigInt(r.chunksDeleted),
-        bytesFreed: BigInt(r.bytesFreed),
-        packsDeleted: BigInt(r.packsDeleted),
-        packBytesUnreferenced: BigInt(r.packBytesUnreferenced),
-        packsRepacked: BigInt(r.packsRepacked),
-        packBytesRepacked: BigInt(r.packBytesRepacked),
-      };
+      const task = storeTask("gc", { dryRun: req.dryRun, noRepack: req.noRepack });
+      const detail = [req.dryRun ? "dry-run" : "", req.noRepack ? "no-repack" : ""].filter(Boolean).join(" ");
+      return reportAs(await runJob("gc", req.name, task, { ...req, detail }, ctx), "gc");
     },
 
     async repositoryStats(req, ctx) {
-      const s = await withRepository(req.name, ctx.signal, (r) => repositoryStats(r, ctx.signal));
-      return {
-        snapshots: BigInt(s.snapshots),
-        logicalBytes: BigInt(s.logicalBytes),
-        uniqueBytes: BigInt(s.uniqueBytes),
-        storedBytes: BigInt(s.storedBytes),
-        dedupRatio: s.dedupRatio,
-        compressionRatio: s.compressionRatio,
-      };
+      return reportAs(
+        await runJob("stats", req.name, storeTask("stats", {}), { ...req, detail: "" }, ctx),
+        "stats",
+      );
     },
   };
 }

@@ -4,6 +4,7 @@ import type {
   HostRecord,
   JobFilter,
   JobRecord,
+  PolicyMaintenanceState,
   PolicyRecord,
   RepositoryRecord,
   SnapshotFilter,
@@ -56,6 +57,7 @@ export interface Store {
   listPolicies(): Promise<PolicyRecord[]>;
   deletePolicy(name: string): Promise<boolean>;
   setPolicyLastFire(name: string, fireMs: number): Promise<void>;
+  setPolicyMaintenance(name: string, state: PolicyMaintenanceState): Promise<void>;
 
   insertJob(job: JobRecord): Promise<void>;
   /** Inserts many jobs in one transaction (a policy firing over thousands of VMs). */

@@ -44,9 +44,20 @@ export interface PolicyRecord {
   updatedMs: number;
   /** Newest schedule fire time already turned into jobs. */
   lastFireMs: number | null;
+  /** The same for the policy's maintenance schedules, and how many scheduled verifies ran (slices). */
+  maintenance?: PolicyMaintenanceState;
+}
+
+export interface PolicyMaintenanceState {
+  verifyLastFireMs: number | null;
+  gcLastFireMs: number | null;
+  verifyRuns: number;
 }
 
 export type JobMode = "full" | "incremental" | "differential" | "copy" | "auto";
+/** Repository maintenance (format §9) that an agent runs as a job, like a backup. */
+export type MaintenanceKind = "verify" | "prune" | "gc" | "stats" | "scan";
+export type JobKind = "backup" | MaintenanceKind;
 export type JobQuiesce = "required" | "preferred" | "off";
 
 export interface JobProgress {
@@ -59,6 +70,8 @@ export interface JobProgress {
 
 export interface JobRecord {
   id: string;
+  /** Records written before maintenance jobs existed have none: read as "backup". */
+  kind: JobKind;
   vmUuid: string;
   vmName: string;
   hostId: string;
@@ -84,10 +97,19 @@ export interface JobRecord {
   diskKinds: Record<string, string>;
   /** Agent-side state name while running ("reading", "sealing", ...). */
   phase: string;
+  /**
+   * Maintenance jobs: the task message for `kind` in proto JSON (common.proto VerifyTask, …), the
+   * location to scan for a repository being registered, and the report (MaintenanceReport JSON).
+   * For these jobs vmUuid and vmName are empty and hostId is chosen when the job is dispatched.
+   */
+  task?: unknown;
+  report?: unknown;
 }
 
 export interface SnapshotRecord {
   id: string;
+  /** The manifest (format §7) as the agent reported it when it sealed or scanned the snapshot. */
+  manifestJson?: string;
   repository: string;
   vmUuid: string;
   vmName: string;

@@ -1,3 +1,5 @@
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { Status } from "nice-grpc-common";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { JobRecord } from "../../../coordinator/src/store/records.js";
@@ -125,18 +127,19 @@ describe("jobs: policies, limits, retries, cancel, retention", () => {
       "3 scheduled jobs done",
       async () => {
         const jobs = (await ctx.store.listJobs({ states: ["succeeded"] })).filter(
-          (j) => j.policy === "serial",
+          (j) => j.policy === "serial" && j.kind === "backup",
         );
         return jobs.length >= 3;
       },
       20_000,
     );
     await c.admin().deletePolicy({ name: "serial" });
-    // Never two running at once (replay the transitions the hub saw).
+    // Never two backups running at once (replay the transitions the hub saw); the policy's prune
+    // jobs are maintenance, limited by the repository's locks, not by perHost.
     let running = 0;
     let peak = 0;
     const state = new Map<string, string>();
-    for (const j of transitions.filter((t) => t.policy === "serial")) {
+    for (const j of transitions.filter((t) => t.policy === "serial" && t.kind === "backup")) {
       const before = state.get(j.id);
       if (before === j.state) continue;
       if (j.state === "running") running++;
@@ -156,20 +159,93 @@ describe("jobs: policies, limits, retries, cancel, retention", () => {
     });
   });
 
-  it("repository admin: stats, verify, prune by policy, gc", async () => {
+  it("repository maintenance runs as jobs on the agent: stats, verify, prune by policy, gc", async () => {
     const admin = c.admin();
-    const stats = await admin.repositoryStats({ name: "main" });
-    expect(Number(stats.snapshots)).toBeGreaterThan(3);
-    const v = await admin.verifyRepository({ name: "main", readData: true });
-    expect(v).toMatchObject({ ok: true, problems: [] });
-    const dry = await admin.pruneRepository({ name: "main", dryRun: true });
-    const real = await admin.pruneRepository({ name: "main", dryRun: false });
-    expect(real.removedSnapshotIds).toEqual(dry.removedSnapshotIds);
+    const opts = { host: "", wait: true };
+    const stats = await admin.repositoryStats({ name: "main", ...opts });
+    expect(Number(stats.report?.snapshots)).toBeGreaterThanOrEqual(3);
+    // The job ran on the agent, like a backup: a kind, a host, a state, an audit line.
+    expect(stats.job).toMatchObject({
+      kind: "stats",
+      hostId: "kvm-1",
+      state: "succeeded",
+      repository: "main",
+    });
+    const v = await admin.verifyRepository({ name: "main", readData: true, readDataPercent: 0, ...opts });
+    expect(v.report).toMatchObject({ ok: true, problems: [] });
+    expect(Number(v.report?.chunksRead)).toBeGreaterThan(0);
+    const dry = await admin.pruneRepository({ name: "main", dryRun: true, ...opts });
+    const real = await admin.pruneRepository({ name: "main", dryRun: false, ...opts });
+    expect(real.report?.removedSnapshotIds).toEqual(dry.report?.removedSnapshotIds);
     const after = await admin.listSnapshots({ vm: "", repository: "main" });
-    for (const id of real.removedSnapshotIds)
+    for (const id of real.report?.removedSnapshotIds ?? [])
       expect(after.snapshots.some((s) => s.snapshotId === id)).toBe(false);
-    await expect(admin.gcRepository({ name: "nope", dryRun: true })).rejects.toMatchObject({
+    const gc = await admin.gcRepository({ name: "main", dryRun: false, noRepack: false, ...opts });
+    expect(gc.job).toMatchObject({ kind: "gc", state: "succeeded" });
+    const queued = await admin.gcRepository({
+      name: "main",
+      dryRun: true,
+      noRepack: false,
+      host: "",
+      wait: false,
+    });
+    expect(queued.report).toBeUndefined();
+    expect((await finished(queued.job?.jobId ?? "")).state).toBe("succeeded");
+    await expect(
+      admin.gcRepository({ name: "nope", dryRun: true, noRepack: false, ...opts }),
+    ).rejects.toMatchObject({
       code: "not-found",
+    });
+    await expect(
+      admin.gcRepository({ name: "main", dryRun: true, noRepack: false, host: "kvm-9", wait: true }),
+    ).rejects.toMatchObject({ code: "not-found" });
+    const audit = (await admin.listAudit({ limit: 200 })).entries.map((e) => e.action);
+    expect(audit).toEqual(expect.arrayContaining(["VerifyRepository", "VerifyDone", "PruneDone", "GcDone"]));
+  });
+
+  it("verify through a job finds a flipped byte, and the job fails with the problem", async () => {
+    // One byte in the middle of every pack: some of them hold chunks the snapshots reference.
+    const packs = files(join(c.repoPath, "packs"));
+    const flip = () => {
+      for (const p of packs) {
+        const bytes = readFileSync(p);
+        const at = bytes.length >> 1;
+        bytes[at] = (bytes[at] as number) ^ 0xff;
+        writeFileSync(p, bytes);
+      }
+    };
+    flip();
+    const r = await c.admin().verifyRepository({
+      name: "main",
+      readData: true,
+      readDataPercent: 0,
+      host: "",
+      wait: true,
+    });
+    expect(r.report?.ok).toBe(false);
+    expect(r.report?.problems.join("\n")).toMatch(/corrupt-chunk/);
+    expect(r.job).toMatchObject({ state: "failed" });
+    expect(r.job?.reason).toMatch(/verification found \d+ problem/);
+    flip();
+  });
+
+  it("registering a repository queues a scan on an agent; a wrong location fails it, naming the location", async () => {
+    const r = await c.admin().registerRepository({ name: "elsewhere", location: "/nonexistent/cairn-repo" });
+    const scan = await finished(r.scanJobId);
+    expect(scan).toMatchObject({ kind: "scan", state: "failed" });
+    expect(scan.reason).toMatch(/nonexistent/);
+    await expect(
+      c.admin().registerRepository({ name: "rel", location: "relative/path" }),
+    ).rejects.toMatchObject({
+      code: "invalid-argument",
     });
   });
 });
+
+function files(dir: string): string[] {
+  const out = readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => join(e.parentPath, e.name));
+  if (!out.length) throw new Error(`no file under ${dir}`);
+  return out;
+}

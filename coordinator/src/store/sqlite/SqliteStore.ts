@@ -7,6 +7,7 @@ import type {
   HostRecord,
   JobFilter,
   JobRecord,
+  PolicyMaintenanceState,
   PolicyRecord,
   RepositoryRecord,
   SnapshotFilter,
@@ -229,6 +230,11 @@ export class SqliteStore implements Store {
     if (!p) throw new CairnError("not-found", `policy ${name} does not exist`);
     await this.putPolicy({ ...p, lastFireMs: fireMs });
   }
+  async setPolicyMaintenance(name: string, state: PolicyMaintenanceState): Promise<void> {
+    const p = await this.getPolicy(name);
+    if (!p) throw new CairnError("not-found", `policy ${name} does not exist`);
+    await this.putPolicy({ ...p, maintenance: { ...state } });
+  }
 
   async insertJob(job: JobRecord): Promise<void> {
     try {
@@ -279,7 +285,7 @@ export class SqliteStore implements Store {
 
   /** A job of a policy succeeded: its VM's chain under that policy grows, or restarts at a full. */
   private countSucceeded(job: JobRecord): void {
-    if (job.policy === null) return;
+    if (job.policy === null || job.kind !== "backup") return;
     const full = wasFull(job);
     this.db
       .prepare(
@@ -337,14 +343,20 @@ export class SqliteStore implements Store {
   }
 
   async putSnapshot(s: SnapshotRecord): Promise<void> {
+    // The manifest has a column of its own: listings never parse domain XML they do not show.
+    const { manifestJson, ...doc } = s;
     this.db
       .prepare(
-        "INSERT OR REPLACE INTO snapshots (id, repository, vm_uuid, created_ms, doc) VALUES (?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO snapshots (id, repository, vm_uuid, created_ms, doc, manifest) VALUES (?, ?, ?, ?, ?, ?)",
       )
-      .run(s.id, s.repository, s.vmUuid, s.createdMs, JSON.stringify(s));
+      .run(s.id, s.repository, s.vmUuid, s.createdMs, JSON.stringify(doc), manifestJson ?? null);
   }
   async getSnapshot(id: string): Promise<SnapshotRecord | undefined> {
-    return parse(this.db.prepare("SELECT doc FROM snapshots WHERE id = ?").get(id) as Row | undefined);
+    const r = this.db.prepare("SELECT doc, manifest FROM snapshots WHERE id = ?").get(id) as
+      | (Row & { manifest: string | null })
+      | undefined;
+    const rec = parse<SnapshotRecord>(r);
+    return rec && r?.manifest ? { ...rec, manifestJson: r.manifest } : rec;
   }
   async listSnapshots(filter: SnapshotFilter = {}): Promise<SnapshotRecord[]> {
     const where: string[] = [];

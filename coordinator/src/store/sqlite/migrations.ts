@@ -41,4 +41,10 @@ export const MIGRATIONS: readonly (string | ((db: Database) => void))[] = [
       for (const [vm, h] of chainHistory(jobs, policy)) insert.run(policy, vm, h.fullCount, h.runsSinceFull);
     }
   },
+  // 3: jobs have a kind (backup, or repository maintenance run by an agent); snapshots keep the
+  // manifest the agent reported, so the coordinator never reads it back from the repository.
+  `
+  UPDATE jobs SET doc = json_set(doc, '$.kind', 'backup') WHERE json_extract(doc, '$.kind') IS NULL;
+  ALTER TABLE snapshots ADD COLUMN manifest TEXT;
+  `,
 ];

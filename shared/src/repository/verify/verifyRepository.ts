@@ -26,6 +26,12 @@ export interface VerifyReport {
 export interface VerifyOptions {
   /** Download every referenced chunk and recompute its id (`verify --read-data`). */
   readData?: boolean;
+  /**
+   * With readData: read only the chunks whose id falls in slice `index` of `count` (by the id's
+   * first 32 bits; ids are SHA-256, so a slice is a uniform sample). Runs with index 0…count-1 read
+   * every chunk once: a scheduled verify reads a share each time and all of it over the period.
+   */
+  readDataSlice?: { index: number; count: number };
   concurrency?: number;
   signal?: AbortSignal;
   /** The shared lock verify holds (default: wait up to 30 s for a prune or GC to finish). */
@@ -131,7 +137,8 @@ async function verifyLocked(repo: Repository, options: VerifyOptions): Promise<V
 
   let chunksRead = 0;
   if (options.readData) {
-    const ids = [...refs.keys()];
+    const slice = options.readDataSlice;
+    const ids = [...refs.keys()].filter((id) => !slice || inSlice(id, slice));
     let next = 0;
     await Promise.all(
       Array.from({ length: options.concurrency ?? 8 }, async () => {
@@ -169,4 +176,10 @@ async function verifyLocked(repo: Repository, options: VerifyOptions): Promise<V
     problems,
     ok: problems.length === 0,
   };
+}
+
+/** Whether a chunk id belongs to slice `index` of `count` (format §9, verify). */
+export function inSlice(id: string, slice: { index: number; count: number }): boolean {
+  if (slice.count <= 1) return true;
+  return Number.parseInt(id.slice(0, 8), 16) % slice.count === slice.index;
 }

@@ -1,0 +1,84 @@
+import { JobFeed } from "./JobFeed.js";
+import type { JobRegistry } from "./JobRegistry.js";
+
+/**
+ * The streaming side of agent jobs: one feed per running job id, so a caller that comes back (the
+ * coordinator after a restart or a broken stream) attaches to the job instead of starting it twice,
+ * and the final events of recently finished jobs, so a late caller gets the recorded outcome.
+ */
+export class JobStreams<T> {
+  private readonly feeds = new Map<string, JobFeed<T>>();
+  private readonly finished = new Map<string, T>();
+
+  constructor(
+    private readonly jobs: JobRegistry,
+    private readonly keepFinished = 256,
+  ) {}
+
+  /** The final event of a job that finished here recently. */
+  finishedEvent(jobId: string): T | undefined {
+    return this.finished.get(jobId);
+  }
+
+  running(jobId: string): JobFeed<T> | undefined {
+    return this.feeds.get(jobId);
+  }
+
+  /**
+   * Starts a job in the registry (at most one per `key`) and returns its feed; `final` turns its
+   * result into the last event. The feed outlives every caller until the job ends.
+   */
+  start<R>(
+    jobId: string,
+    key: string,
+    run: (signal: AbortSignal, feed: JobFeed<T>) => Promise<R>,
+    final: (r: R) => T,
+  ): { feed: JobFeed<T>; done: Promise<R> } {
+    const feed = new JobFeed<T>();
+    const done = this.jobs.start(jobId, key, (signal) => run(signal, feed));
+    this.feeds.set(jobId, feed);
+    void done
+      .then(
+        (r) => {
+          const ev = final(r);
+          this.remember(jobId, ev);
+          feed.finish(ev);
+        },
+        (e) => feed.fail(e),
+      )
+      .finally(() => this.feeds.delete(jobId));
+    return { feed, done };
+  }
+
+  /**
+   * Streams a job's events to one caller. When the caller goes away the job is aborted if this
+   * caller started it and did not ask to detach (the coordinator detaches: it re-attaches by id).
+   */
+  async *follow(
+    feed: JobFeed<T>,
+    jobId: string,
+    opts: { signal: AbortSignal; starter: boolean; detach: boolean },
+  ): AsyncGenerator<T> {
+    const q = feed.subscribe();
+    const onCancel = () => {
+      if (opts.starter && !opts.detach) this.jobs.abort(jobId, "the caller cancelled the RPC");
+      q.end();
+    };
+    opts.signal.addEventListener("abort", onCancel, { once: true });
+    try {
+      yield* q;
+    } finally {
+      opts.signal.removeEventListener("abort", onCancel);
+      feed.unsubscribe(q);
+    }
+  }
+
+  private remember(jobId: string, ev: T): void {
+    this.finished.set(jobId, ev);
+    // Oldest first (insertion order): a bounded memory, not a history.
+    for (const k of this.finished.keys()) {
+      if (this.finished.size <= this.keepFinished) break;
+      this.finished.delete(k);
+    }
+  }
+}

@@ -1,0 +1,64 @@
+import { newJobId } from "../jobs/newJob.js";
+import type { JobRecord, MaintenanceKind } from "../store/records.js";
+import type { StoredTask } from "./maintenanceTask.js";
+
+/**
+ * Maintenance jobs wait for no concurrency limit of their own: they are serialized per repository
+ * (maintenanceKey) and guarded by the repository's locks, and what they cost is on the agent's side.
+ */
+const UNLIMITED = { perHost: 1_000, perRepository: 10_000, global: 100_000 };
+
+export function newMaintenanceJob(
+  kind: MaintenanceKind,
+  repository: string,
+  task: StoredTask,
+  opts: {
+    nowMs: number;
+    maxAttempts: number;
+    reason: string;
+    trigger: JobRecord["trigger"];
+    policy?: string | null;
+    /** The agent to run it on; "" lets the scheduler choose when it dispatches. */
+    hostId?: string;
+    priority?: number;
+  },
+): JobRecord {
+  return {
+    id: newJobId(opts.nowMs),
+    kind,
+    vmUuid: "",
+    vmName: "",
+    hostId: opts.hostId ?? "",
+    policy: opts.policy ?? null,
+    repository,
+    // Backup fields: unused by maintenance.
+    mode: "auto",
+    quiesce: "off",
+    trigger: opts.trigger,
+    state: "queued",
+    attempt: 1,
+    maxAttempts: opts.maxAttempts,
+    reason: opts.reason,
+    priority: opts.priority ?? 50,
+    limits: { ...UNLIMITED },
+    bandwidthBytesPerSecond: 0,
+    createdMs: opts.nowMs,
+    updatedMs: opts.nowMs,
+    notBeforeMs: 0,
+    startedMs: null,
+    finishedMs: null,
+    snapshotId: null,
+    diskKinds: {},
+    phase: "",
+    task,
+    report: null,
+  };
+}
+
+/**
+ * What a job must not share with another running job: its VM for a backup (one job per VM), its
+ * repository for maintenance (one maintenance job per repository at a time).
+ */
+export function exclusivityKey(job: Pick<JobRecord, "kind" | "vmUuid" | "repository">): string {
+  return job.kind === "backup" ? job.vmUuid : `repository:${job.repository}`;
+}
