@@ -5,15 +5,16 @@ import { parseArgs } from "node:util";
 import { readPassphrase } from "../../shared/src/cli/runCli.js";
 import { CairnError } from "../../shared/src/errors/CairnError.js";
 import { readIdentity } from "../../shared/src/pki/writeIdentity.js";
+import { openRepository } from "../../shared/src/repositoryLocation/openRepository.js";
 import { CAIRN_VERSION } from "../../shared/src/version.js";
 import { loadAgentConfig } from "./config/AgentConfig.js";
+import { agentRepositorySettings } from "./config/agentRepositorySettings.js";
 import { CoordinatorLink } from "./coordinator/CoordinatorLink.js";
 import { enrollAgent } from "./coordinator/enrollAgent.js";
 import { createAgentRuntime } from "./createAgentRuntime.js";
 import { collectHostInventory } from "./inventory/collectHostInventory.js";
 import { JobRegistry } from "./jobs/JobRegistry.js";
 import { AgentMetrics } from "./metrics/AgentMetrics.js";
-import { agentRepositorySettings, openAgentRepository } from "./openAgentRepository.js";
 import { startAgentServer } from "./server/startAgentServer.js";
 
 // grpc-js passes an IP address as TLS servername (Node's DEP0123): harmless, and noise for operators.
@@ -100,7 +101,7 @@ async function main(): Promise<void> {
         config: rt.liveBackup,
         jobs,
         openRepository: (location, signal, opts) =>
-          openAgentRepository(location, repositorySettings, signal, opts),
+          openRepository(location, repositorySettings, signal, opts),
         onJobEnd: (o) => metrics.jobEnded(o),
       },
     },

@@ -110,13 +110,15 @@ export function registerAgentCommands(program: Command): void {
           }
           const preFreeze = parseArgv("--pre-freeze", o.preFreeze);
           const postThaw = parseArgv("--post-thaw", o.postThaw);
-          const rt = await createAgentRuntime(await loadAgentConfig(o.config));
+          const config = await loadAgentConfig(o.config);
+          const rt = await createAgentRuntime(config);
           const ac = new AbortController();
           const stop = (sig: string) => ac.abort(new CairnError("aborted", `backup interrupted by ${sig}`));
           process.once("SIGINT", () => stop("SIGINT"));
           process.once("SIGTERM", () => stop("SIGTERM"));
           await rt.recover(ac.signal);
-          const repository = await openCliRepository(o.repo, o.passphraseFile);
+          // The agent config's chunk workers and local reserve, as the daemon would open it.
+          const repository = await openCliRepository(o.repo, o.passphraseFile, config);
           const bar = new ProgressBar(`backup ${o.domain}`);
           try {
             const r = await runBackup(

@@ -1,9 +1,12 @@
 import { existsSync } from "node:fs";
 import type { Command } from "commander";
+import type { AgentConfig } from "../../agent/src/config/AgentConfig.js";
+import { agentRepositorySettings } from "../../agent/src/config/agentRepositorySettings.js";
 import { renderTable } from "../../shared/src/cli/renderTable.js";
 import { parseLabels, readPassphrase, runCli } from "../../shared/src/cli/runCli.js";
 import { CairnError } from "../../shared/src/errors/CairnError.js";
 import { Repository } from "../../shared/src/repository/Repository.js";
+import { openRepository } from "../../shared/src/repositoryLocation/openRepository.js";
 import { openRepositoryStore } from "../../shared/src/repositoryLocation/openRepositoryStore.js";
 import { formatBytes } from "../../shared/src/units/formatBytes.js";
 import { type ConnectOptions, connectCoordinator, withConnectOptions } from "./connectCoordinator.js";
@@ -30,10 +33,19 @@ async function listIndexedSnapshots(
   );
 }
 
-/** Opens a repository named on the command line (passphrase from --passphrase-file or CAIRN_PASSPHRASE). */
-export async function openCliRepository(location: string, passphraseFile?: string): Promise<Repository> {
+/**
+ * Opens a repository named on the command line: passphrase from --passphrase-file or
+ * CAIRN_PASSPHRASE; chunk workers and the local reserve from the agent's config when one is given
+ * (what the agent daemon would use on this host).
+ */
+export async function openCliRepository(
+  location: string,
+  passphraseFile?: string,
+  agentConfig?: Pick<AgentConfig, "localRepositoryReserveBytes" | "chunkWorkers">,
+): Promise<Repository> {
   const passphrase = await readPassphrase(passphraseFile);
-  return Repository.open(openRepositoryStore(location), passphrase ? { passphrase } : {});
+  const settings = agentConfig ? agentRepositorySettings(agentConfig, passphrase) : { passphrase };
+  return openRepository(location, settings, AbortSignal.timeout(120_000));
 }
 
 export function registerRepoCommands(program: Command): void {

@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { execa, type ResultPromise } from "execa";
+import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventually, startTestCoordinator, type TestCoordinator } from "../support/coordinatorHarness.js";
+import { LabAgent } from "./support/LabAgent.js";
 import type { LabVm } from "./support/LabVm.js";
 import { Lab } from "./support/lab.js";
 import { REPO_ROOT } from "./support/labPaths.js";
@@ -12,33 +12,7 @@ import { REPO_ROOT } from "./support/labPaths.js";
 const lab = new Lab();
 let c: TestCoordinator;
 let vm: LabVm;
-let agent: ResultPromise | undefined;
-let agentDir = "";
-let agentMetricsPort = 0;
-
-async function startAgent(): Promise<void> {
-  agent = execa(
-    "node",
-    ["--import", "tsx", join(REPO_ROOT, "agent/src/main.ts"), "--config", join(agentDir, "agent.yaml")],
-    {
-      cwd: REPO_ROOT,
-      reject: false,
-      stderr: process.env.CAIRN_TEST_LOG ? "inherit" : "ignore",
-    },
-  );
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error("agent did not start within 60 s")), 60_000);
-    agent?.stdout?.on("data", (b: Buffer) => {
-      const line = b.toString();
-      if (line.includes("listening on port")) {
-        agentMetricsPort = Number(/metrics on port (\d+)/.exec(line)?.[1] ?? 0);
-        clearTimeout(t);
-        resolve();
-      }
-    });
-    void agent?.then((r) => reject(new Error(`agent exited ${r.exitCode}`)));
-  });
-}
+let agent: LabAgent;
 
 async function sha256File(path: string): Promise<string> {
   const h = createHash("sha256");
@@ -48,39 +22,13 @@ async function sha256File(path: string): Promise<string> {
 
 beforeAll(async () => {
   c = await startTestCoordinator({ heartbeatIntervalSeconds: 1, lostAfterSeconds: 4 });
-  agentDir = join(c.dir, "agent");
-  await mkdir(agentDir, { recursive: true });
-  await chmod(c.dir, 0o711);
-  await chmod(agentDir, 0o711);
-  await writeFile(
-    join(agentDir, "agent.yaml"),
-    `stateDir: ${agentDir}\nlisten: "127.0.0.1:0"\nmetricsListen: "127.0.0.1:0"\nlogLevel: ${process.env.CAIRN_TEST_LOG ?? "warn"}\ncoordinator:\n  address: "${c.address}"\n  inventoryPollSeconds: 1\n`,
-  );
-  const enroll = await execa(
-    "node",
-    [
-      "--import",
-      "tsx",
-      join(REPO_ROOT, "agent/src/main.ts"),
-      "enroll",
-      "--config",
-      join(agentDir, "agent.yaml"),
-      "--token",
-      await c.enrollToken("lab-host"),
-      "--ca-file",
-      c.caFile,
-      "--hostname",
-      "lab-host",
-    ],
-    { cwd: REPO_ROOT },
-  );
-  expect(enroll.stdout).toMatch(/enrolled as host lab-host/);
+  agent = await LabAgent.enroll(c, "lab-host");
   vm = await lab.createVm({
     label: "fleet",
     disks: [{ kind: "ext4-data" }, { kind: "blank", format: "qcow2", sizeMiB: 384, randomMiB: 320 }],
   });
   await vm.boot();
-  await startAgent();
+  await agent.start();
   await eventually("the VM in the coordinator's inventory", async () =>
     (await c.admin().listVms({ hostId: "lab-host" })).vms.some((v) => v.name === vm.name),
   );
@@ -89,7 +37,7 @@ beforeAll(async () => {
   });
 });
 afterAll(async () => {
-  agent?.kill("SIGKILL");
+  await agent?.kill();
   await lab.dispose();
   await c?.dispose();
 });
@@ -141,7 +89,7 @@ describe("coordinator + real agent (mutual TLS) on a real VM", () => {
     );
     expect(await sha256File(out)).toBe(await vm.deviceHash("/dev/vdb"));
     // Both daemons' metrics saw the two jobs.
-    const agentText = await (await fetch(`http://127.0.0.1:${agentMetricsPort}/metrics`)).text();
+    const agentText = await (await fetch(`http://127.0.0.1:${agent.metricsPort}/metrics`)).text();
     expect(agentText).toMatch(/^cairn_agent_jobs_total\{outcome="succeeded",reason=""\} 2$/m);
     expect(agentText).toMatch(/^cairn_agent_freeze_window_seconds_count 2$/m);
     const coordText = await (await fetch(`http://127.0.0.1:${c.running.metricsPort}/metrics`)).text();
@@ -162,14 +110,13 @@ describe("coordinator + real agent (mutual TLS) on a real VM", () => {
       async () => (c.running.ctx.hub.getProgress(jobId)?.bytesDone ?? 0) > 0,
       60_000,
     );
-    agent?.kill("SIGKILL");
-    await agent;
+    await agent.kill();
     await eventually(
       "interrupted",
       async () => (await c.running.ctx.store.getJob(jobId))?.state === "interrupted",
       30_000,
     );
-    await startAgent(); // its startup recovery ends the libvirt job and removes the half-made checkpoint
+    await agent.start(); // its startup recovery ends the libvirt job and removes the half-made checkpoint
     const done = await waitJob(jobId);
     expect(done.state).toBe("succeeded");
     const history = (await c.running.ctx.store.jobHistory(jobId)).map((h) => h.to);

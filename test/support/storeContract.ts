@@ -130,6 +130,10 @@ export function storeContract(
       await s.setPolicyLastFire("p1", 500);
       expect(await s.getPolicy("p1")).toMatchObject({ updatedMs: 2, lastFireMs: 500 });
       await expect(s.setPolicyLastFire("nope", 1)).rejects.toMatchObject({ code: "not-found" });
+      const maint = { verifyLastFireMs: 700, gcLastFireMs: null, verifyRuns: 3 };
+      await s.setPolicyMaintenance("p1", maint);
+      expect(await s.getPolicy("p1")).toMatchObject({ lastFireMs: 500, maintenance: maint });
+      await expect(s.setPolicyMaintenance("nope", maint)).rejects.toMatchObject({ code: "not-found" });
       expect(await s.deletePolicy("p1")).toBe(true);
       expect(await s.deletePolicy("p1")).toBe(false);
       expect(await s.putRepository({ name: "main", location: "/r", createdMs: 1 })).toBe(true);
@@ -188,7 +192,10 @@ export function storeContract(
       expect(await s.chainHistories("p")).toEqual(new Map());
       await succeed("a1", "a", "full");
       await succeed("a2", "a", "incremental");
+      // A maintenance job of the same policy is no link of any chain.
+      await succeed("maint-1", "", "auto", { kind: "prune" });
       expect((await s.chainHistories("p")).get("a")).toEqual({ fullCount: 1, runsSinceFull: 1 });
+      expect((await s.chainHistories("p")).has("")).toBe(false);
       // An incremental the agent demoted to full on every disk restarts the chain.
       await succeed("a3", "a", "incremental", { diskKinds: { vda: "full: bitmap inconsistent" } });
       const a4 = await succeed("a4", "a", "incremental", {
@@ -231,7 +238,11 @@ export function storeContract(
         kinds: { vda: "full" },
       };
       await s.putSnapshot(snap);
-      await s.putSnapshot({ ...snap, id: "s2", vmUuid: "u2", createdMs: 6 });
+      // The manifest comes back with the one snapshot asked for, not with every listed one.
+      await s.putSnapshot({ ...snap, id: "s2", vmUuid: "u2", createdMs: 6, manifestJson: '{"id":"s2"}' });
+      expect((await s.getSnapshot("s2"))?.manifestJson).toBe('{"id":"s2"}');
+      expect((await s.getSnapshot("s1"))?.manifestJson).toBeUndefined();
+      expect((await s.listSnapshots({ vmUuid: "u2" }))[0]?.manifestJson).toBeUndefined();
       expect((await s.listSnapshots({ vmUuid: "u2" })).map((x) => x.id)).toEqual(["s2"]);
       expect((await s.listSnapshots({ repository: "main" })).map((x) => x.id)).toEqual(["s1", "s2"]);
       await s.deleteSnapshots(["s1"]);

@@ -29,7 +29,7 @@ export async function runMaintenanceTask(
   switch (task.$case) {
     case "verify": {
       const t = task.value;
-      const count = t.readDataSlices > 1 ? t.readDataSlices : 1;
+      const count = Math.max(t.readDataSlices, 1);
       if (t.readDataSlice >= count)
         throw new CairnError(
           "invalid-argument",

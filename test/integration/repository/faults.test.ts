@@ -5,11 +5,7 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
 import { parseAgentConfig } from "../../../agent/src/config/AgentConfig.js";
-import {
-  agentRepositorySettings,
-  defaultChunkWorkers,
-  openAgentRepository,
-} from "../../../agent/src/openAgentRepository.js";
+import { agentRepositorySettings } from "../../../agent/src/config/agentRepositorySettings.js";
 import { isCairnError } from "../../../shared/src/errors/CairnError.js";
 import {
   LocalObjectStore,
@@ -20,6 +16,10 @@ import { pruneSnapshots } from "../../../shared/src/repository/gc/pruneSnapshots
 import { breakStaleLocks, listLocks } from "../../../shared/src/repository/locks/RepositoryLock.js";
 import { Repository } from "../../../shared/src/repository/Repository.js";
 import { verifyRepository } from "../../../shared/src/repository/verify/verifyRepository.js";
+import {
+  defaultChunkWorkers,
+  openRepository,
+} from "../../../shared/src/repositoryLocation/openRepository.js";
 import { whereStored } from "../../support/storedChunks.js";
 import { backup } from "../../unit/repository/helpers.js";
 
@@ -249,7 +249,7 @@ describe("faults on a local repository", () => {
   it("the agent config's localRepositoryReserveBytes is the reserve of the repositories the agent opens", async () => {
     const { dir } = await tmpfsRepo("8m");
     const open = (yaml: string) =>
-      openAgentRepository(
+      openRepository(
         dir,
         agentRepositorySettings(parseAgentConfig(yaml, "agent.yaml"), undefined),
         AbortSignal.timeout(30_000),

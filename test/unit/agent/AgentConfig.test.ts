@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseAgentConfig } from "../../../agent/src/config/AgentConfig.js";
-import { defaultChunkWorkers } from "../../../agent/src/openAgentRepository.js";
+import { defaultChunkWorkers } from "../../../shared/src/repositoryLocation/openRepository.js";
 
 describe("agent config", () => {
   it("an empty file gives the documented defaults", () => {

@@ -12,6 +12,16 @@ repository: main
 `;
 
 describe("policy documents", () => {
+  it("reads a maintenance schedule: verify with a share of the data read, and GC", () => {
+    const p = parsePolicyYaml(
+      `${BASE}maintenance: {verify: "0 4 * * 0", readData: 10%, gc: "0 5 * * 0"}\n`,
+      "p",
+    );
+    expect(p.maintenance).toEqual({ verify: "0 4 * * 0", readData: 10, gc: "0 5 * * 0" });
+    expect(parsePolicyYaml(policyToYaml(p), "again").maintenance).toEqual(p.maintenance);
+    expect(parsePolicyYaml(BASE, "p").maintenance).toBeUndefined();
+  });
+
   it("fills defaults and normalizes bandwidth", () => {
     const p = parsePolicyYaml(`${BASE}bandwidth: 100MiB/s\n`, "p.yaml");
     expect(p).toMatchObject({
@@ -45,6 +55,9 @@ describe("policy documents", () => {
     ["priority: 101", /priority/],
     ["name: Bad Name", /name: must be lowercase/],
     ["colour: red", /\(top level\): colour/],
+    ["maintenance: {verify: 'every sunday'}", /maintenance\.verify: "every sunday" is not a valid cron/],
+    ["maintenance: {verify: '0 4 * * 0', readData: 110%}", /maintenance\.readData: must be a percentage/],
+    ["maintenance: {prune: '0 4 * * 0'}", /maintenance/],
   ])("refuses %s naming the field", (override, message) => {
     const key = override.split(":")[0] as string;
     const doc = BASE.split("\n")
