@@ -61,10 +61,12 @@ fi
 
 # The release to install: a tarball, or the unpacked release around this script.
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-work=$(mktemp -d)
+[[ -z "$tarball" || -f "$tarball" ]] || die "tarball $tarball not found (build one with scripts/package.sh)"
+# Unpacked next to the prefix, so the release moves into place by rename rather than by a copy.
+mkdir -p "$(dirname "$prefix")"
+work=$(mktemp -d "$(dirname "$prefix")/.cairn-install.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 if [[ -n "$tarball" ]]; then
-  [[ -f "$tarball" ]] || die "tarball $tarball not found (build one with scripts/package.sh)"
   tar -xzf "$tarball" -C "$work" || die "cannot unpack $tarball"
   shopt -s nullglob
   tops=("$work"/cairn-*/)
@@ -98,23 +100,31 @@ unit="cairn-$role.service"
 # Paths the shipped units and configs name, and where this install puts them.
 etc="$root/etc/cairn"
 state="$root/var/lib/cairn-$role"
+sed_escape() { printf '%s' "$1" | sed 's/[#&\\]/\\&/g'; }
 rewrite() {
-  sed -e "s#/opt/cairn/#$prefix/#g" -e "s#/etc/cairn/#$root/etc/cairn/#g" \
-    -e "s#/var/lib/cairn-#$root/var/lib/cairn-#g" "$1"
+  # Through placeholders: a new path may itself contain one of the old ones (a --root under /var/lib/cairn-*).
+  sed -e 's#/opt/cairn/#@CAIRN_PREFIX@/#g' -e 's#/etc/cairn/#@CAIRN_ETC@/#g' \
+    -e 's#/var/lib/cairn-#@CAIRN_VARLIB@/cairn-#g' \
+    -e "s#@CAIRN_PREFIX@#$(sed_escape "$prefix")#g" -e "s#@CAIRN_ETC@#$(sed_escape "$root/etc/cairn")#g" \
+    -e "s#@CAIRN_VARLIB@#$(sed_escape "$root/var/lib")#g" "$1"
 }
 unit_value() { sed -n "s/^$1=//p" "$release/systemd/$unit" | tail -n 1; }
 
 # 1. The release: <prefix>-<version>, replaced whole when reinstalled, then the prefix symlink.
 dest="$prefix-$version"
-mkdir -p "$(dirname "$prefix")"
 new="$dest.new.$$"
 old="$dest.old.$$"
-rm -rf "$new"
-cp -a "$release/." "$new"
-chown -R 0:0 "$new"
+if [[ "$release" == "$work"/* ]]; then
+  mv -T "$release" "$new" # the tarball's files are root's already (package.sh, tar as root)
+else
+  cp -a "$release/." "$new"
+  # Root runs this code: nobody else may own it, whoever unpacked it.
+  chown -R 0:0 "$new"
+fi
 if [[ -e "$dest" ]]; then mv -T "$dest" "$old"; fi
 mv -T "$new" "$dest"
 rm -rf "$old"
+release="$dest" # the rest reads the installed copy
 ln -sfn "$(basename "$dest")" "$prefix.link.$$"
 mv -T "$prefix.link.$$" "$prefix"
 echo "installed Cairn $version in $dest ($prefix -> $(basename "$dest"))"
