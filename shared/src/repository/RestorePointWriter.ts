@@ -26,6 +26,8 @@ export interface SealOptions {
   consistency: Consistency;
   labels?: Record<string, string>;
   protected?: boolean;
+  /** The job sealing it (manifest jobId, format §7). */
+  jobId?: string;
   extra?: Record<string, unknown>;
   signal?: AbortSignal;
 }
@@ -185,10 +187,13 @@ export class RestorePointWriter {
       finishedAt: new Date().toISOString(),
       labels: options.labels ?? {},
       protected: options.protected ?? false,
+      ...(options.jobId !== undefined ? { jobId: options.jobId } : {}),
       extra: options.extra ?? {},
     };
     try {
       await this.sink.flush(options.signal);
+      // Staged: durable with the chunks, before the manifest, so a sealed snapshot has its marker.
+      await this.repository.putVmMarker(manifest, { signal: options.signal, staged: true, owner: this });
       // Chunks, packs and indexes were staged: make them durable before the manifest names them.
       await this.repository.store.commitStaged({ signal: options.signal });
       await this.repository.putSnapshot(manifest, options.signal);

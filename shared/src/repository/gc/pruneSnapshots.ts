@@ -33,8 +33,15 @@ export async function pruneSnapshots(
       mine.map((m) => ({ id: m.id, time: new Date(m.startedAt), protected: m.protected })),
       policy,
     );
-    if (!options.dryRun)
-      for (const id of decision.remove) await repo.store.delete(snapshotKey(id), { signal });
+    if (!options.dryRun) {
+      const byId = new Map(mine.map((m) => [m.id, m]));
+      for (const id of decision.remove) {
+        await repo.store.delete(snapshotKey(id), { signal });
+        // After the manifest: a marker left by a crash here names no snapshot, so readers skip it.
+        const m = byId.get(id);
+        if (m) await repo.deleteVmMarker(m, signal);
+      }
+    }
     return decision;
   } finally {
     await lock.release();
