@@ -23,7 +23,7 @@ import { withUnimplemented } from "../../shared/src/grpc/withUnimplemented.js";
 import { createLogger } from "../../shared/src/log/createLogger.js";
 import { readIdentity } from "../../shared/src/pki/writeIdentity.js";
 import { LocalObjectStore } from "../../shared/src/repository/backends/LocalObjectStore.js";
-import type { SnapshotManifest } from "../../shared/src/repository/manifest/SnapshotManifest.js";
+import { jobIdOf, type SnapshotManifest } from "../../shared/src/repository/manifest/SnapshotManifest.js";
 import { Repository } from "../../shared/src/repository/Repository.js";
 import { FakeHypervisor } from "./fakes/FakeHypervisor.js";
 
@@ -154,7 +154,7 @@ export class SimAgent {
   private async *runBackup(req: Parameters<AgentServiceImplementation["runBackup"]>[0], ctx: CallContext) {
     const repo = await Repository.open(new LocalObjectStore(req.repository));
     try {
-      const done = (await repo.listSnapshots()).find((s) => s.extra["jobId"] === req.jobId);
+      const done = (await repo.listVmSnapshots(req.domainUuid)).find((s) => jobIdOf(s) === req.jobId);
       if (done) {
         yield result(
           req.jobId,

@@ -80,8 +80,7 @@ export async function readExportsIntoSnapshot(
       if (p.parentSnapshot) {
         for (const z of extents) if (z.kind === "zero") await disk.writeZeroes(z.offset, z.length, signal);
       }
-      const pool = writer.repository.pool;
-      // Reads the size of a whole chunk land in the repository's shared chunk buffers and are hashed
+      // Reads the size of a whole chunk land in the writer's shared chunk buffers and are hashed
       // and stored from there (DiskWriter.writeChunk), without another copy. Smaller pieces (chunks
       // larger than a request, extent edges) use readExtents' recycled buffers: write() copies them.
       const r = await readExtentsTo<SharedChunk>(
@@ -97,7 +96,7 @@ export async function readExportsIntoSnapshot(
           reuseBuffers: true,
           allocate: (length) => {
             if (length !== opts.chunkSize) return undefined;
-            const c = pool.acquireShared(opts.chunkSize);
+            const c = writer.acquireChunk(opts.chunkSize);
             return { buffer: c.plain, owner: c };
           },
           onProgress: (n) => progress.update("reading", bytesRead + n),

@@ -24,6 +24,7 @@ import { type BackupMode, type BackupPlan, planDisks } from "./planDisks.js";
 import { pruneCheckpoints } from "./pruneCheckpoints.js";
 import { quiesceAround } from "./quiesceAround.js";
 import { readExportsIntoSnapshot } from "./readExportsIntoSnapshot.js";
+import { readVmHistory, type VmHistory } from "./readVmHistory.js";
 
 export type QuiesceMode = "required" | "preferred" | "off";
 
@@ -61,6 +62,8 @@ export interface LiveBackupRequest {
   /** Disk targets; empty/undefined = every disk with a source. */
   disks?: readonly string[];
   labels?: Record<string, string>;
+  /** The domain's sealed snapshots if the caller read them already (one read per job). */
+  history?: VmHistory;
   /** Run in the guest (guest-exec) right before the freeze / right after the thaw. */
   hooks?: { preFreeze?: readonly string[]; postThaw?: readonly string[] };
   signal: AbortSignal;
@@ -140,7 +143,7 @@ export async function runLiveBackup(
     const [queried, made, lockHeld] = await Promise.allSettled([
       Promise.all([
         hypervisor.listCheckpoints(domain.name, signal),
-        repository.listSnapshots(signal),
+        readVmHistory(repository, req.history, domain.uuid, signal),
         req.mode === "copy" ? Promise.resolve(undefined) : hypervisor.liveBitmaps(domain.name, signal),
         hypervisor.backupJob(domain.name, signal),
       ]),
@@ -152,14 +155,13 @@ export async function runLiveBackup(
     if (made.status === "rejected") throw made.reason;
     if (lockHeld.status === "rejected") throw lockHeld.reason;
     const snapshot = lockHeld.value;
-    const [checkpoints, snapshots, liveBitmaps, runningJob] = queried.value;
+    const [checkpoints, history, liveBitmaps, runningJob] = queried.value;
     // Refuse a busy domain now, not from inside the freeze window.
     if (runningJob) {
       throw new CairnError("failed-precondition", `domain ${domain.name} already has a backup job running`, {
         hint: "wait for it to finish, or end it (virsh domjobabort) if it is stale",
       });
     }
-    const history = snapshots.filter((s) => s.vm.uuid === domain.uuid);
     if (req.mode === "incremental" && history.length === 0) {
       throw new CairnError(
         "failed-precondition",
@@ -302,8 +304,9 @@ export async function runLiveBackup(
       domainXml,
       consistency,
       labels: req.labels ?? {},
+      jobId: req.jobId,
       extra: {
-        jobId: req.jobId,
+        jobId: req.jobId, // for readers older than the manifest's jobId field
         freezeWindowMs: freezeWindowMs ?? null,
         mode: req.mode,
         [CONFIG_FILES_KEY]: configFiles,

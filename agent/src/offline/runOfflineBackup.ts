@@ -10,6 +10,7 @@ import { checkpointRedefineXml } from "../backup/backupXml.js";
 import { writeJobRecord } from "../backup/jobRecord.js";
 import { type BackupPlan, planDisks } from "../backup/planDisks.js";
 import { readExportsIntoSnapshot } from "../backup/readExportsIntoSnapshot.js";
+import { readVmHistory } from "../backup/readVmHistory.js";
 import type { LiveBackupConfig, LiveBackupDeps, LiveBackupRequest } from "../backup/runLiveBackup.js";
 import type { DomainInfo } from "../hypervisor/DomainInfo.js";
 import type { LiveBitmap } from "../hypervisor/Hypervisor.js";
@@ -47,9 +48,9 @@ export async function runOfflineBackup(
     const disks = domain.disks.filter(
       (d) => d.device === "disk" && d.source && (!req.disks?.length || req.disks.includes(d.target)),
     );
-    const [checkpoints, snapshots] = await Promise.all([
+    const [checkpoints, history] = await Promise.all([
       hypervisor.listCheckpoints(domain.name, signal),
-      repository.listSnapshots(signal),
+      readVmHistory(repository, req.history, domain.uuid, signal),
     ]);
     const infos = new Map<string, Awaited<ReturnType<typeof imageInfo>>>();
     for (const d of disks) infos.set(d.target, await imageInfo(d.source, signal));
@@ -60,7 +61,6 @@ export async function runOfflineBackup(
         t,
         info.bitmaps.map((b) => ({ name: b.name, inconsistent: b.flags.includes("in-use") })),
       );
-    const history = snapshots.filter((s) => s.vm.uuid === domain.uuid);
     const plan = planDisks({
       mode: req.mode,
       disks: disks.map((d) => ({ target: d.target, format: infos.get(d.target)?.format ?? d.format })),
@@ -176,6 +176,8 @@ export async function runOfflineBackup(
       domainXml,
       consistency: { kind: "quiesced" },
       labels: req.labels ?? {},
+      jobId: req.jobId,
+      // extra.jobId too: readers older than the manifest's jobId field look there.
       extra: { jobId: req.jobId, mode: req.mode, offline: true, [CONFIG_FILES_KEY]: configFiles },
       signal,
     });

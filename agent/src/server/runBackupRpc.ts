@@ -2,7 +2,7 @@ import type { CallContext } from "nice-grpc-common";
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
 import type { RunBackupRequest, RunBackupResponse } from "../../../shared/src/gen/cairn/v1/agent.js";
 import { BackupMode, QuiesceMode } from "../../../shared/src/gen/cairn/v1/common.js";
-import type { SnapshotManifest } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
+import { jobIdOf, type SnapshotManifest } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
 import type { Repository } from "../../../shared/src/repository/Repository.js";
 import type { BackupMode as CoreMode } from "../backup/planDisks.js";
 import { runBackup } from "../backup/runBackup.js";
@@ -93,7 +93,9 @@ export async function* runBackupRpc(
   });
   let closeRepository = true;
   try {
-    const done = (await repository.listSnapshots(ctx.signal)).find((s) => s.extra["jobId"] === req.jobId);
+    // This VM's manifests only, read once: the backup plans from the same list.
+    const history = await repository.listVmSnapshots(req.domainUuid, ctx.signal);
+    const done = history.find((s) => jobIdOf(s) === req.jobId);
     if (done) {
       const fw = done.extra["freezeWindowMs"];
       yield { jobId: req.jobId, event: toResult(done, typeof fw === "number" ? fw : undefined) };
@@ -115,6 +117,7 @@ export async function* runBackupRpc(
         quiesce,
         ...(req.disks.length ? { disks: req.disks } : {}),
         labels: req.labels,
+        history: { vmUuid: req.domainUuid, snapshots: history },
         signal,
         onState: (s) => feed.publish("state", { jobId: req.jobId, event: { $case: "state", value: s } }),
         onProgress: (p) =>

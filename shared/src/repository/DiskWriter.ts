@@ -1,7 +1,6 @@
 import { abortError, CairnError } from "../errors/CairnError.js";
 import type { SharedChunk } from "./chunks/SharedChunk.js";
 import { DiskIndex } from "./index/DiskIndex.js";
-import { chunkKey, indexKey } from "./layout.js";
 import type { BackupKind, DiskEntry, DiskStats } from "./manifest/SnapshotManifest.js";
 import type { RestorePointWriter } from "./RestorePointWriter.js";
 
@@ -36,15 +35,6 @@ export interface DiskWriterOptions {
  */
 const IN_FLIGHT_BYTES = 64 * 1024 * 1024;
 
-/**
- * Above this rate of new chunks (moving average), a chunk's upload starts beside its existence
- * check: a 2 GiB full backup of new data was ~10% faster in paired runs, because each check (a stat)
- * otherwise waits behind the file writes queued for libuv's threads before the chunk's own write.
- */
-const SPECULATIVE_RATE = 0.9;
-/** ...and only once this many chunks were checked: a repeat full then re-uploads none. */
-const SPECULATIVE_AFTER = 8;
-
 export function defaultMaxInFlight(chunkSize: number): number {
   return Math.max(8, Math.min(256, Math.floor(IN_FLIGHT_BYTES / chunkSize)));
 }
@@ -75,8 +65,6 @@ export class DiskWriter {
   private inFlight = 0;
   /** Moving average of how many recently processed chunks were new (1 = all). */
   private newRate = 1;
-  /** Chunks whose newness is known (newRate means something once a few are). */
-  private decided = 0;
   private readonly waiters: Array<() => void> = [];
   private failure: unknown;
   private readonly stats: DiskStats = {
@@ -131,7 +119,7 @@ export class DiskWriter {
       }
       index = DiskIndex.derive(parentIndex, options.virtualSize);
       // The parent is sealed and our shared lock keeps GC away: its chunks exist, no need to stat them.
-      for (const e of parentIndex.entries()) if (e.id !== undefined) snapshot.knownChunks.add(e.id);
+      for (const e of parentIndex.entries()) if (e.id !== undefined) snapshot.assumeStored(e.id);
     }
     return new DiskWriter(snapshot, options, index);
   }
@@ -178,7 +166,7 @@ export class DiskWriter {
   }
 
   /**
-   * write() of bytes that were read straight into `chunk` (ChunkWorkerPool.acquireShared): when they
+   * write() of bytes that were read straight into `chunk` (RestorePointWriter.acquireChunk): when they
    * are exactly a whole chunk not otherwise open, the buffer itself becomes that chunk — no copy.
    * Either way the writer owns `chunk` from here on.
    */
@@ -188,7 +176,6 @@ export class DiskWriter {
     length: number,
     signal = this.options.signal,
   ): Promise<void> {
-    const pool = this.snapshot.repository.pool;
     const cs = this.index.chunkSize;
     const i = Math.floor(offset / cs);
     const whole = offset === i * cs && length === chunk.plain.length && length === this.index.lengthOf(i);
@@ -199,7 +186,7 @@ export class DiskWriter {
         while (this.processing.has(i)) await this.processing.get(i)?.catch(() => {});
         if (this.failure !== undefined) throw this.failure;
       } catch (e) {
-        pool.releaseShared(chunk);
+        this.snapshot.releaseChunk(chunk);
         throw e;
       }
       if (!this.open.has(i)) {
@@ -211,7 +198,7 @@ export class DiskWriter {
     try {
       await this.write(offset, chunk.plain.subarray(0, length), signal);
     } finally {
-      pool.releaseShared(chunk);
+      this.snapshot.releaseChunk(chunk);
     }
   }
 
@@ -292,7 +279,7 @@ export class DiskWriter {
     c = this.open.get(i);
     if (c) return c;
     // A reused buffer holds an earlier chunk's bytes: complete() zeroes whatever is not written.
-    const chunk = this.snapshot.repository.pool.acquireShared(this.index.lengthOf(i));
+    const chunk = this.snapshot.acquireChunk(this.index.lengthOf(i));
     c = { chunk, buf: chunk.plain, covered: [] };
     this.open.set(i, c);
     return c;
@@ -319,11 +306,10 @@ export class DiskWriter {
     for (const [s, e] of gaps(c)) c.buf.fill(0, s, e);
     const baseId = this.index.get(i);
     if (baseId !== undefined) {
-      const base = await this.snapshot.repository.readChunk(
+      const base = await this.snapshot.readChunk(
         baseId,
         `base of ${this.what} at offset ${i * this.index.chunkSize}`,
         signal,
-        this.snapshot.packs?.locate(baseId),
       );
       for (const [s, e] of gaps(c)) c.buf.set(base.subarray(s, Math.min(e, base.length)), s);
     }
@@ -371,70 +357,26 @@ export class DiskWriter {
       const h: { id: string; zero: boolean; framed?: Buffer | undefined } = eager
         ? await repo.pool.hashFrameShared("chunk", chunk, { padTo })
         : await repo.pool.hashShared(chunk);
-      const known = this.snapshot.knownChunks;
-      const plainLength = chunk.plain.length;
-      let isNew = false;
       if (h.zero) {
         this.index.set(i, undefined);
         return;
       }
-      if (!known.has(h.id)) {
-        let upload = this.snapshot.uploads.get(h.id);
-        if (!upload) {
-          const packs = this.snapshot.packs;
-          const frameIt = async () =>
-            h.framed ?? (await repo.pool.hashFrameShared("chunk", chunk, { id: h.id, padTo })).framed!;
-          upload = (async () => {
-            if (packs) {
-              // Version 2 (format §6a): the pack indexes read at the backup's start say what exists.
-              if (repo.locate(h.id)) return;
-              isNew = true;
-              const framed = await frameIt();
-              await packs.add(h.id, framed, signal);
-              this.stats.bytesStored += framed.length;
-            } else {
-              const key = chunkKey(h.id);
-              // Nearly every recent chunk was new: upload this one while checking whether it exists,
-              // instead of after (the check cannot see this put: stagedPutsHidden). A chunk that did
-              // exist is overwritten with the same content (an idempotent, atomic staged put), which
-              // is rarely needed at this rate.
-              const early =
-                this.decided >= SPECULATIVE_AFTER &&
-                this.newRate > SPECULATIVE_RATE &&
-                repo.store.stagedPutsHidden === true
-                  ? h.framed
-                  : undefined;
-              const [existed] = await Promise.all([
-                repo.store.head(key, { signal }),
-                early && repo.store.put(key, early, { signal, staged: true, owner: this.snapshot }),
-              ]);
-              if (early) this.stats.bytesStored += early.length;
-              if (existed) return;
-              isNew = true;
-              if (!early) {
-                const framed = await frameIt();
-                await repo.store.put(key, framed, { signal, staged: true, owner: this.snapshot });
-                this.stats.bytesStored += framed.length;
-              }
-            }
-            this.stats.bytesNew += plainLength;
-            this.stats.chunksNew++;
-          })();
-          this.snapshot.uploads.set(h.id, upload);
-          upload.then(
-            () => known.add(h.id),
-            () => {},
-          );
-          upload.finally(() => this.snapshot.uploads.delete(h.id)).catch(() => {});
-        }
-        await upload;
+      const stored = await this.snapshot.storeChunk(
+        h.id,
+        h.framed,
+        async () => (await repo.pool.hashFrameShared("chunk", chunk, { id: h.id, padTo })).framed!,
+        signal,
+      );
+      this.stats.bytesStored += stored.bytesStored;
+      if (stored.isNew) {
+        this.stats.bytesNew += chunk.plain.length;
+        this.stats.chunksNew++;
       }
-      this.newRate = this.newRate * 0.9 + (isNew ? 0.1 : 0);
-      this.decided++;
+      this.newRate = this.newRate * 0.9 + (stored.isNew ? 0.1 : 0);
       this.index.set(i, h.id);
     } finally {
       // After the put: a frame made in place is the shared buffer itself.
-      repo.pool.releaseShared(chunk);
+      this.snapshot.releaseChunk(chunk);
     }
   }
 
@@ -447,22 +389,17 @@ export class DiskWriter {
     }
     await this.drain();
     if (this.failure !== undefined) throw this.failure;
-    const repo = this.snapshot.repository;
     let chunks = 0;
     for (const e of this.index.entries()) if (e.id !== undefined) chunks++;
     this.stats.chunksTotal = chunks;
-    const h = await repo.pool.hash(this.index.encode());
-    if (!(await repo.store.head(indexKey(h.id), { signal }))) {
-      const f = await repo.pool.frame("index", h.id, h.data);
-      await repo.store.put(indexKey(h.id), f.framed, { signal, staged: true, owner: this.snapshot });
-    }
+    const indexId = await this.snapshot.putIndex(this.index, signal);
     const o = this.options;
     this.entry = {
       target: o.target,
       virtualSize: o.virtualSize,
       sourceFormat: o.sourceFormat,
       chunkSize: this.index.chunkSize,
-      index: h.id,
+      index: indexId,
       checkpoint: o.checkpoint ?? null,
       parentSnapshot: o.parent?.snapshotId ?? null,
       kind: o.kind,

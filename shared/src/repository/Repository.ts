@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { createHash, createHmac, randomBytes } from "node:crypto";
 import { CairnError, isCairnError } from "../errors/CairnError.js";
 import { ChunkWorkerPool } from "./chunks/ChunkWorkerPool.js";
 import { frame, unframe } from "./chunks/codec.js";
@@ -14,6 +14,8 @@ import {
   packKey,
   SNAPSHOTS_PREFIX,
   snapshotKey,
+  VM_SNAPSHOTS_PREFIX,
+  vmSnapshotKey,
 } from "./layout.js";
 import { acquireLock, type LockOptions } from "./locks/RepositoryLock.js";
 import { type SnapshotManifest, snapshotManifestSchema } from "./manifest/SnapshotManifest.js";
@@ -266,13 +268,64 @@ export class Repository {
 
   /** Sealed snapshots, oldest first. Unsealed backups do not exist here. */
   async listSnapshots(signal?: AbortSignal): Promise<SnapshotManifest[]> {
+    const out: SnapshotManifest[] = [];
+    for (const id of await this.listSnapshotIds(signal)) out.push(await this.showSnapshot(id, signal));
+    return out;
+  }
+
+  /** Ids of the sealed snapshots, oldest first (one listing, no manifest read). */
+  async listSnapshotIds(signal?: AbortSignal): Promise<string[]> {
     const ids: string[] = [];
     for await (const o of this.store.list(SNAPSHOTS_PREFIX, { signal }))
       ids.push(o.key.slice(SNAPSHOTS_PREFIX.length));
-    ids.sort();
+    return ids.sort();
+  }
+
+  /**
+   * One VM's sealed snapshots, oldest first, reading only its manifests (format §7.2): the markers
+   * under vms/ say which snapshot is whose; a snapshot without one (sealed by an older Cairn, or its
+   * marker swept) is read to find out.
+   */
+  async listVmSnapshots(uuid: string, signal?: AbortSignal): Promise<SnapshotManifest[]> {
+    const mine = this.vmKey(uuid);
+    const owners = new Map<string, string>();
+    const [ids] = await Promise.all([
+      this.listSnapshotIds(signal),
+      (async () => {
+        for await (const o of this.store.list(VM_SNAPSHOTS_PREFIX, { signal })) {
+          const [vmKey, id] = o.key.slice(VM_SNAPSHOTS_PREFIX.length).split("/");
+          if (vmKey && id) owners.set(id, vmKey);
+        }
+      })(),
+    ]);
     const out: SnapshotManifest[] = [];
-    for (const id of ids) out.push(await this.showSnapshot(id, signal));
+    for (const id of ids) {
+      const owner = owners.get(id);
+      if (owner !== undefined && owner !== mine) continue;
+      const m = await this.showSnapshot(id, signal);
+      if (m.vm.uuid === uuid) out.push(m);
+    }
     return out;
+  }
+
+  /**
+   * The folder name of a VM's markers (format §7.2): its uuid hashed — keyed like chunk ids in an
+   * encrypted repository, so keys do not tell which VMs it holds.
+   */
+  vmKey(uuid: string): string {
+    const h = this.keys ? createHmac("sha256", this.keys.idKey) : createHash("sha256");
+    return h.update(`cairn/1/vm/${uuid}`).digest("hex");
+  }
+
+  /** Stores a snapshot's per-VM marker (format §7.2), staged with its chunks by a backup. */
+  async putVmMarker(manifest: SnapshotManifest, options: PutOptions): Promise<void> {
+    const key = vmSnapshotKey(this.vmKey(manifest.vm.uuid), manifest.id);
+    await this.store.put(key, Buffer.from(manifest.id), options);
+  }
+
+  /** Deletes a snapshot's per-VM marker (prune, after its manifest). */
+  async deleteVmMarker(manifest: SnapshotManifest, signal?: AbortSignal): Promise<void> {
+    await this.store.delete(vmSnapshotKey(this.vmKey(manifest.vm.uuid), manifest.id), { signal });
   }
 
   async showSnapshot(id: string, signal?: AbortSignal): Promise<SnapshotManifest> {

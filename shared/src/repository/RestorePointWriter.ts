@@ -1,6 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { CairnError } from "../errors/CairnError.js";
+import type { SharedChunk } from "./chunks/SharedChunk.js";
 import { DiskWriter, type DiskWriterOptions } from "./DiskWriter.js";
+import type { DiskIndex } from "./index/DiskIndex.js";
+import { indexKey } from "./layout.js";
 import type { HeldLock } from "./locks/RepositoryLock.js";
 import {
   type Consistency,
@@ -8,8 +11,10 @@ import {
   newSnapshotId,
   type SnapshotManifest,
 } from "./manifest/SnapshotManifest.js";
-import { PackWriter, type WrittenPackIndex } from "./packs/PackWriter.js";
 import type { Repository } from "./Repository.js";
+import type { ChunkSink } from "./sinks/ChunkSink.js";
+import { LooseChunkSink } from "./sinks/LooseChunkSink.js";
+import { PackChunkSink } from "./sinks/PackChunkSink.js";
 
 export interface VmIdentity {
   uuid: string;
@@ -21,9 +26,20 @@ export interface SealOptions {
   consistency: Consistency;
   labels?: Record<string, string>;
   protected?: boolean;
+  /** The job sealing it (manifest jobId, format §7). */
+  jobId?: string;
   extra?: Record<string, unknown>;
   signal?: AbortSignal;
 }
+
+/** What storeChunk did for its caller: only the call that stored a chunk reports it new. */
+export interface StoredChunk {
+  isNew: boolean;
+  /** Framed bytes this call wrote (a chunk found stored may still have been written: ChunkSink). */
+  bytesStored: number;
+}
+
+const NOT_STORED: StoredChunk = { isNew: false, bytesStored: 0 };
 
 /**
  * One VM backup in progress (a snapshot before its seal). Add a DiskWriter per disk, write and
@@ -36,12 +52,12 @@ export class RestorePointWriter {
   readonly startedAt = new Date();
   private readonly disks = new Map<string, DiskWriter>();
   private state: "open" | "sealed" | "aborted" = "open";
-  /** Chunks seen in this backup (never shared across backups: GC may run between them). */
-  readonly knownChunks = new Set<string>();
-  /** Uploads in progress, so two disks writing the same new chunk upload it once. */
-  readonly uploads = new Map<string, Promise<void>>();
-  /** Where this backup's new chunks go in a version-2 repository (format §6a). */
-  readonly packs: PackWriter | undefined;
+  /** Chunks known stored in this backup (never shared across backups: GC may run between them). */
+  private readonly known = new Set<string>();
+  /** Chunks being stored, so two disks writing the same new chunk store it once. */
+  private readonly storing = new Map<string, Promise<StoredChunk>>();
+  /** Where this backup's new chunks go: loose objects (format version 1) or packs (§6a). */
+  private readonly sink: ChunkSink;
 
   constructor(
     readonly repository: Repository,
@@ -49,11 +65,81 @@ export class RestorePointWriter {
     private readonly lock: HeldLock,
   ) {
     this.snapshotId = newSnapshotId(this.startedAt, randomBytes(4).toString("hex"));
-    this.packs = repository.packed
-      ? new PackWriter(repository.store, this, (records, signal) =>
-          repository.putPackIndex(records, { signal, staged: true, owner: this }),
-        )
-      : undefined;
+    this.sink = repository.packed
+      ? new PackChunkSink(repository, this)
+      : new LooseChunkSink(repository.store, this);
+  }
+
+  /**
+   * A buffer for one chunk's plaintext, shared with the chunk workers (not zero-filled: it held an
+   * earlier chunk). Readers fill it and hand it to DiskWriter.writeChunk, which releases it.
+   */
+  acquireChunk(length: number): SharedChunk {
+    return this.repository.pool.acquireShared(length);
+  }
+
+  releaseChunk(chunk: SharedChunk): void {
+    this.repository.pool.releaseShared(chunk);
+  }
+
+  /** Chunks a sealed restore point names (a parent's): under our shared lock they stay stored. */
+  assumeStored(id: string): void {
+    this.known.add(id);
+  }
+
+  /**
+   * Stores a chunk unless this backup or the repository has it; `framed` is its frame, or made by
+   * `frame()` only when it is needed. Resolves once the frame's buffer may be reused.
+   */
+  async storeChunk(
+    id: string,
+    framed: Uint8Array | undefined,
+    frame: () => Promise<Uint8Array>,
+    signal: AbortSignal | undefined,
+  ): Promise<StoredChunk> {
+    if (this.known.has(id)) return NOT_STORED;
+    const pending = this.storing.get(id);
+    if (pending) {
+      await pending;
+      return NOT_STORED;
+    }
+    const stored = this.storeNew(id, framed, frame, signal);
+    this.storing.set(id, stored);
+    try {
+      const r = await stored;
+      this.known.add(id);
+      return r;
+    } finally {
+      this.storing.delete(id);
+    }
+  }
+
+  private async storeNew(
+    id: string,
+    framed: Uint8Array | undefined,
+    frame: () => Promise<Uint8Array>,
+    signal: AbortSignal | undefined,
+  ): Promise<StoredChunk> {
+    if (await this.sink.has(id, signal)) return NOT_STORED;
+    const f = framed ?? (await frame());
+    const isNew = await this.sink.put(id, f, signal);
+    return { isNew, bytesStored: f.length };
+  }
+
+  /** Reads a chunk back, including one this backup stored and that is not sealed yet. */
+  readChunk(id: string, what: string, signal: AbortSignal | undefined): Promise<Buffer> {
+    return this.repository.readChunk(id, what, signal, this.sink.placeOf(id));
+  }
+
+  /** Stores a disk's index (staged, like the chunks; identical indexes dedup); returns its id. */
+  async putIndex(index: DiskIndex, signal: AbortSignal | undefined): Promise<string> {
+    const { pool, store } = this.repository;
+    const h = await pool.hash(index.encode());
+    if (!(await store.head(indexKey(h.id), { signal }))) {
+      const f = await pool.frame("index", h.id, h.data);
+      await store.put(indexKey(h.id), f.framed, { signal, staged: true, owner: this });
+    }
+    return h.id;
   }
 
   /** Starts a disk. With `parent`, chunks not written are taken from the parent restore point. */
@@ -101,11 +187,13 @@ export class RestorePointWriter {
       finishedAt: new Date().toISOString(),
       labels: options.labels ?? {},
       protected: options.protected ?? false,
+      ...(options.jobId !== undefined ? { jobId: options.jobId } : {}),
       extra: options.extra ?? {},
     };
-    let packIndexes: WrittenPackIndex[] = [];
     try {
-      if (this.packs) packIndexes = await this.packs.finish();
+      await this.sink.flush(options.signal);
+      // Staged: durable with the chunks, before the manifest, so a sealed snapshot has its marker.
+      await this.repository.putVmMarker(manifest, { signal: options.signal, staged: true, owner: this });
       // Chunks, packs and indexes were staged: make them durable before the manifest names them.
       await this.repository.store.commitStaged({ signal: options.signal });
       await this.repository.putSnapshot(manifest, options.signal);
@@ -113,7 +201,7 @@ export class RestorePointWriter {
     } finally {
       if (this.state !== "sealed") await this.abort();
     }
-    for (const p of packIndexes) this.repository.addPackRecords(p.id, p.records);
+    this.sink.sealed();
     await this.lock.release();
     return manifest;
   }
@@ -128,7 +216,7 @@ export class RestorePointWriter {
     try {
       await Promise.all([...this.disks.values()].map((w) => w.abandon()));
       // No pack index: the packs stay unlisted, deleted below or, once visible, by GC.
-      await this.packs?.settle();
+      await this.sink.settle(undefined);
       // Before the lock goes: under it, GC leaves these temporaries alone.
       await this.repository.store.discardStaged(this).catch(() => {});
     } finally {

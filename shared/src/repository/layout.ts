@@ -7,6 +7,8 @@ export const LOCKS_PREFIX = "locks/";
 /** Version 2 (format §6a). */
 export const PACKS_PREFIX = "packs/";
 export const PACK_INDEXES_PREFIX = "packindex/";
+/** Per-VM snapshot markers (format §7.2). */
+export const VM_SNAPSHOTS_PREFIX = "vms/";
 
 export function chunkKey(id: string): string {
   return `${CHUNKS_PREFIX}${id.slice(0, 2)}/${id}`;
@@ -22,6 +24,10 @@ export function indexKey(id: string): string {
 }
 export function snapshotKey(id: string): string {
   return `${SNAPSHOTS_PREFIX}${id}`;
+}
+/** `vms/<vmKey>/<snapshotId>`: says snapshot `snapshotId` is of the VM `vmKey` names (format §7.2). */
+export function vmSnapshotKey(vmKey: string, snapshotId: string): string {
+  return `${VM_SNAPSHOTS_PREFIX}${vmKey}/${snapshotId}`;
 }
 /** The id part of a chunk or index key, or undefined for keys that are not one. */
 export function idFromKey(key: string): string | undefined {

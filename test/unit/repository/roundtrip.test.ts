@@ -47,7 +47,7 @@ describe("restore points", () => {
     const w = await r.beginSnapshot({ vm });
     const d = await w.addDisk({ target: "vda", virtualSize: disk.length, sourceFormat: "raw", kind: "full" });
     const viaChunk = async (off: number, n: number) => {
-      const c = r.pool.acquireShared(CS);
+      const c = w.acquireChunk(CS);
       disk.copy(c.plain, 0, off, off + n);
       await d.writeChunk(off, c, n);
     };

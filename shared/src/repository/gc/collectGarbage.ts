@@ -7,6 +7,7 @@ import {
   PACK_INDEXES_PREFIX,
   PACKS_PREFIX,
   SNAPSHOTS_PREFIX,
+  VM_SNAPSHOTS_PREFIX,
 } from "../layout.js";
 import { acquireLock, type LockOptions } from "../locks/RepositoryLock.js";
 import type { Repository } from "../Repository.js";
@@ -121,6 +122,15 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
         report.bytesFreed += v.size;
       }
     }
+    if (!options.dryRun) {
+      // Markers whose snapshot is gone (a prune or a backup that died between its puts): readers
+      // skip them already. Deleting a marker is always safe: its snapshot would just read as unmarked.
+      const sealed = new Set(ids);
+      const orphans: string[] = [];
+      for await (const o of repo.store.list(VM_SNAPSHOTS_PREFIX, { signal }))
+        if (!sealed.has(o.key.slice(o.key.lastIndexOf("/") + 1))) orphans.push(o.key);
+      for (const key of orphans) await repo.store.delete(key, { signal });
+    }
     // A writer that died before commitStaged() leaves invisible temporaries: under the exclusive lock
     // no writer is running, so those past the grace period are garbage (lock records aside).
     const sweepable = repo.store as Partial<SweepsTemporaries>;
@@ -132,6 +142,7 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
         CHUNKS_PREFIX,
         PACKS_PREFIX,
         PACK_INDEXES_PREFIX,
+        VM_SNAPSHOTS_PREFIX,
       ])
         report.temporariesDeleted += await sweepable.sweepTemporaries(age, signal, prefix);
       report.temporariesDeleted += await sweepable.sweepTemporaries(

@@ -49,10 +49,18 @@ export const snapshotManifestSchema = z.object({
   finishedAt: z.string(),
   labels: z.record(z.string(), z.string()),
   protected: z.boolean(),
+  /** The agent job that sealed it (format §7); older manifests have it in extra.jobId only. */
+  jobId: z.string().min(1).optional(),
   /** Room for the agent (NVRAM/TPM refs, freeze window...) without a format change. */
   extra: z.record(z.string(), z.unknown()),
 });
 export type SnapshotManifest = z.infer<typeof snapshotManifestSchema>;
+
+/** The job that sealed a snapshot, from the typed field or, in older manifests, extra.jobId. */
+export function jobIdOf(m: SnapshotManifest): string | undefined {
+  const legacy = m.extra["jobId"];
+  return m.jobId ?? (typeof legacy === "string" ? legacy : undefined);
+}
 
 /** Snapshot ids sort by time: `YYYYMMDDTHHMMSSZ-<8 hex>`. */
 export function newSnapshotId(now: Date, random: string): string {

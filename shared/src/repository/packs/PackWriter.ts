@@ -144,9 +144,10 @@ export class PackWriter {
 
   /**
    * Writes what is queued, then a pack index for the packs no index covers yet; returns every pack
-   * index this writer stored (throws the first failure).
+   * index this writer stored (throws the first failure). `signal` then applies to what is left.
    */
-  async finish(): Promise<WrittenPackIndex[]> {
+  async finish(signal?: AbortSignal): Promise<WrittenPackIndex[]> {
+    if (signal) this.signal = signal;
     this.flush();
     while (this.writes.size > 0) await Promise.all(this.writes);
     if (this.failure === undefined) this.indexUnindexed();
