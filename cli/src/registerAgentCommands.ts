@@ -1,8 +1,6 @@
 import { existsSync } from "node:fs";
 import type { Command } from "commander";
-import type { BackupMode } from "../../agent/src/backup/planDisks.js";
 import { runBackup } from "../../agent/src/backup/runBackup.js";
-import type { QuiesceMode } from "../../agent/src/backup/runLiveBackup.js";
 import { loadAgentConfig } from "../../agent/src/config/AgentConfig.js";
 import { createAgentRuntime } from "../../agent/src/createAgentRuntime.js";
 import { restoreVmConfig } from "../../agent/src/vmconfig/restoreVmConfig.js";
@@ -10,11 +8,10 @@ import { ProgressBar } from "../../shared/src/cli/ProgressBar.js";
 import { renderTable } from "../../shared/src/cli/renderTable.js";
 import { parseLabels, runCli } from "../../shared/src/cli/runCli.js";
 import { CairnError } from "../../shared/src/errors/CairnError.js";
+import { backupMode } from "../../shared/src/grpc/wire/backupMode.js";
+import { quiesceMode } from "../../shared/src/grpc/wire/quiesceMode.js";
 import { formatBytes } from "../../shared/src/units/formatBytes.js";
 import { openCliRepository } from "./registerRepoCommands.js";
-
-const MODES: BackupMode[] = ["auto", "full", "incremental", "differential", "copy"];
-const QUIESCE: QuiesceMode[] = ["required", "preferred", "off"];
 
 function parseArgv(what: string, v: string | undefined): string[] | undefined {
   if (v === undefined) return undefined;
@@ -66,8 +63,8 @@ export function registerAgentCommands(program: Command): void {
     .description("back up one domain into a repository")
     .requiredOption("--domain <name-or-uuid>", "domain to back up")
     .requiredOption("--repo <location>", "repository (local path or s3://bucket/prefix)")
-    .option("--mode <mode>", `one of ${MODES.join(", ")}`, "auto")
-    .option("--quiesce <q>", `one of ${QUIESCE.join(", ")}`, "preferred")
+    .option("--mode <mode>", `one of ${backupMode.names.join(", ")}`, "auto")
+    .option("--quiesce <q>", `one of ${quiesceMode.names.join(", ")}`, "preferred")
     .option("--disk <target...>", "only these disks (default: all)")
     .option("--label <key=value...>", "labels stored with the snapshot")
     .option("--pre-freeze <argv-json>", "command run in the guest before the freeze, as a JSON array")
@@ -94,15 +91,8 @@ export function registerAgentCommands(program: Command): void {
         json?: boolean;
       }) =>
         runCli(async () => {
-          if (!MODES.includes(o.mode as BackupMode)) {
-            throw new CairnError("invalid-argument", `--mode ${o.mode} is not one of ${MODES.join(", ")}`);
-          }
-          if (!QUIESCE.includes(o.quiesce as QuiesceMode)) {
-            throw new CairnError(
-              "invalid-argument",
-              `--quiesce ${o.quiesce} is not one of ${QUIESCE.join(", ")}`,
-            );
-          }
+          const mode = backupMode.parse(o.mode, "--mode");
+          const quiesce = quiesceMode.parse(o.quiesce, "--quiesce");
           if (!o.repo.startsWith("s3://") && !existsSync(o.repo)) {
             throw new CairnError("not-found", `no repository at ${o.repo}`, {
               hint: `create it with cairn repo init ${o.repo}`,
@@ -131,8 +121,8 @@ export function registerAgentCommands(program: Command): void {
               {
                 jobId: o.jobId ?? `local-${Date.now().toString(36)}`,
                 domain: o.domain,
-                mode: o.mode as BackupMode,
-                quiesce: o.quiesce as QuiesceMode,
+                mode,
+                quiesce,
                 ...(o.disk ? { disks: o.disk } : {}),
                 labels: parseLabels(o.label),
                 hooks: { ...(preFreeze ? { preFreeze } : {}), ...(postThaw ? { postThaw } : {}) },

@@ -1,14 +1,9 @@
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
+import type { BackupJobState } from "../../../shared/src/grpc/wire/backupJobState.js";
 import type { Logger } from "../../../shared/src/log/createLogger.js";
 
-/** A backup job's lifecycle. Cleanup runs in every terminal path (see runLiveBackup). */
-export type BackupJobState =
-  | "planning"
-  | "quiescing" // pre-freeze hooks, freeze, begin the export, thaw
-  | "reading" // changed blocks from the NBD export into the repository
-  | "sealing"
-  | "succeeded"
-  | "failed";
+// The states are defined with their wire enum; cleanup runs in every terminal path (see runLiveBackup).
+export type { BackupJobState };
 
 const NEXT: Record<BackupJobState, readonly BackupJobState[]> = {
   planning: ["quiescing", "failed"],

@@ -2,6 +2,8 @@ import { randomBytes } from "node:crypto";
 import { chmod, chown, mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { abortError, CairnError, isCairnError } from "../../../shared/src/errors/CairnError.js";
+import type { BackupMode } from "../../../shared/src/grpc/wire/backupMode.js";
+import type { QuiesceMode } from "../../../shared/src/grpc/wire/quiesceMode.js";
 import type { Logger } from "../../../shared/src/log/createLogger.js";
 import type { SnapshotManifest } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
 import { CONFIG_FILES_KEY } from "../../../shared/src/repository/manifest/VmConfigFiles.js";
@@ -20,12 +22,10 @@ import { checkpointXml, pullBackupXml } from "./backupXml.js";
 import { cleanBrokenCheckpoints } from "./cleanBrokenCheckpoints.js";
 import { deleteCheckpointSafely } from "./deleteCheckpointSafely.js";
 import { writeJobRecord } from "./jobRecord.js";
-import { type BackupMode, type BackupPlan, planDisks } from "./planDisks.js";
+import { type BackupPlan, planDisks } from "./planDisks.js";
 import { pruneCheckpoints } from "./pruneCheckpoints.js";
 import { quiesceAround } from "./quiesceAround.js";
 import { readExportsIntoSnapshot } from "./readExportsIntoSnapshot.js";
-
-export type QuiesceMode = "required" | "preferred" | "off";
 
 export interface LiveBackupDeps {
   hypervisor: Hypervisor;

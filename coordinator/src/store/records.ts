@@ -1,3 +1,5 @@
+import type { BackupMode } from "../../../shared/src/grpc/wire/backupMode.js";
+import type { QuiesceMode } from "../../../shared/src/grpc/wire/quiesceMode.js";
 import type { JobState } from "../jobs/JobState.js";
 
 /** What the coordinator stores. Times are milliseconds since the epoch. */
@@ -46,9 +48,6 @@ export interface PolicyRecord {
   lastFireMs: number | null;
 }
 
-export type JobMode = "full" | "incremental" | "differential" | "copy" | "auto";
-export type JobQuiesce = "required" | "preferred" | "off";
-
 export interface JobProgress {
   bytesDone: number;
   bytesTotal: number;
@@ -64,8 +63,8 @@ export interface JobRecord {
   hostId: string;
   policy: string | null;
   repository: string;
-  mode: JobMode;
-  quiesce: JobQuiesce;
+  mode: BackupMode;
+  quiesce: QuiesceMode;
   trigger: "schedule" | "manual";
   state: JobState;
   /** 1 for the first run; incremented by each retry. */
