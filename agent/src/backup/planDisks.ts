@@ -4,7 +4,7 @@ import type {
   SnapshotManifest,
 } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
 import type { LiveBitmap } from "../hypervisor/Hypervisor.js";
-import type { CheckpointInfo } from "./parseCheckpointXml.js";
+import type { CheckpointInfo } from "../hypervisor/parseCheckpointXml.js";
 
 export interface DiskToBackUp {
   target: string;

@@ -7,14 +7,14 @@ import { backupMode } from "../../../shared/src/grpc/wire/backupMode.js";
 import { quiesceMode } from "../../../shared/src/grpc/wire/quiesceMode.js";
 import type { SnapshotManifest } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
 import type { Repository } from "../../../shared/src/repository/Repository.js";
+import type { BackupConfig, BackupDeps } from "../backup/BackupRequest.js";
 import { runBackup } from "../backup/runBackup.js";
-import type { LiveBackupConfig, LiveBackupDeps } from "../backup/runLiveBackup.js";
 import { JobFeed } from "../jobs/JobFeed.js";
 import type { JobRegistry } from "../jobs/JobRegistry.js";
 
 export interface BackupRpcDeps {
-  backup: Omit<LiveBackupDeps, "repository">;
-  config: LiveBackupConfig;
+  backup: Omit<BackupDeps, "repository">;
+  config: BackupConfig;
   jobs: JobRegistry;
   /** Opens the job's repository; a bandwidth limit (bytes/s, 0 = none) throttles what is written to it. */
   openRepository(
