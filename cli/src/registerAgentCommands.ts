@@ -11,7 +11,8 @@ import { CairnError } from "../../shared/src/errors/CairnError.js";
 import { backupMode } from "../../shared/src/grpc/wire/backupMode.js";
 import { quiesceMode } from "../../shared/src/grpc/wire/quiesceMode.js";
 import { formatBytes } from "../../shared/src/units/formatBytes.js";
-import { openCliRepository } from "./registerRepoCommands.js";
+import { prepareDiskRestore } from "./prepareDiskRestore.js";
+import { withCliRepository } from "./withCliRepository.js";
 
 function parseArgv(what: string, v: string | undefined): string[] | undefined {
   if (v === undefined) return undefined;
@@ -106,63 +107,63 @@ export function registerAgentCommands(program: Command): void {
           process.once("SIGINT", () => stop("SIGINT"));
           process.once("SIGTERM", () => stop("SIGTERM"));
           await rt.recover(ac.signal);
-          const repository = await openCliRepository(o.repo, o.passphraseFile);
-          const bar = new ProgressBar(`backup ${o.domain}`);
-          try {
-            const r = await runBackup(
-              {
-                hypervisor: rt.hypervisor,
-                guestAgent: rt.guestAgent,
-                freezeMarkers: rt.freezeMarkers,
-                repository,
-                log: rt.log,
-              },
-              rt.liveBackup,
-              {
-                jobId: o.jobId ?? `local-${Date.now().toString(36)}`,
-                domain: o.domain,
-                mode,
-                quiesce,
-                ...(o.disk ? { disks: o.disk } : {}),
-                labels: parseLabels(o.label),
-                hooks: { ...(preFreeze ? { preFreeze } : {}), ...(postThaw ? { postThaw } : {}) },
-                signal: ac.signal,
-                onState: (s) => {
-                  if (o.progress === "json") process.stderr.write(`${JSON.stringify({ state: s })}\n`);
+          await withCliRepository(o.repo, o.passphraseFile, async (repository) => {
+            const bar = new ProgressBar(`backup ${o.domain}`);
+            try {
+              const r = await runBackup(
+                {
+                  hypervisor: rt.hypervisor,
+                  guestAgent: rt.guestAgent,
+                  freezeMarkers: rt.freezeMarkers,
+                  repository,
+                  log: rt.log,
                 },
-                onProgress: (p) => {
-                  if (o.progress === "json") process.stderr.write(`${JSON.stringify({ progress: p })}\n`);
-                  else if (o.progress === "bar") bar.update(p);
+                rt.liveBackup,
+                {
+                  jobId: o.jobId ?? `local-${Date.now().toString(36)}`,
+                  domain: o.domain,
+                  mode,
+                  quiesce,
+                  ...(o.disk ? { disks: o.disk } : {}),
+                  labels: parseLabels(o.label),
+                  hooks: { ...(preFreeze ? { preFreeze } : {}), ...(postThaw ? { postThaw } : {}) },
+                  signal: ac.signal,
+                  onState: (s) => {
+                    if (o.progress === "json") process.stderr.write(`${JSON.stringify({ state: s })}\n`);
+                  },
+                  onProgress: (p) => {
+                    if (o.progress === "json") process.stderr.write(`${JSON.stringify({ progress: p })}\n`);
+                    else if (o.progress === "bar") bar.update(p);
+                  },
                 },
-              },
-            );
-            bar.done();
-            const m = r.manifest;
-            if (o.json) {
-              process.stdout.write(
-                `${JSON.stringify({ snapshot: m, bytesRead: r.bytesRead, freezeWindowMs: r.freezeWindowMs ?? null, prunedCheckpoints: r.prunedCheckpoints })}\n`,
               );
-              return;
+              bar.done();
+              const m = r.manifest;
+              if (o.json) {
+                process.stdout.write(
+                  `${JSON.stringify({ snapshot: m, bytesRead: r.bytesRead, freezeWindowMs: r.freezeWindowMs ?? null, prunedCheckpoints: r.prunedCheckpoints })}\n`,
+                );
+                return;
+              }
+              process.stdout.write(
+                `snapshot ${m.id} of ${m.vm.name} sealed in ${repository.location}\n` +
+                  `consistency: ${m.consistency.kind === "quiesced" ? `quiesced (freeze window ${r.freezeWindowMs?.toFixed(0)} ms)` : `crash-consistent: ${m.consistency.reason}`}\n` +
+                  `${renderTable(
+                    ["DISK", "KIND", "READ", "NEW", "STORED", "WHY FULL"],
+                    m.disks.map((d) => [
+                      d.target,
+                      d.kind,
+                      formatBytes(d.stats.bytesRead),
+                      formatBytes(d.stats.bytesNew),
+                      formatBytes(d.stats.bytesStored),
+                      d.fullReason ?? "",
+                    ]),
+                  )}\n`,
+              );
+            } finally {
+              bar.done();
             }
-            process.stdout.write(
-              `snapshot ${m.id} of ${m.vm.name} sealed in ${repository.location}\n` +
-                `consistency: ${m.consistency.kind === "quiesced" ? `quiesced (freeze window ${r.freezeWindowMs?.toFixed(0)} ms)` : `crash-consistent: ${m.consistency.reason}`}\n` +
-                `${renderTable(
-                  ["DISK", "KIND", "READ", "NEW", "STORED", "WHY FULL"],
-                  m.disks.map((d) => [
-                    d.target,
-                    d.kind,
-                    formatBytes(d.stats.bytesRead),
-                    formatBytes(d.stats.bytesNew),
-                    formatBytes(d.stats.bytesStored),
-                    d.fullReason ?? "",
-                  ]),
-                )}\n`,
-            );
-          } finally {
-            bar.done();
-            await repository.close();
-          }
+          });
         }, o),
     );
 
@@ -189,25 +190,13 @@ export function registerAgentCommands(program: Command): void {
         json?: boolean;
       }) =>
         runCli(async () => {
-          if (o.format !== "raw" && o.format !== "qcow2")
-            throw new CairnError("invalid-argument", `--format ${o.format} is not raw or qcow2`);
-          if (existsSync(o.out) && !o.force) {
-            throw new CairnError("already-exists", `${o.out} exists`, {
-              hint: "choose another --out, or pass --force to overwrite it",
-            });
-          }
-          const repository = await openCliRepository(o.repo, o.passphraseFile);
-          try {
-            const reader = await repository.openDisk(o.snapshot, o.disk);
-            await reader.materialize(o.out, { format: o.format });
-            process.stdout.write(
-              o.json
-                ? `${JSON.stringify({ out: o.out, format: o.format })}\n`
-                : `restored ${o.disk} of ${o.snapshot} to ${o.out} (${o.format})\n`,
-            );
-          } finally {
-            await repository.close();
-          }
+          const restore = prepareDiskRestore(o.out, { ...o, destinationFlag: "--out" });
+          await restore(o.repo, o.snapshot, o.disk);
+          process.stdout.write(
+            o.json
+              ? `${JSON.stringify({ out: o.out, format: o.format })}\n`
+              : `restored ${o.disk} of ${o.snapshot} to ${o.out} (${o.format})\n`,
+          );
         }, o),
     );
 
@@ -230,8 +219,7 @@ export function registerAgentCommands(program: Command): void {
         json?: boolean;
       }) =>
         runCli(async () => {
-          const repository = await openCliRepository(o.repo, o.passphraseFile);
-          try {
+          await withCliRepository(o.repo, o.passphraseFile, async (repository) => {
             const r = await restoreVmConfig(repository, o.snapshot, o.out, { force: !!o.force });
             if (o.json) return void process.stdout.write(`${JSON.stringify(r)}\n`);
             process.stdout.write(
@@ -251,9 +239,7 @@ export function registerAgentCommands(program: Command): void {
                     : "the domain has no NVRAM or TPM state\n"
                   : "this snapshot predates NVRAM/TPM capture: only the domain XML is stored\n"),
             );
-          } finally {
-            await repository.close();
-          }
+          });
         }, o),
     );
 }

@@ -8,6 +8,7 @@ import { openRepositoryStore } from "../../shared/src/repositoryLocation/openRep
 import { formatBytes } from "../../shared/src/units/formatBytes.js";
 import { type ConnectOptions, connectCoordinator, withConnectOptions } from "./connectCoordinator.js";
 import { output, table, when } from "./output.js";
+import { withCliRepository } from "./withCliRepository.js";
 
 async function listIndexedSnapshots(
   o: ConnectOptions & { repository?: string; vm?: string; json?: boolean },
@@ -28,12 +29,6 @@ async function listIndexedSnapshots(
       ]),
     ),
   );
-}
-
-/** Opens a repository named on the command line (passphrase from --passphrase-file or CAIRN_PASSPHRASE). */
-export async function openCliRepository(location: string, passphraseFile?: string): Promise<Repository> {
-  const passphrase = await readPassphrase(passphraseFile);
-  return Repository.open(openRepositoryStore(location), passphrase ? { passphrase } : {});
 }
 
 export function registerRepoCommands(program: Command): void {
@@ -97,8 +92,7 @@ export function registerRepoCommands(program: Command): void {
             });
           }
           const labels = parseLabels(o.label);
-          const r = await openCliRepository(o.repo, o.passphraseFile);
-          try {
+          await withCliRepository(o.repo, o.passphraseFile, async (r) => {
             const all = (await r.listSnapshots()).filter(
               (s) =>
                 (!o.vm || s.vm.name === o.vm || s.vm.uuid === o.vm) &&
@@ -122,9 +116,7 @@ export function registerRepoCommands(program: Command): void {
                 ]),
               )}\n`,
             );
-          } finally {
-            await r.close();
-          }
+          });
         }, o),
     );
   withConnectOptions(snapshots.command("show <id>"))
@@ -137,12 +129,9 @@ export function registerRepoCommands(program: Command): void {
           process.stdout.write(`${JSON.stringify(JSON.parse(s.manifestJson), null, 2)}\n`);
           return;
         }
-        const r = await openCliRepository(o.repo, o.passphraseFile);
-        try {
+        await withCliRepository(o.repo, o.passphraseFile, async (r) => {
           process.stdout.write(`${JSON.stringify(await r.showSnapshot(id), null, 2)}\n`);
-        } finally {
-          await r.close();
-        }
+        });
       }),
     );
 }
