@@ -3,8 +3,7 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { CairnError } from "../../shared/src/errors/CairnError.js";
 import { createLogger, type Logger } from "../../shared/src/log/createLogger.js";
-import { type RecoveredJob, recoverInterruptedJobs } from "./backup/recoverInterruptedJobs.js";
-import type { LiveBackupConfig } from "./backup/runLiveBackup.js";
+import type { BackupConfig } from "./backup/BackupRequest.js";
 import type { AgentConfig } from "./config/AgentConfig.js";
 import { FreezeMarkers } from "./guest/FreezeMarkers.js";
 import type { GuestAgent } from "./guest/GuestAgent.js";
@@ -13,6 +12,7 @@ import { VirshGuestAgent } from "./guest/VirshGuestAgent.js";
 import type { Hypervisor } from "./hypervisor/Hypervisor.js";
 import { VirshHypervisor } from "./hypervisor/VirshHypervisor.js";
 import { VirshSessionPool } from "./hypervisor/VirshSessionPool.js";
+import { type RecoveredJob, recoverInterruptedJobs } from "./live/recoverInterruptedJobs.js";
 
 export interface AgentRuntime {
   config: AgentConfig;
@@ -21,7 +21,7 @@ export interface AgentRuntime {
   hypervisor: Hypervisor;
   guestAgent: GuestAgent;
   freezeMarkers: FreezeMarkers;
-  liveBackup: LiveBackupConfig;
+  liveBackup: BackupConfig;
   /** Startup recovery: thaw guests left frozen, clean up after interrupted jobs. */
   recover(signal: AbortSignal): Promise<{ thawed: string[]; jobs: RecoveredJob[] }>;
 }
@@ -41,7 +41,7 @@ export async function createAgentRuntime(
   const guestAgent = new VirshGuestAgent({ uri: config.libvirtUri, runner: pool.run });
   const freezeMarkers = new FreezeMarkers(join(config.stateDir, "frozen"));
   const workDir = join(config.stateDir, "work");
-  const liveBackup: LiveBackupConfig = {
+  const liveBackup: BackupConfig = {
     workDir,
     qemuUid: await lookupId("passwd", config.qemuUser),
     qemuGid: await lookupId("group", config.qemuGroup),

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { readPassphrase } from "../../shared/src/cli/runCli.js";
 import { CairnError } from "../../shared/src/errors/CairnError.js";
+import { hostInventory } from "../../shared/src/grpc/wire/hostInventory.js";
 import { readIdentity } from "../../shared/src/pki/writeIdentity.js";
 import { openRepository } from "../../shared/src/repositoryLocation/openRepository.js";
 import { CAIRN_VERSION } from "../../shared/src/version.js";
@@ -137,7 +138,7 @@ async function main(): Promise<void> {
             { hostId, libvirtUri: config.libvirtUri },
             signal,
           );
-          return { ...facts, memoryBytes: BigInt(facts.memoryBytes) };
+          return hostInventory.toWire(facts);
         },
       },
     );

@@ -13,9 +13,9 @@
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
-import { pullBackupXml } from "../../agent/src/backup/backupXml.js";
-import { runLiveBackup } from "../../agent/src/backup/runLiveBackup.js";
 import type { FreezePhases } from "../../agent/src/guest/withFrozenGuest.js";
+import { pullBackupXml } from "../../agent/src/hypervisor/backupXml.js";
+import { runLiveBackup } from "../../agent/src/live/runLiveBackup.js";
 import { LocalObjectStore } from "../../shared/src/repository/backends/LocalObjectStore.js";
 import { PACKS_PREFIX } from "../../shared/src/repository/layout.js";
 import { Repository } from "../../shared/src/repository/Repository.js";

@@ -1,8 +1,6 @@
 import { existsSync } from "node:fs";
 import type { Command } from "commander";
-import type { BackupMode } from "../../agent/src/backup/planDisks.js";
 import { runBackup } from "../../agent/src/backup/runBackup.js";
-import type { QuiesceMode } from "../../agent/src/backup/runLiveBackup.js";
 import { loadAgentConfig } from "../../agent/src/config/AgentConfig.js";
 import { createAgentRuntime } from "../../agent/src/createAgentRuntime.js";
 import { restoreVmConfig } from "../../agent/src/vmconfig/restoreVmConfig.js";
@@ -10,11 +8,11 @@ import { ProgressBar } from "../../shared/src/cli/ProgressBar.js";
 import { renderTable } from "../../shared/src/cli/renderTable.js";
 import { parseLabels, runCli } from "../../shared/src/cli/runCli.js";
 import { CairnError } from "../../shared/src/errors/CairnError.js";
+import { backupMode } from "../../shared/src/grpc/wire/backupMode.js";
+import { quiesceMode } from "../../shared/src/grpc/wire/quiesceMode.js";
 import { formatBytes } from "../../shared/src/units/formatBytes.js";
-import { openCliRepository } from "./registerRepoCommands.js";
-
-const MODES: BackupMode[] = ["auto", "full", "incremental", "differential", "copy"];
-const QUIESCE: QuiesceMode[] = ["required", "preferred", "off"];
+import { prepareDiskRestore } from "./prepareDiskRestore.js";
+import { withCliRepository } from "./withCliRepository.js";
 
 function parseArgv(what: string, v: string | undefined): string[] | undefined {
   if (v === undefined) return undefined;
@@ -66,8 +64,8 @@ export function registerAgentCommands(program: Command): void {
     .description("back up one domain into a repository")
     .requiredOption("--domain <name-or-uuid>", "domain to back up")
     .requiredOption("--repo <location>", "repository (local path or s3://bucket/prefix)")
-    .option("--mode <mode>", `one of ${MODES.join(", ")}`, "auto")
-    .option("--quiesce <q>", `one of ${QUIESCE.join(", ")}`, "preferred")
+    .option("--mode <mode>", `one of ${backupMode.names.join(", ")}`, "auto")
+    .option("--quiesce <q>", `one of ${quiesceMode.names.join(", ")}`, "preferred")
     .option("--disk <target...>", "only these disks (default: all)")
     .option("--label <key=value...>", "labels stored with the snapshot")
     .option("--pre-freeze <argv-json>", "command run in the guest before the freeze, as a JSON array")
@@ -94,15 +92,8 @@ export function registerAgentCommands(program: Command): void {
         json?: boolean;
       }) =>
         runCli(async () => {
-          if (!MODES.includes(o.mode as BackupMode)) {
-            throw new CairnError("invalid-argument", `--mode ${o.mode} is not one of ${MODES.join(", ")}`);
-          }
-          if (!QUIESCE.includes(o.quiesce as QuiesceMode)) {
-            throw new CairnError(
-              "invalid-argument",
-              `--quiesce ${o.quiesce} is not one of ${QUIESCE.join(", ")}`,
-            );
-          }
+          const mode = backupMode.parse(o.mode, "--mode");
+          const quiesce = quiesceMode.parse(o.quiesce, "--quiesce");
           if (!o.repo.startsWith("s3://") && !existsSync(o.repo)) {
             throw new CairnError("not-found", `no repository at ${o.repo}`, {
               hint: `create it with cairn repo init ${o.repo}`,
@@ -118,63 +109,68 @@ export function registerAgentCommands(program: Command): void {
           process.once("SIGTERM", () => stop("SIGTERM"));
           await rt.recover(ac.signal);
           // The agent config's chunk workers and local reserve, as the daemon would open it.
-          const repository = await openCliRepository(o.repo, o.passphraseFile, config);
-          const bar = new ProgressBar(`backup ${o.domain}`);
-          try {
-            const r = await runBackup(
-              {
-                hypervisor: rt.hypervisor,
-                guestAgent: rt.guestAgent,
-                freezeMarkers: rt.freezeMarkers,
-                repository,
-                log: rt.log,
-              },
-              rt.liveBackup,
-              {
-                jobId: o.jobId ?? `local-${Date.now().toString(36)}`,
-                domain: o.domain,
-                mode: o.mode as BackupMode,
-                quiesce: o.quiesce as QuiesceMode,
-                ...(o.disk ? { disks: o.disk } : {}),
-                labels: parseLabels(o.label),
-                hooks: { ...(preFreeze ? { preFreeze } : {}), ...(postThaw ? { postThaw } : {}) },
-                signal: ac.signal,
-                onState: (s) => {
-                  if (o.progress === "json") process.stderr.write(`${JSON.stringify({ state: s })}\n`);
-                },
-                onProgress: (p) => {
-                  if (o.progress === "json") process.stderr.write(`${JSON.stringify({ progress: p })}\n`);
-                  else if (o.progress === "bar") bar.update(p);
-                },
-              },
-            );
-            bar.done();
-            const m = r.manifest;
-            if (o.json) {
-              process.stdout.write(
-                `${JSON.stringify({ snapshot: m, bytesRead: r.bytesRead, freezeWindowMs: r.freezeWindowMs ?? null, prunedCheckpoints: r.prunedCheckpoints })}\n`,
-              );
-              return;
-            }
-            process.stdout.write(
-              `snapshot ${m.id} of ${m.vm.name} sealed in ${repository.location}\n` +
-                `consistency: ${m.consistency.kind === "quiesced" ? `quiesced (freeze window ${r.freezeWindowMs?.toFixed(0)} ms)` : `crash-consistent: ${m.consistency.reason}`}\n` +
-                `${renderTable(
-                  ["DISK", "KIND", "READ", "NEW", "STORED", "WHY FULL"],
-                  m.disks.map((d) => [
-                    d.target,
-                    d.kind,
-                    formatBytes(d.stats.bytesRead),
-                    formatBytes(d.stats.bytesNew),
-                    formatBytes(d.stats.bytesStored),
-                    d.fullReason ?? "",
-                  ]),
-                )}\n`,
-            );
-          } finally {
-            bar.done();
-            await repository.close();
-          }
+          await withCliRepository(
+            o.repo,
+            o.passphraseFile,
+            async (repository) => {
+              const bar = new ProgressBar(`backup ${o.domain}`);
+              try {
+                const r = await runBackup(
+                  {
+                    hypervisor: rt.hypervisor,
+                    guestAgent: rt.guestAgent,
+                    freezeMarkers: rt.freezeMarkers,
+                    repository,
+                    log: rt.log,
+                  },
+                  rt.liveBackup,
+                  {
+                    jobId: o.jobId ?? `local-${Date.now().toString(36)}`,
+                    domain: o.domain,
+                    mode,
+                    quiesce,
+                    ...(o.disk ? { disks: o.disk } : {}),
+                    labels: parseLabels(o.label),
+                    hooks: { ...(preFreeze ? { preFreeze } : {}), ...(postThaw ? { postThaw } : {}) },
+                    signal: ac.signal,
+                    onState: (s) => {
+                      if (o.progress === "json") process.stderr.write(`${JSON.stringify({ state: s })}\n`);
+                    },
+                    onProgress: (p) => {
+                      if (o.progress === "json") process.stderr.write(`${JSON.stringify({ progress: p })}\n`);
+                      else if (o.progress === "bar") bar.update(p);
+                    },
+                  },
+                );
+                bar.done();
+                const m = r.manifest;
+                if (o.json) {
+                  process.stdout.write(
+                    `${JSON.stringify({ snapshot: m, bytesRead: r.bytesRead, freezeWindowMs: r.freezeWindowMs ?? null, prunedCheckpoints: r.prunedCheckpoints })}\n`,
+                  );
+                  return;
+                }
+                process.stdout.write(
+                  `snapshot ${m.id} of ${m.vm.name} sealed in ${repository.location}\n` +
+                    `consistency: ${m.consistency.kind === "quiesced" ? `quiesced (freeze window ${r.freezeWindowMs?.toFixed(0)} ms)` : `crash-consistent: ${m.consistency.reason}`}\n` +
+                    `${renderTable(
+                      ["DISK", "KIND", "READ", "NEW", "STORED", "WHY FULL"],
+                      m.disks.map((d) => [
+                        d.target,
+                        d.kind,
+                        formatBytes(d.stats.bytesRead),
+                        formatBytes(d.stats.bytesNew),
+                        formatBytes(d.stats.bytesStored),
+                        d.fullReason ?? "",
+                      ]),
+                    )}\n`,
+                );
+              } finally {
+                bar.done();
+              }
+            },
+            config,
+          );
         }, o),
     );
 
@@ -201,25 +197,13 @@ export function registerAgentCommands(program: Command): void {
         json?: boolean;
       }) =>
         runCli(async () => {
-          if (o.format !== "raw" && o.format !== "qcow2")
-            throw new CairnError("invalid-argument", `--format ${o.format} is not raw or qcow2`);
-          if (existsSync(o.out) && !o.force) {
-            throw new CairnError("already-exists", `${o.out} exists`, {
-              hint: "choose another --out, or pass --force to overwrite it",
-            });
-          }
-          const repository = await openCliRepository(o.repo, o.passphraseFile);
-          try {
-            const reader = await repository.openDisk(o.snapshot, o.disk);
-            await reader.materialize(o.out, { format: o.format });
-            process.stdout.write(
-              o.json
-                ? `${JSON.stringify({ out: o.out, format: o.format })}\n`
-                : `restored ${o.disk} of ${o.snapshot} to ${o.out} (${o.format})\n`,
-            );
-          } finally {
-            await repository.close();
-          }
+          const restore = prepareDiskRestore(o.out, { ...o, destinationFlag: "--out" });
+          await restore(o.repo, o.snapshot, o.disk);
+          process.stdout.write(
+            o.json
+              ? `${JSON.stringify({ out: o.out, format: o.format })}\n`
+              : `restored ${o.disk} of ${o.snapshot} to ${o.out} (${o.format})\n`,
+          );
         }, o),
     );
 
@@ -242,8 +226,7 @@ export function registerAgentCommands(program: Command): void {
         json?: boolean;
       }) =>
         runCli(async () => {
-          const repository = await openCliRepository(o.repo, o.passphraseFile);
-          try {
+          await withCliRepository(o.repo, o.passphraseFile, async (repository) => {
             const r = await restoreVmConfig(repository, o.snapshot, o.out, { force: !!o.force });
             if (o.json) return void process.stdout.write(`${JSON.stringify(r)}\n`);
             process.stdout.write(
@@ -263,9 +246,7 @@ export function registerAgentCommands(program: Command): void {
                     : "the domain has no NVRAM or TPM state\n"
                   : "this snapshot predates NVRAM/TPM capture: only the domain XML is stored\n"),
             );
-          } finally {
-            await repository.close();
-          }
+          });
         }, o),
     );
 }

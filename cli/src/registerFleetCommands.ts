@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { runCli } from "../../shared/src/cli/runCli.js";
-import { domainStateName } from "../../shared/src/grpc/domainStateNames.js";
+import { domainState } from "../../shared/src/grpc/wire/domainState.js";
 import { type ConnectOptions, connectCoordinator, withConnectOptions } from "./connectCoordinator.js";
 import { ago, output, table, when } from "./output.js";
 
@@ -48,7 +48,7 @@ export function registerFleetCommands(program: Command): void {
               v.name,
               v.uuid,
               v.hostId,
-              domainStateName(v.state),
+              domainState.fromWire(v.state),
               ago(v.lastBackupMs),
               Object.entries(v.labels)
                 .map(([k, x]) => `${k}=${x}`)

@@ -4,6 +4,7 @@ import { runCli } from "../../shared/src/cli/runCli.js";
 import { CairnError } from "../../shared/src/errors/CairnError.js";
 import { BackupMode } from "../../shared/src/gen/cairn/v1/common.js";
 import type { JobSummary } from "../../shared/src/gen/cairn/v1/coordinator.js";
+import { backupMode } from "../../shared/src/grpc/wire/backupMode.js";
 import { formatBytes } from "../../shared/src/units/formatBytes.js";
 import {
   type ConnectOptions,
@@ -14,13 +15,6 @@ import {
 import { ago, output, table } from "./output.js";
 
 type O = ConnectOptions & { json?: boolean };
-const MODES: Record<string, BackupMode> = {
-  full: BackupMode.BACKUP_MODE_FULL,
-  incremental: BackupMode.BACKUP_MODE_INCREMENTAL,
-  differential: BackupMode.BACKUP_MODE_DIFFERENTIAL,
-  copy: BackupMode.BACKUP_MODE_COPY,
-  auto: BackupMode.BACKUP_MODE_AUTO,
-};
 
 /** Follows a job to its end with a progress bar; resolves with the final summary. */
 export async function watchJob(
@@ -84,16 +78,12 @@ export function registerJobCommands(program: Command): void {
       .option("--wait", "follow the job with progress until it ends"),
   ).action((vm: string, o: O & { policy?: string; mode?: string; wait?: boolean }) =>
     runCli(async () => {
-      if (o.mode && !(o.mode in MODES))
-        throw new CairnError(
-          "invalid-argument",
-          `--mode ${o.mode} is not one of ${Object.keys(MODES).join(", ")}`,
-        );
+      const mode = o.mode ? backupMode.toWire(backupMode.parse(o.mode, "--mode")) : undefined;
       const client = connectCoordinator(o);
       const { jobId } = await client.backupNow({
         vm,
         policy: o.policy ?? "",
-        mode: o.mode ? (MODES[o.mode] as BackupMode) : BackupMode.BACKUP_MODE_UNSPECIFIED,
+        mode: mode ?? BackupMode.BACKUP_MODE_UNSPECIFIED,
       });
       if (!o.wait)
         return output(

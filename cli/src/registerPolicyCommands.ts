@@ -2,16 +2,17 @@ import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
 import { runCli } from "../../shared/src/cli/runCli.js";
 import { CairnError } from "../../shared/src/errors/CairnError.js";
-import { BackupMode } from "../../shared/src/gen/cairn/v1/common.js";
+import type { BackupMode as WireBackupMode } from "../../shared/src/gen/cairn/v1/common.js";
+import { backupMode } from "../../shared/src/grpc/wire/backupMode.js";
 import { type ConnectOptions, connectCoordinator, withConnectOptions } from "./connectCoordinator.js";
 import { output, table } from "./output.js";
 
 type O = ConnectOptions & { json?: boolean };
-const MODE: Record<number, string> = {
-  [BackupMode.BACKUP_MODE_INCREMENTAL]: "incremental",
-  [BackupMode.BACKUP_MODE_DIFFERENTIAL]: "differential",
-  [BackupMode.BACKUP_MODE_COPY]: "full only",
-};
+/** A policy's mode as its YAML says it: `full` policies run copies (no checkpoint kept). */
+function modeName(m: WireBackupMode): string {
+  const name = backupMode.nameOf(m);
+  return name === "copy" ? "full only" : (name ?? "?");
+}
 
 export function registerPolicyCommands(program: Command): void {
   const policies = program.command("policies").description("backup policies (YAML documents)");
@@ -40,11 +41,11 @@ export function registerPolicyCommands(program: Command): void {
       const r = await connectCoordinator(o).listPolicies({});
       output(
         o.json,
-        r.policies.map(({ yaml: _y, ...p }) => ({ ...p, mode: MODE[p.mode] ?? "?" })),
+        r.policies.map(({ yaml: _y, ...p }) => ({ ...p, mode: modeName(p.mode) })),
         () =>
           table(
             ["NAME", "SCHEDULE", "MODE", "REPOSITORY"],
-            r.policies.map((p) => [p.name, p.schedule, MODE[p.mode] ?? "?", p.repository]),
+            r.policies.map((p) => [p.name, p.schedule, modeName(p.mode), p.repository]),
           ),
       );
     }, o),

@@ -1,16 +1,14 @@
 import { existsSync } from "node:fs";
 import type { Command } from "commander";
-import type { AgentConfig } from "../../agent/src/config/AgentConfig.js";
-import { agentRepositorySettings } from "../../agent/src/config/agentRepositorySettings.js";
 import { renderTable } from "../../shared/src/cli/renderTable.js";
 import { parseLabels, readPassphrase, runCli } from "../../shared/src/cli/runCli.js";
 import { CairnError } from "../../shared/src/errors/CairnError.js";
 import { Repository } from "../../shared/src/repository/Repository.js";
-import { openRepository } from "../../shared/src/repositoryLocation/openRepository.js";
 import { openRepositoryStore } from "../../shared/src/repositoryLocation/openRepositoryStore.js";
 import { formatBytes } from "../../shared/src/units/formatBytes.js";
 import { type ConnectOptions, connectCoordinator, withConnectOptions } from "./connectCoordinator.js";
 import { output, table, when } from "./output.js";
+import { withCliRepository } from "./withCliRepository.js";
 
 async function listIndexedSnapshots(
   o: ConnectOptions & { repository?: string; vm?: string; json?: boolean },
@@ -31,21 +29,6 @@ async function listIndexedSnapshots(
       ]),
     ),
   );
-}
-
-/**
- * Opens a repository named on the command line: passphrase from --passphrase-file or
- * CAIRN_PASSPHRASE; chunk workers and the local reserve from the agent's config when one is given
- * (what the agent daemon would use on this host).
- */
-export async function openCliRepository(
-  location: string,
-  passphraseFile?: string,
-  agentConfig?: Pick<AgentConfig, "localRepositoryReserveBytes" | "chunkWorkers">,
-): Promise<Repository> {
-  const passphrase = await readPassphrase(passphraseFile);
-  const settings = agentConfig ? agentRepositorySettings(agentConfig, passphrase) : { passphrase };
-  return openRepository(location, settings, AbortSignal.timeout(120_000));
 }
 
 export function registerRepoCommands(program: Command): void {
@@ -109,8 +92,7 @@ export function registerRepoCommands(program: Command): void {
             });
           }
           const labels = parseLabels(o.label);
-          const r = await openCliRepository(o.repo, o.passphraseFile);
-          try {
+          await withCliRepository(o.repo, o.passphraseFile, async (r) => {
             const all = (await r.listSnapshots()).filter(
               (s) =>
                 (!o.vm || s.vm.name === o.vm || s.vm.uuid === o.vm) &&
@@ -134,9 +116,7 @@ export function registerRepoCommands(program: Command): void {
                 ]),
               )}\n`,
             );
-          } finally {
-            await r.close();
-          }
+          });
         }, o),
     );
   withConnectOptions(snapshots.command("show <id>"))
@@ -149,12 +129,9 @@ export function registerRepoCommands(program: Command): void {
           process.stdout.write(`${JSON.stringify(JSON.parse(s.manifestJson), null, 2)}\n`);
           return;
         }
-        const r = await openCliRepository(o.repo, o.passphraseFile);
-        try {
+        await withCliRepository(o.repo, o.passphraseFile, async (r) => {
           process.stdout.write(`${JSON.stringify(await r.showSnapshot(id), null, 2)}\n`);
-        } finally {
-          await r.close();
-        }
+        });
       }),
     );
 }

@@ -1,4 +1,3 @@
-import { existsSync } from "node:fs";
 import type { Command } from "commander";
 import { runCli } from "../../shared/src/cli/runCli.js";
 import { CairnError } from "../../shared/src/errors/CairnError.js";
@@ -6,7 +5,7 @@ import type { JobSummary } from "../../shared/src/gen/cairn/v1/coordinator.js";
 import { formatBytes } from "../../shared/src/units/formatBytes.js";
 import { type ConnectOptions, connectCoordinator, withConnectOptions } from "./connectCoordinator.js";
 import { output, table, when } from "./output.js";
-import { openCliRepository } from "./registerRepoCommands.js";
+import { prepareDiskRestore } from "./prepareDiskRestore.js";
 
 type O = ConnectOptions & { json?: boolean };
 /** Options of the commands that run as maintenance jobs. */
@@ -204,20 +203,9 @@ export function registerRepositoryAdminCommands(program: Command): void {
       o: O & { to: string; format: string; force?: boolean; passphraseFile?: string },
     ) =>
       runCli(async () => {
-        if (o.format !== "raw" && o.format !== "qcow2")
-          throw new CairnError("invalid-argument", `--format ${o.format} is not raw or qcow2`);
-        if (existsSync(o.to) && !o.force)
-          throw new CairnError("already-exists", `${o.to} exists`, {
-            hint: "choose another --to, or pass --force to overwrite it",
-          });
+        const restore = prepareDiskRestore(o.to, { ...o, destinationFlag: "--to" });
         const s = await connectCoordinator(o).showSnapshot({ snapshotId: snapshot });
-        const repository = await openCliRepository(s.repositoryLocation, o.passphraseFile);
-        try {
-          const reader = await repository.openDisk(snapshot, disk);
-          await reader.materialize(o.to, { format: o.format });
-        } finally {
-          await repository.close();
-        }
+        await restore(s.repositoryLocation, snapshot, disk);
         output(
           o.json,
           { snapshot, disk, to: o.to, format: o.format },

@@ -5,6 +5,7 @@ import { createChannel, createClient, Status } from "nice-grpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentServiceDefinition, type RunBackupResponse } from "../../shared/src/gen/cairn/v1/agent.js";
 import { BackupMode, QuiesceMode } from "../../shared/src/gen/cairn/v1/common.js";
+import { backupJobState } from "../../shared/src/grpc/wire/backupJobState.js";
 import { LocalObjectStore } from "../../shared/src/repository/backends/LocalObjectStore.js";
 import { Repository } from "../../shared/src/repository/Repository.js";
 import { agentHarness } from "./support/agentHarness.js";
@@ -69,7 +70,9 @@ describe("cairn-agent daemon", () => {
       quiesce: QuiesceMode.QUIESCE_MODE_REQUIRED,
     };
     for await (const e of client().runBackup(req)) events.push(e);
-    const states = events.filter((e) => e.event?.$case === "state").map((e) => e.event?.value);
+    const states = events.flatMap((e) =>
+      e.event?.$case === "jobState" ? [backupJobState.fromWire(e.event.value, "job_state")] : [],
+    );
     expect(states).toEqual(["quiescing", "reading", "sealing", "succeeded"]);
     expect(events.some((e) => e.event?.$case === "progress")).toBe(true);
     const result = events.at(-1)?.event;
@@ -101,7 +104,7 @@ describe("cairn-agent daemon", () => {
     let sent = false;
     const outcome = (async () => {
       for await (const e of stream) {
-        if (!sent && e.event?.$case === "state" && e.event.value === "reading") {
+        if (!sent && e.event?.$case === "jobState" && backupJobState.nameOf(e.event.value) === "reading") {
           sent = true;
           daemon?.kill("SIGTERM");
         }

@@ -3,7 +3,8 @@ import { readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type LiveBackupRequest, runLiveBackup } from "../../agent/src/backup/runLiveBackup.js";
+import type { BackupRequest } from "../../agent/src/backup/BackupRequest.js";
+import { runLiveBackup } from "../../agent/src/live/runLiveBackup.js";
 import { isCairnError } from "../../shared/src/errors/CairnError.js";
 import { agentHarness } from "./support/agentHarness.js";
 import type { LabVm } from "./support/LabVm.js";
@@ -16,7 +17,7 @@ let h: Awaited<ReturnType<typeof agentHarness>>;
 let n = 0;
 const sig = () => AbortSignal.timeout(30_000);
 
-const backup = (vm: LabVm, mode: LiveBackupRequest["mode"], extra: Partial<LiveBackupRequest> = {}) =>
+const backup = (vm: LabVm, mode: BackupRequest["mode"], extra: Partial<BackupRequest> = {}) =>
   runLiveBackup(h.deps, h.config, {
     jobId: `f-${++n}`,
     domain: vm.name,

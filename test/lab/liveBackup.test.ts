@@ -1,13 +1,10 @@
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  type LiveBackupDeps,
-  type LiveBackupRequest,
-  runLiveBackup,
-} from "../../agent/src/backup/runLiveBackup.js";
+import type { BackupDeps, BackupRequest } from "../../agent/src/backup/BackupRequest.js";
 import type { GuestAgent } from "../../agent/src/guest/GuestAgent.js";
 import type { Hypervisor } from "../../agent/src/hypervisor/Hypervisor.js";
+import { runLiveBackup } from "../../agent/src/live/runLiveBackup.js";
 import { acquireLock } from "../../shared/src/repository/locks/RepositoryLock.js";
 import { agentHarness } from "./support/agentHarness.js";
 import type { LabVm } from "./support/LabVm.js";
@@ -20,7 +17,7 @@ let vm: LabVm;
 let h: Awaited<ReturnType<typeof agentHarness>>;
 let jobN = 0;
 
-const backup = (mode: LiveBackupRequest["mode"], extra: Partial<LiveBackupRequest> = {}) =>
+const backup = (mode: BackupRequest["mode"], extra: Partial<BackupRequest> = {}) =>
   runLiveBackup(h.deps, h.config, {
     jobId: `job-${++jobN}`,
     domain: vm.name,
@@ -119,7 +116,7 @@ describe("live backup of a running VM (real libvirt pull backup, real qemu-ga, o
   it("quiesced: the checkpoint is made before the freeze, only the export starts while frozen", async () => {
     const calls: string[] = [];
     const deps = recording(h.deps, calls);
-    const incremental = (d: LiveBackupDeps, quiesce: "required" | "off") =>
+    const incremental = (d: BackupDeps, quiesce: "required" | "off") =>
       runLiveBackup(d, h.config, {
         jobId: `job-${++jobN}`,
         domain: vm.name,
@@ -144,7 +141,7 @@ describe("live backup of a running VM (real libvirt pull backup, real qemu-ga, o
     const before = (await h.deps.hypervisor.listCheckpoints(vm.name, AbortSignal.timeout(30_000))).map(
       (c) => c.name,
     );
-    const failing: LiveBackupDeps = {
+    const failing: BackupDeps = {
       ...deps,
       guestAgent: {
         ...bind(h.deps.guestAgent),
@@ -204,7 +201,7 @@ function bind<T extends object>(o: T): T {
 }
 
 /** Deps whose hypervisor and guest agent log each call's name into `calls`, in order. */
-function recording(deps: LiveBackupDeps, calls: string[]): LiveBackupDeps {
+function recording(deps: BackupDeps, calls: string[]): BackupDeps {
   const hv = bind(deps.hypervisor);
   const ga = bind(deps.guestAgent);
   const hypervisor: Hypervisor = {

@@ -2,8 +2,8 @@ import { createHash } from "node:crypto";
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { BackupRequest } from "../../agent/src/backup/BackupRequest.js";
 import { runBackup } from "../../agent/src/backup/runBackup.js";
-import type { LiveBackupRequest } from "../../agent/src/backup/runLiveBackup.js";
 import { agentHarness } from "./support/agentHarness.js";
 import type { LabVm } from "./support/LabVm.js";
 import { Lab } from "./support/lab.js";
@@ -14,7 +14,7 @@ const lab = new Lab();
 let vm: LabVm;
 let h: Awaited<ReturnType<typeof agentHarness>>;
 let n = 0;
-const backup = (mode: LiveBackupRequest["mode"]) =>
+const backup = (mode: BackupRequest["mode"]) =>
   runBackup(h.deps, h.config, {
     jobId: `o-${++n}`,
     domain: vm.name,

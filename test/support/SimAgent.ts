@@ -15,10 +15,11 @@ import { CairnError } from "../../shared/src/errors/CairnError.js";
 import {
   AgentServiceDefinition,
   type AgentServiceImplementation,
+  BackupJobState,
   type RunBackupResponse,
 } from "../../shared/src/gen/cairn/v1/agent.js";
-import { BackupMode } from "../../shared/src/gen/cairn/v1/common.js";
 import { toGrpcStatus } from "../../shared/src/grpc/toGrpcStatus.js";
+import { type BackupMode, backupMode } from "../../shared/src/grpc/wire/backupMode.js";
 import { withUnimplemented } from "../../shared/src/grpc/withUnimplemented.js";
 import { createLogger } from "../../shared/src/log/createLogger.js";
 import { readIdentity } from "../../shared/src/pki/writeIdentity.js";
@@ -175,7 +176,10 @@ export class SimAgent {
       const vm = this.hypervisor.domains.find((d) => d.uuid === req.domainUuid);
       if (!vm) throw new ServerError(Status.NOT_FOUND, `domain ${req.domainUuid} not found`);
       const job = this.jobs.start(req.jobId, req.domainUuid, async (signal) => {
-        f.publish("state", { jobId: req.jobId, event: { $case: "state", value: "reading" } });
+        f.publish("state", {
+          jobId: req.jobId,
+          event: { $case: "jobState", value: BackupJobState.BACKUP_JOB_STATE_READING },
+        });
         const steps = 5;
         for (let i = 1; i <= steps; i++) {
           await sleep(this.behaviour.durationMs / steps, undefined, { signal });
@@ -221,7 +225,8 @@ export class SimAgent {
       job
         .then(
           // Reported as the agent would for a valid chain: the kind that was asked for.
-          (m) => f.finish(result(req.jobId, m, [["vda", KIND_BY_MODE[req.mode] ?? "full"]])),
+          (m) =>
+            f.finish(result(req.jobId, m, [["vda", KIND_BY_MODE[backupMode.fromWire(req.mode, "mode")]]])),
           (e) => f.fail(e),
         )
         .finally(() => this.feeds.delete(req.jobId));
@@ -249,12 +254,12 @@ async function* asServerErrors<T>(gen: AsyncGenerator<T>): AsyncGenerator<T> {
   }
 }
 
-const KIND_BY_MODE: Record<number, string> = {
-  [BackupMode.BACKUP_MODE_FULL]: "full",
-  [BackupMode.BACKUP_MODE_COPY]: "copy",
-  [BackupMode.BACKUP_MODE_INCREMENTAL]: "incremental",
-  [BackupMode.BACKUP_MODE_DIFFERENTIAL]: "differential",
-  [BackupMode.BACKUP_MODE_AUTO]: "incremental",
+const KIND_BY_MODE: Record<BackupMode, string> = {
+  full: "full",
+  copy: "copy",
+  incremental: "incremental",
+  differential: "differential",
+  auto: "incremental",
 };
 
 function result(jobId: string, m: SnapshotManifest, kinds: [string, string][]): RunBackupResponse {

@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { checkpointXml, pullBackupXml } from "../../agent/src/backup/backupXml.js";
+import { checkpointXml, pullBackupXml } from "../../agent/src/hypervisor/backupXml.js";
 import type { Hypervisor } from "../../agent/src/hypervisor/Hypervisor.js";
 import { isCairnError } from "../../shared/src/errors/CairnError.js";
 

@@ -1,14 +1,9 @@
-import { CairnError } from "../../../shared/src/errors/CairnError.js";
+import { abortError, CairnError, isCairnError } from "../../../shared/src/errors/CairnError.js";
+import type { BackupJobState } from "../../../shared/src/grpc/wire/backupJobState.js";
 import type { Logger } from "../../../shared/src/log/createLogger.js";
 
-/** A backup job's lifecycle. Cleanup runs in every terminal path (see runLiveBackup). */
-export type BackupJobState =
-  | "planning"
-  | "quiescing" // pre-freeze hooks, freeze, begin the export, thaw
-  | "reading" // changed blocks from the NBD export into the repository
-  | "sealing"
-  | "succeeded"
-  | "failed";
+// The states are defined with their wire enum; cleanup runs in every terminal path (see runLiveBackup).
+export type { BackupJobState };
 
 const NEXT: Record<BackupJobState, readonly BackupJobState[]> = {
   planning: ["quiescing", "failed"],
@@ -34,6 +29,18 @@ export class BackupJobStateMachine {
 
   get state(): BackupJobState {
     return this.current;
+  }
+
+  /**
+   * Moves a job that threw to `failed` (unless it already ended) and returns what to throw: when
+   * the job's signal fired, an abort error, whatever the abort broke on its way out.
+   */
+  fail(err: unknown, signal: AbortSignal): unknown {
+    const failure =
+      signal.aborted && !isCairnError(err, "aborted") ? abortError(signal, `backup job ${this.jobId}`) : err;
+    if (this.current !== "failed" && this.current !== "succeeded")
+      this.to("failed", { err: (failure as Error).message });
+    return failure;
   }
 
   to(next: BackupJobState, details: Record<string, unknown> = {}): void {

@@ -1,4 +1,4 @@
-import type { BackupProgress } from "./runLiveBackup.js";
+import type { BackupProgress } from "./BackupRequest.js";
 
 /** Turns byte counts into rate/ETA progress events, at most every 250 ms. */
 export class ProgressTracker {

@@ -1,11 +1,10 @@
+import type { BackupMode } from "../../../shared/src/grpc/wire/backupMode.js";
 import type {
   BackupKind,
   SnapshotManifest,
 } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
 import type { LiveBitmap } from "../hypervisor/Hypervisor.js";
-import type { CheckpointInfo } from "./parseCheckpointXml.js";
-
-export type BackupMode = "full" | "incremental" | "differential" | "copy" | "auto";
+import type { CheckpointInfo } from "../hypervisor/parseCheckpointXml.js";
 
 export interface DiskToBackUp {
   target: string;

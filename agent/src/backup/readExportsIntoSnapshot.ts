@@ -8,9 +8,9 @@ import { readExtentsTo } from "../../../shared/src/nbd/readExtents.js";
 import type { SharedChunk } from "../../../shared/src/repository/chunks/SharedChunk.js";
 import type { RestorePointWriter } from "../../../shared/src/repository/RestorePointWriter.js";
 import type { DomainInfo } from "../hypervisor/DomainInfo.js";
+import type { BackupProgress } from "./BackupRequest.js";
 import { ProgressTracker } from "./ProgressTracker.js";
 import type { BackupPlan } from "./planDisks.js";
-import type { BackupProgress } from "./runLiveBackup.js";
 
 /** One disk's point-in-time NBD export (libvirt's pull backup, or qemu-nbd for a shut-off VM). */
 export interface DiskExport {

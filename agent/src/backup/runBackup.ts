@@ -1,22 +1,16 @@
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
+import { findDomain, type LiveBackupResult, runLiveBackup } from "../live/runLiveBackup.js";
 import { runOfflineBackup } from "../offline/runOfflineBackup.js";
-import {
-  findDomain,
-  type LiveBackupConfig,
-  type LiveBackupDeps,
-  type LiveBackupRequest,
-  type LiveBackupResult,
-  runLiveBackup,
-} from "./runLiveBackup.js";
+import type { BackupConfig, BackupDeps, BackupRequest } from "./BackupRequest.js";
 
 /**
  * Backs up a domain whatever its state: running or paused through libvirt's pull backup, shut off
  * through qemu-nbd and persistent bitmaps. Both continue the same checkpoint chain.
  */
 export async function runBackup(
-  deps: LiveBackupDeps,
-  config: LiveBackupConfig,
-  req: LiveBackupRequest,
+  deps: BackupDeps,
+  config: BackupConfig,
+  req: BackupRequest,
 ): Promise<LiveBackupResult & { offline: boolean }> {
   const domain = await findDomain(deps.hypervisor, req.domain, req.signal);
   if (domain.state === "running" || domain.state === "paused") {

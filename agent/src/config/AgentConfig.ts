@@ -1,7 +1,6 @@
-import { readFile } from "node:fs/promises";
-import { parse as parseYaml } from "yaml";
 import { z } from "zod";
-import { CairnError } from "../../../shared/src/errors/CairnError.js";
+import { loadYamlConfig } from "../../../shared/src/config/loadYamlConfig.js";
+import { parseYamlConfig } from "../../../shared/src/config/parseYamlConfig.js";
 import { DEFAULT_NVRAM_DIR, DEFAULT_SWTPM_STATE_DIR } from "../vmconfig/captureVmConfigFiles.js";
 
 /** The agent's configuration file (YAML), validated; every field has a documented default. */
@@ -81,30 +80,9 @@ export type AgentConfig = z.infer<typeof agentConfigSchema>;
 
 /** Parses and validates a config document; errors name the field and the reason. */
 export function parseAgentConfig(text: string, source: string): AgentConfig {
-  let raw: unknown;
-  try {
-    raw = text.trim() ? parseYaml(text) : {};
-  } catch (e) {
-    throw new CairnError("invalid-argument", `${source} is not valid YAML: ${(e as Error).message}`, {
-      cause: e,
-    });
-  }
-  const r = agentConfigSchema.safeParse(raw ?? {});
-  if (!r.success) {
-    const issues = r.error.issues.map((i) => `${i.path.join(".") || "(top level)"}: ${i.message}`).join("; ");
-    throw new CairnError("invalid-argument", `invalid agent config ${source}: ${issues}`, {
-      hint: "fix the named fields (see the agent configuration reference in README)",
-    });
-  }
-  return r.data;
+  return parseYamlConfig(agentConfigSchema, text, source, "agent");
 }
 
-export async function loadAgentConfig(path: string | undefined): Promise<AgentConfig> {
-  if (!path) return parseAgentConfig("", "(defaults)");
-  const text = await readFile(path, "utf8").catch((e: NodeJS.ErrnoException) => {
-    throw new CairnError("not-found", `cannot read agent config ${path}: ${e.code ?? e.message}`, {
-      cause: e,
-    });
-  });
-  return parseAgentConfig(text, path);
+export function loadAgentConfig(path: string | undefined): Promise<AgentConfig> {
+  return loadYamlConfig(path, "agent", parseAgentConfig);
 }

@@ -7,7 +7,7 @@ import {
   type StreamEventsRequest,
 } from "../../../shared/src/gen/cairn/v1/coordinator.js";
 import { AsyncQueue } from "../../../shared/src/grpc/AsyncQueue.js";
-import { domainStateFromName } from "../../../shared/src/grpc/domainStateNames.js";
+import { domainInfo } from "../../../shared/src/grpc/wire/domainInfo.js";
 import type { Logger } from "../../../shared/src/log/createLogger.js";
 import type { DomainInfo } from "../hypervisor/DomainInfo.js";
 import type { Hypervisor } from "../hypervisor/Hypervisor.js";
@@ -96,7 +96,7 @@ export class CoordinatorLink {
     const reg = await client.register(
       {
         inventory: await this.deps.inventory(call.signal),
-        domains: domains.map(toWire),
+        domains: domains.map(domainInfo.toWire),
         agentAddress: this.config.advertiseAddress,
       },
       call,
@@ -163,16 +163,4 @@ export class CoordinatorLink {
       await sleep(Math.min(this.config.pollMs, heartbeatMs), undefined, { signal }).catch(() => {});
     }
   }
-}
-
-function toWire(d: DomainInfo) {
-  return {
-    uuid: d.uuid,
-    name: d.name,
-    state: domainStateFromName(d.state),
-    persistent: d.persistent,
-    disks: d.disks.map((k) => ({ ...k, virtualSize: 0n })),
-    labels: d.labels,
-    hasGuestAgentChannel: d.hasGuestAgentChannel,
-  };
 }

@@ -1,14 +1,9 @@
-/** A libvirt domain as the agent reports it (the core's type; the gRPC layer maps it). */
-export type DomainPowerState =
-  | "running"
-  | "blocked"
-  | "paused"
-  | "shutdown"
-  | "shutoff"
-  | "crashed"
-  | "pmsuspended"
-  | "unknown";
+import type { DomainPowerState } from "../../../shared/src/grpc/wire/domainState.js";
 
+// The states are defined with their wire enum (shared/src/grpc/wire/domainInfo.ts maps this type).
+export type { DomainPowerState };
+
+/** A libvirt domain as the agent reports it (the core's type; the gRPC layer maps it). */
 export interface DiskInfo {
   target: string;
   /** "qcow2", "raw", ... ("" when libvirt does not say). */

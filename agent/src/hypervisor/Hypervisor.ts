@@ -1,5 +1,5 @@
-import type { BackupJobInfo, CheckpointInfo } from "../backup/parseCheckpointXml.js";
 import type { DomainInfo } from "./DomainInfo.js";
+import type { BackupJobInfo, CheckpointInfo } from "./parseCheckpointXml.js";
 
 export interface LiveBitmap {
   name: string;

@@ -2,14 +2,14 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CairnError, isCairnError } from "../../../shared/src/errors/CairnError.js";
+import type { DomainInfo, DomainPowerState } from "./DomainInfo.js";
+import type { Hypervisor, LiveBitmap } from "./Hypervisor.js";
 import {
   type BackupJobInfo,
   type CheckpointInfo,
   parseBackupJobXml,
   parseCheckpointXml,
-} from "../backup/parseCheckpointXml.js";
-import type { DomainInfo, DomainPowerState } from "./DomainInfo.js";
-import type { Hypervisor, LiveBitmap } from "./Hypervisor.js";
+} from "./parseCheckpointXml.js";
 import { parseDomainXml } from "./parseDomainXml.js";
 import { spawnRunner, type VirshRunner } from "./runVirsh.js";
 

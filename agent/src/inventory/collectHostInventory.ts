@@ -1,27 +1,15 @@
 import { hostname } from "node:os";
 import si from "systeminformation";
+import type { HostInventory } from "../../../shared/src/grpc/wire/hostInventory.js";
 import { CAIRN_VERSION } from "../../../shared/src/version.js";
 import type { Hypervisor } from "../hypervisor/Hypervisor.js";
-
-export interface HostInventoryFacts {
-  hostId: string;
-  hostname: string;
-  os: string;
-  kernel: string;
-  cpuCount: number;
-  memoryBytes: number;
-  libvirtVersion: string;
-  qemuVersion: string;
-  agentVersion: string;
-  libvirtUri: string;
-}
 
 /** Facts about this host for the coordinator's registry. */
 export async function collectHostInventory(
   hypervisor: Hypervisor,
   config: { hostId: string; libvirtUri: string },
   signal: AbortSignal,
-): Promise<HostInventoryFacts> {
+): Promise<HostInventory> {
   const [osInfo, cpu, mem, versions] = await Promise.all([
     si.osInfo(),
     si.cpu(),

@@ -1,22 +1,21 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { abortError, isCairnError } from "../../../shared/src/errors/CairnError.js";
 import type { SnapshotManifest } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
 import { CONFIG_FILES_KEY } from "../../../shared/src/repository/manifest/VmConfigFiles.js";
 import type { RestorePointWriter } from "../../../shared/src/repository/RestorePointWriter.js";
 import { BackupJobStateMachine } from "../backup/BackupJobState.js";
-import { checkpointRedefineXml } from "../backup/backupXml.js";
+import type { BackupConfig, BackupDeps, BackupRequest } from "../backup/BackupRequest.js";
 import { writeJobRecord } from "../backup/jobRecord.js";
 import { type BackupPlan, planDisks } from "../backup/planDisks.js";
 import { readExportsIntoSnapshot } from "../backup/readExportsIntoSnapshot.js";
 import { readVmHistory } from "../backup/readVmHistory.js";
-import type { LiveBackupConfig, LiveBackupDeps, LiveBackupRequest } from "../backup/runLiveBackup.js";
+import { checkpointRedefineXml } from "../hypervisor/backupXml.js";
 import type { DomainInfo } from "../hypervisor/DomainInfo.js";
 import type { LiveBitmap } from "../hypervisor/Hypervisor.js";
+import { bitmapOps, imageInfo } from "../image/qemuImg.js";
 import { captureVmConfigFiles } from "../vmconfig/captureVmConfigFiles.js";
 import { QemuNbdExport } from "./QemuNbdExport.js";
-import { bitmapOps, imageInfo } from "./qemuImg.js";
 
 export interface OfflineBackupResult {
   manifest: SnapshotManifest;
@@ -31,9 +30,9 @@ export interface OfflineBackupResult {
  * continues the same chain. Every bitmap change is rolled back if the backup does not seal.
  */
 export async function runOfflineBackup(
-  deps: LiveBackupDeps,
-  config: LiveBackupConfig,
-  req: Omit<LiveBackupRequest, "quiesce" | "hooks">,
+  deps: BackupDeps,
+  config: BackupConfig,
+  req: Omit<BackupRequest, "quiesce" | "hooks">,
   domain: DomainInfo,
 ): Promise<OfflineBackupResult> {
   const { hypervisor, repository, log } = deps;
@@ -192,11 +191,7 @@ export async function runOfflineBackup(
     sm.to("succeeded", { snapshotId: manifest.id, bytesRead });
     return { manifest, plan, bytesRead };
   } catch (err) {
-    const failure =
-      signal.aborted && !isCairnError(err, "aborted") ? abortError(signal, `backup job ${req.jobId}`) : err;
-    if (sm.state !== "failed" && sm.state !== "succeeded")
-      sm.to("failed", { err: (failure as Error).message });
-    throw failure;
+    throw sm.fail(err, signal);
   } finally {
     for (const e of exports) await e.stop().catch(() => {});
     if (writer && !sealed) await writer.abort().catch(() => {});

@@ -5,7 +5,8 @@ import {
   type AgentServiceImplementation,
   AgentServiceDefinition as Definition,
 } from "../../../shared/src/gen/cairn/v1/agent.js";
-import { domainStateFromName } from "../../../shared/src/grpc/domainStateNames.js";
+import { domainInfo } from "../../../shared/src/grpc/wire/domainInfo.js";
+import { hostInventory } from "../../../shared/src/grpc/wire/hostInventory.js";
 import { withUnimplemented } from "../../../shared/src/grpc/withUnimplemented.js";
 import { CAIRN_VERSION } from "../../../shared/src/version.js";
 import type { Hypervisor } from "../hypervisor/Hypervisor.js";
@@ -30,23 +31,11 @@ export function createAgentService(deps: AgentServiceDeps): AgentServiceImplemen
         { hostId: deps.hostId, libvirtUri: deps.libvirtUri },
         ctx.signal,
       );
-      return {
-        inventory: { ...facts, memoryBytes: BigInt(facts.memoryBytes) },
-      };
+      return { inventory: hostInventory.toWire(facts) };
     },
     async listDomains(_req, ctx: CallContext) {
       const domains = await deps.hypervisor.listDomains(ctx.signal);
-      return {
-        domains: domains.map((d) => ({
-          uuid: d.uuid,
-          name: d.name,
-          state: domainStateFromName(d.state),
-          persistent: d.persistent,
-          disks: d.disks.map((k) => ({ ...k, virtualSize: 0n })),
-          labels: d.labels,
-          hasGuestAgentChannel: d.hasGuestAgentChannel,
-        })),
-      };
+      return { domains: domains.map(domainInfo.toWire) };
     },
   };
   const backups = deps.backups;

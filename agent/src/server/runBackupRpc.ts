@@ -1,22 +1,20 @@
 import type { CallContext } from "nice-grpc-common";
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
 import type { RunBackupRequest, RunBackupResponse } from "../../../shared/src/gen/cairn/v1/agent.js";
-import { BackupMode, QuiesceMode } from "../../../shared/src/gen/cairn/v1/common.js";
+import { QuiesceMode } from "../../../shared/src/gen/cairn/v1/common.js";
+import { backupJobState } from "../../../shared/src/grpc/wire/backupJobState.js";
+import { backupMode } from "../../../shared/src/grpc/wire/backupMode.js";
+import { quiesceMode } from "../../../shared/src/grpc/wire/quiesceMode.js";
 import { jobIdOf, type SnapshotManifest } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
 import type { Repository } from "../../../shared/src/repository/Repository.js";
-import type { BackupMode as CoreMode } from "../backup/planDisks.js";
+import type { BackupConfig, BackupDeps } from "../backup/BackupRequest.js";
 import { runBackup } from "../backup/runBackup.js";
-import type {
-  QuiesceMode as CoreQuiesce,
-  LiveBackupConfig,
-  LiveBackupDeps,
-} from "../backup/runLiveBackup.js";
 import { JobFeed } from "../jobs/JobFeed.js";
 import type { JobRegistry } from "../jobs/JobRegistry.js";
 
 export interface BackupRpcDeps {
-  backup: Omit<LiveBackupDeps, "repository">;
-  config: LiveBackupConfig;
+  backup: Omit<BackupDeps, "repository">;
+  config: BackupConfig;
   jobs: JobRegistry;
   /** Opens the job's repository; a bandwidth limit (bytes/s, 0 = none) throttles what is written to it. */
   openRepository(
@@ -37,19 +35,6 @@ export interface JobOutcome {
   /** CairnError code of a failure. */
   failure?: string;
 }
-
-const MODES: Partial<Record<BackupMode, CoreMode>> = {
-  [BackupMode.BACKUP_MODE_FULL]: "full",
-  [BackupMode.BACKUP_MODE_INCREMENTAL]: "incremental",
-  [BackupMode.BACKUP_MODE_DIFFERENTIAL]: "differential",
-  [BackupMode.BACKUP_MODE_COPY]: "copy",
-  [BackupMode.BACKUP_MODE_AUTO]: "auto",
-};
-const QUIESCE: Partial<Record<QuiesceMode, CoreQuiesce>> = {
-  [QuiesceMode.QUIESCE_MODE_REQUIRED]: "required",
-  [QuiesceMode.QUIESCE_MODE_PREFERRED]: "preferred",
-  [QuiesceMode.QUIESCE_MODE_OFF]: "off",
-};
 
 function toResult(m: SnapshotManifest, freezeMs: number | undefined): RunBackupResponse["event"] {
   return {
@@ -83,10 +68,11 @@ export async function* runBackupRpc(
   if (!req.jobId.trim()) throw new CairnError("invalid-argument", "job_id is required");
   if (!req.domainUuid.trim()) throw new CairnError("invalid-argument", "domain_uuid is required");
   if (!req.repository.trim()) throw new CairnError("invalid-argument", "repository is required");
-  const mode = MODES[req.mode];
-  if (!mode) throw new CairnError("invalid-argument", `mode ${req.mode} is not a backup mode`);
-  const quiesce = req.quiesce === QuiesceMode.QUIESCE_MODE_UNSPECIFIED ? "preferred" : QUIESCE[req.quiesce];
-  if (!quiesce) throw new CairnError("invalid-argument", `quiesce ${req.quiesce} is not a quiesce mode`);
+  const mode = backupMode.fromWire(req.mode, "mode");
+  const quiesce =
+    req.quiesce === QuiesceMode.QUIESCE_MODE_UNSPECIFIED
+      ? "preferred"
+      : quiesceMode.fromWire(req.quiesce, "quiesce");
 
   const repository = await deps.openRepository(req.repository, ctx.signal, {
     bandwidthBytesPerSecond: Number(req.bandwidthLimit),
@@ -119,7 +105,11 @@ export async function* runBackupRpc(
         labels: req.labels,
         history: { vmUuid: req.domainUuid, snapshots: history },
         signal,
-        onState: (s) => feed.publish("state", { jobId: req.jobId, event: { $case: "state", value: s } }),
+        onState: (s) =>
+          feed.publish("state", {
+            jobId: req.jobId,
+            event: { $case: "jobState", value: backupJobState.toWire(s) },
+          }),
         onProgress: (p) =>
           feed.publish("progress", {
             jobId: req.jobId,

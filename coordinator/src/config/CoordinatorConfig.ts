@@ -1,7 +1,7 @@
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { loadYamlConfig } from "../../../shared/src/config/loadYamlConfig.js";
+import { parseYamlConfig } from "../../../shared/src/config/parseYamlConfig.js";
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
 
 /** The coordinator's configuration file (YAML), validated; every field has a documented default. */
@@ -42,35 +42,15 @@ export function pkiDir(c: CoordinatorConfig): string {
 }
 
 export function parseCoordinatorConfig(text: string, source: string): CoordinatorConfig {
-  let raw: unknown;
-  try {
-    raw = text.trim() ? parseYaml(text) : {};
-  } catch (e) {
-    throw new CairnError("invalid-argument", `${source} is not valid YAML: ${(e as Error).message}`, {
-      cause: e,
-    });
-  }
-  const r = coordinatorConfigSchema.safeParse(raw ?? {});
-  if (!r.success) {
-    const issues = r.error.issues.map((i) => `${i.path.join(".") || "(top level)"}: ${i.message}`).join("; ");
-    throw new CairnError("invalid-argument", `invalid coordinator config ${source}: ${issues}`, {
-      hint: "fix the named fields (see the coordinator configuration reference in README)",
-    });
-  }
-  if (r.data.lostAfterSeconds <= r.data.heartbeatIntervalSeconds)
+  const c = parseYamlConfig(coordinatorConfigSchema, text, source, "coordinator");
+  if (c.lostAfterSeconds <= c.heartbeatIntervalSeconds)
     throw new CairnError(
       "invalid-argument",
-      `invalid coordinator config ${source}: lostAfterSeconds (${r.data.lostAfterSeconds}) must be larger than heartbeatIntervalSeconds (${r.data.heartbeatIntervalSeconds})`,
+      `invalid coordinator config ${source}: lostAfterSeconds (${c.lostAfterSeconds}) must be larger than heartbeatIntervalSeconds (${c.heartbeatIntervalSeconds})`,
     );
-  return r.data;
+  return c;
 }
 
-export async function loadCoordinatorConfig(path: string | undefined): Promise<CoordinatorConfig> {
-  if (!path) return parseCoordinatorConfig("", "(defaults)");
-  const text = await readFile(path, "utf8").catch((e: NodeJS.ErrnoException) => {
-    throw new CairnError("not-found", `cannot read coordinator config ${path}: ${e.code ?? e.message}`, {
-      cause: e,
-    });
-  });
-  return parseCoordinatorConfig(text, path);
+export function loadCoordinatorConfig(path: string | undefined): Promise<CoordinatorConfig> {
+  return loadYamlConfig(path, "coordinator", parseCoordinatorConfig);
 }

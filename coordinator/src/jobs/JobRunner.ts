@@ -1,32 +1,17 @@
 import { ClientError, Status } from "nice-grpc-common";
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
-import {
-  BackupMode,
-  type MaintenanceReport,
-  type Progress,
-  QuiesceMode,
-} from "../../../shared/src/gen/cairn/v1/common.js";
+import type { MaintenanceReport, Progress } from "../../../shared/src/gen/cairn/v1/common.js";
+import { backupJobState } from "../../../shared/src/grpc/wire/backupJobState.js";
+import { backupMode } from "../../../shared/src/grpc/wire/backupMode.js";
+import { quiesceMode } from "../../../shared/src/grpc/wire/quiesceMode.js";
 import type { Logger } from "../../../shared/src/log/createLogger.js";
 import type { AgentClients } from "../agents/AgentClients.js";
 import { describeReport } from "../maintenance/describeReport.js";
 import { scanLocation, storeReport, wireTask } from "../maintenance/maintenanceTask.js";
-import type { JobMode, JobQuiesce, JobRecord } from "../store/records.js";
+import type { JobRecord } from "../store/records.js";
 import type { Store } from "../store/Store.js";
 import type { JobHub } from "./JobHub.js";
 import { assertTransition, type JobState } from "./JobState.js";
-
-const MODE: Record<JobMode, BackupMode> = {
-  full: BackupMode.BACKUP_MODE_FULL,
-  incremental: BackupMode.BACKUP_MODE_INCREMENTAL,
-  differential: BackupMode.BACKUP_MODE_DIFFERENTIAL,
-  copy: BackupMode.BACKUP_MODE_COPY,
-  auto: BackupMode.BACKUP_MODE_AUTO,
-};
-const QUIESCE: Record<JobQuiesce, QuiesceMode> = {
-  required: QuiesceMode.QUIESCE_MODE_REQUIRED,
-  preferred: QuiesceMode.QUIESCE_MODE_PREFERRED,
-  off: QuiesceMode.QUIESCE_MODE_OFF,
-};
 
 /** Status codes after which the same job may succeed later: it is retried with a backoff. */
 const RETRYABLE = new Set([
@@ -203,8 +188,8 @@ export class JobRunner {
       {
         jobId: job.id,
         domainUuid: job.vmUuid,
-        mode: MODE[job.mode],
-        quiesce: QUIESCE[job.quiesce],
+        mode: backupMode.toWire(job.mode),
+        quiesce: quiesceMode.toWire(job.quiesce),
         repository: (await this.repositoryLocation(job)) ?? "",
         disks: [],
         bandwidthLimit: BigInt(job.bandwidthBytesPerSecond),
@@ -218,8 +203,9 @@ export class JobRunner {
       const e = ev.event;
       if (!e) continue;
       if (e.$case === "progress") this.progress(job.id, e.value);
-      else if (e.$case === "state") {
-        current = { ...current, phase: e.value };
+      else if (e.$case === "jobState") {
+        // A state a newer agent added is shown as the phase before it, not a failure.
+        current = { ...current, phase: backupJobState.nameOf(e.value) ?? current.phase };
         this.deps.hub.changed(current);
       } else if (e.$case === "result") {
         const r = e.value;

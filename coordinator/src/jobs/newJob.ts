@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
+import type { BackupMode } from "../../../shared/src/grpc/wire/backupMode.js";
 import type { Policy } from "../policy/Policy.js";
-import type { JobMode, JobRecord, VmRecord } from "../store/records.js";
+import type { JobRecord, VmRecord } from "../store/records.js";
 
 // A random per-process part and a counter: a policy firing over 10,000 VMs makes 10,000 ids in the
 // same second, and 24 random bits alone collided in every such batch (birthday bound).
@@ -17,7 +18,7 @@ export function newJobId(nowMs: number): string {
 export function newJob(
   vm: Pick<VmRecord, "uuid" | "name" | "hostId">,
   policy: Policy,
-  mode: JobMode,
+  mode: BackupMode,
   trigger: JobRecord["trigger"],
   opts: { nowMs: number; maxAttempts: number; reason: string },
 ): JobRecord {

@@ -1,27 +1,19 @@
 import type { CallContext } from "nice-grpc-common";
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
-import { BackupMode } from "../../../shared/src/gen/cairn/v1/common.js";
+import { BackupMode as WireBackupMode } from "../../../shared/src/gen/cairn/v1/common.js";
 import type { CoordinatorServiceImplementation } from "../../../shared/src/gen/cairn/v1/coordinator.js";
 import { AsyncQueue } from "../../../shared/src/grpc/AsyncQueue.js";
-import { domainStateFromName } from "../../../shared/src/grpc/domainStateNames.js";
+import { backupMode } from "../../../shared/src/grpc/wire/backupMode.js";
+import { domainState } from "../../../shared/src/grpc/wire/domainState.js";
 import { isTerminal, JOB_STATES, type JobState } from "../jobs/JobState.js";
 import { newJob } from "../jobs/newJob.js";
 import type { Policy } from "../policy/Policy.js";
 import { parsePolicyYaml } from "../policy/parsePolicyYaml.js";
 import { selectVms } from "../policy/selectVms.js";
 import { chooseJobMode } from "../schedule/chooseJobMode.js";
-import type { JobMode } from "../store/records.js";
 import type { CoordinatorContext } from "./CoordinatorContext.js";
 import { jobSummary } from "./jobSummary.js";
 import { principalName, principalOf } from "./principal.js";
-
-const MODE_NAME: Partial<Record<BackupMode, JobMode>> = {
-  [BackupMode.BACKUP_MODE_FULL]: "full",
-  [BackupMode.BACKUP_MODE_INCREMENTAL]: "incremental",
-  [BackupMode.BACKUP_MODE_DIFFERENTIAL]: "differential",
-  [BackupMode.BACKUP_MODE_COPY]: "copy",
-  [BackupMode.BACKUP_MODE_AUTO]: "auto",
-};
 
 type AdminRpcs = Pick<
   CoordinatorServiceImplementation,
@@ -36,12 +28,9 @@ type AdminRpcs = Pick<
   | "cancelJob"
 >;
 
-const modeEnum = (p: Policy): BackupMode =>
-  p.mode.kind === "full"
-    ? BackupMode.BACKUP_MODE_COPY
-    : p.mode.kind === "differential"
-      ? BackupMode.BACKUP_MODE_DIFFERENTIAL
-      : BackupMode.BACKUP_MODE_INCREMENTAL;
+// A `full` policy makes copies (full backups that keep no checkpoint).
+const modeEnum = (p: Policy): WireBackupMode =>
+  backupMode.toWire(p.mode.kind === "full" ? "copy" : p.mode.kind);
 
 /** Fleet, policy and job administration. Every change is written to the audit log. */
 export function adminRpcs(c: CoordinatorContext): AdminRpcs {
@@ -97,7 +86,7 @@ export function adminRpcs(c: CoordinatorContext): AdminRpcs {
             uuid: v.uuid,
             name: v.name,
             hostId: v.hostId,
-            state: domainStateFromName(v.state),
+            state: domainState.toWire(v.state),
             lastBackupMs: BigInt(v.lastBackupMs),
             labels: v.labels,
           })),
@@ -135,7 +124,7 @@ export function adminRpcs(c: CoordinatorContext): AdminRpcs {
         out.push({
           name: rec.name,
           schedule: p ? `${p.schedule.cron} (${p.schedule.timezone})` : "(invalid)",
-          mode: p ? modeEnum(p) : BackupMode.BACKUP_MODE_UNSPECIFIED,
+          mode: p ? modeEnum(p) : WireBackupMode.BACKUP_MODE_UNSPECIFIED,
           repository: p?.repository ?? "",
           yaml: rec.yaml,
         });
@@ -158,9 +147,10 @@ export function adminRpcs(c: CoordinatorContext): AdminRpcs {
         throw new CairnError("not-found", `VM ${req.vm} is not known to any registered host`, {
           hint: "see `cairn vms list`; a VM appears once its host's agent has registered",
         });
-      const requested = req.mode === BackupMode.BACKUP_MODE_UNSPECIFIED ? undefined : MODE_NAME[req.mode];
-      if (req.mode !== BackupMode.BACKUP_MODE_UNSPECIFIED && !requested)
-        throw new CairnError("invalid-argument", `mode ${req.mode} is not a backup mode`);
+      const requested =
+        req.mode === WireBackupMode.BACKUP_MODE_UNSPECIFIED
+          ? undefined
+          : backupMode.fromWire(req.mode, "mode");
       const policy = await policyFor(vm.uuid, vm.name, req.policy);
       const active = await c.store.listJobs({
         states: ["queued", "running", "interrupted"],

@@ -4,7 +4,8 @@ import type {
   CoordinatorServiceImplementation,
   DomainEvent,
 } from "../../../shared/src/gen/cairn/v1/coordinator.js";
-import { domainStateName } from "../../../shared/src/grpc/domainStateNames.js";
+import { domainInfo } from "../../../shared/src/grpc/wire/domainInfo.js";
+import { hostInventory } from "../../../shared/src/grpc/wire/hostInventory.js";
 import { hashToken } from "../auth/newSecretToken.js";
 import type { CoordinatorContext } from "./CoordinatorContext.js";
 import { agentHostId } from "./principal.js";
@@ -94,20 +95,16 @@ export function agentRpcs(c: CoordinatorContext): AgentRpcs {
         status: "online",
         lastSeenMs: now,
         enrolledMs: old?.enrolledMs ?? now,
-        inventory: inv ? { ...inv, memoryBytes: Number(inv.memoryBytes) } : {},
+        inventory: inv ? hostInventory.fromWire(inv) : {},
       });
       await c.store.applyInventory(
         hostId,
-        req.domains.map((d) => ({
+        req.domains.map(domainInfo.fromWire).map((d) => ({
           uuid: d.uuid,
           name: d.name,
-          state: domainStateName(d.state),
+          state: d.state,
           labels: d.labels,
-          disks: d.disks.map((k) => ({
-            target: k.target,
-            format: k.format,
-            virtualSize: Number(k.virtualSize),
-          })),
+          disks: d.disks.map(({ target, format, virtualSize }) => ({ target, format, virtualSize })),
           present: true,
           updatedMs: now,
         })),

@@ -1,3 +1,5 @@
+import type { BackupMode } from "../../../shared/src/grpc/wire/backupMode.js";
+import type { QuiesceMode } from "../../../shared/src/grpc/wire/quiesceMode.js";
 import type { JobState } from "../jobs/JobState.js";
 
 /** What the coordinator stores. Times are milliseconds since the epoch. */
@@ -54,11 +56,9 @@ export interface PolicyMaintenanceState {
   verifyRuns: number;
 }
 
-export type JobMode = "full" | "incremental" | "differential" | "copy" | "auto";
 /** Repository maintenance (format §9) that an agent runs as a job, like a backup. */
 export type MaintenanceKind = "verify" | "prune" | "gc" | "stats" | "scan";
 export type JobKind = "backup" | MaintenanceKind;
-export type JobQuiesce = "required" | "preferred" | "off";
 
 export interface JobProgress {
   bytesDone: number;
@@ -77,8 +77,8 @@ export interface JobRecord {
   hostId: string;
   policy: string | null;
   repository: string;
-  mode: JobMode;
-  quiesce: JobQuiesce;
+  mode: BackupMode;
+  quiesce: QuiesceMode;
   trigger: "schedule" | "manual";
   state: JobState;
   /** 1 for the first run; incremented by each retry. */

@@ -34,6 +34,7 @@ import {
   NBD_REP_SERVER,
   OPTION_REPLY_HEADER_SIZE,
 } from "./constants.js";
+import { lengthPrefixed } from "./lengthPrefixed.js";
 import { readU64 } from "./u64.js";
 
 /** What NBD_OPT_GO told us about the export. */
@@ -234,12 +235,4 @@ function u16(n: number): Buffer {
   const b = Buffer.alloc(2);
   b.writeUInt16BE(n);
   return b;
-}
-
-function lengthPrefixed(s: string): Buffer {
-  const b = Buffer.from(s, "utf8");
-  if (b.length > MAX_STRING_LENGTH) {
-    throw new CairnError("invalid-argument", `NBD name longer than ${MAX_STRING_LENGTH} bytes`);
-  }
-  return Buffer.concat([u32(b.length), b]);
 }

@@ -33,6 +33,7 @@ import {
   NBD_REP_META_CONTEXT,
   NBD_REP_SERVER,
 } from "./constants.js";
+import { lengthPrefixed } from "./lengthPrefixed.js";
 import { writeU64 } from "./u64.js";
 
 /** What the server needs to know about an export during the handshake. */
@@ -229,12 +230,4 @@ function parseMetaRequest(d: Buffer): { exportName: string; queries: string[] } 
     at += 4 + q;
   }
   return at === d.length ? { exportName, queries } : undefined;
-}
-
-function lengthPrefixed(s: string): Buffer {
-  const b = Buffer.from(s, "utf8");
-  const out = Buffer.alloc(4 + b.length);
-  out.writeUInt32BE(b.length, 0);
-  b.copy(out, 4);
-  return out;
 }

@@ -3,8 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { imageInfo } from "../../../agent/src/offline/qemuImg.js";
-import { virtualSize } from "../../../agent/src/offline/virtualSize.js";
+import { imageInfo } from "../../../agent/src/image/qemuImg.js";
+import { virtualSize } from "../../../agent/src/image/virtualSize.js";
 
 let dir: string;
 const sig = () => AbortSignal.timeout(30_000);

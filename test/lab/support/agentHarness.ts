@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { chmod, mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { inject } from "vitest";
-import type { LiveBackupConfig, LiveBackupDeps } from "../../../agent/src/backup/runLiveBackup.js";
+import type { BackupConfig, BackupDeps } from "../../../agent/src/backup/BackupRequest.js";
 import { FreezeMarkers } from "../../../agent/src/guest/FreezeMarkers.js";
 import { VirshGuestAgent } from "../../../agent/src/guest/VirshGuestAgent.js";
 import { VirshHypervisor } from "../../../agent/src/hypervisor/VirshHypervisor.js";
@@ -27,14 +27,14 @@ export async function agentHarness(host: LabHost, opts: { chunkSize?: number; ru
   });
   // As in the agent: virsh calls go through a pool of warm sessions.
   const pool = new VirshSessionPool(host.uri);
-  const deps: LiveBackupDeps = {
+  const deps: BackupDeps = {
     hypervisor: new VirshHypervisor({ uri: host.uri, callTimeoutMs: 60_000, runner: pool.run }),
     guestAgent: new VirshGuestAgent({ uri: host.uri, runner: pool.run }),
     freezeMarkers: new FreezeMarkers(join(dir, "state", "frozen")),
     repository,
     log: createLogger("agent-test", process.env.CAIRN_TEST_LOG ?? "silent"),
   };
-  const config: LiveBackupConfig = {
+  const config: BackupConfig = {
     workDir: join(dir, "work"),
     qemuUid: await ids("passwd", "libvirt-qemu"),
     qemuGid: await ids("group", "kvm"),

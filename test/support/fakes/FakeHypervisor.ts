@@ -1,11 +1,11 @@
+import type { DomainInfo } from "../../../agent/src/hypervisor/DomainInfo.js";
+import type { Hypervisor, LiveBitmap } from "../../../agent/src/hypervisor/Hypervisor.js";
 import {
   type BackupJobInfo,
   type CheckpointInfo,
   parseBackupJobXml,
   parseCheckpointXml,
-} from "../../../agent/src/backup/parseCheckpointXml.js";
-import type { DomainInfo } from "../../../agent/src/hypervisor/DomainInfo.js";
-import type { Hypervisor, LiveBitmap } from "../../../agent/src/hypervisor/Hypervisor.js";
+} from "../../../agent/src/hypervisor/parseCheckpointXml.js";
 import { abortError, CairnError } from "../../../shared/src/errors/CairnError.js";
 
 interface FakeDomainState {

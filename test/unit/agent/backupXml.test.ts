@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { checkpointXml, pullBackupXml } from "../../../agent/src/backup/backupXml.js";
-import { parseBackupJobXml, parseCheckpointXml } from "../../../agent/src/backup/parseCheckpointXml.js";
+import { checkpointXml, pullBackupXml } from "../../../agent/src/hypervisor/backupXml.js";
+import { parseBackupJobXml, parseCheckpointXml } from "../../../agent/src/hypervisor/parseCheckpointXml.js";
 
 describe("backup and checkpoint XML", () => {
   it("pull backup: incremental base, unix socket, scratch files, per-disk opt-out", () => {

@@ -1,7 +1,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import type { CheckpointInfo } from "../../../agent/src/backup/parseCheckpointXml.js";
-import { type BackupMode, checkpointsToPrune, planDisks } from "../../../agent/src/backup/planDisks.js";
+import { checkpointsToPrune, planDisks } from "../../../agent/src/backup/planDisks.js";
+import type { CheckpointInfo } from "../../../agent/src/hypervisor/parseCheckpointXml.js";
+import type { BackupMode } from "../../../shared/src/grpc/wire/backupMode.js";
 import type {
   BackupKind,
   SnapshotManifest,

@@ -1,33 +1,13 @@
-import {
-  type CallOptions,
-  type GetOptions,
-  type ObjectInfo,
-  type ObjectStore,
-  type PutOptions,
-  putParts,
-} from "../ports/ObjectStore.js";
+import type { CallOptions, GetOptions, ObjectInfo, ObjectStore, PutOptions } from "../ports/ObjectStore.js";
+import { ObjectStoreDecorator } from "./ObjectStoreDecorator.js";
 import { Semaphore } from "./Semaphore.js";
 
 /** At most `limit` calls in flight to the inner store (S3 connection pools, NFS servers...). */
-export class ConcurrencyLimitedObjectStore implements ObjectStore {
+export class ConcurrencyLimitedObjectStore extends ObjectStoreDecorator {
   private readonly sem: Semaphore;
-  constructor(
-    private readonly inner: ObjectStore,
-    limit: number,
-  ) {
+  constructor(inner: ObjectStore, limit: number) {
+    super(inner);
     this.sem = new Semaphore(Math.max(1, limit));
-  }
-
-  get location(): string {
-    return this.inner.location;
-  }
-
-  get writeAlignment(): number | undefined {
-    return this.inner.writeAlignment;
-  }
-
-  get stagedPutsHidden(): boolean | undefined {
-    return this.inner.stagedPutsHidden;
   }
 
   private async run<T>(signal: AbortSignal | undefined, f: () => Promise<T>): Promise<T> {
@@ -39,30 +19,22 @@ export class ConcurrencyLimitedObjectStore implements ObjectStore {
     }
   }
 
-  commitStaged(options?: CallOptions): Promise<void> {
-    return this.inner.commitStaged(options);
+  override put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
+    return this.run(options?.signal, () => super.put(key, data, options));
   }
-
-  discardStaged(owner: object, options?: CallOptions): Promise<void> {
-    return this.inner.discardStaged(owner, options);
+  override putParts(key: string, parts: readonly Uint8Array[], options?: PutOptions): Promise<void> {
+    return this.run(options?.signal, () => super.putParts(key, parts, options));
   }
-
-  put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
-    return this.run(options?.signal, () => this.inner.put(key, data, options));
+  override get(key: string, options?: GetOptions): Promise<Buffer> {
+    return this.run(options?.signal, () => super.get(key, options));
   }
-  putParts(key: string, parts: readonly Uint8Array[], options?: PutOptions): Promise<void> {
-    return this.run(options?.signal, () => putParts(this.inner, key, parts, options));
+  override head(key: string, options?: CallOptions): Promise<ObjectInfo | undefined> {
+    return this.run(options?.signal, () => super.head(key, options));
   }
-  get(key: string, options?: GetOptions): Promise<Buffer> {
-    return this.run(options?.signal, () => this.inner.get(key, options));
+  override delete(key: string, options?: CallOptions): Promise<void> {
+    return this.run(options?.signal, () => super.delete(key, options));
   }
-  head(key: string, options?: CallOptions): Promise<ObjectInfo | undefined> {
-    return this.run(options?.signal, () => this.inner.head(key, options));
-  }
-  delete(key: string, options?: CallOptions): Promise<void> {
-    return this.run(options?.signal, () => this.inner.delete(key, options));
-  }
-  async *list(prefix: string, options?: CallOptions): AsyncIterable<ObjectInfo> {
+  override async *list(prefix: string, options?: CallOptions): AsyncIterable<ObjectInfo> {
     const all = await this.run(options?.signal, async () => {
       const out: ObjectInfo[] = [];
       for await (const o of this.inner.list(prefix, options)) out.push(o);

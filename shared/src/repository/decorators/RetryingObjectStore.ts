@@ -1,12 +1,7 @@
-import { abortError, CairnError } from "../../errors/CairnError.js";
-import {
-  type CallOptions,
-  type GetOptions,
-  type ObjectInfo,
-  type ObjectStore,
-  type PutOptions,
-  putParts,
-} from "../ports/ObjectStore.js";
+import { CairnError } from "../../errors/CairnError.js";
+import type { CallOptions, GetOptions, ObjectInfo, ObjectStore, PutOptions } from "../ports/ObjectStore.js";
+import { abortableSleep } from "./abortableSleep.js";
+import { ObjectStoreDecorator } from "./ObjectStoreDecorator.js";
 
 export interface RetryPolicy {
   /** Total attempts including the first (default 5). */
@@ -23,22 +18,12 @@ export interface RetryPolicy {
  * fail at once. After the last attempt the error says how many attempts were made.
  * Retrying is safe for every port call: put overwrites atomically, delete is idempotent.
  */
-export class RetryingObjectStore implements ObjectStore {
+export class RetryingObjectStore extends ObjectStoreDecorator {
   constructor(
-    private readonly inner: ObjectStore,
+    inner: ObjectStore,
     private readonly policy: RetryPolicy = {},
-  ) {}
-
-  get location(): string {
-    return this.inner.location;
-  }
-
-  get writeAlignment(): number | undefined {
-    return this.inner.writeAlignment;
-  }
-
-  get stagedPutsHidden(): boolean | undefined {
-    return this.inner.stagedPutsHidden;
+  ) {
+    super(inner);
   }
 
   private async retry<T>(what: string, signal: AbortSignal | undefined, f: () => Promise<T>): Promise<T> {
@@ -60,37 +45,35 @@ export class RetryingObjectStore implements ObjectStore {
           this.policy.maxDelayMs ?? 5000,
           (this.policy.baseDelayMs ?? 200) * 2 ** (attempt - 1),
         );
-        await sleep(base * (0.5 + Math.random()), signal, what);
+        await abortableSleep(base * (0.5 + Math.random()), signal, what);
       }
     }
   }
 
-  commitStaged(options?: CallOptions): Promise<void> {
-    return this.retry("commit staged objects", options?.signal, () => this.inner.commitStaged(options));
+  override commitStaged(options?: CallOptions): Promise<void> {
+    return this.retry("commit staged objects", options?.signal, () => super.commitStaged(options));
   }
 
-  discardStaged(owner: object, options?: CallOptions): Promise<void> {
-    return this.retry("discard staged objects", options?.signal, () =>
-      this.inner.discardStaged(owner, options),
-    );
+  override discardStaged(owner: object, options?: CallOptions): Promise<void> {
+    return this.retry("discard staged objects", options?.signal, () => super.discardStaged(owner, options));
   }
 
-  put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
-    return this.retry(`put ${key}`, options?.signal, () => this.inner.put(key, data, options));
+  override put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
+    return this.retry(`put ${key}`, options?.signal, () => super.put(key, data, options));
   }
-  putParts(key: string, parts: readonly Uint8Array[], options?: PutOptions): Promise<void> {
-    return this.retry(`put ${key}`, options?.signal, () => putParts(this.inner, key, parts, options));
+  override putParts(key: string, parts: readonly Uint8Array[], options?: PutOptions): Promise<void> {
+    return this.retry(`put ${key}`, options?.signal, () => super.putParts(key, parts, options));
   }
-  get(key: string, options?: GetOptions): Promise<Buffer> {
-    return this.retry(`get ${key}`, options?.signal, () => this.inner.get(key, options));
+  override get(key: string, options?: GetOptions): Promise<Buffer> {
+    return this.retry(`get ${key}`, options?.signal, () => super.get(key, options));
   }
-  head(key: string, options?: CallOptions): Promise<ObjectInfo | undefined> {
-    return this.retry(`head ${key}`, options?.signal, () => this.inner.head(key, options));
+  override head(key: string, options?: CallOptions): Promise<ObjectInfo | undefined> {
+    return this.retry(`head ${key}`, options?.signal, () => super.head(key, options));
   }
-  delete(key: string, options?: CallOptions): Promise<void> {
-    return this.retry(`delete ${key}`, options?.signal, () => this.inner.delete(key, options));
+  override delete(key: string, options?: CallOptions): Promise<void> {
+    return this.retry(`delete ${key}`, options?.signal, () => super.delete(key, options));
   }
-  async *list(prefix: string, options?: CallOptions): AsyncIterable<ObjectInfo> {
+  override async *list(prefix: string, options?: CallOptions): AsyncIterable<ObjectInfo> {
     // A listing is retried as a whole (restarting a half-consumed iterator could repeat keys).
     const all = await this.retry(`list ${prefix}`, options?.signal, async () => {
       const out: ObjectInfo[] = [];
@@ -99,21 +82,6 @@ export class RetryingObjectStore implements ObjectStore {
     });
     yield* all;
   }
-}
-
-function sleep(ms: number, signal: AbortSignal | undefined, what: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(abortError(signal, what));
-    const t = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(abortError(signal!, what));
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
 }
 
 export const _retryingConforms = RetryingObjectStore satisfies new (

@@ -1,83 +1,27 @@
 import { randomBytes } from "node:crypto";
 import { chmod, chown, mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { abortError, CairnError, isCairnError } from "../../../shared/src/errors/CairnError.js";
-import type { Logger } from "../../../shared/src/log/createLogger.js";
+import { CairnError } from "../../../shared/src/errors/CairnError.js";
 import type { SnapshotManifest } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
 import { CONFIG_FILES_KEY } from "../../../shared/src/repository/manifest/VmConfigFiles.js";
-import type { Repository } from "../../../shared/src/repository/Repository.js";
 import type { RestorePointWriter } from "../../../shared/src/repository/RestorePointWriter.js";
-import type { FreezeMarkers } from "../guest/FreezeMarkers.js";
-import type { GuestAgent } from "../guest/GuestAgent.js";
+import { BackupJobStateMachine } from "../backup/BackupJobState.js";
+import type { BackupConfig, BackupDeps, BackupRequest } from "../backup/BackupRequest.js";
+import { writeJobRecord } from "../backup/jobRecord.js";
+import { type BackupPlan, planDisks } from "../backup/planDisks.js";
+import { readExportsIntoSnapshot } from "../backup/readExportsIntoSnapshot.js";
+import { readVmHistory } from "../backup/readVmHistory.js";
 import type { FreezePhases } from "../guest/withFrozenGuest.js";
+import { checkpointXml, pullBackupXml } from "../hypervisor/backupXml.js";
 import type { DomainInfo } from "../hypervisor/DomainInfo.js";
 import type { Hypervisor } from "../hypervisor/Hypervisor.js";
-import { createQcow2 } from "../offline/qemuImg.js";
-import { virtualSize } from "../offline/virtualSize.js";
-import { captureVmConfigFiles, type VmConfigFilesConfig } from "../vmconfig/captureVmConfigFiles.js";
-import { type BackupJobState, BackupJobStateMachine } from "./BackupJobState.js";
-import { checkpointXml, pullBackupXml } from "./backupXml.js";
+import { createQcow2 } from "../image/qemuImg.js";
+import { virtualSize } from "../image/virtualSize.js";
+import { captureVmConfigFiles } from "../vmconfig/captureVmConfigFiles.js";
 import { cleanBrokenCheckpoints } from "./cleanBrokenCheckpoints.js";
 import { deleteCheckpointSafely } from "./deleteCheckpointSafely.js";
-import { writeJobRecord } from "./jobRecord.js";
-import { type BackupMode, type BackupPlan, planDisks } from "./planDisks.js";
 import { pruneCheckpoints } from "./pruneCheckpoints.js";
 import { quiesceAround } from "./quiesceAround.js";
-import { readExportsIntoSnapshot } from "./readExportsIntoSnapshot.js";
-import { readVmHistory, type VmHistory } from "./readVmHistory.js";
-
-export type QuiesceMode = "required" | "preferred" | "off";
-
-export interface LiveBackupDeps {
-  hypervisor: Hypervisor;
-  guestAgent: GuestAgent;
-  freezeMarkers: FreezeMarkers;
-  repository: Repository;
-  log: Logger;
-}
-
-export interface LiveBackupConfig {
-  /** Agent-owned directory for per-job NBD sockets and scratch images. */
-  workDir: string;
-  /** QEMU's user and group: QEMU creates the NBD socket in the job's socket directory. */
-  qemuUid: number;
-  qemuGid: number;
-  freezeTimeoutMs: number;
-  thawTimeoutMs: number;
-  maxFrozenMs: number;
-  guestPingTimeoutMs: number;
-  hookTimeoutMs: number;
-  nbdRequestSize: number;
-  nbdDepth: number;
-  /** Where libvirt keeps NVRAM and swtpm state (default: libvirt's own defaults). */
-  vmConfigFiles?: VmConfigFilesConfig;
-}
-
-export interface LiveBackupRequest {
-  jobId: string;
-  /** Domain name or uuid. */
-  domain: string;
-  mode: BackupMode;
-  quiesce: QuiesceMode;
-  /** Disk targets; empty/undefined = every disk with a source. */
-  disks?: readonly string[];
-  labels?: Record<string, string>;
-  /** The domain's sealed snapshots if the caller read them already (one read per job). */
-  history?: VmHistory;
-  /** Run in the guest (guest-exec) right before the freeze / right after the thaw. */
-  hooks?: { preFreeze?: readonly string[]; postThaw?: readonly string[] };
-  signal: AbortSignal;
-  onProgress?: (p: BackupProgress) => void;
-  onState?: (s: BackupJobState) => void;
-}
-
-export interface BackupProgress {
-  phase: string;
-  bytesDone: number;
-  bytesTotal: number;
-  rate: number;
-  etaSeconds: number;
-}
 
 export interface LiveBackupResult {
   manifest: SnapshotManifest;
@@ -98,9 +42,9 @@ export interface LiveBackupResult {
  * guest is thawed.
  */
 export async function runLiveBackup(
-  deps: LiveBackupDeps,
-  config: LiveBackupConfig,
-  req: LiveBackupRequest,
+  deps: BackupDeps,
+  config: BackupConfig,
+  req: BackupRequest,
   /** The domain as already looked up (runBackup passes it). */
   known?: DomainInfo,
 ): Promise<LiveBackupResult> {
@@ -326,11 +270,7 @@ export async function runLiveBackup(
     sm.to("succeeded", { snapshotId: manifest.id, bytesRead });
     return { manifest, plan, bytesRead, freezeWindowMs, freezePhasesMs, prunedCheckpoints };
   } catch (err) {
-    const failure =
-      signal.aborted && !isCairnError(err, "aborted") ? abortError(signal, `backup job ${req.jobId}`) : err;
-    if (sm.state !== "failed" && sm.state !== "succeeded")
-      sm.to("failed", { err: (failure as Error).message });
-    throw failure;
+    throw sm.fail(err, signal);
   } finally {
     // Cleanup never uses the job's signal: a cancelled job must still clean up.
     const cleanup = AbortSignal.timeout(60_000);
@@ -353,7 +293,7 @@ export async function runLiveBackup(
  * The job's directory: the NBD socket's (owned by QEMU's user) and the scratch images', made before
  * the freeze so libvirt does not make them inside it (backup-begin --reuse-external).
  */
-async function makeJobDir(config: LiveBackupConfig, jobDir: string): Promise<void> {
+async function makeJobDir(config: BackupConfig, jobDir: string): Promise<void> {
   await mkdir(join(jobDir, "nbd"), { recursive: true });
   await mkdir(join(jobDir, "scratch"), { recursive: true });
   // QEMU (not root) opens the scratch images: every agent-owned level must be traversable.

@@ -1,9 +1,9 @@
 import { isCairnError } from "../../../shared/src/errors/CairnError.js";
-import type { LiveBackupDeps } from "./runLiveBackup.js";
+import type { BackupDeps } from "../backup/BackupRequest.js";
 
 /** Deletes a checkpoint; if its bitmaps are broken (after a crash), drops the metadata only. */
 export async function deleteCheckpointSafely(
-  deps: Pick<LiveBackupDeps, "hypervisor" | "log">,
+  deps: Pick<BackupDeps, "hypervisor" | "log">,
   domain: string,
   name: string,
   signal: AbortSignal,

@@ -1,8 +1,8 @@
+import type { BackupDeps } from "../backup/BackupRequest.js";
+import type { BackupPlan } from "../backup/planDisks.js";
 import type { LiveBitmap } from "../hypervisor/Hypervisor.js";
+import type { CheckpointInfo } from "../hypervisor/parseCheckpointXml.js";
 import { deleteCheckpointSafely } from "./deleteCheckpointSafely.js";
-import type { CheckpointInfo } from "./parseCheckpointXml.js";
-import type { BackupPlan } from "./planDisks.js";
-import type { LiveBackupDeps } from "./runLiveBackup.js";
 
 /**
  * After QEMU stopped uncleanly, checkpoints' bitmaps are missing (never saved) or inconsistent: the
@@ -11,7 +11,7 @@ import type { LiveBackupDeps } from "./runLiveBackup.js";
  * clean. Checkpoints a planned incremental still uses are kept. Returns the checkpoints removed.
  */
 export async function cleanBrokenCheckpoints(
-  deps: Pick<LiveBackupDeps, "hypervisor" | "log">,
+  deps: Pick<BackupDeps, "hypervisor" | "log">,
   domain: string,
   checkpoints: readonly CheckpointInfo[],
   liveBitmaps: ReadonlyMap<string, readonly LiveBitmap[]> | undefined,

@@ -1,8 +1,8 @@
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
 import type { Consistency } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
+import type { BackupConfig, BackupDeps, BackupRequest } from "../backup/BackupRequest.js";
 import { type FreezePhases, withFrozenGuest } from "../guest/withFrozenGuest.js";
 import type { DomainInfo } from "../hypervisor/DomainInfo.js";
-import type { LiveBackupConfig, LiveBackupDeps, LiveBackupRequest } from "./runLiveBackup.js";
 
 export interface QuiesceResult {
   consistency: Consistency;
@@ -28,9 +28,9 @@ export interface QuiesceSteps {
  * required, and `beforeFreeze` is skipped (begin then does everything atomically).
  */
 export async function quiesceAround(
-  deps: LiveBackupDeps,
-  config: LiveBackupConfig,
-  req: LiveBackupRequest,
+  deps: BackupDeps,
+  config: BackupConfig,
+  req: BackupRequest,
   domain: DomainInfo,
   { beforeFreeze, begin, guestAnswers }: QuiesceSteps,
 ): Promise<QuiesceResult> {

@@ -1,11 +1,11 @@
 import type { SnapshotManifest } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
+import type { BackupDeps } from "../backup/BackupRequest.js";
+import { type BackupPlan, chainRoot, checkpointsToPrune } from "../backup/planDisks.js";
 import { deleteCheckpointSafely } from "./deleteCheckpointSafely.js";
-import { type BackupPlan, chainRoot, checkpointsToPrune } from "./planDisks.js";
-import type { LiveBackupDeps } from "./runLiveBackup.js";
 
 /** After a sealed backup: keep each disk's chain root and the new checkpoint, delete Cairn's others. */
 export async function pruneCheckpoints(
-  deps: LiveBackupDeps,
+  deps: BackupDeps,
   domain: string,
   plan: BackupPlan,
   history: SnapshotManifest[],

@@ -2,10 +2,10 @@ import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { isCairnError } from "../../../shared/src/errors/CairnError.js";
 import type { Logger } from "../../../shared/src/log/createLogger.js";
+import { readJobRecord } from "../backup/jobRecord.js";
 import type { Hypervisor } from "../hypervisor/Hypervisor.js";
 import { deleteCheckpointSafely } from "./deleteCheckpointSafely.js";
 import { isAlive } from "./isAlive.js";
-import { readJobRecord } from "./jobRecord.js";
 
 export interface RecoveredJob {
   jobId: string;

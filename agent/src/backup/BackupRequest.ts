@@ -1,0 +1,63 @@
+import type { BackupMode } from "../../../shared/src/grpc/wire/backupMode.js";
+import type { QuiesceMode } from "../../../shared/src/grpc/wire/quiesceMode.js";
+import type { Logger } from "../../../shared/src/log/createLogger.js";
+import type { Repository } from "../../../shared/src/repository/Repository.js";
+import type { FreezeMarkers } from "../guest/FreezeMarkers.js";
+import type { GuestAgent } from "../guest/GuestAgent.js";
+import type { Hypervisor } from "../hypervisor/Hypervisor.js";
+import type { VmConfigFilesConfig } from "../vmconfig/captureVmConfigFiles.js";
+import type { BackupJobState } from "./BackupJobState.js";
+import type { VmHistory } from "./readVmHistory.js";
+
+// What a backup job is given, whether it runs live (libvirt pull backup) or offline (qemu-nbd).
+
+export interface BackupDeps {
+  hypervisor: Hypervisor;
+  guestAgent: GuestAgent;
+  freezeMarkers: FreezeMarkers;
+  repository: Repository;
+  log: Logger;
+}
+
+export interface BackupConfig {
+  /** Agent-owned directory for per-job NBD sockets and scratch images. */
+  workDir: string;
+  /** QEMU's user and group: QEMU creates the NBD socket in the job's socket directory. */
+  qemuUid: number;
+  qemuGid: number;
+  freezeTimeoutMs: number;
+  thawTimeoutMs: number;
+  maxFrozenMs: number;
+  guestPingTimeoutMs: number;
+  hookTimeoutMs: number;
+  nbdRequestSize: number;
+  nbdDepth: number;
+  /** Where libvirt keeps NVRAM and swtpm state (default: libvirt's own defaults). */
+  vmConfigFiles?: VmConfigFilesConfig;
+}
+
+export interface BackupRequest {
+  jobId: string;
+  /** Domain name or uuid. */
+  domain: string;
+  mode: BackupMode;
+  quiesce: QuiesceMode;
+  /** Disk targets; empty/undefined = every disk with a source. */
+  disks?: readonly string[];
+  labels?: Record<string, string>;
+  /** The domain's sealed snapshots if the caller read them already (one read per job). */
+  history?: VmHistory;
+  /** Run in the guest (guest-exec) right before the freeze / right after the thaw. */
+  hooks?: { preFreeze?: readonly string[]; postThaw?: readonly string[] };
+  signal: AbortSignal;
+  onProgress?: (p: BackupProgress) => void;
+  onState?: (s: BackupJobState) => void;
+}
+
+export interface BackupProgress {
+  phase: string;
+  bytesDone: number;
+  bytesTotal: number;
+  rate: number;
+  etaSeconds: number;
+}
