@@ -31,6 +31,26 @@ function parseArgv(what: string, v: string | undefined): string[] | undefined {
   return parsed as string[];
 }
 
+interface SnapshotRestoreOptions {
+  repo: string;
+  snapshot: string;
+  out: string;
+  force?: boolean;
+  passphraseFile?: string;
+  json?: boolean;
+}
+
+/** The options of a command that writes something of one snapshot of a local repository to `--out`. */
+function snapshotRestore(cmd: Command, outHelp: string, forceHelp: string): Command {
+  return cmd
+    .requiredOption("--repo <location>", "repository")
+    .requiredOption("--snapshot <id>", "snapshot id")
+    .requiredOption("--out <path>", outHelp)
+    .option("--force", forceHelp)
+    .option("--passphrase-file <file>")
+    .option("--json", "machine-readable result");
+}
+
 /** Local agent commands: drive this host's agent directly, without a coordinator. */
 export function registerAgentCommands(program: Command): void {
   const agent = program.command("agent").description("this host's agent, driven locally (no coordinator)");
@@ -174,79 +194,54 @@ export function registerAgentCommands(program: Command): void {
         }, o),
     );
 
-  agent
-    .command("restore-disk")
-    .description("write one disk of a snapshot to a file")
-    .requiredOption("--repo <location>", "repository")
-    .requiredOption("--snapshot <id>", "snapshot id")
+  snapshotRestore(
+    agent.command("restore-disk").description("write one disk of a snapshot to a file"),
+    "destination file",
+    "overwrite an existing file",
+  )
     .requiredOption("--disk <target>", "disk target, e.g. vda")
-    .requiredOption("--out <path>", "destination file")
     .option("--format <f>", "raw | qcow2", "raw")
-    .option("--force", "overwrite an existing file")
-    .option("--passphrase-file <file>")
-    .option("--json", "machine-readable result")
-    .action(
-      (o: {
-        repo: string;
-        snapshot: string;
-        disk: string;
-        out: string;
-        format: string;
-        force?: boolean;
-        passphraseFile?: string;
-        json?: boolean;
-      }) =>
-        runCli(async () => {
-          const restore = prepareDiskRestore(o.out, { ...o, destinationFlag: "--out" });
-          await restore(o.repo, o.snapshot, o.disk);
-          process.stdout.write(
-            o.json
-              ? `${JSON.stringify({ out: o.out, format: o.format })}\n`
-              : `restored ${o.disk} of ${o.snapshot} to ${o.out} (${o.format})\n`,
-          );
-        }, o),
+    .action((o: SnapshotRestoreOptions & { disk: string; format: string }) =>
+      runCli(async () => {
+        const restore = prepareDiskRestore(o.out, { ...o, destinationFlag: "--out" });
+        await restore(o.repo, o.snapshot, o.disk);
+        process.stdout.write(
+          o.json
+            ? `${JSON.stringify({ out: o.out, format: o.format })}\n`
+            : `restored ${o.disk} of ${o.snapshot} to ${o.out} (${o.format})\n`,
+        );
+      }, o),
     );
 
-  agent
-    .command("restore-config")
-    .description("write a snapshot's domain XML and NVRAM / TPM state files to a directory")
-    .requiredOption("--repo <location>", "repository")
-    .requiredOption("--snapshot <id>", "snapshot id")
-    .requiredOption("--out <dir>", "destination directory (created; must be empty unless --force)")
-    .option("--force", "write into a non-empty directory, overwriting files")
-    .option("--passphrase-file <file>")
-    .option("--json", "machine-readable result")
-    .action(
-      (o: {
-        repo: string;
-        snapshot: string;
-        out: string;
-        force?: boolean;
-        passphraseFile?: string;
-        json?: boolean;
-      }) =>
-        runCli(async () => {
-          await withCliRepository(o.repo, o.passphraseFile, async (repository) => {
-            const r = await restoreVmConfig(repository, o.snapshot, o.out, { force: !!o.force });
-            if (o.json) return void process.stdout.write(`${JSON.stringify(r)}\n`);
-            process.stdout.write(
-              `restored the configuration of ${o.snapshot} to ${o.out}: domain XML in ${r.domainXml}\n` +
-                (r.recorded
-                  ? r.files.length
-                    ? `${renderTable(
-                        ["FILE", "KIND", "ORIGINAL PATH", "SIZE", "SHA256"],
-                        r.files.map((f) => [
-                          f.name,
-                          f.kind,
-                          f.path,
-                          f.size === undefined ? "-" : formatBytes(f.size),
-                          f.sha256 ?? `missing: ${f.missing}`,
-                        ]),
-                      )}\n`
-                    : "the domain has no NVRAM or TPM state\n"
-                  : "this snapshot predates NVRAM/TPM capture: only the domain XML is stored\n"),
-            );
-          });
-        }, o),
-    );
+  snapshotRestore(
+    agent
+      .command("restore-config")
+      .description("write a snapshot's domain XML and NVRAM / TPM state files to a directory"),
+    "destination directory (created; must be empty unless --force)",
+    "write into a non-empty directory, overwriting files",
+  ).action((o: SnapshotRestoreOptions) =>
+    runCli(async () => {
+      await withCliRepository(o.repo, o.passphraseFile, async (repository) => {
+        const r = await restoreVmConfig(repository, o.snapshot, o.out, { force: !!o.force });
+        if (o.json) return void process.stdout.write(`${JSON.stringify(r)}\n`);
+        process.stdout.write(
+          `restored the configuration of ${o.snapshot} to ${o.out}: domain XML in ${r.domainXml}\n` +
+            (r.recorded
+              ? r.files.length
+                ? `${renderTable(
+                    ["FILE", "KIND", "ORIGINAL PATH", "SIZE", "SHA256"],
+                    r.files.map((f) => [
+                      f.name,
+                      f.kind,
+                      f.path,
+                      f.size === undefined ? "-" : formatBytes(f.size),
+                      f.sha256 ?? `missing: ${f.missing}`,
+                    ]),
+                  )}\n`
+                : "the domain has no NVRAM or TPM state\n"
+              : "this snapshot predates NVRAM/TPM capture: only the domain XML is stored\n"),
+        );
+      });
+    }, o),
+  );
 }

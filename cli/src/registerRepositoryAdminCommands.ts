@@ -15,6 +15,17 @@ const jobOptions = (o: M) => ({ host: o.host ?? "", wait: o.wait !== false });
 const queuedLine = (j: JobSummary | undefined) =>
   `queued job ${j?.jobId}: follow it with \`cairn jobs watch ${j?.jobId}\`\n`;
 
+/** Prints a maintenance response: its report as `render` says, or the job when it was not waited for. */
+function printReport<R>(
+  o: M,
+  res: { job?: JobSummary | undefined; report?: R | undefined },
+  render: (r: R) => string,
+) {
+  const r = res.report;
+  output(o.json, res, () => (r === undefined ? queuedLine(res.job) : render(r)));
+  return r;
+}
+
 /** Adds the options every maintenance command has: where it runs, and whether to wait for it. */
 function maintenanceCommand(c: Command): Command {
   return withConnectOptions(
@@ -91,16 +102,14 @@ export function registerRepositoryAdminCommands(program: Command): void {
         readDataPercent: o.percent ?? 0,
         ...jobOptions(o),
       });
-      const r = res.report;
-      if (!r) return void output(o.json, res, () => queuedLine(res.job));
-      output(o.json, res, () =>
+      const r = printReport(o, res, (r) =>
         r.ok
           ? `repository ${name} OK: ${r.snapshotsChecked} snapshots, ${r.chunksChecked} chunks checked${
               r.chunksRead > 0n ? `, ${r.chunksRead} read` : ""
             } (job ${res.job?.jobId} on ${res.job?.hostId})\n`
           : `repository ${name} has ${r.problems.length} problems:\n${r.problems.map((p) => `  ${p}`).join("\n")}\n`,
       );
-      if (!r.ok)
+      if (r && !r.ok)
         throw new CairnError("corrupt", `repository ${name} failed verification`, {
           hint: "see the problems above",
         });
@@ -118,12 +127,10 @@ export function registerRepositoryAdminCommands(program: Command): void {
         dryRun: Boolean(o.dryRun),
         ...jobOptions(o),
       });
-      const r = res.report;
-      if (!r) return void output(o.json, res, () => queuedLine(res.job));
-      output(
-        o.json,
+      printReport(
+        o,
         res,
-        () =>
+        (r) =>
           `${o.dryRun ? "would remove" : "removed"} ${r.removedSnapshotIds.length} snapshots, kept ${r.kept}${
             r.removedSnapshotIds.length ? `:\n  ${r.removedSnapshotIds.join("\n  ")}` : ""
           }\n${o.dryRun ? "" : "space is freed by `cairn repo gc`\n"}`,
@@ -146,12 +153,10 @@ export function registerRepositoryAdminCommands(program: Command): void {
         noRepack: o.repack === false,
         ...jobOptions(o),
       });
-      const r = res.report;
-      if (!r) return void output(o.json, res, () => queuedLine(res.job));
-      output(
-        o.json,
+      printReport(
+        o,
         res,
-        () =>
+        (r) =>
           `${o.dryRun ? "would delete" : "deleted"} ${r.chunksDeleted} chunks and ${r.packsDeleted} packs` +
           (r.packsRepacked > 0n
             ? `, ${o.dryRun ? "would rewrite" : "rewrote"} ${r.packsRepacked} packs (copying ${formatBytes(Number(r.packBytesRepacked))})`
@@ -167,9 +172,7 @@ export function registerRepositoryAdminCommands(program: Command): void {
     (name: string, o: M) =>
       runCli(async () => {
         const res = await connectCoordinator(o).repositoryStats({ name, ...jobOptions(o) });
-        const r = res.report;
-        if (!r) return void output(o.json, res, () => queuedLine(res.job));
-        output(o.json, res, () =>
+        printReport(o, res, (r) =>
           table(
             ["SNAPSHOTS", "LOGICAL", "UNIQUE", "STORED", "DEDUP", "COMPRESSION"],
             [

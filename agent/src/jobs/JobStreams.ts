@@ -82,3 +82,20 @@ export class JobStreams<T> {
     }
   }
 }
+
+const STREAMS = new WeakMap<JobRegistry, Map<string, JobStreams<unknown>>>();
+
+/** The streams of one kind of job (one RPC's events) over a registry: one per registry and kind. */
+export function jobStreamsOf<T>(jobs: JobRegistry, kind: string): JobStreams<T> {
+  let byKind = STREAMS.get(jobs);
+  if (!byKind) {
+    byKind = new Map();
+    STREAMS.set(jobs, byKind);
+  }
+  let s = byKind.get(kind);
+  if (!s) {
+    s = new JobStreams<unknown>(jobs);
+    byKind.set(kind, s);
+  }
+  return s as JobStreams<T>;
+}

@@ -9,8 +9,8 @@ import { jobIdOf, type SnapshotManifest } from "../../../shared/src/repository/m
 import type { Repository } from "../../../shared/src/repository/Repository.js";
 import type { BackupConfig, BackupDeps } from "../backup/BackupRequest.js";
 import { runBackup } from "../backup/runBackup.js";
-import { JobFeed } from "../jobs/JobFeed.js";
 import type { JobRegistry } from "../jobs/JobRegistry.js";
+import { jobStreamsOf } from "../jobs/JobStreams.js";
 
 export interface BackupRpcDeps {
   backup: Omit<BackupDeps, "repository">;
@@ -81,119 +81,84 @@ export async function* runBackupRpc(
   try {
     // This VM's manifests only, read once: the backup plans from the same list.
     const history = await repository.listVmSnapshots(req.domainUuid, ctx.signal);
-    const done = history.find((s) => jobIdOf(s) === req.jobId);
-    if (done) {
-      const fw = done.extra["freezeWindowMs"];
-      yield { jobId: req.jobId, event: toResult(done, typeof fw === "number" ? fw : undefined) };
+    const sealed = history.find((s) => jobIdOf(s) === req.jobId);
+    if (sealed) {
+      const fw = sealed.extra["freezeWindowMs"];
+      yield { jobId: req.jobId, event: toResult(sealed, typeof fw === "number" ? fw : undefined) };
       return;
     }
-    const feeds = feedsOf(deps.jobs);
-    const running = feeds.get(req.jobId);
+    const streams = jobStreamsOf<RunBackupResponse>(deps.jobs, "backup");
+    const running = streams.running(req.jobId);
     if (running) {
       // Re-attach (the coordinator restarted or its stream broke): follow the job, never start it twice.
-      yield* follow(running, req, ctx, deps, false);
+      yield* streams.follow(running, req.jobId, { signal: ctx.signal, starter: false, detach: true });
       return;
     }
-    const feed = new JobFeed<RunBackupResponse>();
-    const job = deps.jobs.start(req.jobId, req.domainUuid, (signal) =>
-      runBackup({ ...deps.backup, repository }, deps.config, {
-        jobId: req.jobId,
-        domain: req.domainUuid,
-        mode,
-        quiesce,
-        ...(req.disks.length ? { disks: req.disks } : {}),
-        labels: req.labels,
-        history: { vmUuid: req.domainUuid, snapshots: history },
-        signal,
-        onState: (s) =>
-          feed.publish("state", {
-            jobId: req.jobId,
-            event: { $case: "jobState", value: backupJobState.toWire(s) },
-          }),
-        onProgress: (p) =>
-          feed.publish("progress", {
-            jobId: req.jobId,
-            event: {
-              $case: "progress",
-              value: {
-                bytesDone: BigInt(p.bytesDone),
-                bytesTotal: BigInt(p.bytesTotal),
-                rate: p.rate,
-                etaSeconds: p.etaSeconds,
-                phase: p.phase,
-              },
-            },
-          }),
-      }),
-    );
-    feeds.set(req.jobId, feed);
-    // The repository stays open until the job ends, even if every caller has gone.
     const started = Date.now();
-    const settled = job.then(
-      (r) => {
-        deps.onJobEnd?.({
-          ok: true,
-          durationMs: Date.now() - started,
-          bytesRead: r.manifest.stats.bytesRead,
-          bytesStored: r.manifest.stats.bytesStored,
-          freezeMs: r.freezeWindowMs,
-        });
-        feed.finish({ jobId: req.jobId, event: toResult(r.manifest, r.freezeWindowMs) });
-      },
-      (e) => {
-        deps.onJobEnd?.({
-          ok: false,
-          durationMs: Date.now() - started,
-          bytesRead: 0,
-          bytesStored: 0,
-          freezeMs: undefined,
-          failure: (e as { code?: string })?.code ?? "internal",
-        });
-        feed.fail(e);
-      },
+    const { feed, done } = streams.start(
+      req.jobId,
+      req.domainUuid,
+      (signal, f) =>
+        runBackup({ ...deps.backup, repository }, deps.config, {
+          jobId: req.jobId,
+          domain: req.domainUuid,
+          mode,
+          quiesce,
+          ...(req.disks.length ? { disks: req.disks } : {}),
+          labels: req.labels,
+          history: { vmUuid: req.domainUuid, snapshots: history },
+          signal,
+          onState: (s) =>
+            f.publish("state", {
+              jobId: req.jobId,
+              event: { $case: "jobState", value: backupJobState.toWire(s) },
+            }),
+          onProgress: (p) =>
+            f.publish("progress", {
+              jobId: req.jobId,
+              event: {
+                $case: "progress",
+                value: {
+                  bytesDone: BigInt(p.bytesDone),
+                  bytesTotal: BigInt(p.bytesTotal),
+                  rate: p.rate,
+                  etaSeconds: p.etaSeconds,
+                  phase: p.phase,
+                },
+              },
+            }),
+        }),
+      (r) => ({ jobId: req.jobId, event: toResult(r.manifest, r.freezeWindowMs) }),
     );
+    // The repository stays open until the job ends, even if every caller has gone.
     closeRepository = false;
-    void settled.finally(() => {
-      feeds.delete(req.jobId);
-      return repository.close();
+    void done
+      .then(
+        (r) =>
+          deps.onJobEnd?.({
+            ok: true,
+            durationMs: Date.now() - started,
+            bytesRead: r.manifest.stats.bytesRead,
+            bytesStored: r.manifest.stats.bytesStored,
+            freezeMs: r.freezeWindowMs,
+          }),
+        (e) =>
+          deps.onJobEnd?.({
+            ok: false,
+            durationMs: Date.now() - started,
+            bytesRead: 0,
+            bytesStored: 0,
+            freezeMs: undefined,
+            failure: (e as { code?: string })?.code ?? "internal",
+          }),
+      )
+      .finally(() => repository.close());
+    yield* streams.follow(feed, req.jobId, {
+      signal: ctx.signal,
+      starter: true,
+      detach: req.detachOnDisconnect,
     });
-    yield* follow(feed, req, ctx, deps, true);
   } finally {
     if (closeRepository) await repository.close();
-  }
-}
-
-const FEEDS = new WeakMap<JobRegistry, Map<string, JobFeed<RunBackupResponse>>>();
-function feedsOf(jobs: JobRegistry): Map<string, JobFeed<RunBackupResponse>> {
-  let m = FEEDS.get(jobs);
-  if (!m) {
-    m = new Map();
-    FEEDS.set(jobs, m);
-  }
-  return m;
-}
-
-/**
- * Streams a job's events to one caller. When the caller goes away the job is aborted unless the
- * caller asked to detach (the coordinator does: it re-attaches by job id), or it is not the starter.
- */
-async function* follow(
-  feed: JobFeed<RunBackupResponse>,
-  req: RunBackupRequest,
-  ctx: CallContext,
-  deps: BackupRpcDeps,
-  starter: boolean,
-): AsyncGenerator<RunBackupResponse> {
-  const q = feed.subscribe();
-  const onCancel = () => {
-    if (starter && !req.detachOnDisconnect) deps.jobs.abort(req.jobId, "the caller cancelled the RPC");
-    q.end();
-  };
-  ctx.signal.addEventListener("abort", onCancel, { once: true });
-  try {
-    yield* q;
-  } finally {
-    ctx.signal.removeEventListener("abort", onCancel);
-    feed.unsubscribe(q);
   }
 }

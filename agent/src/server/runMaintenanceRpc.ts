@@ -6,7 +6,7 @@ import type {
 } from "../../../shared/src/gen/cairn/v1/agent.js";
 import type { Repository } from "../../../shared/src/repository/Repository.js";
 import type { JobRegistry } from "../jobs/JobRegistry.js";
-import { JobStreams } from "../jobs/JobStreams.js";
+import { jobStreamsOf } from "../jobs/JobStreams.js";
 import { runMaintenanceTask } from "../maintenance/runMaintenanceTask.js";
 
 export interface MaintenanceRpcDeps {
@@ -14,16 +14,6 @@ export interface MaintenanceRpcDeps {
   openRepository(location: string, signal: AbortSignal): Promise<Repository>;
   /** How long prune and GC wait for the repository's exclusive lock (backups hold shared ones). */
   exclusiveLockWaitMs?: number;
-}
-
-const STREAMS = new WeakMap<JobRegistry, JobStreams<RunMaintenanceResponse>>();
-function streamsOf(jobs: JobRegistry): JobStreams<RunMaintenanceResponse> {
-  let s = STREAMS.get(jobs);
-  if (!s) {
-    s = new JobStreams(jobs);
-    STREAMS.set(jobs, s);
-  }
-  return s;
 }
 
 /**
@@ -40,7 +30,7 @@ export async function* runMaintenanceRpc(
   if (!req.repository.trim()) throw new CairnError("invalid-argument", "repository is required");
   const task = req.task;
   if (!task) throw new CairnError("invalid-argument", "task is required (verify, prune, gc, stats or scan)");
-  const streams = streamsOf(deps.jobs);
+  const streams = jobStreamsOf<RunMaintenanceResponse>(deps.jobs, "maintenance");
   const recorded = streams.finishedEvent(req.jobId);
   if (recorded) {
     yield recorded;

@@ -23,7 +23,7 @@ export function newJob(
   opts: { nowMs: number; maxAttempts: number; reason: string },
 ): JobRecord {
   return {
-    id: newJobId(opts.nowMs),
+    ...newJobLifecycle(opts),
     kind: "backup",
     vmUuid: vm.uuid,
     vmName: vm.name,
@@ -33,13 +33,20 @@ export function newJob(
     mode,
     quiesce: policy.quiesce,
     trigger,
-    state: "queued",
-    attempt: 1,
-    maxAttempts: opts.maxAttempts,
-    reason: opts.reason,
     priority: policy.priority,
     limits: { ...policy.concurrency },
     bandwidthBytesPerSecond: policy.bandwidthBytesPerSecond,
+  };
+}
+
+/** What every new job starts with, whatever its kind: queued, first attempt, nothing run yet. */
+export function newJobLifecycle(opts: { nowMs: number; maxAttempts: number; reason: string }) {
+  return {
+    id: newJobId(opts.nowMs),
+    state: "queued" as const,
+    attempt: 1,
+    maxAttempts: opts.maxAttempts,
+    reason: opts.reason,
     createdMs: opts.nowMs,
     updatedMs: opts.nowMs,
     notBeforeMs: 0,
@@ -48,7 +55,7 @@ export function newJob(
     snapshotId: null,
     diskKinds: {},
     phase: "",
-  };
+  } satisfies Partial<JobRecord>;
 }
 
 /** Whether a finished job started a new chain (what "a full every N" counts). */

@@ -1,4 +1,4 @@
-import { newJobId } from "../jobs/newJob.js";
+import { newJobLifecycle } from "../jobs/newJob.js";
 import type { JobRecord, MaintenanceKind } from "../store/records.js";
 import type { StoredTask } from "./maintenanceTask.js";
 
@@ -24,7 +24,7 @@ export function newMaintenanceJob(
   },
 ): JobRecord {
   return {
-    id: newJobId(opts.nowMs),
+    ...newJobLifecycle(opts),
     kind,
     vmUuid: "",
     vmName: "",
@@ -35,21 +35,9 @@ export function newMaintenanceJob(
     mode: "auto",
     quiesce: "off",
     trigger: opts.trigger,
-    state: "queued",
-    attempt: 1,
-    maxAttempts: opts.maxAttempts,
-    reason: opts.reason,
     priority: opts.priority ?? 50,
     limits: { ...UNLIMITED },
     bandwidthBytesPerSecond: 0,
-    createdMs: opts.nowMs,
-    updatedMs: opts.nowMs,
-    notBeforeMs: 0,
-    startedMs: null,
-    finishedMs: null,
-    snapshotId: null,
-    diskKinds: {},
-    phase: "",
     task,
     report: null,
   };

@@ -19,6 +19,7 @@ import {
   STRUCTURED_REPLY_HEADER_SIZE,
 } from "./constants.js";
 import type { Extent } from "./extents/Extent.js";
+import { StickyFailure } from "./StickyFailure.js";
 import { readU64 } from "./u64.js";
 
 /** What the parser needs to know about an outstanding request to validate its replies. */
@@ -76,33 +77,26 @@ export class ReplyParser {
   private req: InflightRequest | undefined;
   private dataOffset = 0;
   private dataLeft = 0;
-  private failed: CairnError | undefined;
+  private readonly failure = new StickyFailure();
 
   constructor(private readonly sink: ReplySink) {}
 
   push(chunk: Buffer): void {
-    if (this.failed) throw this.failed;
-    try {
-      this.consume(chunk);
-    } catch (e) {
-      this.failed =
-        e instanceof CairnError ? e : new CairnError("protocol", "NBD reply parser failed", { cause: e });
-      throw this.failed;
-    }
+    this.failure.run("NBD reply parser", () => this.consume(chunk));
   }
 
   /** While streaming read data: the handle, absolute offset and length still to come. */
   direct(): { handle: number; offset: number; length: number } | undefined {
-    if (this.failed || this.state !== State.DataStream) return undefined;
+    if (this.failure.error || this.state !== State.DataStream) return undefined;
     return { handle: this.handle, offset: this.dataOffset, length: this.dataLeft };
   }
 
   /** `n` bytes of the current data payload were placed in the destination by the caller. */
   landed(n: number): void {
-    if (this.failed) throw this.failed;
+    if (this.failure.error) throw this.failure.error;
     if (this.state !== State.DataStream || n > this.dataLeft) {
-      this.failed = new CairnError("internal", "NBD direct read landed outside a data payload");
-      throw this.failed;
+      this.failure.error = new CairnError("internal", "NBD direct read landed outside a data payload");
+      throw this.failure.error;
     }
     this.sink.onDataLanded?.(this.handle, this.dataOffset, n);
     this.dataOffset += n;

@@ -1,5 +1,6 @@
 import { CairnError } from "../errors/CairnError.js";
 import { NBD_CMD_WRITE, NBD_REQUEST_MAGIC, REQUEST_HEADER_SIZE } from "./constants.js";
+import { StickyFailure } from "./StickyFailure.js";
 import { readU64 } from "./u64.js";
 
 export interface NbdRequest {
@@ -24,7 +25,7 @@ export class RequestParser {
   private have = 0;
   private current: NbdRequest | undefined;
   private payloadHave = 0;
-  private failed: CairnError | undefined;
+  private readonly failure = new StickyFailure();
 
   constructor(
     private readonly maxPayload: number,
@@ -32,14 +33,7 @@ export class RequestParser {
   ) {}
 
   push(chunk: Buffer): void {
-    if (this.failed) throw this.failed;
-    try {
-      this.consume(chunk);
-    } catch (e) {
-      this.failed =
-        e instanceof CairnError ? e : new CairnError("protocol", "NBD request parser failed", { cause: e });
-      throw this.failed;
-    }
+    this.failure.run("NBD request parser", () => this.consume(chunk));
   }
 
   private consume(chunk: Buffer): void {

@@ -1,38 +1,6 @@
 import { CairnError } from "../errors/CairnError.js";
 import type { HandshakeIo } from "./ClientHandshake.js";
-import {
-  BASE_ALLOCATION,
-  MAX_OPTION_LENGTH,
-  MAX_OPTIONS_PER_HANDSHAKE,
-  MAX_STRING_LENGTH,
-  NBD_FLAG_C_FIXED_NEWSTYLE,
-  NBD_FLAG_C_NO_ZEROES,
-  NBD_FLAG_FIXED_NEWSTYLE,
-  NBD_FLAG_NO_ZEROES,
-  NBD_IHAVEOPT,
-  NBD_INFO_BLOCK_SIZE,
-  NBD_INFO_EXPORT,
-  NBD_MAGIC,
-  NBD_OPT_ABORT,
-  NBD_OPT_EXPORT_NAME,
-  NBD_OPT_GO,
-  NBD_OPT_INFO,
-  NBD_OPT_LIST,
-  NBD_OPT_LIST_META_CONTEXT,
-  NBD_OPT_SET_META_CONTEXT,
-  NBD_OPT_STARTTLS,
-  NBD_OPT_STRUCTURED_REPLY,
-  NBD_REP_ACK,
-  NBD_REP_ERR_INVALID,
-  NBD_REP_ERR_POLICY,
-  NBD_REP_ERR_TLS_REQD,
-  NBD_REP_ERR_UNKNOWN,
-  NBD_REP_ERR_UNSUP,
-  NBD_REP_INFO,
-  NBD_REP_MAGIC,
-  NBD_REP_META_CONTEXT,
-  NBD_REP_SERVER,
-} from "./constants.js";
+import * as nbd from "./constants.js";
 import { lengthPrefixed } from "./lengthPrefixed.js";
 import { writeU64 } from "./u64.js";
 
@@ -76,119 +44,120 @@ export async function serverHandshake(
   let io = initialIo;
   let tls = false;
   const g = Buffer.alloc(18);
-  g.writeBigUInt64BE(NBD_MAGIC, 0);
-  g.writeBigUInt64BE(NBD_IHAVEOPT, 8);
-  g.writeUInt16BE(NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES, 16);
+  g.writeBigUInt64BE(nbd.NBD_MAGIC, 0);
+  g.writeBigUInt64BE(nbd.NBD_IHAVEOPT, 8);
+  g.writeUInt16BE(nbd.NBD_FLAG_FIXED_NEWSTYLE | nbd.NBD_FLAG_NO_ZEROES, 16);
   io.write(g);
   const clientFlags = (await io.source.read(4, io.signal)).readUInt32BE(0);
-  if ((clientFlags & ~(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES)) !== 0) {
+  if ((clientFlags & ~(nbd.NBD_FLAG_C_FIXED_NEWSTYLE | nbd.NBD_FLAG_C_NO_ZEROES)) !== 0) {
     throw new CairnError("protocol", `NBD client sent unknown flags 0x${clientFlags.toString(16)}`);
   }
-  const noZeroes = (clientFlags & NBD_FLAG_C_NO_ZEROES) !== 0;
+  const noZeroes = (clientFlags & nbd.NBD_FLAG_C_NO_ZEROES) !== 0;
   let structured = false;
   let metaExport: string | undefined;
 
   const reply = (opt: number, type: number, data: Buffer = Buffer.alloc(0)) => {
     const h = Buffer.alloc(20);
-    h.writeBigUInt64BE(NBD_REP_MAGIC, 0);
+    h.writeBigUInt64BE(nbd.NBD_REP_MAGIC, 0);
     h.writeUInt32BE(opt, 8);
     h.writeUInt32BE(type, 12);
     h.writeUInt32BE(data.length, 16);
     io.write(data.length ? Buffer.concat([h, data]) : h);
   };
 
-  for (let n = 0; n < MAX_OPTIONS_PER_HANDSHAKE; n++) {
+  for (let n = 0; n < nbd.MAX_OPTIONS_PER_HANDSHAKE; n++) {
     const h = await io.source.read(16, io.signal);
-    if (h.readBigUInt64BE(0) !== NBD_IHAVEOPT)
+    if (h.readBigUInt64BE(0) !== nbd.NBD_IHAVEOPT)
       throw new CairnError("protocol", "bad NBD option magic from client");
     const opt = h.readUInt32BE(8);
     const len = h.readUInt32BE(12);
-    if (len > MAX_OPTION_LENGTH)
+    if (len > nbd.MAX_OPTION_LENGTH)
       throw new CairnError("protocol", `NBD client option of ${len} bytes is too large`);
     const data = len ? Buffer.from(await io.source.read(len, io.signal)) : Buffer.alloc(0);
 
-    if (opts.tlsRequired && !tls && opt !== NBD_OPT_STARTTLS && opt !== NBD_OPT_ABORT) {
-      if (opt === NBD_OPT_EXPORT_NAME)
+    if (opts.tlsRequired && !tls && opt !== nbd.NBD_OPT_STARTTLS && opt !== nbd.NBD_OPT_ABORT) {
+      if (opt === nbd.NBD_OPT_EXPORT_NAME)
         throw new CairnError("unauthenticated", "NBD client skipped required TLS");
-      reply(opt, NBD_REP_ERR_TLS_REQD, Buffer.from("TLS is required"));
+      reply(opt, nbd.NBD_REP_ERR_TLS_REQD, Buffer.from("TLS is required"));
       continue;
     }
     switch (opt) {
-      case NBD_OPT_ABORT:
-        reply(opt, NBD_REP_ACK);
+      case nbd.NBD_OPT_ABORT:
+        reply(opt, nbd.NBD_REP_ACK);
         return undefined;
-      case NBD_OPT_STARTTLS:
-        if (!opts.startTls) reply(opt, NBD_REP_ERR_POLICY, Buffer.from("TLS not configured"));
-        else if (tls || len) reply(opt, NBD_REP_ERR_INVALID);
+      case nbd.NBD_OPT_STARTTLS:
+        if (!opts.startTls) reply(opt, nbd.NBD_REP_ERR_POLICY, Buffer.from("TLS not configured"));
+        else if (tls || len) reply(opt, nbd.NBD_REP_ERR_INVALID);
         else {
-          reply(opt, NBD_REP_ACK);
+          reply(opt, nbd.NBD_REP_ACK);
           io = await opts.startTls();
           tls = true;
         }
         break;
-      case NBD_OPT_LIST:
+      case nbd.NBD_OPT_LIST:
         if (len) {
-          reply(opt, NBD_REP_ERR_INVALID);
+          reply(opt, nbd.NBD_REP_ERR_INVALID);
           break;
         }
-        for (const name of opts.exports.keys()) reply(opt, NBD_REP_SERVER, lengthPrefixed(name));
-        reply(opt, NBD_REP_ACK);
+        for (const name of opts.exports.keys()) reply(opt, nbd.NBD_REP_SERVER, lengthPrefixed(name));
+        reply(opt, nbd.NBD_REP_ACK);
         break;
-      case NBD_OPT_STRUCTURED_REPLY:
-        if (len) reply(opt, NBD_REP_ERR_INVALID);
+      case nbd.NBD_OPT_STRUCTURED_REPLY:
+        if (len) reply(opt, nbd.NBD_REP_ERR_INVALID);
         else {
           structured = true;
-          reply(opt, NBD_REP_ACK);
+          reply(opt, nbd.NBD_REP_ACK);
         }
         break;
-      case NBD_OPT_LIST_META_CONTEXT:
-      case NBD_OPT_SET_META_CONTEXT: {
+      case nbd.NBD_OPT_LIST_META_CONTEXT:
+      case nbd.NBD_OPT_SET_META_CONTEXT: {
         const parsed = parseMetaRequest(data);
         if (!structured || !parsed) {
-          reply(opt, NBD_REP_ERR_INVALID);
+          reply(opt, nbd.NBD_REP_ERR_INVALID);
           break;
         }
-        const set = opt === NBD_OPT_SET_META_CONTEXT;
+        const set = opt === nbd.NBD_OPT_SET_META_CONTEXT;
         if (set) metaExport = undefined;
-        const wants = parsed.queries.some((q) => q === BASE_ALLOCATION || (!set && q === "base:"));
+        const wants = parsed.queries.some((q) => q === nbd.BASE_ALLOCATION || (!set && q === "base:"));
         if ((wants || (!set && parsed.queries.length === 0)) && opts.exports.has(parsed.exportName)) {
-          const d = Buffer.alloc(4 + BASE_ALLOCATION.length);
+          const d = Buffer.alloc(4 + nbd.BASE_ALLOCATION.length);
           d.writeUInt32BE(BASE_ALLOCATION_ID, 0);
-          d.write(BASE_ALLOCATION, 4);
-          reply(opt, NBD_REP_META_CONTEXT, d);
+          d.write(nbd.BASE_ALLOCATION, 4);
+          reply(opt, nbd.NBD_REP_META_CONTEXT, d);
           if (set) metaExport = parsed.exportName;
         }
-        reply(opt, NBD_REP_ACK);
+        reply(opt, nbd.NBD_REP_ACK);
         break;
       }
-      case NBD_OPT_INFO:
-      case NBD_OPT_GO: {
+      case nbd.NBD_OPT_INFO:
+      case nbd.NBD_OPT_GO: {
         const name = parseInfoRequest(data);
         if (name === undefined) {
-          reply(opt, NBD_REP_ERR_INVALID);
+          reply(opt, nbd.NBD_REP_ERR_INVALID);
           break;
         }
         const ex = opts.exports.get(name);
         if (!ex) {
-          reply(opt, NBD_REP_ERR_UNKNOWN, Buffer.from(`no export named "${name}"`));
+          reply(opt, nbd.NBD_REP_ERR_UNKNOWN, Buffer.from(`no export named "${name}"`));
           break;
         }
         const info = Buffer.alloc(12);
-        info.writeUInt16BE(NBD_INFO_EXPORT, 0);
+        info.writeUInt16BE(nbd.NBD_INFO_EXPORT, 0);
         writeU64(info, ex.size, 2);
         info.writeUInt16BE(ex.flags, 10);
-        reply(opt, NBD_REP_INFO, info);
+        reply(opt, nbd.NBD_REP_INFO, info);
         const bs = Buffer.alloc(14);
-        bs.writeUInt16BE(NBD_INFO_BLOCK_SIZE, 0);
+        bs.writeUInt16BE(nbd.NBD_INFO_BLOCK_SIZE, 0);
         bs.writeUInt32BE(ex.minBlock, 2);
         bs.writeUInt32BE(ex.preferredBlock, 6);
         bs.writeUInt32BE(ex.maxPayload, 10);
-        reply(opt, NBD_REP_INFO, bs);
-        reply(opt, NBD_REP_ACK);
-        if (opt === NBD_OPT_GO) return { exportName: name, structured, baseAllocation: metaExport === name };
+        reply(opt, nbd.NBD_REP_INFO, bs);
+        reply(opt, nbd.NBD_REP_ACK);
+        if (opt === nbd.NBD_OPT_GO)
+          return { exportName: name, structured, baseAllocation: metaExport === name };
         break;
       }
-      case NBD_OPT_EXPORT_NAME: {
+      case nbd.NBD_OPT_EXPORT_NAME: {
         const name = data.toString("utf8");
         const ex = opts.exports.get(name);
         if (!ex) throw new CairnError("not-found", `NBD client asked for unknown export "${name}"`);
@@ -199,16 +168,16 @@ export async function serverHandshake(
         return { exportName: name, structured, baseAllocation: metaExport === name };
       }
       default:
-        reply(opt, NBD_REP_ERR_UNSUP);
+        reply(opt, nbd.NBD_REP_ERR_UNSUP);
     }
   }
-  throw new CairnError("protocol", `NBD client sent more than ${MAX_OPTIONS_PER_HANDSHAKE} options`);
+  throw new CairnError("protocol", `NBD client sent more than ${nbd.MAX_OPTIONS_PER_HANDSHAKE} options`);
 }
 
 function parseInfoRequest(d: Buffer): string | undefined {
   if (d.length < 6) return undefined;
   const n = d.readUInt32BE(0);
-  if (n > MAX_STRING_LENGTH || 4 + n + 2 > d.length) return undefined;
+  if (n > nbd.MAX_STRING_LENGTH || 4 + n + 2 > d.length) return undefined;
   const count = d.readUInt16BE(4 + n);
   if (d.length !== 4 + n + 2 + 2 * count) return undefined;
   return d.toString("utf8", 4, 4 + n);
@@ -217,7 +186,7 @@ function parseInfoRequest(d: Buffer): string | undefined {
 function parseMetaRequest(d: Buffer): { exportName: string; queries: string[] } | undefined {
   if (d.length < 8) return undefined;
   const n = d.readUInt32BE(0);
-  if (n > MAX_STRING_LENGTH || 4 + n + 4 > d.length) return undefined;
+  if (n > nbd.MAX_STRING_LENGTH || 4 + n + 4 > d.length) return undefined;
   const exportName = d.toString("utf8", 4, 4 + n);
   const count = d.readUInt32BE(4 + n);
   const queries: string[] = [];
@@ -225,7 +194,7 @@ function parseMetaRequest(d: Buffer): { exportName: string; queries: string[] } 
   for (let i = 0; i < count; i++) {
     if (at + 4 > d.length) return undefined;
     const q = d.readUInt32BE(at);
-    if (q > MAX_STRING_LENGTH || at + 4 + q > d.length) return undefined;
+    if (q > nbd.MAX_STRING_LENGTH || at + 4 + q > d.length) return undefined;
     queries.push(d.toString("utf8", at + 4, at + 4 + q));
     at += 4 + q;
   }

@@ -2,19 +2,7 @@ import Database from "better-sqlite3";
 import { CairnError } from "../../../../shared/src/errors/CairnError.js";
 import type { ChainHistory } from "../../jobs/chainHistory.js";
 import { wasFull } from "../../jobs/newJob.js";
-import type {
-  AuditRecord,
-  HostRecord,
-  JobFilter,
-  JobRecord,
-  PolicyMaintenanceState,
-  PolicyRecord,
-  RepositoryRecord,
-  SnapshotFilter,
-  SnapshotRecord,
-  TokenRecord,
-  VmRecord,
-} from "../records.js";
+import type * as records from "../records.js";
 import type { Store } from "../Store.js";
 import { MIGRATIONS } from "./migrations.js";
 
@@ -78,15 +66,15 @@ export class SqliteStore implements Store {
     return this.db.pragma("user_version", { simple: true }) as number;
   }
 
-  async putHost(h: HostRecord): Promise<void> {
+  async putHost(h: records.HostRecord): Promise<void> {
     this.db
       .prepare("INSERT OR REPLACE INTO hosts (id, status, last_seen_ms, doc) VALUES (?, ?, ?, ?)")
       .run(h.id, h.status, h.lastSeenMs, JSON.stringify(h));
   }
-  async getHost(id: string): Promise<HostRecord | undefined> {
+  async getHost(id: string): Promise<records.HostRecord | undefined> {
     return parse(this.db.prepare("SELECT doc FROM hosts WHERE id = ?").get(id) as Row | undefined);
   }
-  async listHosts(): Promise<HostRecord[]> {
+  async listHosts(): Promise<records.HostRecord[]> {
     return parseAll(this.db.prepare("SELECT doc FROM hosts ORDER BY id").all() as Row[]);
   }
   async touchHost(id: string, nowMs: number): Promise<boolean> {
@@ -95,7 +83,7 @@ export class SqliteStore implements Store {
     await this.putHost({ ...h, status: "online", lastSeenMs: nowMs });
     return true;
   }
-  async setHostStatus(id: string, status: HostRecord["status"]): Promise<void> {
+  async setHostStatus(id: string, status: records.HostRecord["status"]): Promise<void> {
     const h = await this.getHost(id);
     if (!h) throw new CairnError("not-found", `host ${id} is not registered`);
     await this.putHost({ ...h, status });
@@ -103,7 +91,7 @@ export class SqliteStore implements Store {
 
   async applyInventory(
     hostId: string,
-    vms: readonly Omit<VmRecord, "hostId" | "lastBackupMs">[],
+    vms: readonly Omit<records.VmRecord, "hostId" | "lastBackupMs">[],
     nowMs: number,
   ): Promise<void> {
     const get = this.db.prepare("SELECT doc FROM vms WHERE uuid = ?");
@@ -113,11 +101,16 @@ export class SqliteStore implements Store {
       const seen = new Set<string>();
       for (const vm of vms) {
         seen.add(vm.uuid);
-        const old = parse<VmRecord>(get.get(vm.uuid) as Row | undefined);
-        const rec: VmRecord = { ...vm, hostId, lastBackupMs: old?.lastBackupMs ?? 0, updatedMs: nowMs };
+        const old = parse<records.VmRecord>(get.get(vm.uuid) as Row | undefined);
+        const rec: records.VmRecord = {
+          ...vm,
+          hostId,
+          lastBackupMs: old?.lastBackupMs ?? 0,
+          updatedMs: nowMs,
+        };
         put.run(rec.uuid, rec.name, rec.hostId, JSON.stringify(rec));
       }
-      for (const old of parseAll<VmRecord>(onHost.all(hostId) as Row[])) {
+      for (const old of parseAll<records.VmRecord>(onHost.all(hostId) as Row[])) {
         if (seen.has(old.uuid) || !old.present) continue;
         const rec = { ...old, present: false, updatedMs: nowMs };
         put.run(rec.uuid, rec.name, rec.hostId, JSON.stringify(rec));
@@ -157,7 +150,7 @@ export class SqliteStore implements Store {
           continue;
         }
         if (exists.get(u.uuid) !== undefined) continue; // skipped by the migration rule
-        const rec: VmRecord = {
+        const rec: records.VmRecord = {
           uuid: u.uuid,
           name: u.name || u.uuid,
           hostId: u.hostId,
@@ -174,14 +167,14 @@ export class SqliteStore implements Store {
       return n;
     })();
   }
-  async getVm(uuidOrName: string): Promise<VmRecord | undefined> {
+  async getVm(uuidOrName: string): Promise<records.VmRecord | undefined> {
     return parse(
       this.db
         .prepare("SELECT doc FROM vms WHERE uuid = ? OR name = ? ORDER BY (uuid = ?) DESC LIMIT 1")
         .get(uuidOrName, uuidOrName, uuidOrName) as Row | undefined,
     );
   }
-  async listVms(hostId?: string): Promise<VmRecord[]> {
+  async listVms(hostId?: string): Promise<records.VmRecord[]> {
     const rows = hostId
       ? this.db.prepare("SELECT doc FROM vms WHERE host_id = ? ORDER BY name").all(hostId)
       : this.db.prepare("SELECT doc FROM vms ORDER BY name").all();
@@ -195,31 +188,31 @@ export class SqliteStore implements Store {
       .run(JSON.stringify({ ...vm, lastBackupMs: Math.max(vm.lastBackupMs, ms) }), uuid);
   }
 
-  async putRepository(r: RepositoryRecord): Promise<boolean> {
+  async putRepository(r: records.RepositoryRecord): Promise<boolean> {
     const existed = this.db.prepare("SELECT 1 FROM repositories WHERE name = ?").get(r.name) !== undefined;
     this.db
       .prepare("INSERT OR REPLACE INTO repositories (name, doc) VALUES (?, ?)")
       .run(r.name, JSON.stringify(r));
     return !existed;
   }
-  async getRepository(name: string): Promise<RepositoryRecord | undefined> {
+  async getRepository(name: string): Promise<records.RepositoryRecord | undefined> {
     return parse(this.db.prepare("SELECT doc FROM repositories WHERE name = ?").get(name) as Row | undefined);
   }
-  async listRepositories(): Promise<RepositoryRecord[]> {
+  async listRepositories(): Promise<records.RepositoryRecord[]> {
     return parseAll(this.db.prepare("SELECT doc FROM repositories ORDER BY name").all() as Row[]);
   }
 
-  async putPolicy(p: PolicyRecord): Promise<boolean> {
+  async putPolicy(p: records.PolicyRecord): Promise<boolean> {
     const existed = this.db.prepare("SELECT 1 FROM policies WHERE name = ?").get(p.name) !== undefined;
     this.db
       .prepare("INSERT OR REPLACE INTO policies (name, doc) VALUES (?, ?)")
       .run(p.name, JSON.stringify(p));
     return !existed;
   }
-  async getPolicy(name: string): Promise<PolicyRecord | undefined> {
+  async getPolicy(name: string): Promise<records.PolicyRecord | undefined> {
     return parse(this.db.prepare("SELECT doc FROM policies WHERE name = ?").get(name) as Row | undefined);
   }
-  async listPolicies(): Promise<PolicyRecord[]> {
+  async listPolicies(): Promise<records.PolicyRecord[]> {
     return parseAll(this.db.prepare("SELECT doc FROM policies ORDER BY name").all() as Row[]);
   }
   async deletePolicy(name: string): Promise<boolean> {
@@ -230,13 +223,13 @@ export class SqliteStore implements Store {
     if (!p) throw new CairnError("not-found", `policy ${name} does not exist`);
     await this.putPolicy({ ...p, lastFireMs: fireMs });
   }
-  async setPolicyMaintenance(name: string, state: PolicyMaintenanceState): Promise<void> {
+  async setPolicyMaintenance(name: string, state: records.PolicyMaintenanceState): Promise<void> {
     const p = await this.getPolicy(name);
     if (!p) throw new CairnError("not-found", `policy ${name} does not exist`);
     await this.putPolicy({ ...p, maintenance: { ...state } });
   }
 
-  async insertJob(job: JobRecord): Promise<void> {
+  async insertJob(job: records.JobRecord): Promise<void> {
     try {
       await this.insertJobs([job]);
     } catch (e) {
@@ -245,7 +238,7 @@ export class SqliteStore implements Store {
       throw e;
     }
   }
-  async insertJobs(jobs: readonly JobRecord[]): Promise<void> {
+  async insertJobs(jobs: readonly records.JobRecord[]): Promise<void> {
     const ins = this.db.prepare(
       "INSERT INTO jobs (id, state, vm_uuid, created_ms, doc) VALUES (?, ?, ?, ?, ?)",
     );
@@ -259,8 +252,8 @@ export class SqliteStore implements Store {
     })();
   }
   async updateJob(
-    job: JobRecord,
-    expectedState: JobRecord["state"],
+    job: records.JobRecord,
+    expectedState: records.JobRecord["state"],
     transitionReason?: string,
   ): Promise<void> {
     this.db.transaction(() => {
@@ -284,7 +277,7 @@ export class SqliteStore implements Store {
   }
 
   /** A job of a policy succeeded: its VM's chain under that policy grows, or restarts at a full. */
-  private countSucceeded(job: JobRecord): void {
+  private countSucceeded(job: records.JobRecord): void {
     if (job.policy === null || job.kind !== "backup") return;
     const full = wasFull(job);
     this.db
@@ -304,10 +297,10 @@ export class SqliteStore implements Store {
       rows.map((r) => [r.vm_uuid, { fullCount: r.full_count, runsSinceFull: r.runs_since_full }]),
     );
   }
-  async getJob(id: string): Promise<JobRecord | undefined> {
+  async getJob(id: string): Promise<records.JobRecord | undefined> {
     return parse(this.db.prepare("SELECT doc FROM jobs WHERE id = ?").get(id) as Row | undefined);
   }
-  async listJobs(filter: JobFilter = {}): Promise<JobRecord[]> {
+  async listJobs(filter: records.JobFilter = {}): Promise<records.JobRecord[]> {
     const where: string[] = [];
     const args: unknown[] = [];
     if (filter.states?.length) {
@@ -323,7 +316,7 @@ export class SqliteStore implements Store {
     }`;
     return parseAll(this.db.prepare(sql).all(...args) as Row[]);
   }
-  async countJobs(states: readonly JobRecord["state"][]): Promise<Record<string, number>> {
+  async countJobs(states: readonly records.JobRecord["state"][]): Promise<Record<string, number>> {
     const out: Record<string, number> = Object.fromEntries(states.map((st) => [st, 0]));
     if (!states.length) return out;
     const rows = this.db
@@ -342,7 +335,7 @@ export class SqliteStore implements Store {
       .all(id) as { atMs: number; from: string; to: string; reason: string }[];
   }
 
-  async putSnapshot(s: SnapshotRecord): Promise<void> {
+  async putSnapshot(s: records.SnapshotRecord): Promise<void> {
     // The manifest has a column of its own: listings never parse domain XML they do not show.
     const { manifestJson, ...doc } = s;
     this.db
@@ -351,14 +344,14 @@ export class SqliteStore implements Store {
       )
       .run(s.id, s.repository, s.vmUuid, s.createdMs, JSON.stringify(doc), manifestJson ?? null);
   }
-  async getSnapshot(id: string): Promise<SnapshotRecord | undefined> {
+  async getSnapshot(id: string): Promise<records.SnapshotRecord | undefined> {
     const r = this.db.prepare("SELECT doc, manifest FROM snapshots WHERE id = ?").get(id) as
       | (Row & { manifest: string | null })
       | undefined;
-    const rec = parse<SnapshotRecord>(r);
+    const rec = parse<records.SnapshotRecord>(r);
     return rec && r?.manifest ? { ...rec, manifestJson: r.manifest } : rec;
   }
-  async listSnapshots(filter: SnapshotFilter = {}): Promise<SnapshotRecord[]> {
+  async listSnapshots(filter: records.SnapshotFilter = {}): Promise<records.SnapshotRecord[]> {
     const where: string[] = [];
     const args: unknown[] = [];
     if (filter.vmUuid) {
@@ -379,20 +372,20 @@ export class SqliteStore implements Store {
     })();
   }
 
-  async putToken(t: TokenRecord): Promise<void> {
+  async putToken(t: records.TokenRecord): Promise<void> {
     this.db
       .prepare("INSERT OR REPLACE INTO tokens (hash, kind, doc) VALUES (?, ?, ?)")
       .run(t.hash, t.kind, JSON.stringify(t));
   }
-  async getToken(hash: string): Promise<TokenRecord | undefined> {
+  async getToken(hash: string): Promise<records.TokenRecord | undefined> {
     return parse(this.db.prepare("SELECT doc FROM tokens WHERE hash = ?").get(hash) as Row | undefined);
   }
-  async listTokens(): Promise<TokenRecord[]> {
+  async listTokens(): Promise<records.TokenRecord[]> {
     return parseAll(this.db.prepare("SELECT doc FROM tokens ORDER BY kind, hash").all() as Row[]);
   }
-  async consumeEnrollmentToken(hash: string, nowMs: number): Promise<TokenRecord | undefined> {
+  async consumeEnrollmentToken(hash: string, nowMs: number): Promise<records.TokenRecord | undefined> {
     return this.db.transaction(() => {
-      const t = parse<TokenRecord>(
+      const t = parse<records.TokenRecord>(
         this.db.prepare("SELECT doc FROM tokens WHERE hash = ?").get(hash) as Row | undefined,
       );
       if (t?.kind !== "enrollment" || t.usedMs !== null) return undefined;
@@ -403,10 +396,10 @@ export class SqliteStore implements Store {
     })();
   }
 
-  async appendAudit(e: AuditRecord): Promise<void> {
+  async appendAudit(e: records.AuditRecord): Promise<void> {
     this.db.prepare("INSERT INTO audit (at_ms, doc) VALUES (?, ?)").run(e.atMs, JSON.stringify(e));
   }
-  async listAudit(limit: number): Promise<AuditRecord[]> {
+  async listAudit(limit: number): Promise<records.AuditRecord[]> {
     return parseAll(this.db.prepare("SELECT doc FROM audit ORDER BY seq DESC LIMIT ?").all(limit) as Row[]);
   }
 
