@@ -93,7 +93,7 @@ describe("coordinator + real agent (mutual TLS) on a real VM", () => {
     expect(agentText).toMatch(/^cairn_agent_jobs_total\{outcome="succeeded",reason=""\} 2$/m);
     expect(agentText).toMatch(/^cairn_agent_freeze_window_seconds_count 2$/m);
     const coordText = await (await fetch(`http://127.0.0.1:${c.running.metricsPort}/metrics`)).text();
-    expect(coordText).toMatch(/^cairn_job_transitions_total\{to="succeeded"\} 2$/m);
+    expect(coordText).toMatch(/^cairn_job_transitions_total\{kind="backup",to="succeeded"\} 2$/m);
     expect(Number(/^cairn_backup_bytes_read_total (\d+)/m.exec(coordText)?.[1])).toBeGreaterThan(320 << 20);
   });
 

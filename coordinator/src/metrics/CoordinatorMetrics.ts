@@ -24,7 +24,11 @@ export class CoordinatorMetrics {
     this.hostEvents = registry.counter("cairn_host_events_total", "Agent registrations, returns and losses", [
       "kind",
     ]);
-    this.transitions = registry.counter("cairn_job_transitions_total", "Job state transitions", ["to"]);
+    this.transitions = registry.counter(
+      "cairn_job_transitions_total",
+      "Job state transitions, by job kind (backup or a maintenance task)",
+      ["kind", "to"],
+    );
     this.failures = registry.counter(
       "cairn_job_failures_total",
       "Failed, interrupted or retried jobs by reason",
@@ -69,7 +73,7 @@ export class CoordinatorMetrics {
   }
 
   jobTransition(job: JobRecord, _from: JobState): void {
-    this.transitions.inc({ to: job.state });
+    this.transitions.inc({ kind: job.kind, to: job.state });
     if (job.state === "failed" || job.state === "interrupted" || (job.state === "queued" && job.attempt > 1))
       this.failures.inc({ state: job.state, reason: reasonClass(job.reason) });
   }

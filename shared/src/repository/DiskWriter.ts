@@ -31,7 +31,7 @@ export interface DiskWriterOptions {
  * (4 MiB), then for the pack's write, which took 10-20 ms (p90 ~19 ms) on this machine's disk once
  * its write cache was full: with 16 MiB in flight the writer was waiting on back-pressure 75% of
  * the time. 64 MiB wrote 2 GiB in 3.4-3.5 s instead of 4.2-4.4 s, 32 MiB in 3.8-4.0 s
- * (bench/exp/writeExp.ts, alternating). Bounded in bytes, so 16 MiB chunks do not hold gigabytes.
+ * (alternating runs; docs/field-notes.md). Bounded in bytes, so 16 MiB chunks do not hold gigabytes.
  */
 const IN_FLIGHT_BYTES = 64 * 1024 * 1024;
 

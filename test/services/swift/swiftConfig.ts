@@ -1,4 +1,4 @@
-/** Config files for a one-replica Swift + s3api on loopback (see /work/shared/service-recipes.md). */
+/** Config files for a one-replica Swift + s3api on loopback (Debian's swift packages, no systemd: each server started by SwiftServer). */
 export interface SwiftPorts {
   proxy: number;
   account: number;

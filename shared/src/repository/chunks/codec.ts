@@ -36,9 +36,9 @@ const SAMPLE = 4096;
 /**
  * One zstd context per level, set up once, writing into a scratch buffer kept with it. zstd-napi's
  * Compressor re-applies its parameters on every call (11 of 35 µs per chunk's three samples,
- * bench/exp/zs.mjs) and allocates a fresh output buffer for each output it cannot shrink: for the
+ * docs/field-notes.md) and allocates a fresh output buffer for each output it cannot shrink: for the
  * samples of incompressible chunks that was ~0.7 of a chunk worker's ~4 CPU-s per 2 GiB
- * (createUnsafeBuffer in a CPU profile, bench/exp/writeExp.ts). Each worker thread has its own module
+ * (createUnsafeBuffer in a CPU profile; docs/field-notes.md). Each worker thread has its own module
  * instance, so nothing is shared between threads.
  */
 interface Zstd {
