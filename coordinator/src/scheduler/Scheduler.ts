@@ -2,6 +2,7 @@ import type { Logger } from "../../../shared/src/log/createLogger.js";
 import type { JobRunner } from "../jobs/JobRunner.js";
 import { newJob } from "../jobs/newJob.js";
 import { chooseMaintenanceHost } from "../maintenance/chooseMaintenanceHost.js";
+import { holdBackForExclusive } from "../maintenance/holdBackForExclusive.js";
 import { exclusivityKey } from "../maintenance/newMaintenanceJob.js";
 import { selectVms } from "../policy/selectVms.js";
 import { chooseJobMode } from "../schedule/chooseJobMode.js";
@@ -121,7 +122,7 @@ export class Scheduler {
     );
     const active = open.filter((j) => j.state !== "queued");
     const pick = planDispatch({
-      queued: queued.filter(eligible).map((j) => ({
+      queued: holdBackForExclusive(queued.filter(eligible), active).map((j) => ({
         id: j.id,
         vmUuid: exclusivityKey(j),
         hostId: j.hostId,

@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import { JobHub } from "../../../../coordinator/src/jobs/JobHub.js";
 import { chooseMaintenanceHost } from "../../../../coordinator/src/maintenance/chooseMaintenanceHost.js";
 import { describeReport } from "../../../../coordinator/src/maintenance/describeReport.js";
+import { holdBackForExclusive } from "../../../../coordinator/src/maintenance/holdBackForExclusive.js";
 import { Maintenance, verifySlices } from "../../../../coordinator/src/maintenance/Maintenance.js";
 import { storeTask, wireTask } from "../../../../coordinator/src/maintenance/maintenanceTask.js";
 import { PolicyCache } from "../../../../coordinator/src/scheduler/PolicyCache.js";
@@ -34,6 +35,26 @@ describe("which agent runs a maintenance job", () => {
     expect(
       chooseMaintenanceHost({ requested: "", online: new Set(), recent, repository: "main" }),
     ).toBeUndefined();
+  });
+});
+
+describe("writer preference for prune and GC", () => {
+  it("holds back new backups of a repository while a prune or GC runs on it, nothing else", () => {
+    const queued = [
+      { id: "b-main", kind: "backup" as const, repository: "main" },
+      { id: "b-other", kind: "backup" as const, repository: "other" },
+      { id: "verify-main", kind: "verify" as const, repository: "main" },
+    ];
+    const ids = (active: { kind: "backup" | "prune" | "gc" | "verify"; repository: string }[]) =>
+      holdBackForExclusive(queued, active).map((j) => j.id);
+    expect(ids([{ kind: "gc", repository: "main" }])).toEqual(["b-other", "verify-main"]);
+    expect(ids([{ kind: "prune", repository: "other" }])).toEqual(["b-main", "verify-main"]);
+    expect(
+      ids([
+        { kind: "verify", repository: "main" },
+        { kind: "backup", repository: "main" },
+      ]),
+    ).toEqual(["b-main", "b-other", "verify-main"]);
   });
 });
 
