@@ -22,31 +22,69 @@ export function newJob(
   trigger: JobRecord["trigger"],
   opts: { nowMs: number; maxAttempts: number; reason: string },
 ): JobRecord {
-  return {
-    ...newJobLifecycle(opts),
-    kind: "backup",
-    vmUuid: vm.uuid,
-    vmName: vm.name,
-    hostId: vm.hostId,
-    policy: policy.name,
-    repository: policy.repository,
-    mode,
-    quiesce: policy.quiesce,
-    trigger,
-    priority: policy.priority,
-    limits: { ...policy.concurrency },
-    bandwidthBytesPerSecond: policy.bandwidthBytesPerSecond,
-  };
+  return newJobRecord(
+    {
+      kind: "backup",
+      vmUuid: vm.uuid,
+      vmName: vm.name,
+      hostId: vm.hostId,
+      policy: policy.name,
+      repository: policy.repository,
+      mode,
+      quiesce: policy.quiesce,
+      trigger,
+      priority: policy.priority,
+      limits: { ...policy.concurrency },
+      bandwidthBytesPerSecond: policy.bandwidthBytesPerSecond,
+    },
+    opts,
+  );
 }
 
-/** What every new job starts with, whatever its kind: queued, first attempt, nothing run yet. */
-export function newJobLifecycle(opts: { nowMs: number; maxAttempts: number; reason: string }) {
+type JobFields = Pick<
+  JobRecord,
+  | "kind"
+  | "vmUuid"
+  | "vmName"
+  | "hostId"
+  | "policy"
+  | "repository"
+  | "mode"
+  | "quiesce"
+  | "trigger"
+  | "priority"
+  | "limits"
+  | "bandwidthBytesPerSecond"
+  | "task"
+>;
+
+/**
+ * A new job of any kind: queued, first attempt, nothing run yet. One object literal with every
+ * field: a policy firing over 10,000 VMs makes 10,000 of them in one pass, and objects built by
+ * spreading into a literal took twice as long to make and to serialize (bench:coordinator).
+ */
+export function newJobRecord(
+  f: JobFields,
+  opts: { nowMs: number; maxAttempts: number; reason: string },
+): JobRecord {
   return {
     id: newJobId(opts.nowMs),
-    state: "queued" as const,
+    kind: f.kind,
+    vmUuid: f.vmUuid,
+    vmName: f.vmName,
+    hostId: f.hostId,
+    policy: f.policy,
+    repository: f.repository,
+    mode: f.mode,
+    quiesce: f.quiesce,
+    trigger: f.trigger,
+    state: "queued",
     attempt: 1,
     maxAttempts: opts.maxAttempts,
     reason: opts.reason,
+    priority: f.priority,
+    limits: f.limits,
+    bandwidthBytesPerSecond: f.bandwidthBytesPerSecond,
     createdMs: opts.nowMs,
     updatedMs: opts.nowMs,
     notBeforeMs: 0,
@@ -55,7 +93,9 @@ export function newJobLifecycle(opts: { nowMs: number; maxAttempts: number; reas
     snapshotId: null,
     diskKinds: {},
     phase: "",
-  } satisfies Partial<JobRecord>;
+    task: f.task,
+    report: null,
+  };
 }
 
 /** Whether a finished job started a new chain (what "a full every N" counts). */

@@ -1,4 +1,4 @@
-import { newJobLifecycle } from "../jobs/newJob.js";
+import { newJobRecord } from "../jobs/newJob.js";
 import type { JobRecord, MaintenanceKind } from "../store/records.js";
 import type { StoredTask } from "./maintenanceTask.js";
 
@@ -23,24 +23,25 @@ export function newMaintenanceJob(
     priority?: number;
   },
 ): JobRecord {
-  return {
-    ...newJobLifecycle(opts),
-    kind,
-    vmUuid: "",
-    vmName: "",
-    hostId: opts.hostId ?? "",
-    policy: opts.policy ?? null,
-    repository,
-    // Backup fields: unused by maintenance.
-    mode: "auto",
-    quiesce: "off",
-    trigger: opts.trigger,
-    priority: opts.priority ?? 50,
-    limits: { ...UNLIMITED },
-    bandwidthBytesPerSecond: 0,
-    task,
-    report: null,
-  };
+  return newJobRecord(
+    {
+      kind,
+      vmUuid: "",
+      vmName: "",
+      hostId: opts.hostId ?? "",
+      policy: opts.policy ?? null,
+      repository,
+      // Backup fields: unused by maintenance.
+      mode: "auto",
+      quiesce: "off",
+      trigger: opts.trigger,
+      priority: opts.priority ?? 50,
+      limits: { ...UNLIMITED },
+      bandwidthBytesPerSecond: 0,
+      task,
+    },
+    opts,
+  );
 }
 
 /**
