@@ -1,4 +1,4 @@
-import { CairnError } from "../../../shared/src/errors/CairnError.js";
+import { CairnError, isCairnError } from "../../../shared/src/errors/CairnError.js";
 import type { MaintenanceReport } from "../../../shared/src/gen/cairn/v1/common.js";
 import type { Logger } from "../../../shared/src/log/createLogger.js";
 import { snapshotManifestSchema } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
@@ -78,8 +78,17 @@ export class Maintenance {
       const w = wireTask(queued);
       const targets = w.$case === "prune" ? w.value.targets.filter((t) => t.vmUuid !== vmUuid) : [];
       const task = storeTask("prune", { targets: [...targets, target], dryRun: false });
-      await this.deps.store.updateJob({ ...queued, task, updatedMs: this.deps.now() }, "queued");
-      return;
+      // The scheduler may have started it since it was read: then this VM gets a prune of its own.
+      const joined = await this.deps.store
+        .updateJob({ ...queued, task, updatedMs: this.deps.now() }, "queued")
+        .then(
+          () => true,
+          (e) => {
+            if (isCairnError(e, "failed-precondition")) return false;
+            throw e;
+          },
+        );
+      if (joined) return;
     }
     await this.enqueue("prune", repository, storeTask("prune", { targets: [target], dryRun: false }), {
       reason: `retention of policy ${policy.name} after a scheduled backup`,

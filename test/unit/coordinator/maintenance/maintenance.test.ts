@@ -187,6 +187,14 @@ describe("Maintenance", () => {
     expect(prunes).toHaveLength(1);
     const w = wireTask(prunes[0] as (typeof prunes)[0]);
     expect(w.$case === "prune" && w.value.targets.map((t) => t.vmUuid).sort()).toEqual(["u1", "u2"]);
+    // Once the scheduler has started it, the next VM gets a prune job of its own.
+    const started = prunes[0] as (typeof prunes)[0];
+    await store.updateJob({ ...started, state: "running" }, "queued");
+    await m.afterBackup({ ...backup, vmUuid: "u3" }, policy);
+    const queued = (await store.listJobs({ states: ["queued"] })).filter((j) => j.kind === "prune");
+    expect(queued).toHaveLength(1);
+    const q = wireTask(queued[0] as (typeof queued)[0]);
+    expect(q.$case === "prune" && q.value.targets.map((t) => t.vmUuid)).toEqual(["u3"]);
   });
 });
 
