@@ -6,6 +6,7 @@ import { formatBytes } from "../../shared/src/units/formatBytes.js";
 import { type ConnectOptions, connectCoordinator, withConnectOptions } from "./connectCoordinator.js";
 import { output, table, when } from "./output.js";
 import { prepareDiskRestore } from "./prepareDiskRestore.js";
+import { watchJob } from "./registerJobCommands.js";
 
 type O = ConnectOptions & { json?: boolean };
 /** Options of the commands that run as maintenance jobs. */
@@ -35,17 +36,6 @@ function maintenanceCommand(c: Command): Command {
   );
 }
 
-/** Follows a job until it ends. */
-async function waitForJob(client: ReturnType<typeof connectCoordinator>, jobId: string): Promise<JobSummary> {
-  let last: JobSummary | undefined;
-  for await (const ev of client.watchJob({ jobId })) {
-    last = ev.job;
-    if (last && ["succeeded", "failed", "cancelled"].includes(last.state)) return last;
-  }
-  if (!last) throw new CairnError("unavailable", `the coordinator sent nothing about job ${jobId}`);
-  return last;
-}
-
 /** Coordinator-managed repositories (`cairn repo add|list|verify|prune|gc|stats`) and `cairn restore disk`. */
 export function registerRepositoryAdminCommands(program: Command): void {
   const repo = program.commands.find((c) => c.name() === "repo") ?? program.command("repo");
@@ -64,7 +54,7 @@ export function registerRepositoryAdminCommands(program: Command): void {
             `repository ${name} ${r.created ? "registered" : "updated"}: ${location}\n` +
               `an agent scans it for existing snapshots in job ${r.scanJobId}\n`,
           );
-        const scan = o.wait ? await waitForJob(client, r.scanJobId) : undefined;
+        const scan = o.wait ? await watchJob(client, r.scanJobId, o.json) : undefined;
         if (o.json) output(true, { name, location, ...r, ...(scan ? { scan } : {}) }, () => "");
         else if (scan) process.stdout.write(`scan ${scan.state}: ${scan.reason}\n`);
         if (scan && scan.state !== "succeeded")

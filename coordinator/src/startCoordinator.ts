@@ -11,7 +11,6 @@ import { withUnimplemented } from "../../shared/src/grpc/withUnimplemented.js";
 import type { Logger } from "../../shared/src/log/createLogger.js";
 import { MetricsRegistry } from "../../shared/src/metrics/MetricsRegistry.js";
 import { startMetricsServer } from "../../shared/src/metrics/startMetricsServer.js";
-import { snapshotManifestSchema } from "../../shared/src/repository/manifest/SnapshotManifest.js";
 import { CAIRN_VERSION } from "../../shared/src/version.js";
 import { TokenCache } from "./access/TokenCache.js";
 import { AgentClients } from "./agents/AgentClients.js";
@@ -123,11 +122,7 @@ export async function startCoordinator(
       metrics.jobSucceeded(job, bytesRead, bytesStored, freezeMs);
       await store.setVmLastBackup(job.vmUuid, job.finishedMs ?? now());
       // The agent's result carries the manifest: the catalog never reads back what was just written.
-      if (manifestJson)
-        await store.putSnapshot({
-          ...snapshotRecordOf(snapshotManifestSchema.parse(JSON.parse(manifestJson)), job.repository),
-          manifestJson,
-        });
+      if (manifestJson) await store.putSnapshot(snapshotRecordOf(manifestJson, job.repository));
       else
         log.warn(
           { job: job.id, snapshotId },
@@ -145,7 +140,7 @@ export async function startCoordinator(
     store,
     runner,
     policies,
-    fireMaintenance: (n) => maintenance.fireDue(n),
+    fireMaintenance: (records, n) => maintenance.fireDue(records, n),
     log,
     now,
     config: { lostAfterMs: config.lostAfterSeconds * 1000, maxAttempts: config.maxAttempts },

@@ -74,6 +74,7 @@ export class JobStreams<T> {
   }
 
   private remember(jobId: string, ev: T): void {
+    if (this.keepFinished === 0) return;
     this.finished.set(jobId, ev);
     // Oldest first (insertion order): a bounded memory, not a history.
     for (const k of this.finished.keys()) {
@@ -85,8 +86,11 @@ export class JobStreams<T> {
 
 const STREAMS = new WeakMap<JobRegistry, Map<string, JobStreams<unknown>>>();
 
-/** The streams of one kind of job (one RPC's events) over a registry: one per registry and kind. */
-export function jobStreamsOf<T>(jobs: JobRegistry, kind: string): JobStreams<T> {
+/**
+ * The streams of one kind of job (one RPC's events) over a registry: one per registry and kind.
+ * `keepFinished` final events are remembered; 0 for a kind whose outcome is found elsewhere.
+ */
+export function jobStreamsOf<T>(jobs: JobRegistry, kind: string, keepFinished = 256): JobStreams<T> {
   let byKind = STREAMS.get(jobs);
   if (!byKind) {
     byKind = new Map();
@@ -94,7 +98,7 @@ export function jobStreamsOf<T>(jobs: JobRegistry, kind: string): JobStreams<T> 
   }
   let s = byKind.get(kind);
   if (!s) {
-    s = new JobStreams<unknown>(jobs);
+    s = new JobStreams<unknown>(jobs, keepFinished);
     byKind.set(kind, s);
   }
   return s as JobStreams<T>;

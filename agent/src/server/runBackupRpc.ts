@@ -87,7 +87,8 @@ export async function* runBackupRpc(
       yield { jobId: req.jobId, event: toResult(sealed, typeof fw === "number" ? fw : undefined) };
       return;
     }
-    const streams = jobStreamsOf<RunBackupResponse>(deps.jobs, "backup");
+    // A backup's outcome is its sealed manifest, found above: no final events are kept in memory.
+    const streams = jobStreamsOf<RunBackupResponse>(deps.jobs, "backup", 0);
     const running = streams.running(req.jobId);
     if (running) {
       // Re-attach (the coordinator restarted or its stream broke): follow the job, never start it twice.

@@ -45,6 +45,7 @@ interface Finished {
   state: "succeeded" | "failed";
   reason: string;
   patch: Partial<JobRecord>;
+  /** Records what the job made; `finished` is the job as it will be stored, in its final state. */
   record(finished: JobRecord): Promise<void>;
 }
 
@@ -166,7 +167,13 @@ export class JobRunner {
           ? await this.followBackup(job, agentAddress, entry)
           : await this.followMaintenance(job, agentAddress, entry);
       const latest = (await this.deps.store.getJob(job.id)) ?? job;
-      const finished = { ...latest, ...done.patch, finishedMs: this.deps.now(), phase: "done" };
+      const finished: JobRecord = {
+        ...latest,
+        ...done.patch,
+        state: done.state,
+        finishedMs: this.deps.now(),
+        phase: "done",
+      };
       // Record first, then report the outcome: whoever sees the job end also finds what it made.
       await done
         .record(finished)
@@ -216,7 +223,7 @@ export class JobRunner {
           patch: { snapshotId: r.snapshotId, diskKinds: r.diskKinds },
           record: (finished) =>
             this.deps.onSuccess({
-              job: { ...finished, state: "succeeded" },
+              job: finished,
               snapshotId: r.snapshotId,
               bytesRead: Number(r.bytesRead),
               bytesStored: Number(r.bytesStored),
@@ -248,11 +255,7 @@ export class JobRunner {
           state: outcome.ok ? "succeeded" : "failed",
           reason: outcome.summary,
           patch: { report: storeReport(report) },
-          record: (finished) =>
-            this.deps.onMaintenanceDone?.(
-              { ...finished, state: outcome.ok ? "succeeded" : "failed" },
-              report,
-            ) ?? Promise.resolve(),
+          record: (finished) => this.deps.onMaintenanceDone?.(finished, report) ?? Promise.resolve(),
         };
       }
     }

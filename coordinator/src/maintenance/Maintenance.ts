@@ -1,14 +1,13 @@
 import { CairnError, isCairnError } from "../../../shared/src/errors/CairnError.js";
 import type { MaintenanceReport } from "../../../shared/src/gen/cairn/v1/common.js";
 import type { Logger } from "../../../shared/src/log/createLogger.js";
-import { snapshotManifestSchema } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
 import type { JobHub } from "../jobs/JobHub.js";
 import { isTerminal } from "../jobs/JobState.js";
 import type { Policy } from "../policy/Policy.js";
 import { dueRun } from "../schedule/dueRun.js";
 import type { PolicyCache } from "../scheduler/PolicyCache.js";
 import { snapshotRecordOf } from "../snapshots/snapshotRecordOf.js";
-import type { JobRecord, MaintenanceKind } from "../store/records.js";
+import type { JobRecord, MaintenanceKind, PolicyRecord, SnapshotRecord } from "../store/records.js";
 import type { Store } from "../store/Store.js";
 import { type StoredTask, storeTask, wireTask } from "./maintenanceTask.js";
 import { newMaintenanceJob } from "./newMaintenanceJob.js";
@@ -38,6 +37,12 @@ export function verifySlices(readDataPercent: number): number {
 export class Maintenance {
   /** Serializes read-modify-write of queued prune jobs between concurrent job completions. */
   private pruneChain: Promise<unknown> = Promise.resolve();
+  /**
+   * Per repository, the scheduled prune job that later VMs join while it is queued. Kept here, not
+   * found by listing queued jobs: a policy firing over 10,000 VMs queues 10,000 jobs, and each of
+   * their completions would parse them all. After a restart the next VM starts a new one.
+   */
+  private readonly queuedPrune = new Map<string, string>();
 
   constructor(private readonly deps: MaintenanceDeps) {}
 
@@ -71,10 +76,9 @@ export class Maintenance {
 
   private async queuePrune(repository: string, vmUuid: string, policy: Policy): Promise<void> {
     const target = { vmUuid, retention: policy.retention };
-    const queued = (await this.deps.store.listJobs({ states: ["queued"] })).find(
-      (j) => j.kind === "prune" && j.repository === repository && j.trigger === "schedule",
-    );
-    if (queued) {
+    const id = this.queuedPrune.get(repository);
+    const queued = id === undefined ? undefined : await this.deps.store.getJob(id);
+    if (queued?.state === "queued") {
       const w = wireTask(queued);
       const targets = w.$case === "prune" ? w.value.targets.filter((t) => t.vmUuid !== vmUuid) : [];
       const task = storeTask("prune", { targets: [...targets, target], dryRun: false });
@@ -90,17 +94,23 @@ export class Maintenance {
         );
       if (joined) return;
     }
-    await this.enqueue("prune", repository, storeTask("prune", { targets: [target], dryRun: false }), {
-      reason: `retention of policy ${policy.name} after a scheduled backup`,
-      trigger: "schedule",
-      policy: policy.name,
-    });
+    const job = await this.enqueue(
+      "prune",
+      repository,
+      storeTask("prune", { targets: [target], dryRun: false }),
+      {
+        reason: `retention of policy ${policy.name} after a scheduled backup`,
+        trigger: "schedule",
+        policy: policy.name,
+      },
+    );
+    this.queuedPrune.set(repository, job.id);
   }
 
-  /** Creates the verify and GC jobs whose policy schedules are due. */
-  async fireDue(nowMs: number): Promise<JobRecord[]> {
+  /** Creates the verify and GC jobs whose schedules in these policies are due. */
+  async fireDue(records: readonly PolicyRecord[], nowMs: number): Promise<JobRecord[]> {
     const created: JobRecord[] = [];
-    for (const rec of await this.deps.store.listPolicies()) {
+    for (const rec of records) {
       const policy = this.deps.policies.get(rec);
       const m = policy?.maintenance;
       if (!policy || policy.disabled || !m) continue;
@@ -160,18 +170,15 @@ export class Maintenance {
       await this.deps.store.deleteSnapshots(r.value.removedSnapshotIds);
     if (r?.$case === "scan") {
       for (const json of r.value.manifestsJson) {
-        const parsed = snapshotManifestSchema.safeParse(JSON.parse(json));
-        if (!parsed.success) {
-          this.deps.log.warn(
-            { job: job.id, issues: parsed.error.issues },
-            "scan reported an invalid manifest",
-          );
+        let rec: SnapshotRecord;
+        try {
+          rec = snapshotRecordOf(json, job.repository);
+        } catch (err) {
+          // One bad manifest does not keep the others out of the catalog.
+          this.deps.log.warn({ job: job.id, err }, "scan reported an invalid manifest");
           continue;
         }
-        await this.deps.store.putSnapshot({
-          ...snapshotRecordOf(parsed.data, job.repository),
-          manifestJson: json,
-        });
+        await this.deps.store.putSnapshot(rec);
       }
     }
     await this.deps.audit(

@@ -9,7 +9,7 @@ import { chooseJobMode } from "../schedule/chooseJobMode.js";
 import { dueRun } from "../schedule/dueRun.js";
 import { inWindow } from "../schedule/inWindow.js";
 import { planDispatch } from "../schedule/planDispatch.js";
-import type { HostRecord, JobRecord } from "../store/records.js";
+import type { HostRecord, JobRecord, PolicyRecord } from "../store/records.js";
 import type { Store } from "../store/Store.js";
 import type { PolicyCache } from "./PolicyCache.js";
 
@@ -35,8 +35,6 @@ export interface TickReport {
  */
 export class Scheduler {
   private ticking: Promise<TickReport> | undefined;
-  /** Why a maintenance job got its agent, for the dispatch's reason (this pass only). */
-  private readonly hostChoice = new Map<string, string>();
 
   constructor(
     private readonly deps: {
@@ -44,7 +42,7 @@ export class Scheduler {
       runner: JobRunner;
       policies: PolicyCache;
       /** Creates the maintenance jobs whose policy schedules are due (verify, GC). */
-      fireMaintenance: (now: number) => Promise<JobRecord[]>;
+      fireMaintenance: (policies: readonly PolicyRecord[], now: number) => Promise<JobRecord[]>;
       log: Logger;
       now: () => number;
       config: SchedulerConfig;
@@ -88,9 +86,14 @@ export class Scheduler {
     if (report.lostHosts.length)
       open = await store.listJobs({ states: ["queued", "running", "interrupted"] });
 
+    // Read once for the pass: backup fires, maintenance fires and the windows all use them.
+    const records = await store.listPolicies();
     // The new jobs join the open list as inserted: re-reading 10,000 jobs from the store cost more
     // than the rest of a firing pass.
-    const created = [...(await this.fireDuePolicies(open, now)), ...(await this.deps.fireMaintenance(now))];
+    const created = [
+      ...(await this.fireDuePolicies(records, open, now)),
+      ...(await this.deps.fireMaintenance(records, now)),
+    ];
     report.created = created.length;
     if (created.length) open = [...open, ...created];
 
@@ -109,14 +112,14 @@ export class Scheduler {
     }
 
     const policies = new Map<string, ReturnType<PolicyCache["get"]>>();
-    for (const rec of await store.listPolicies()) policies.set(rec.name, this.deps.policies.get(rec));
+    for (const rec of records) policies.set(rec.name, this.deps.policies.get(rec));
     const eligible = (j: JobRecord) => {
       if (j.trigger === "manual" || !j.policy) return true;
       const p = policies.get(j.policy);
       return p ? inWindow(p.window, p.schedule.timezone, new Date(now)) : true;
     };
     const onlineHosts = new Set([...hosts.keys()].filter(isOnline));
-    const queued = await this.assignMaintenanceHosts(
+    const { queued, why } = await this.assignMaintenanceHosts(
       open.filter((j) => j.state === "queued"),
       onlineHosts,
     );
@@ -148,11 +151,10 @@ export class Scheduler {
       if (signal.aborted) break;
       const j = byId.get(id);
       if (!j) continue;
-      await runner.dispatch(j, (hosts.get(j.hostId) as HostRecord).agentAddress, this.hostChoice.get(id));
+      await runner.dispatch(j, (hosts.get(j.hostId) as HostRecord).agentAddress, why.get(id));
       report.dispatched++;
     }
     report.queued = queued.length - report.dispatched;
-    this.hostChoice.clear();
 
     report.durationMs = performance.now() - started;
     if (
@@ -167,14 +169,16 @@ export class Scheduler {
   }
 
   /**
-   * Maintenance jobs that wait for an agent get one (chooseMaintenanceHost); those no online host
-   * can take keep waiting. Looks at recent successes only when such a job is queued.
+   * Maintenance jobs that wait for an agent get one (chooseMaintenanceHost), with why it was chosen
+   * (for the dispatch's reason); those no online host can take keep waiting. Looks at recent
+   * successes only when such a job is queued.
    */
   private async assignMaintenanceHosts(
     queued: readonly JobRecord[],
     online: ReadonlySet<string>,
-  ): Promise<JobRecord[]> {
-    if (!queued.some((j) => j.kind !== "backup" && !j.hostId)) return [...queued];
+  ): Promise<{ queued: JobRecord[]; why: Map<string, string> }> {
+    const why = new Map<string, string>();
+    if (!queued.some((j) => j.kind !== "backup" && !j.hostId)) return { queued: [...queued], why };
     const recent = await this.deps.store.listJobs({ states: ["succeeded"], limit: 500 });
     const out: JobRecord[] = [];
     for (const j of queued) {
@@ -185,15 +189,18 @@ export class Scheduler {
       const pick = chooseMaintenanceHost({ requested: "", online, recent, repository: j.repository });
       if (!pick) continue;
       out.push({ ...j, hostId: pick.hostId });
-      this.hostChoice.set(j.id, pick.reason);
+      why.set(j.id, pick.reason);
     }
-    return out;
+    return { queued: out, why };
   }
 
   /** Creates jobs for every policy fire that is due; returns them as stored. */
-  private async fireDuePolicies(open: readonly JobRecord[], now: number): Promise<JobRecord[]> {
+  private async fireDuePolicies(
+    records: readonly PolicyRecord[],
+    open: readonly JobRecord[],
+    now: number,
+  ): Promise<JobRecord[]> {
     const { store, log, config } = this.deps;
-    const records = await store.listPolicies();
     const due = records
       .map((rec) => ({ rec, policy: this.deps.policies.get(rec) }))
       .filter(({ policy }) => policy && !policy.disabled)

@@ -1,8 +1,25 @@
-import { jobIdOf, type SnapshotManifest } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
+import { CairnError } from "../../../shared/src/errors/CairnError.js";
+import { jobIdOf, snapshotManifestSchema } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
 import type { SnapshotRecord } from "../store/records.js";
 
-/** The coordinator's index entry for a sealed snapshot. */
-export function snapshotRecordOf(m: SnapshotManifest, repository: string): SnapshotRecord {
+/**
+ * The coordinator's index entry for a sealed snapshot, from its manifest (format §7) as an agent
+ * reported it (a backup's result, a scan). A manifest that does not parse is refused, naming why.
+ */
+export function snapshotRecordOf(manifestJson: string, repository: string): SnapshotRecord {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(manifestJson);
+  } catch (e) {
+    throw new CairnError(
+      "protocol",
+      `the agent reported a manifest that is not JSON: ${(e as Error).message}`,
+    );
+  }
+  const parsed = snapshotManifestSchema.safeParse(raw);
+  if (!parsed.success)
+    throw new CairnError("protocol", `the agent reported an invalid manifest: ${parsed.error.message}`);
+  const m = parsed.data;
   return {
     id: m.id,
     repository,
@@ -16,5 +33,6 @@ export function snapshotRecordOf(m: SnapshotManifest, repository: string): Snaps
     kinds: Object.fromEntries(
       m.disks.map((d) => [d.target, d.fullReason ? `${d.kind}: ${d.fullReason}` : d.kind]),
     ),
+    manifestJson,
   };
 }

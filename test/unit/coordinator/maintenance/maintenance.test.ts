@@ -147,12 +147,12 @@ describe("Maintenance", () => {
       updatedMs: now.ms,
       lastFireMs: null,
     });
-    expect(await m.fireDue(now.ms)).toEqual([]);
+    expect(await m.fireDue(await store.listPolicies(), now.ms)).toEqual([]);
     const slices: number[] = [];
     for (let day = 0; day < 5; day++) {
       now.ms = Date.parse(`2026-12-${String(6 + day).padStart(2, "0")}T06:00:00Z`);
-      const jobs = await m.fireDue(now.ms);
-      expect(await m.fireDue(now.ms)).toEqual([]); // the same fire never twice
+      const jobs = await m.fireDue(await store.listPolicies(), now.ms);
+      expect(await m.fireDue(await store.listPolicies(), now.ms)).toEqual([]); // the same fire never twice
       const verify = jobs.find((j) => j.kind === "verify");
       const w = verify && wireTask(verify);
       if (w?.$case !== "verify") throw new Error("no verify fired");
