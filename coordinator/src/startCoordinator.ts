@@ -3,7 +3,10 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createServer } from "nice-grpc";
 import { CairnError } from "../../shared/src/errors/CairnError.js";
-import { CoordinatorServiceDefinition } from "../../shared/src/gen/cairn/v1/coordinator.js";
+import {
+  CoordinatorServiceDefinition,
+  type CoordinatorServiceImplementation,
+} from "../../shared/src/gen/cairn/v1/coordinator.js";
 import { errorMappingMiddleware } from "../../shared/src/grpc/errorMappingMiddleware.js";
 import { optionalClientCertCredentials } from "../../shared/src/grpc/optionalClientCertCredentials.js";
 import { peerIdentityInterceptor } from "../../shared/src/grpc/peerIdentityInterceptor.js";
@@ -207,7 +210,7 @@ export async function startCoordinator(
     );
   server.add(
     CoordinatorServiceDefinition,
-    withUnimplemented(
+    withUnimplemented<CoordinatorServiceImplementation>(
       CoordinatorServiceDefinition,
       { ...agentRpcs(ctx), ...adminRpcs(ctx), ...repositoryRpcs(ctx), ...accessRpcs(ctx) },
       CAIRN_VERSION,

@@ -270,6 +270,8 @@ function result(jobId: string, m: SnapshotManifest, kinds: [string, string][]): 
       value: {
         snapshotId: m.id,
         manifestJson: JSON.stringify(m),
+        checkpoint: undefined,
+        prunedCheckpoints: [],
         diskKinds: Object.fromEntries(kinds),
         quiesced: true,
         consistencyReason: "",

@@ -28,6 +28,8 @@ export function diffDomains(
         kind: "defined",
         detail: d.state,
         timestampMs: BigInt(nowMs),
+        state: d.state,
+        fromLibvirt: false,
       });
     else if (old.state !== d.state || old.name !== d.name)
       events.push({
@@ -36,6 +38,8 @@ export function diffDomains(
         kind: KIND_BY_STATE[d.state] ?? "changed",
         detail: d.state,
         timestampMs: BigInt(nowMs),
+        state: d.state,
+        fromLibvirt: false,
       });
   }
   for (const old of before.values())
@@ -46,6 +50,8 @@ export function diffDomains(
         kind: "undefined",
         detail: "",
         timestampMs: BigInt(nowMs),
+        state: "",
+        fromLibvirt: false,
       });
   return events;
 }

@@ -51,6 +51,8 @@ function toResult(m: SnapshotManifest, freezeMs: number | undefined): RunBackupR
       bytesStored: BigInt(m.stats.bytesStored),
       freezeMs: freezeMs ?? 0,
       manifestJson: JSON.stringify(m),
+      checkpoint: undefined,
+      prunedCheckpoints: [],
     },
   };
 }
