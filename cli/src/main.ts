@@ -3,6 +3,7 @@ import { Command } from "commander";
 import { CAIRN_VERSION } from "../../shared/src/version.js";
 import { registerAgentCommands } from "./registerAgentCommands.js";
 import { registerCaCommands } from "./registerCaCommands.js";
+import { registerChainCommands } from "./registerChainCommands.js";
 import { registerFleetCommands } from "./registerFleetCommands.js";
 import { registerJobCommands } from "./registerJobCommands.js";
 import { registerPolicyCommands } from "./registerPolicyCommands.js";
@@ -22,6 +23,7 @@ const program = new Command("cairn")
   });
 registerCaCommands(program);
 registerFleetCommands(program);
+registerChainCommands(program);
 registerPolicyCommands(program);
 registerJobCommands(program);
 registerRepoCommands(program);

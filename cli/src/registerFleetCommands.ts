@@ -14,8 +14,15 @@ export function registerFleetCommands(program: Command): void {
       const r = await connectCoordinator(o).listHosts({});
       output(o.json, r.hosts, () =>
         table(
-          ["HOST", "HOSTNAME", "STATUS", "VMS", "LAST SEEN"],
-          r.hosts.map((h) => [h.hostId, h.hostname, h.status, h.vmCount, ago(h.lastSeenMs)]),
+          ["HOST", "HOSTNAME", "STATUS", "VMS", "LAST SEEN", "DRAINED"],
+          r.hosts.map((h) => [
+            h.hostId,
+            h.hostname,
+            h.status,
+            h.vmCount,
+            ago(h.lastSeenMs),
+            h.drained ? `yes: ${h.drainReason}` : "",
+          ]),
         ),
       );
     }, o),

@@ -22,6 +22,7 @@ import { type CoordinatorConfig, databasePath, pkiDir } from "./config/Coordinat
 import { EventSink } from "./fleet/EventSink.js";
 import { JobHub } from "./jobs/JobHub.js";
 import { JobRunner } from "./jobs/JobRunner.js";
+import { Ledger } from "./ledger/Ledger.js";
 import { Maintenance } from "./maintenance/Maintenance.js";
 import { CoordinatorMetrics } from "./metrics/CoordinatorMetrics.js";
 import { CertificateAuthority } from "./pki/CertificateAuthority.js";
@@ -32,6 +33,7 @@ import { accessRpcs } from "./service/accessRpcs.js";
 import { adminRpcs } from "./service/adminRpcs.js";
 import { agentRpcs } from "./service/agentRpcs.js";
 import type { CoordinatorContext } from "./service/CoordinatorContext.js";
+import { ledgerRpcs } from "./service/ledgerRpcs.js";
 import { repositoryRpcs } from "./service/repositoryRpcs.js";
 import { snapshotRecordOf } from "./snapshots/snapshotRecordOf.js";
 import type { Role } from "./store/records.js";
@@ -112,12 +114,14 @@ export async function startCoordinator(
     audit,
     kick: () => kick(),
   });
+  const ledger = new Ledger({ store, clients, log, now });
   const runner = new JobRunner({
     store,
     hub,
     clients,
     log,
     now,
+    ledger,
     retryDelayMs: (attempt) =>
       retryDelayMs(attempt, { baseMs: config.retryBaseMs, maxMs: config.retryMaxMs }, Math.random),
     onTransition: (job, from) => metrics.jobTransition(job, from),
@@ -180,6 +184,7 @@ export async function startCoordinator(
     events,
     now,
     kick,
+    ledger,
     audit: async (principal, action, target, detail) => {
       await audit(principal, action, target, detail);
       if (action === "CreateToken") {
@@ -212,7 +217,13 @@ export async function startCoordinator(
     CoordinatorServiceDefinition,
     withUnimplemented<CoordinatorServiceImplementation>(
       CoordinatorServiceDefinition,
-      { ...agentRpcs(ctx), ...adminRpcs(ctx), ...repositoryRpcs(ctx), ...accessRpcs(ctx) },
+      {
+        ...agentRpcs(ctx),
+        ...adminRpcs(ctx),
+        ...repositoryRpcs(ctx),
+        ...accessRpcs(ctx),
+        ...ledgerRpcs(ctx),
+      },
       CAIRN_VERSION,
     ),
   );

@@ -16,10 +16,13 @@ import {
   AgentServiceDefinition,
   type AgentServiceImplementation,
   BackupJobState,
+  type CheckpointRecord,
+  type LiveBitmapInfo,
   type RunBackupResponse,
 } from "../../shared/src/gen/cairn/v1/agent.js";
 import { toGrpcStatus } from "../../shared/src/grpc/toGrpcStatus.js";
 import { type BackupMode, backupMode } from "../../shared/src/grpc/wire/backupMode.js";
+import { domainState } from "../../shared/src/grpc/wire/domainState.js";
 import { withUnimplemented } from "../../shared/src/grpc/withUnimplemented.js";
 import { createLogger } from "../../shared/src/log/createLogger.js";
 import { readIdentity } from "../../shared/src/pki/writeIdentity.js";
@@ -31,6 +34,10 @@ import { FakeHypervisor } from "./fakes/FakeHypervisor.js";
 export interface SimBehaviour {
   /** How long a backup takes. */
   durationMs: number;
+  /** A migration holds these domains: backups of them answer `deferred`. */
+  migrating?: Set<string>;
+  /** Redefined checkpoints of these domains find no bitmap in QEMU (storage copied without them). */
+  bitmapsLost?: Set<string>;
   /** Fail the given attempt (1-based, per job id) with this gRPC status. */
   failAttempt?: (jobId: string, attempt: number) => { code: Status; message: string } | undefined;
 }
@@ -47,6 +54,11 @@ export class SimAgent {
   /** Job id → number of times a backup actually ran for it. */
   readonly runs = new Map<string, number>();
   private readonly feeds = new Map<string, JobFeed<RunBackupResponse>>();
+  /**
+   * What libvirt and QEMU hold per domain on this host, as the real agent reports it: checkpoint
+   * metadata (oldest first) and the running QEMU's bitmaps per disk.
+   */
+  readonly chains = new Map<string, { checkpoints: CheckpointRecord[]; bitmaps: LiveBitmapInfo[] }>();
   private readonly dir = mkdtempSync(join(tmpdir(), "cairn-sim-"));
   private server: Server | undefined;
   private link: CoordinatorLink | undefined;
@@ -129,9 +141,90 @@ export class SimAgent {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
+  /**
+   * A live migration of `uuid` from this host to `to`, shared storage: the domain moves, its
+   * bitmaps travel inside the images (unless `bitmaps` is false), its checkpoint metadata does not.
+   */
+  migrateTo(to: SimAgent, uuid: string, opts: { bitmaps?: boolean } = {}): void {
+    const i = this.hypervisor.domains.findIndex((d) => d.uuid === uuid);
+    if (i < 0) throw new Error(`no domain ${uuid} on ${this.hostId}`);
+    const [d] = this.hypervisor.domains.splice(i, 1);
+    to.hypervisor.domains.push(d as DomainInfo);
+    const chain = this.chains.get(uuid);
+    this.chains.delete(uuid);
+    to.chains.set(uuid, { checkpoints: [], bitmaps: opts.bitmaps === false ? [] : (chain?.bitmaps ?? []) });
+  }
+
+  private chainOf(uuid: string) {
+    let c = this.chains.get(uuid);
+    if (!c) {
+      c = { checkpoints: [], bitmaps: [] };
+      this.chains.set(uuid, c);
+    }
+    return c;
+  }
+
   private service(): Partial<AgentServiceImplementation> {
     return {
       listDomains: async () => ({ domains: [] }),
+      describeChain: async (req) => {
+        const d = this.hypervisor.domains.find((x) => x.uuid === req.domainUuid);
+        if (!d)
+          return {
+            found: false,
+            domainName: "",
+            state: 0,
+            persistent: false,
+            checkpoints: [],
+            bitmaps: [],
+            activeJob: "",
+          };
+        const c = this.chainOf(d.uuid);
+        return {
+          found: true,
+          domainName: d.name,
+          state: domainState.toWire(d.state),
+          persistent: d.persistent,
+          checkpoints: c.checkpoints,
+          bitmaps: c.bitmaps,
+          activeJob: this.behaviour.migrating?.has(d.uuid) ? "migration" : "",
+        };
+      },
+      redefineCheckpoints: async (req) => {
+        const started = performance.now();
+        const c = this.chainOf(req.domainUuid);
+        const redefined: string[] = [];
+        const verdicts = [];
+        for (const cp of req.checkpoints) {
+          if (!/^<domaincheckpoint>/.test(cp.xml))
+            throw new ServerError(Status.INVALID_ARGUMENT, `bad XML for ${cp.name}`);
+          c.checkpoints.push(cp);
+          redefined.push(cp.name);
+          if (this.behaviour.bitmapsLost?.has(req.domainUuid))
+            c.bitmaps = c.bitmaps.filter((b) => b.name !== cp.name);
+          for (const [target, bitmap] of Object.entries(cp.bitmaps)) {
+            const kept = c.bitmaps.some((b) => b.target === target && b.name === bitmap && !b.inconsistent);
+            verdicts.push({
+              checkpoint: cp.name,
+              target,
+              kept,
+              reason: kept
+                ? ""
+                : `bitmap ${bitmap} of ${target} is missing in the running QEMU: storage copied without bitmaps`,
+            });
+          }
+        }
+        return { redefined, alreadyPresent: [], verdicts, elapsedMs: performance.now() - started };
+      },
+      forgetCheckpoints: async (req) => {
+        const d = this.hypervisor.domains.find((x) => x.uuid === req.domainUuid);
+        if (d?.state === "running") return { removed: [], refused: `${d.name} runs on ${this.hostId}` };
+        const c = this.chains.get(req.domainUuid);
+        const removed =
+          c?.checkpoints.map((x) => x.name).filter((n) => !req.names.length || req.names.includes(n)) ?? [];
+        if (c) c.checkpoints = c.checkpoints.filter((x) => !removed.includes(x.name));
+        return { removed, refused: "" };
+      },
       abortJob: async (req) => ({
         found: (await this.jobs.abortAndWait(req.jobId, req.reason, 8_000)).found,
       }),
@@ -150,6 +243,34 @@ export class SimAgent {
           ),
         ),
     };
+  }
+
+  /** What the real agent's planDisks decides for the sim's one disk, and the checkpoint it makes. */
+  private plan(
+    chain: { checkpoints: CheckpointRecord[]; bitmaps: LiveBitmapInfo[] },
+    mode: BackupMode,
+    jobId: string,
+  ): { kind: string; checkpoint?: CheckpointRecord } {
+    const name = `cairn-${jobId.replace(/[^A-Za-z0-9-]/g, "").slice(0, 40)}`;
+    const last = chain.checkpoints.at(-1);
+    const checkpoint: CheckpointRecord | undefined =
+      mode === "copy"
+        ? undefined
+        : {
+            name,
+            parent: last?.name ?? "",
+            bitmaps: { vda: name },
+            xml: `<domaincheckpoint><name>${name}</name>${last ? `<parent><name>${last.name}</name></parent>` : ""}<disks><disk name='vda' checkpoint='bitmap' bitmap='${name}'/></disks></domaincheckpoint>`,
+            createdMs: BigInt(Date.now()),
+          };
+    const base = { ...(checkpoint ? { checkpoint } : {}) };
+    if (mode === "copy") return { kind: "copy" };
+    if (mode === "full") return { ...base, kind: "full: full backup requested" };
+    if (!last) return { ...base, kind: "full: no earlier backup of this VM in the repository" };
+    const b = chain.bitmaps.find((x) => x.name === last.name);
+    if (!b) return { ...base, kind: `full: dirty bitmap ${last.name} of vda is missing` };
+    if (b.inconsistent) return { ...base, kind: `full: dirty bitmap ${last.name} of vda is inconsistent` };
+    return { ...base, kind: mode === "differential" ? "differential" : "incremental" };
   }
 
   private async *runBackup(req: Parameters<AgentServiceImplementation["runBackup"]>[0], ctx: CallContext) {
@@ -174,8 +295,28 @@ export class SimAgent {
       const attempt = (this.runs.get(req.jobId) ?? 0) + 1;
       this.runs.set(req.jobId, attempt);
       const vm = this.hypervisor.domains.find((d) => d.uuid === req.domainUuid);
-      if (!vm) throw new ServerError(Status.NOT_FOUND, `domain ${req.domainUuid} not found`);
+      const mode = backupMode.fromWire(req.mode, "mode");
+      if (!vm || this.behaviour.migrating?.has(req.domainUuid)) {
+        // As the agent: nothing was changed; the coordinator runs it where the VM is.
+        yield {
+          jobId: req.jobId,
+          event: {
+            $case: "deferred" as const,
+            value: vm
+              ? { cause: "migrating", reason: `a migration of ${vm.name} holds the domain` }
+              : { cause: "moved", reason: `domain ${req.domainUuid} is not on ${this.hostId}` },
+          },
+        };
+        return;
+      }
+      const chain = this.chainOf(vm.uuid);
+      const plan = this.plan(chain, mode, req.jobId);
       const job = this.jobs.start(req.jobId, req.domainUuid, async (signal) => {
+        if (plan.checkpoint)
+          f.publish("checkpoint", {
+            jobId: req.jobId,
+            event: { $case: "checkpointPending", value: { ...plan.checkpoint, xml: "" } },
+          });
         f.publish("state", {
           jobId: req.jobId,
           event: { $case: "jobState", value: BackupJobState.BACKUP_JOB_STATE_READING },
@@ -224,9 +365,24 @@ export class SimAgent {
       this.feeds.set(req.jobId, f);
       job
         .then(
-          // Reported as the agent would for a valid chain: the kind that was asked for.
-          (m) =>
-            f.finish(result(req.jobId, m, [["vda", KIND_BY_MODE[backupMode.fromWire(req.mode, "mode")]]])),
+          (m) => {
+            // Sealed: the checkpoint is libvirt's now; older ones but the chain's root are pruned.
+            const pruned: string[] = [];
+            if (plan.checkpoint) {
+              if (plan.kind.startsWith("full")) pruned.push(...chain.checkpoints.map((c) => c.name));
+              else pruned.push(...chain.checkpoints.slice(1).map((c) => c.name));
+              chain.checkpoints = chain.checkpoints.filter((c) => !pruned.includes(c.name));
+              chain.bitmaps = chain.bitmaps.filter((b) => !pruned.includes(b.name));
+              chain.checkpoints.push(plan.checkpoint);
+              chain.bitmaps.push({
+                target: "vda",
+                name: plan.checkpoint.name,
+                recording: true,
+                inconsistent: false,
+              });
+            }
+            f.finish(result(req.jobId, m, [["vda", plan.kind]], plan.checkpoint, pruned));
+          },
           (e) => f.fail(e),
         )
         .finally(() => this.feeds.delete(req.jobId));
@@ -254,15 +410,13 @@ async function* asServerErrors<T>(gen: AsyncGenerator<T>): AsyncGenerator<T> {
   }
 }
 
-const KIND_BY_MODE: Record<BackupMode, string> = {
-  full: "full",
-  copy: "copy",
-  incremental: "incremental",
-  differential: "differential",
-  auto: "incremental",
-};
-
-function result(jobId: string, m: SnapshotManifest, kinds: [string, string][]): RunBackupResponse {
+function result(
+  jobId: string,
+  m: SnapshotManifest,
+  kinds: [string, string][],
+  checkpoint?: CheckpointRecord,
+  prunedCheckpoints: string[] = [],
+): RunBackupResponse {
   return {
     jobId,
     event: {
@@ -270,8 +424,8 @@ function result(jobId: string, m: SnapshotManifest, kinds: [string, string][]): 
       value: {
         snapshotId: m.id,
         manifestJson: JSON.stringify(m),
-        checkpoint: undefined,
-        prunedCheckpoints: [],
+        checkpoint,
+        prunedCheckpoints,
         diskKinds: Object.fromEntries(kinds),
         quiesced: true,
         consistencyReason: "",

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { chainHistory } from "../../coordinator/src/jobs/chainHistory.js";
-import type { JobRecord, VmRecord } from "../../coordinator/src/store/records.js";
+import type { JobRecord, LedgerEntry, VmRecord } from "../../coordinator/src/store/records.js";
 import type { Store } from "../../coordinator/src/store/Store.js";
 
 export function sampleJob(over: Partial<JobRecord> = {}): JobRecord {
@@ -119,6 +119,174 @@ export function storeContract(
         present: true,
       });
       expect((await s.listVms("h3")).map((v) => v.uuid)).toEqual(["u9"]);
+      await s.close();
+    });
+
+    it("a VM is owned by the host where it runs, whatever order the reports arrive in", async () => {
+      const s = await open();
+      await s.applyInventory("A", [vm("u1", "a")], 10);
+      // Migration A -> B, the destination's events first: B runs it; A's later events (its QEMU
+      // stopped, its definition gone or left inactive) must not take it back.
+      await s.applyVmUpdates([{ uuid: "u1", name: "a", hostId: "B", state: "paused", present: true }], 20);
+      expect(await s.getVm("u1")).toMatchObject({ hostId: "A", state: "running" }); // incoming, not yet running
+      await s.applyVmUpdates([{ uuid: "u1", name: "a", hostId: "B", state: "running", present: true }], 21);
+      await s.applyVmUpdates([{ uuid: "u1", name: "a", hostId: "A", state: "shutoff", present: true }], 22);
+      await s.applyVmUpdates([{ uuid: "u1", name: "a", hostId: "A", state: "", present: false }], 23);
+      expect(await s.getVm("u1")).toMatchObject({ hostId: "B", state: "running", present: true });
+      // A restarted agent on A that still has an inactive definition registers: B keeps it.
+      await s.applyInventory("A", [{ ...vm("u1", "a"), state: "shutoff" }], 30);
+      expect(await s.getVm("u1")).toMatchObject({ hostId: "B", state: "running", present: true });
+      expect((await s.listVms("A")).map((v) => v.uuid)).toEqual([]);
+      // A report older than the owner's last change does not move it either.
+      await s.applyVmUpdates(
+        [{ uuid: "u1", name: "a", hostId: "A", state: "running", present: true, atMs: 5 }],
+        40,
+      );
+      expect(await s.getVm("u1")).toMatchObject({ hostId: "B" });
+      // The same migration with the source's events first ends the same way.
+      await s.applyInventory("A", [vm("u2", "b")], 50);
+      await s.applyVmUpdates([{ uuid: "u2", name: "b", hostId: "A", state: "paused", present: true }], 51);
+      await s.applyVmUpdates([{ uuid: "u2", name: "b", hostId: "A", state: "shutoff", present: true }], 52);
+      await s.applyVmUpdates([{ uuid: "u2", name: "b", hostId: "B", state: "running", present: true }], 53);
+      expect(await s.getVm("u2")).toMatchObject({ hostId: "B", state: "running" });
+      // Shut off on its owner, then started on another host: it moves there.
+      await s.applyVmUpdates([{ uuid: "u2", name: "b", hostId: "B", state: "shutoff", present: true }], 60);
+      await s.applyVmUpdates([{ uuid: "u2", name: "b", hostId: "A", state: "running", present: true }], 61);
+      expect(await s.getVm("u2")).toMatchObject({ hostId: "A", state: "running" });
+      await s.close();
+    });
+
+    it("records each VM event against the host that saw it, even when it changes nothing", async () => {
+      const s = await open();
+      await s.applyInventory("A", [vm("u1", "a")], 10);
+      await s.applyVmUpdates(
+        [
+          {
+            uuid: "u1",
+            name: "a",
+            hostId: "B",
+            state: "paused",
+            present: true,
+            atMs: 11,
+            event: { kind: "started", detail: "migrated", fromLibvirt: true },
+          },
+          {
+            uuid: "u1",
+            name: "a",
+            hostId: "B",
+            state: "running",
+            present: true,
+            atMs: 12,
+            event: { kind: "resumed", detail: "migrated", fromLibvirt: true },
+          },
+        ],
+        20,
+      );
+      expect(await s.listVmEvents("u1", 10)).toEqual([
+        { atMs: 12, vmUuid: "u1", hostId: "B", kind: "resumed", detail: "migrated", fromLibvirt: true },
+        { atMs: 11, vmUuid: "u1", hostId: "B", kind: "started", detail: "migrated", fromLibvirt: true },
+      ]);
+      expect(await s.listVmEvents("u1", 1)).toHaveLength(1);
+      expect(await s.listVmEvents("nope", 10)).toEqual([]);
+      await s.close();
+    });
+
+    it("ledger: guarded batch writes, per-VM order, open entries across VMs, change log", async () => {
+      const s = await open();
+      const entry = (over: Partial<LedgerEntry>): LedgerEntry => ({
+        vmUuid: "u1",
+        checkpoint: "cairn-1",
+        target: "vda",
+        parent: null,
+        bitmap: "cairn-1",
+        xml: "",
+        hostId: "A",
+        snapshotId: null,
+        jobId: "j1",
+        repository: "main",
+        kind: "full",
+        state: "pending",
+        reason: "job j1 makes it",
+        createdMs: 100,
+        changedMs: 100,
+        ...over,
+      });
+      await s.writeLedger(
+        [
+          { entry: entry({}), from: null },
+          { entry: entry({ target: "vdb" }), from: null },
+        ],
+        "made",
+        100,
+      );
+      await s.writeLedger([{ entry: entry({ vmUuid: "u2" }), from: null }], "made", 100);
+      // A guarded write that does not match writes nothing of its batch.
+      await expect(
+        s.writeLedger(
+          [
+            { entry: entry({ state: "committed", reason: "" }), from: "pending" },
+            { entry: entry({ target: "vdb", state: "committed" }), from: "committed" },
+          ],
+          "sealed",
+          110,
+        ),
+      ).rejects.toMatchObject({ code: "failed-precondition" });
+      await expect(s.writeLedger([{ entry: entry({}), from: null }], "again", 110)).rejects.toMatchObject({
+        code: "failed-precondition",
+      });
+      expect((await s.listLedger("u1")).map((e) => e.state)).toEqual(["pending", "pending"]);
+      await s.writeLedger(
+        [
+          { entry: entry({ state: "committed", reason: "", xml: "<x/>" }), from: "pending" },
+          { entry: entry({ target: "vdb", state: "committed", reason: "" }), from: "pending" },
+          { entry: entry({ checkpoint: "cairn-0", createdMs: 50, state: "suspect" }), from: null },
+        ],
+        "sealed",
+        120,
+      );
+      const ledger = await s.listLedger("u1");
+      expect(ledger.map((e) => `${e.checkpoint}/${e.target}:${e.state}`)).toEqual([
+        "cairn-0/vda:suspect",
+        "cairn-1/vda:committed",
+        "cairn-1/vdb:committed",
+      ]);
+      expect(ledger[1]?.xml).toBe("<x/>");
+      expect(
+        (await s.listLedgerInState(["pending", "suspect"])).map((e) => `${e.vmUuid}/${e.checkpoint}`),
+      ).toEqual(["u1/cairn-0", "u2/cairn-1"]);
+      const changes = await s.ledgerChanges("u1", 10);
+      expect(changes[0]).toMatchObject({ checkpoint: "cairn-0", from: "", to: "suspect", atMs: 120 });
+      expect(changes.map((c) => `${c.target}:${c.from}>${c.to}:${c.reason}`)).toEqual([
+        "vda:>suspect:job j1 makes it",
+        "vdb:pending>committed:sealed",
+        "vda:pending>committed:sealed",
+        "vdb:>pending:job j1 makes it",
+        "vda:>pending:job j1 makes it",
+      ]);
+      expect(await s.ledgerChanges("u1", 2)).toHaveLength(2);
+      await s.close();
+    });
+
+    it("hosts: drain and undrain survive other host writes", async () => {
+      const s = await open();
+      await s.putHost({
+        id: "h1",
+        hostname: "h1",
+        agentAddress: "127.0.0.1:1",
+        status: "online",
+        lastSeenMs: 1,
+        enrolledMs: 1,
+        inventory: {},
+      });
+      await s.setHostDrain("h1", { reason: "maintenance", sinceMs: 5 });
+      await s.touchHost("h1", 9);
+      expect(await s.getHost("h1")).toMatchObject({
+        drain: { reason: "maintenance", sinceMs: 5 },
+        lastSeenMs: 9,
+      });
+      await s.setHostDrain("h1", null);
+      expect((await s.getHost("h1"))?.drain ?? null).toBeNull();
+      await expect(s.setHostDrain("nope", null)).rejects.toMatchObject({ code: "not-found" });
       await s.close();
     });
 

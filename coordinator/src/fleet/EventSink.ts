@@ -1,12 +1,5 @@
+import type { VmUpdate } from "../store/records.js";
 import type { Store } from "../store/Store.js";
-
-export interface VmUpdate {
-  uuid: string;
-  name: string;
-  hostId: string;
-  state: string;
-  present: boolean;
-}
 
 /**
  * Group commit for domain events: updates from every agent's stream are applied in one store

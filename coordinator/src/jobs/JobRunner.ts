@@ -6,6 +6,7 @@ import { backupMode } from "../../../shared/src/grpc/wire/backupMode.js";
 import { quiesceMode } from "../../../shared/src/grpc/wire/quiesceMode.js";
 import type { Logger } from "../../../shared/src/log/createLogger.js";
 import type { AgentClients } from "../agents/AgentClients.js";
+import type { Ledger } from "../ledger/Ledger.js";
 import { describeReport } from "../maintenance/describeReport.js";
 import { scanLocation, storeReport, wireTask } from "../maintenance/maintenanceTask.js";
 import type { JobRecord } from "../store/records.js";
@@ -38,7 +39,17 @@ export interface JobSuccess {
 interface Following {
   controller: AbortController;
   cancelled: boolean;
+  /** Aborted on purpose to run again later (a drained host): queued, not failed. */
+  requeue?: string;
 }
+
+/** The agent did not run the job and nothing changed: it runs again, maybe on another host. */
+interface Deferred {
+  deferred: string;
+}
+
+/** How often a job may be deferred (a VM that never settles on a host) before it fails. */
+const MAX_DEFERRALS = 60;
 
 /** How a followed job ended on its agent: its final state, and what to record before saying so. */
 interface Finished {
@@ -61,6 +72,8 @@ export interface JobRunnerDeps {
   /** Called when a maintenance job ended with a report, before it is recorded (catalog, audit). */
   onMaintenanceDone?: (job: JobRecord, report: MaintenanceReport) => Promise<void>;
   onTransition?: (job: JobRecord, from: JobState) => void;
+  /** The checkpoint ledger: what backups make and what their ends mean to chains. */
+  ledger?: Pick<Ledger, "checkpointPending" | "backupSealed" | "jobEnded">;
 }
 
 /**
@@ -69,7 +82,7 @@ export interface JobRunnerDeps {
  * stream makes the job `interrupted`, and reconciliation re-attaches by job id: never run twice.
  */
 export class JobRunner {
-  private readonly running = new Map<string, { controller: AbortController; cancelled: boolean }>();
+  private readonly running = new Map<string, Following>();
 
   constructor(private readonly deps: JobRunnerDeps) {}
 
@@ -108,7 +121,7 @@ export class JobRunner {
       reattach
         ? `re-attached on ${job.hostId} (attempt ${job.attempt})`
         : `dispatched to ${job.hostId}${why ? ` (${why})` : ""}`,
-      { startedMs: job.startedMs ?? this.deps.now(), phase: "starting" },
+      { startedMs: job.startedMs ?? this.deps.now(), phase: "starting", hostId: job.hostId },
     );
     const entry: Following = { controller: new AbortController(), cancelled: false };
     this.running.set(job.id, entry);
@@ -135,6 +148,24 @@ export class JobRunner {
       return (await this.deps.store.getJob(job.id)) ?? job;
     }
     return this.transition(job, "cancelled", reason, { finishedMs: this.deps.now() });
+  }
+
+  /**
+   * Aborts a running job on its agent (its cleanup runs there: thaw, libvirt job ended, unsealed
+   * checkpoint removed) and queues it again without using an attempt: a drained host's backups.
+   */
+  async requeue(job: JobRecord, reason: string): Promise<boolean> {
+    const entry = this.running.get(job.id);
+    if (!entry) return false;
+    entry.requeue = reason;
+    const host = await this.deps.store.getHost(job.hostId);
+    if (host)
+      await this.deps.clients
+        .get(host.agentAddress)
+        .abortJob({ jobId: job.id, reason }, { signal: AbortSignal.timeout(60_000) })
+        .catch((e) => this.deps.log.warn({ err: e, job: job.id }, "AbortJob failed while requeueing"));
+    entry.controller.abort();
+    return true;
   }
 
   /** The host is gone: its running streams are dropped and their jobs become interrupted. */
@@ -167,6 +198,10 @@ export class JobRunner {
           ? await this.followBackup(job, agentAddress, entry)
           : await this.followMaintenance(job, agentAddress, entry);
       const latest = (await this.deps.store.getJob(job.id)) ?? job;
+      if ("deferred" in done) {
+        await this.defer(latest, done.deferred);
+        return;
+      }
       const finished: JobRecord = {
         ...latest,
         ...done.patch,
@@ -190,7 +225,30 @@ export class JobRunner {
     }
   }
 
-  private async followBackup(job: JobRecord, agentAddress: string, entry: Following): Promise<Finished> {
+  /** Back to the queue without using an attempt; the scheduler sends it where the VM is now. */
+  private async defer(job: JobRecord, reason: string): Promise<void> {
+    const deferrals = (job.deferrals ?? 0) + 1;
+    await this.deps.ledger?.jobEnded(job, `deferred: ${reason}`);
+    if (deferrals > MAX_DEFERRALS) {
+      await this.transition(job, "failed", `deferred ${MAX_DEFERRALS} times, last: ${reason}`, {
+        finishedMs: this.deps.now(),
+        phase: "",
+      });
+      return;
+    }
+    const delayMs = Math.min(30_000, 1000 * 2 ** Math.min(deferrals - 1, 5));
+    await this.transition(job, "queued", `deferred by ${job.hostId}: ${reason}; runs where the VM is`, {
+      notBeforeMs: this.deps.now() + delayMs,
+      phase: "",
+      deferrals,
+    });
+  }
+
+  private async followBackup(
+    job: JobRecord,
+    agentAddress: string,
+    entry: Following,
+  ): Promise<Finished | Deferred> {
     const stream = this.deps.clients.get(agentAddress).runBackup(
       {
         jobId: job.id,
@@ -214,6 +272,10 @@ export class JobRunner {
         // A state a newer agent added is shown as the phase before it, not a failure.
         current = { ...current, phase: backupJobState.nameOf(e.value) ?? current.phase };
         this.deps.hub.changed(current);
+      } else if (e.$case === "checkpointPending") {
+        await this.deps.ledger?.checkpointPending(current, e.value);
+      } else if (e.$case === "deferred") {
+        return { deferred: `${e.value.cause}: ${e.value.reason}` };
       } else if (e.$case === "result") {
         const r = e.value;
         const kinds = Object.values(r.diskKinds).join(", ");
@@ -221,15 +283,26 @@ export class JobRunner {
           state: "succeeded",
           reason: `snapshot ${r.snapshotId} (${kinds}${r.quiesced ? ", quiesced" : `, crash-consistent: ${r.consistencyReason}`})`,
           patch: { snapshotId: r.snapshotId, diskKinds: r.diskKinds },
-          record: (finished) =>
-            this.deps.onSuccess({
+          record: async (finished) => {
+            await this.deps.ledger
+              ?.backupSealed(finished, {
+                snapshotId: r.snapshotId,
+                ...(r.checkpoint ? { checkpoint: r.checkpoint } : {}),
+                diskKinds: r.diskKinds,
+                prunedCheckpoints: r.prunedCheckpoints,
+              })
+              .catch((err) =>
+                this.deps.log.error({ err, job: job.id }, "recording a backup in the ledger failed"),
+              );
+            await this.deps.onSuccess({
               job: finished,
               snapshotId: r.snapshotId,
               bytesRead: Number(r.bytesRead),
               bytesStored: Number(r.bytesStored),
               freezeMs: r.freezeMs,
               manifestJson: r.manifestJson,
-            }),
+            });
+          },
         };
       }
     }
@@ -276,8 +349,20 @@ export class JobRunner {
     const job = await this.deps.store.getJob(jobId);
     if (job?.state !== "running") return; // already moved (host lost, shutdown)
     const now = this.deps.now();
+    const ended = (why: string) =>
+      job.kind === "backup"
+        ? this.deps.ledger
+            ?.jobEnded(job, why)
+            .catch((e) => this.deps.log.error({ err: e, job: job.id }, "ledger rollback failed"))
+        : undefined;
     if (entry.cancelled) {
+      await ended("cancelled");
       await this.transition(job, "cancelled", "cancelled by request", { finishedMs: now });
+      return;
+    }
+    if (entry.requeue) {
+      await ended(entry.requeue);
+      await this.transition(job, "queued", `${entry.requeue}; queued again`, { phase: "", notBeforeMs: now });
       return;
     }
     if (entry.controller.signal.aborted) return;
@@ -288,6 +373,7 @@ export class JobRunner {
       return;
     }
     const retryable = status === undefined || RETRYABLE.has(status);
+    await ended(message);
     if (retryable && job.attempt < job.maxAttempts) {
       const delay = this.deps.retryDelayMs(job.attempt);
       await this.transition(

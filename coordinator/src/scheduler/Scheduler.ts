@@ -119,10 +119,13 @@ export class Scheduler {
       return p ? inWindow(p.window, p.schedule.timezone, new Date(now)) : true;
     };
     const onlineHosts = new Set([...hosts.keys()].filter(isOnline));
-    const { queued, why } = await this.assignMaintenanceHosts(
+    // A drained host takes no new job (running ones finish, or were aborted by the drain).
+    const takingJobs = new Set([...onlineHosts].filter((id) => !hosts.get(id)?.drain));
+    const { queued: assigned, why } = await this.assignMaintenanceHosts(
       open.filter((j) => j.state === "queued"),
-      onlineHosts,
+      takingJobs,
     );
+    const queued = await this.followVms(assigned, why);
     const active = open.filter((j) => j.state !== "queued");
     const pick = planDispatch({
       queued: holdBackForExclusive(queued.filter(eligible), active).map((j) => ({
@@ -143,7 +146,7 @@ export class Scheduler {
         repository: j.repository,
         policy: j.policy ?? "",
       })),
-      onlineHosts,
+      onlineHosts: takingJobs,
       nowMs: now,
     });
     const byId = new Map(queued.map((j) => [j.id, j]));
@@ -166,6 +169,22 @@ export class Scheduler {
     )
       log.info({ ...report, durationMs: Math.round(report.durationMs * 10) / 10 }, "scheduling pass");
     return report;
+  }
+
+  /**
+   * A backup job goes where its VM is now (docs/checkpoint-ledger.md §5): a queued or retrying job
+   * of a VM that migrated since it was created is sent to the new host.
+   */
+  private async followVms(queued: JobRecord[], why: Map<string, string>): Promise<JobRecord[]> {
+    const backups = queued.filter((j) => j.kind === "backup");
+    if (!backups.length) return queued;
+    const owners = await this.deps.store.vmHosts(backups.map((j) => j.vmUuid));
+    return queued.map((j) => {
+      const owner = j.kind === "backup" ? owners.get(j.vmUuid) : undefined;
+      if (!owner || owner === j.hostId) return j;
+      why.set(j.id, `${j.vmName} runs on ${owner} now${j.hostId ? `, not ${j.hostId}` : ""}`);
+      return { ...j, hostId: owner };
+    });
   }
 
   /**

@@ -3,6 +3,7 @@ import type { CoordinatorConfig } from "../config/CoordinatorConfig.js";
 import type { EventSink } from "../fleet/EventSink.js";
 import type { JobHub } from "../jobs/JobHub.js";
 import type { JobRunner } from "../jobs/JobRunner.js";
+import type { Ledger } from "../ledger/Ledger.js";
 import type { Maintenance } from "../maintenance/Maintenance.js";
 import type { CoordinatorMetrics } from "../metrics/CoordinatorMetrics.js";
 import type { CertificateAuthority } from "../pki/CertificateAuthority.js";
@@ -27,4 +28,5 @@ export interface CoordinatorContext {
   kick(): void;
   audit(principal: string, action: string, target: string, detail?: string): Promise<void>;
   maintenance: Maintenance;
+  ledger: Ledger;
 }

@@ -74,6 +74,8 @@ export function adminRpcs(c: CoordinatorContext): AdminRpcs {
           status: h.agentAddress ? h.status : "enrolled",
           lastSeenMs: BigInt(h.lastSeenMs),
           vmCount: count.get(h.id) ?? 0,
+          drained: Boolean(h.drain),
+          drainReason: h.drain?.reason ?? "",
         })),
       };
     },

@@ -5,13 +5,16 @@ import type {
   DomainEvent,
 } from "../../../shared/src/gen/cairn/v1/coordinator.js";
 import { domainInfo } from "../../../shared/src/grpc/wire/domainInfo.js";
+import { domainState } from "../../../shared/src/grpc/wire/domainState.js";
 import { hostInventory } from "../../../shared/src/grpc/wire/hostInventory.js";
 import { hashToken } from "../auth/newSecretToken.js";
+import type { VmUpdate } from "../store/records.js";
 import type { CoordinatorContext } from "./CoordinatorContext.js";
 import { agentHostId } from "./principal.js";
 
 const ADDRESS = /^[A-Za-z0-9.\-_[\]:]+:\d{1,5}$/;
 const HOST_ID = /^[A-Za-z0-9][A-Za-z0-9.\-_]{0,62}$/;
+const UUID = /^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$/;
 
 const EVENT_STATE: Record<string, string> = {
   started: "running",
@@ -62,6 +65,7 @@ export function agentRpcs(c: CoordinatorContext): AgentRpcs {
         lastSeenMs: old?.lastSeenMs ?? 0,
         enrolledMs: c.now(),
         inventory: old?.inventory ?? {},
+        drain: old?.drain ?? null,
       });
       await c.audit(
         `enrollment:${token.name}`,
@@ -96,6 +100,7 @@ export function agentRpcs(c: CoordinatorContext): AgentRpcs {
         lastSeenMs: now,
         enrolledMs: old?.enrolledMs ?? now,
         inventory: inv ? hostInventory.fromWire(inv) : {},
+        drain: old?.drain ?? null,
       });
       await c.store.applyInventory(
         hostId,
@@ -115,6 +120,15 @@ export function agentRpcs(c: CoordinatorContext): AgentRpcs {
         "agent registered",
       );
       c.metrics.hostEvent(old?.status === "lost" ? "returned" : "registered");
+      // Chains this host now holds, or that jobs left pending while it was away.
+      void c.ledger
+        .reconcileHost(
+          hostId,
+          req.domains.filter((d) => domainState.fromWire(d.state) === "running").map((d) => d.uuid),
+        )
+        .catch((err) =>
+          c.log.error({ err, host: hostId }, "ledger reconciliation after registration failed"),
+        );
       c.kick();
       return { hostId, heartbeatIntervalSeconds: c.config.heartbeatIntervalSeconds };
     },
@@ -153,18 +167,46 @@ export function agentRpcs(c: CoordinatorContext): AgentRpcs {
             "permission-denied",
             `host_id ${req.hostId} does not match the certificate's host ${hostId}`,
           );
-        const updates = req.events.map((e: DomainEvent, i: number) => {
-          if (!e.domainUuid) throw new CairnError("invalid-argument", `events[${i}].domain_uuid is required`);
+        const now = c.now();
+        const updates = req.events.map((e: DomainEvent, i: number): VmUpdate => {
+          if (!UUID.test(e.domainUuid))
+            throw new CairnError(
+              "invalid-argument",
+              `events[${i}].domain_uuid ${JSON.stringify(e.domainUuid)} is not a uuid`,
+            );
+          // Older agents put the new state in detail; newer ones send it as state, detail as libvirt's.
+          const state = e.state || (e.fromLibvirt ? "" : e.detail) || EVENT_STATE[e.kind] || "unknown";
+          const atMs = Number(e.timestampMs);
           return {
             uuid: e.domainUuid,
             name: e.domainName,
             hostId,
-            state: e.detail || EVENT_STATE[e.kind] || "unknown",
+            state,
             present: e.kind !== "undefined",
+            // An agent clock far off is not trusted for ordering reports across hosts.
+            atMs: Number.isFinite(atMs) && Math.abs(atMs - now) < 10 * 60_000 ? atMs : now,
+            event: {
+              kind: e.kind,
+              detail: e.state || e.fromLibvirt ? e.detail : "",
+              fromLibvirt: e.fromLibvirt,
+            },
           };
         });
         accepted += await c.events.push(updates);
         c.metrics.events.inc({}, updates.length);
+        // After the inventory applied them: ownership is settled before the ledger looks.
+        await c.ledger
+          .observe(
+            hostId,
+            updates.map((u) => ({
+              vmUuid: u.uuid,
+              kind: u.event?.kind ?? "",
+              detail: u.event?.detail ?? "",
+              state: u.state,
+              atMs: u.atMs ?? now,
+            })),
+          )
+          .catch((err) => c.log.error({ err, host: hostId }, "the ledger could not follow events"));
       }
       return { accepted: BigInt(accepted) };
     },

@@ -1,16 +1,23 @@
 import type { ChainHistory } from "../jobs/chainHistory.js";
 import type {
   AuditRecord,
+  HostDrain,
   HostRecord,
   JobFilter,
   JobRecord,
+  LedgerChange,
+  LedgerEntry,
+  LedgerState,
+  LedgerWrite,
   PolicyMaintenanceState,
   PolicyRecord,
   RepositoryRecord,
   SnapshotFilter,
   SnapshotRecord,
   TokenRecord,
+  VmEventRecord,
   VmRecord,
+  VmUpdate,
 } from "./records.js";
 
 /**
@@ -21,8 +28,15 @@ import type {
  * - `get*` returns undefined for unknown keys; writes of unknown keys where an existing record is
  *   required throw CairnError("not-found").
  * - `consumeEnrollmentToken` succeeds at most once per token, even under concurrent callers.
- * - `applyInventory` moves a VM to the reporting host (migration) and marks VMs of that host that it
- *   no longer reports as not present; it never touches VMs that another host reports.
+ * - A VM is owned by the host where it runs, whatever order reports arrive in. `applyInventory` and
+ *   `applyVmUpdates` move a VM to the reporting host only when that host reports it running (not
+ *   older than the owner's last change), when the VM has no owner yet, or when it is no longer
+ *   present on its owner; a stale inactive definition on another host never takes it. A host's
+ *   report that a VM is gone (not present) applies only to the VM's owner. `applyInventory` marks
+ *   VMs of that host that it no longer reports as not present.
+ * - Ledger writes are atomic as a batch and guarded: a write whose `from` is not the entry's stored
+ *   state (null: the entry must not exist) throws CairnError("failed-precondition") and writes
+ *   nothing. Every write appends a LedgerChange.
  * Adapters: SqliteStore (embedded default).
  */
 export interface Store {
@@ -32,20 +46,36 @@ export interface Store {
   /** Records a heartbeat: online, lastSeenMs = nowMs. Returns false for an unknown host. */
   touchHost(id: string, nowMs: number): Promise<boolean>;
   setHostStatus(id: string, status: HostRecord["status"]): Promise<void>;
+  /** Drains (or, with null, undrains) a host; throws not-found for an unknown host. */
+  setHostDrain(id: string, drain: HostDrain | null): Promise<void>;
 
   applyInventory(
     hostId: string,
     vms: readonly Omit<VmRecord, "hostId" | "lastBackupMs">[],
     nowMs: number,
   ): Promise<void>;
-  /** Applies domain events in one transaction: state changes and migrations (host moves). */
-  applyVmUpdates(
-    updates: readonly { uuid: string; name: string; hostId: string; state: string; present: boolean }[],
-    nowMs: number,
-  ): Promise<number>;
+  /**
+   * Applies domain events in one transaction: state changes, migrations (host moves, by the
+   * ownership rule above) and the events themselves (VmUpdate.event, recorded even when the update
+   * does not change the VM). Returns how many VMs changed.
+   */
+  applyVmUpdates(updates: readonly VmUpdate[], nowMs: number): Promise<number>;
+  /** A VM's recorded lifecycle events, newest first. */
+  listVmEvents(vmUuid: string, limit: number): Promise<VmEventRecord[]>;
   getVm(uuidOrName: string): Promise<VmRecord | undefined>;
+  /** The owning host of each of these VMs (unknown ones are left out): where their jobs go. */
+  vmHosts(uuids: readonly string[]): Promise<Map<string, string>>;
   listVms(hostId?: string): Promise<VmRecord[]>;
   setVmLastBackup(uuid: string, ms: number): Promise<void>;
+
+  /** Ledger writes in one transaction (see the contract above). */
+  writeLedger(writes: readonly LedgerWrite[], reason: string, nowMs: number): Promise<void>;
+  /** One VM's ledger, oldest first (creation time, checkpoint, disk). */
+  listLedger(vmUuid: string): Promise<LedgerEntry[]>;
+  /** Every entry in one of `states`, across VMs (reconciliation after a restart). */
+  listLedgerInState(states: readonly LedgerState[]): Promise<LedgerEntry[]>;
+  /** One VM's ledger changes, newest first. */
+  ledgerChanges(vmUuid: string, limit: number): Promise<LedgerChange[]>;
 
   putRepository(repo: RepositoryRecord): Promise<boolean>;
   getRepository(name: string): Promise<RepositoryRecord | undefined>;

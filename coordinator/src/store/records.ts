@@ -15,6 +15,13 @@ export interface HostRecord {
   lastSeenMs: number;
   enrolledMs: number;
   inventory: Record<string, unknown>;
+  /** Set while an operator drains the host: no new backups are dispatched to it. */
+  drain?: HostDrain | null;
+}
+
+export interface HostDrain {
+  reason: string;
+  sinceMs: number;
 }
 
 export interface VmRecord {
@@ -30,6 +37,76 @@ export interface VmRecord {
   present: boolean;
   updatedMs: number;
   lastBackupMs: number;
+  /** Time of the newest state change applied (the event's own time): ownership moves only forward. */
+  stateMs?: number;
+}
+
+/** One update from an agent for a VM it sees (an event, or a change its inventory poll found). */
+export interface VmUpdate {
+  uuid: string;
+  name: string;
+  hostId: string;
+  state: string;
+  present: boolean;
+  /** When the agent saw it (defaults to the time it is applied). */
+  atMs?: number;
+  /** The lifecycle event itself, recorded against the VM and the host that saw it. */
+  event?: { kind: string; detail: string; fromLibvirt: boolean };
+}
+
+/** A lifecycle event of a VM as recorded (VmUpdate.event). */
+export interface VmEventRecord {
+  atMs: number;
+  vmUuid: string;
+  hostId: string;
+  kind: string;
+  detail: string;
+  fromLibvirt: boolean;
+}
+
+/**
+ * The checkpoint ledger (docs/checkpoint-ledger.md): per VM, checkpoint and disk, the chain as it
+ * really is. State moves follow coordinator/src/ledger/LedgerState.ts.
+ */
+export type LedgerState = "pending" | "committed" | "suspect" | "broken" | "retired";
+
+export interface LedgerEntry {
+  vmUuid: string;
+  checkpoint: string;
+  target: string;
+  /** The checkpoint before this one in libvirt's chain when it was made (null for a chain root). */
+  parent: string | null;
+  bitmap: string;
+  /** `virsh checkpoint-dumpxml` as the agent reported it with the backup result ("" while pending). */
+  xml: string;
+  /** The host whose libvirt has (or last had) this checkpoint's metadata. */
+  hostId: string;
+  snapshotId: string | null;
+  jobId: string | null;
+  repository: string;
+  /** How the backup that made the checkpoint read this disk: full, incremental, differential. */
+  kind: string;
+  state: LedgerState;
+  reason: string;
+  createdMs: number;
+  changedMs: number;
+}
+
+export interface LedgerChange {
+  atMs: number;
+  vmUuid: string;
+  checkpoint: string;
+  target: string;
+  /** "" for an entry's creation. */
+  from: LedgerState | "";
+  to: LedgerState;
+  reason: string;
+}
+
+/** One write to the ledger: the entry in its new state, and the state it must have now (null: new). */
+export interface LedgerWrite {
+  entry: LedgerEntry;
+  from: LedgerState | null;
 }
 
 export interface RepositoryRecord {
@@ -104,6 +181,8 @@ export interface JobRecord {
    */
   task?: unknown;
   report?: unknown;
+  /** How many times an agent deferred the job (migration running, VM elsewhere). */
+  deferrals?: number;
 }
 
 export interface SnapshotRecord {

@@ -89,6 +89,12 @@ export class SqliteStore implements Store {
     await this.putHost({ ...h, status });
   }
 
+  async setHostDrain(id: string, drain: records.HostDrain | null): Promise<void> {
+    const h = await this.getHost(id);
+    if (!h) throw new CairnError("not-found", `host ${id} is not registered`);
+    await this.putHost({ ...h, drain });
+  }
+
   async applyInventory(
     hostId: string,
     vms: readonly Omit<records.VmRecord, "hostId" | "lastBackupMs">[],
@@ -100,13 +106,17 @@ export class SqliteStore implements Store {
     this.db.transaction(() => {
       const seen = new Set<string>();
       for (const vm of vms) {
-        seen.add(vm.uuid);
         const old = parse<records.VmRecord>(get.get(vm.uuid) as Row | undefined);
+        // Ownership (Store contract): a stale inactive definition here never takes a VM that
+        // runs on another host.
+        if (old && !takesOwnership(old, hostId, vm.state, vm.present, nowMs)) continue;
+        seen.add(vm.uuid);
         const rec: records.VmRecord = {
           ...vm,
           hostId,
           lastBackupMs: old?.lastBackupMs ?? 0,
           updatedMs: nowMs,
+          stateMs: Math.max(nowMs, old?.stateMs ?? 0),
         };
         put.run(rec.uuid, rec.name, rec.hostId, JSON.stringify(rec));
       }
@@ -117,14 +127,11 @@ export class SqliteStore implements Store {
       }
     })();
   }
-  async applyVmUpdates(
-    updates: readonly { uuid: string; name: string; hostId: string; state: string; present: boolean }[],
-    nowMs: number,
-  ): Promise<number> {
+  async applyVmUpdates(updates: readonly records.VmUpdate[], nowMs: number): Promise<number> {
     // The hot path of the event stream: patch the document inside SQLite (json_set) instead of
     // parsing and re-serialising it in JS per event, which made each group commit slow and filled
-    // the heap with garbage under an event flood. An "undefined" event from a host the VM already
-    // left (migration source) must not hide it: the WHERE clause skips it.
+    // the heap with garbage under an event flood. The WHERE clause is the ownership rule (Store
+    // contract), the same one takesOwnership() states for inventories.
     const patch = this.db.prepare(
       `UPDATE vms SET
          name = CASE WHEN @name <> '' THEN @name ELSE name END,
@@ -133,23 +140,34 @@ export class SqliteStore implements Store {
            '$.name', CASE WHEN @name <> '' THEN @name ELSE json_extract(doc, '$.name') END,
            '$.hostId', @hostId, '$.state', @state,
            '$.present', CASE WHEN @present = 1 THEN json('true') ELSE json('false') END,
-           '$.updatedMs', @nowMs)
-       WHERE uuid = @uuid AND (@present = 1 OR host_id = @hostId)`,
+           '$.updatedMs', @nowMs,
+           '$.stateMs', max(@atMs, coalesce(json_extract(doc, '$.stateMs'), 0)))
+       WHERE uuid = @uuid AND (
+         host_id = @hostId
+         OR (@present = 1 AND (
+           json_extract(doc, '$.present') = 0
+           OR (@state = 'running' AND @atMs >= coalesce(json_extract(doc, '$.stateMs'), 0)))))`,
     );
     const exists = this.db.prepare("SELECT 1 FROM vms WHERE uuid = ?").pluck();
     const put = this.db.prepare("INSERT INTO vms (uuid, name, host_id, doc) VALUES (?, ?, ?, ?)");
+    const event = this.db.prepare("INSERT INTO vm_events (vm_uuid, doc) VALUES (?, ?)");
     return this.db.transaction(() => {
       let n = 0;
       for (const u of updates) {
+        const atMs = u.atMs ?? nowMs;
+        if (u.event) {
+          const e: records.VmEventRecord = { atMs, vmUuid: u.uuid, hostId: u.hostId, ...u.event };
+          event.run(u.uuid, JSON.stringify(e));
+        }
         const present = u.present ? 1 : 0;
         if (
-          patch.run({ name: u.name, hostId: u.hostId, state: u.state, present, nowMs, uuid: u.uuid })
+          patch.run({ name: u.name, hostId: u.hostId, state: u.state, present, nowMs, atMs, uuid: u.uuid })
             .changes > 0
         ) {
           n++;
           continue;
         }
-        if (exists.get(u.uuid) !== undefined) continue; // skipped by the migration rule
+        if (exists.get(u.uuid) !== undefined) continue; // skipped by the ownership rule
         const rec: records.VmRecord = {
           uuid: u.uuid,
           name: u.name || u.uuid,
@@ -160,6 +178,7 @@ export class SqliteStore implements Store {
           present: u.present,
           updatedMs: nowMs,
           lastBackupMs: 0,
+          stateMs: atMs,
         };
         put.run(rec.uuid, rec.name, rec.hostId, JSON.stringify(rec));
         n++;
@@ -167,12 +186,86 @@ export class SqliteStore implements Store {
       return n;
     })();
   }
+  async listVmEvents(vmUuid: string, limit: number): Promise<records.VmEventRecord[]> {
+    return parseAll(
+      this.db
+        .prepare("SELECT doc FROM vm_events WHERE vm_uuid = ? ORDER BY seq DESC LIMIT ?")
+        .all(vmUuid, limit) as Row[],
+    );
+  }
+
+  async writeLedger(writes: readonly records.LedgerWrite[], reason: string, nowMs: number): Promise<void> {
+    const get = this.db
+      .prepare("SELECT state FROM ledger WHERE vm_uuid = ? AND checkpoint = ? AND target = ?")
+      .pluck();
+    const put = this.db.prepare(
+      "INSERT OR REPLACE INTO ledger (vm_uuid, checkpoint, target, state, created_ms, doc) VALUES (?, ?, ?, ?, ?, ?)",
+    );
+    const change = this.db.prepare("INSERT INTO ledger_changes (vm_uuid, doc) VALUES (?, ?)");
+    this.db.transaction(() => {
+      for (const { entry: e, from } of writes) {
+        const stored = get.get(e.vmUuid, e.checkpoint, e.target) as records.LedgerState | undefined;
+        if ((stored ?? null) !== from)
+          throw new CairnError(
+            "failed-precondition",
+            `ledger entry ${e.checkpoint}/${e.target} of VM ${e.vmUuid} is ${stored ?? "absent"}, expected ${from ?? "absent"}`,
+          );
+        put.run(e.vmUuid, e.checkpoint, e.target, e.state, e.createdMs, JSON.stringify(e));
+        const c: records.LedgerChange = {
+          atMs: nowMs,
+          vmUuid: e.vmUuid,
+          checkpoint: e.checkpoint,
+          target: e.target,
+          from: from ?? "",
+          to: e.state,
+          reason: e.reason || reason,
+        };
+        change.run(e.vmUuid, JSON.stringify(c));
+      }
+    })();
+  }
+  async listLedger(vmUuid: string): Promise<records.LedgerEntry[]> {
+    return parseAll(
+      this.db
+        .prepare("SELECT doc FROM ledger WHERE vm_uuid = ? ORDER BY created_ms, checkpoint, target")
+        .all(vmUuid) as Row[],
+    );
+  }
+  async listLedgerInState(states: readonly records.LedgerState[]): Promise<records.LedgerEntry[]> {
+    if (!states.length) return [];
+    return parseAll(
+      this.db
+        .prepare(
+          `SELECT doc FROM ledger WHERE state IN (${placeholders(states.length)}) ORDER BY vm_uuid, created_ms, checkpoint, target`,
+        )
+        .all(...states) as Row[],
+    );
+  }
+  async ledgerChanges(vmUuid: string, limit: number): Promise<records.LedgerChange[]> {
+    return parseAll(
+      this.db
+        .prepare("SELECT doc FROM ledger_changes WHERE vm_uuid = ? ORDER BY seq DESC LIMIT ?")
+        .all(vmUuid, limit) as Row[],
+    );
+  }
   async getVm(uuidOrName: string): Promise<records.VmRecord | undefined> {
     return parse(
       this.db
         .prepare("SELECT doc FROM vms WHERE uuid = ? OR name = ? ORDER BY (uuid = ?) DESC LIMIT 1")
         .get(uuidOrName, uuidOrName, uuidOrName) as Row | undefined,
     );
+  }
+  async vmHosts(uuids: readonly string[]): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    const unique = [...new Set(uuids)];
+    for (let i = 0; i < unique.length; i += 500) {
+      const part = unique.slice(i, i + 500);
+      const rows = this.db
+        .prepare(`SELECT uuid, host_id FROM vms WHERE uuid IN (${placeholders(part.length)})`)
+        .all(...part) as { uuid: string; host_id: string }[];
+      for (const r of rows) out.set(r.uuid, r.host_id);
+    }
+    return out;
   }
   async listVms(hostId?: string): Promise<records.VmRecord[]> {
     const rows = hostId
@@ -406,6 +499,24 @@ export class SqliteStore implements Store {
   async close(): Promise<void> {
     if (this.db.open) this.db.close();
   }
+}
+
+/**
+ * The ownership rule for a host's report of a VM it sees (Store contract): its owner's reports
+ * apply; another host takes the VM when it runs it there (and the report is not older than the
+ * owner's last change) or when the VM is gone from its owner.
+ */
+function takesOwnership(
+  old: records.VmRecord,
+  hostId: string,
+  state: string,
+  present: boolean,
+  atMs: number,
+): boolean {
+  if (old.hostId === hostId) return true;
+  if (!present) return false;
+  if (!old.present) return true;
+  return state === "running" && atMs >= (old.stateMs ?? 0);
 }
 
 export const _conforms = null as unknown as SqliteStore satisfies Store;

@@ -50,4 +50,17 @@ export const MIGRATIONS: readonly (string | ((db: Database) => void))[] = [
   ALTER TABLE snapshots ADD COLUMN manifest TEXT;
   CREATE INDEX jobs_state_created ON jobs(state, created_ms, id);
   `,
+  // 4: the checkpoint ledger (docs/checkpoint-ledger.md) with its change log, and the lifecycle
+  // events agents report per VM. The partial index finds the entries reconciliation looks at
+  // (pending, suspect) without scanning a fleet's committed history.
+  `
+  CREATE TABLE ledger (vm_uuid TEXT NOT NULL, checkpoint TEXT NOT NULL, target TEXT NOT NULL,
+    state TEXT NOT NULL, created_ms INTEGER NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (vm_uuid, checkpoint, target));
+  CREATE INDEX ledger_open ON ledger(state) WHERE state IN ('pending', 'suspect');
+  CREATE TABLE ledger_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, vm_uuid TEXT NOT NULL, doc TEXT NOT NULL);
+  CREATE INDEX ledger_changes_vm ON ledger_changes(vm_uuid, seq);
+  CREATE TABLE vm_events (seq INTEGER PRIMARY KEY AUTOINCREMENT, vm_uuid TEXT NOT NULL, doc TEXT NOT NULL);
+  CREATE INDEX vm_events_vm ON vm_events(vm_uuid, seq);
+  `,
 ];

@@ -21,7 +21,17 @@ describe("roles", () => {
       allowed("operator")
         .filter((m) => !allowed("viewer").includes(m))
         .sort(),
-    ).toEqual(["ApplyPolicy", "BackupNow", "CancelJob", "RestoreDisk", "VerifyRepository"].sort());
+    ).toEqual(
+      [
+        "ApplyPolicy",
+        "BackupNow",
+        "CancelJob",
+        "DrainHost",
+        "RestoreDisk",
+        "UndrainHost",
+        "VerifyRepository",
+      ].sort(),
+    );
     expect(allowed("admin")).toEqual(knownAdminMethods());
     for (const role of ["viewer", "operator", "admin"] as const) {
       expect(roleAllows(role, "DropEverything")).toBe(false);

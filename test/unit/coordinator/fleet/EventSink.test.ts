@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { EventSink, type VmUpdate } from "../../../../coordinator/src/fleet/EventSink.js";
+import { EventSink } from "../../../../coordinator/src/fleet/EventSink.js";
+import type { VmUpdate } from "../../../../coordinator/src/store/records.js";
 import type { Store } from "../../../../coordinator/src/store/Store.js";
 import { SqliteStore } from "../../../../coordinator/src/store/sqlite/SqliteStore.js";
 
