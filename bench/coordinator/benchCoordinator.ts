@@ -7,33 +7,24 @@
  * fires: the scheduling pass that turns it into 10,000 jobs and starts what the limits allow is timed
  * by the coordinator itself (its log). Last stdout line: {"events_per_s","schedule_pass_ms","rss_mb"}.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ChannelCredentials, ServerCredentials } from "@grpc/grpc-js";
-import { execa } from "execa";
-import { createChannel, createClient, createServer } from "nice-grpc";
-import { connectCoordinator } from "../../cli/src/connectCoordinator.js";
-import { initCoordinatorState } from "../../coordinator/src/bootstrap/initCoordinatorState.js";
-import { databasePath, parseCoordinatorConfig } from "../../coordinator/src/config/CoordinatorConfig.js";
-import { CertificateAuthority } from "../../coordinator/src/pki/CertificateAuthority.js";
-import { coordinatorIdentityPaths } from "../../coordinator/src/startCoordinator.js";
+import { databasePath } from "../../coordinator/src/config/CoordinatorConfig.js";
 import type { JobRecord } from "../../coordinator/src/store/records.js";
 import { SqliteStore } from "../../coordinator/src/store/sqlite/SqliteStore.js";
 import {
-  AgentServiceDefinition,
-  type AgentServiceImplementation,
-} from "../../shared/src/gen/cairn/v1/agent.js";
-import { DomainState } from "../../shared/src/gen/cairn/v1/common.js";
-import { CoordinatorServiceDefinition } from "../../shared/src/gen/cairn/v1/coordinator.js";
-import { withUnimplemented } from "../../shared/src/grpc/withUnimplemented.js";
-import { createKeyAndCsr } from "../../shared/src/pki/createKeyAndCsr.js";
-import { LocalObjectStore } from "../../shared/src/repository/backends/LocalObjectStore.js";
-import { Repository } from "../../shared/src/repository/Repository.js";
+  enrollSimAgents,
+  log,
+  prepareBenchCoordinator,
+  scrapeMetrics,
+  startCoordinatorDaemon,
+  startSimAgentServer,
+  simUuid as uuid,
+} from "../support/simFleet.js";
 
 const AGENTS = Number(process.env.CAIRN_BENCH_AGENTS ?? 1000);
-const uuid = (a: number, v: number) => `10000000-0000-4000-8000-${String(a * 1000 + v).padStart(12, "0")}`;
 
 /** A finished nightly job of policy "fleet" (the one the bench fires), day `day` of the history. */
 function historyJob(id: string, vmUuid: string, vmName: string, full: boolean, day: number): JobRecord {
@@ -69,64 +60,19 @@ function historyJob(id: string, vmUuid: string, vmName: string, full: boolean, d
 const VMS_PER_AGENT = Number(process.env.CAIRN_BENCH_VMS_PER_AGENT ?? 10);
 const LOAD_SECONDS = Number(process.env.CAIRN_BENCH_SECONDS ?? 20);
 const EVENTS_PER_CALL = 5;
-const log = (s: string) => process.stderr.write(`${s}\n`);
 
 const dir = mkdtempSync(join(tmpdir(), "cairn-bench-coord-"));
-const port = 17450 + Math.floor(Math.random() * 1000);
-const address = `127.0.0.1:${port}`;
-const config = { ...parseCoordinatorConfig("", "bench"), stateDir: dir, listen: address, metricsListen: "" };
-writeFileSync(
-  join(dir, "coordinator.yaml"),
-  `stateDir: ${dir}\nlisten: "${address}"\nmetricsListen: "127.0.0.1:${port + 1}"\nheartbeatIntervalSeconds: 5\nlostAfterSeconds: 60\nschedulerTickMs: 1000\nlogLevel: info\n`,
-);
-const init = await initCoordinatorState(config, { signal: AbortSignal.timeout(60_000) });
-const repoPath = join(dir, "repo");
-await (await Repository.init(new LocalObjectStore(repoPath))).close();
+const bench = await prepareBenchCoordinator(dir);
+const { config } = bench;
 
 // A stand-in for the agents' AgentService: RunBackup streams stay open (jobs "running").
-const ca = await CertificateAuthority.load(
-  coordinatorIdentityPaths(config).caDir,
-  AbortSignal.timeout(30_000),
-);
-const agentTls = await ca.issueServerCertificate({
-  commonName: "bench-agents",
-  dnsNames: ["localhost"],
-  ipAddresses: ["127.0.0.1"],
-  signal: AbortSignal.timeout(30_000),
+const agentServer = await startSimAgentServer(bench, {
+  async *runBackup(_req, ctx) {
+    await new Promise((r) => ctx.signal.addEventListener("abort", r, { once: true }));
+  },
 });
-const agentServer = createServer();
-agentServer.add(
-  AgentServiceDefinition,
-  withUnimplemented<AgentServiceImplementation>(
-    AgentServiceDefinition,
-    {
-      async *runBackup(_req, ctx) {
-        await new Promise((r) => ctx.signal.addEventListener("abort", r, { once: true }));
-      },
-    },
-    "bench",
-  ),
-);
-const agentPort = await agentServer.listen(
-  "127.0.0.1:0",
-  ServerCredentials.createSsl(Buffer.from(ca.caCertPem), [
-    { cert_chain: Buffer.from(agentTls.certPem), private_key: Buffer.from(agentTls.keyPem) },
-  ]),
-);
+const agentPort = agentServer.port;
 
-// The daemon runs with the node flags and environment its systemd unit gives it, read from the unit.
-const unit = readFileSync("systemd/cairn-coordinator.service", "utf8");
-const execStart = /^ExecStart=(.*)$/m.exec(unit)?.[1]?.trim().split(/\s+/) ?? [];
-const unitNodeFlags = execStart.slice(
-  1,
-  execStart.findIndex((a) => a.endsWith("main.js")),
-);
-const unitEnv = Object.fromEntries(
-  [...unit.matchAll(/^Environment=(\S+?)=(\S*)$/gm)].map((m) => [m[1] as string, m[2] as string]),
-);
-log(
-  `[bench] coordinator as its unit runs it: node ${unitNodeFlags.join(" ")}, env ${JSON.stringify(unitEnv)}`,
-);
 // A month of nightly history under the policy that fires below (30 succeeded jobs per VM, a full
 // every 7th): scheduling must not get slower, or larger, as job history grows.
 const HISTORY_PER_VM = Number(process.env.CAIRN_BENCH_HISTORY_PER_VM ?? 30);
@@ -145,94 +91,19 @@ const HISTORY_PER_VM = Number(process.env.CAIRN_BENCH_HISTORY_PER_VM ?? 30);
     `[bench] seeded ${AGENTS * VMS_PER_AGENT * HISTORY_PER_VM} succeeded jobs of history in ${((performance.now() - t) / 1000).toFixed(1)} s`,
   );
 }
-const logFile = join(dir, "coordinator.log");
-const child = execa(
-  "node",
-  // The compiled daemon, as systemd runs it (npm run bench:coordinator builds first).
-  [
-    ...unitNodeFlags,
-    // CAIRN_BENCH_PROF=DIR writes the coordinator's CPU profile there (at SIGTERM).
-    ...(process.env.CAIRN_BENCH_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.CAIRN_BENCH_PROF}`] : []),
-    // CAIRN_BENCH_NODE_FLAGS: extra node flags for the coordinator (to try memory settings).
-    ...(process.env.CAIRN_BENCH_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? []),
-    "dist/coordinator/src/main.js",
-    "--config",
-    join(dir, "coordinator.yaml"),
-  ],
-  {
-    reject: false,
-    env: unitEnv,
-    stderr: { file: logFile },
-  },
-);
-await new Promise<void>((resolve, reject) => {
-  child.stdout?.on("data", (d: Buffer) => d.toString().includes("listening") && resolve());
-  void child.then((r) => reject(new Error(`coordinator exited ${r.exitCode}; see ${logFile}`)));
-});
-const pid = child.pid as number;
+const { child, logFile, admin, rssNow } = await startCoordinatorDaemon(bench);
 let rssPeak = 0;
-const rssNow = () => {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return Number(m?.[1] ?? 0) / 1024;
-};
 const rssTimer = setInterval(() => (rssPeak = Math.max(rssPeak, rssNow())), 250);
 
-const admin = connectCoordinator({ coordinator: address, token: init.adminToken, caFile: init.caFile });
-await admin.registerRepository({ name: "main", location: repoPath });
-
 log(`[bench] enrolling ${AGENTS} agents`);
-// One key pair for every simulated agent keeps the bench's own cost down; each still gets its own
-// certificate (its own CN) through the real Enroll RPC and the CA.
-const { keyPem, csrPem } = await createKeyAndCsr({
-  commonName: "bench",
-  signal: AbortSignal.timeout(30_000),
-});
-const caPem = readFileSync(init.caFile);
-const enrollChannel = createChannel(address, ChannelCredentials.createSsl(caPem));
-const enrollClient = createClient(CoordinatorServiceDefinition, enrollChannel);
 const t0 = performance.now();
-const agents: {
-  id: string;
-  client: ReturnType<typeof createClient<typeof CoordinatorServiceDefinition>>;
-  vms: string[];
-}[] = [];
-for (let i = 0; i < AGENTS; i += 25) {
-  const batch = await Promise.all(
-    Array.from({ length: Math.min(25, AGENTS - i) }, async (_, k) => {
-      const id = `sim-${String(i + k).padStart(4, "0")}`;
-      const { token } = await admin.createEnrollmentToken({ hostId: id, ttlSeconds: 600 });
-      const r = await enrollClient.enroll({ token, csrPem, hostname: id });
-      const channel = createChannel(
-        address,
-        ChannelCredentials.createSsl(caPem, Buffer.from(keyPem), Buffer.from(r.certificatePem)),
-      );
-      return { id, client: createClient(CoordinatorServiceDefinition, channel), vms: [] as string[] };
-    }),
-  );
-  agents.push(...batch);
-}
+const agents = await enrollSimAgents(bench, admin, AGENTS, VMS_PER_AGENT, agentPort);
 const phaseRss: Record<string, number> = {};
 const phase = (name: string) => {
   phaseRss[name] = Math.round(rssNow());
 };
-phase("enrolled");
 log(
-  `[bench] enrolled in ${((performance.now() - t0) / 1000).toFixed(1)} s; registering ${AGENTS * VMS_PER_AGENT} VMs`,
-);
-await Promise.all(
-  agents.map(async (a, ai) => {
-    const domains = Array.from({ length: VMS_PER_AGENT }, (_, v) => ({
-      uuid: uuid(ai, v),
-      name: `vm-${ai}-${v}`,
-      state: DomainState.DOMAIN_STATE_RUNNING,
-      persistent: true,
-      disks: [{ target: "vda", format: "qcow2", source: "/x", device: "disk", virtualSize: 1n << 30n }],
-      labels: { fleet: "bench" },
-      hasGuestAgentChannel: true,
-    }));
-    a.vms = domains.map((d) => d.uuid);
-    await a.client.register({ inventory: undefined, domains, agentAddress: `127.0.0.1:${agentPort}` });
-  }),
+  `[bench] enrolled and registered ${AGENTS * VMS_PER_AGENT} VMs in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
 );
 phase("registered");
 
@@ -240,8 +111,7 @@ log(
   `[bench] load: heartbeats every 5 s and one event stream per agent, as fast as the coordinator takes them, for ${LOAD_SECONDS} s`,
 );
 const scrape = async () => {
-  const text = await (await fetch(`http://127.0.0.1:${port + 1}/metrics`)).text();
-  const v = (re: RegExp) => Number(re.exec(text)?.[1] ?? Number.NaN);
+  const v = await scrapeMetrics(bench);
   return {
     events: v(/^cairn_domain_events_total (\S+)$/m),
     heapUsed: v(/^nodejs_memory_bytes\{kind="heap_used"\} (\S+)$/m),
@@ -348,7 +218,7 @@ clearInterval(rssTimer);
 rssPeak = Math.max(rssPeak, rssNow());
 child.kill("SIGTERM");
 await child;
-agentServer.forceShutdown();
+agentServer.stop();
 const result = {
   events_per_s: Math.round(eventsPerS),
   schedule_pass_ms: Math.round(schedulePassMs),

@@ -114,7 +114,13 @@ export async function startCoordinator(
     audit,
     kick: () => kick(),
   });
-  const ledger = new Ledger({ store, clients, log, now });
+  const ledger = new Ledger({
+    store,
+    clients,
+    log,
+    now,
+    onReconciled: (r) => metrics.ledgerReconciled(r, now()),
+  });
   const runner = new JobRunner({
     store,
     hub,

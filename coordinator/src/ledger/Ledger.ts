@@ -9,6 +9,7 @@ import { bitmapVerdict } from "./bitmapVerdict.js";
 import { classifyVmEvent } from "./classifyVmEvent.js";
 import { LedgerBatch } from "./LedgerBatch.js";
 import { isLive } from "./LedgerState.js";
+import { LedgerWriter } from "./LedgerWriter.js";
 import { type BackupOutcome, planBackupOutcome } from "./planBackupOutcome.js";
 import { planRedefine } from "./planRedefine.js";
 
@@ -57,12 +58,16 @@ export class Ledger {
   private readonly reconciling = new Map<string, Promise<ReconcileReport>>();
   private readonly again = new Map<string, { hostId: string; why: string; sinceMs: number }>();
 
-  constructor(private readonly deps: LedgerDeps) {}
+  private readonly writer: LedgerWriter;
+
+  constructor(private readonly deps: LedgerDeps) {
+    this.writer = new LedgerWriter(deps.store, deps.now);
+  }
 
   /** The one door: a guarded batch (legal moves were checked when it was planned). */
   async write(writes: readonly LedgerWrite[], reason: string): Promise<void> {
     if (!writes.length) return;
-    await this.deps.store.writeLedger(writes, reason, this.deps.now());
+    await this.writer.write({ writes, reason });
     this.deps.log.info(
       {
         vm: writes[0]?.entry.vmUuid,
@@ -170,6 +175,10 @@ export class Ledger {
       .catch((err): ReconcileReport => {
         this.deps.log.error({ err, vm: vmUuid, host: hostId }, "ledger reconciliation failed");
         return emptyReport(vmUuid, hostId, why, sinceMs, `failed: ${(err as Error).message}`);
+      })
+      .then((report) => {
+        this.deps.onReconciled?.(report);
+        return report;
       })
       .finally(() => {
         this.reconciling.delete(vmUuid);
@@ -299,7 +308,6 @@ export class Ledger {
       }
     }
     log.info({ ...report, elapsedMs: Math.round(report.elapsedMs) }, "ledger reconciled");
-    this.deps.onReconciled?.(report);
     return report;
   }
 

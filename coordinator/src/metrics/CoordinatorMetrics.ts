@@ -14,6 +14,8 @@ export class CoordinatorMetrics {
   private readonly durations;
   private readonly freeze;
   private readonly schedulePass;
+  private readonly reconciles;
+  private readonly reconcileSeconds;
 
   constructor(
     readonly registry: MetricsRegistry,
@@ -62,10 +64,26 @@ export class CoordinatorMetrics {
       [],
       [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 5],
     );
+    this.reconciles = registry.counter(
+      "cairn_ledger_reconciliations_total",
+      "Checkpoint ledger reconciliations with a host's libvirt, by outcome (kept, demoted, skipped)",
+      ["outcome"],
+    );
+    this.reconcileSeconds = registry.histogram(
+      "cairn_ledger_reconcile_seconds",
+      "Time from the event that asked for a reconciliation (a VM starting on another host) to its end",
+      [],
+      [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30],
+    );
     const g = registry.gauge("cairn_jobs", "Jobs by state", ["state"]);
     g.collect?.(() => {
       for (const [state, n] of Object.entries(jobsByState())) g.set({ state }, n);
     });
+  }
+
+  ledgerReconciled(r: { skipped?: string; demoted: unknown[]; sinceMs: number }, nowMs: number): void {
+    this.reconciles.inc({ outcome: r.skipped ? "skipped" : r.demoted.length ? "demoted" : "kept" });
+    if (!r.skipped && r.sinceMs > 0) this.reconcileSeconds.observe({}, Math.max(0, nowMs - r.sinceMs) / 1000);
   }
 
   hostEvent(kind: "registered" | "returned" | "lost"): void {

@@ -5,10 +5,10 @@ import type {
   HostRecord,
   JobFilter,
   JobRecord,
+  LedgerBatchWrite,
   LedgerChange,
   LedgerEntry,
   LedgerState,
-  LedgerWrite,
   PolicyMaintenanceState,
   PolicyRecord,
   RepositoryRecord,
@@ -34,9 +34,11 @@ import type {
  *   present on its owner; a stale inactive definition on another host never takes it. A host's
  *   report that a VM is gone (not present) applies only to the VM's owner. `applyInventory` marks
  *   VMs of that host that it no longer reports as not present.
- * - Ledger writes are atomic as a batch and guarded: a write whose `from` is not the entry's stored
- *   state (null: the entry must not exist) throws CairnError("failed-precondition") and writes
- *   nothing. Every write appends a LedgerChange.
+ * - Ledger writes come in batches, each atomic and guarded on its own: a write whose `from` is not
+ *   the entry's stored state (null: the entry must not exist) fails its batch with
+ *   CairnError("failed-precondition") and nothing of that batch is written; the other batches of
+ *   the call are. All are durable when the call resolves (one commit: group commit of concurrent
+ *   reconciliations). Every write appends a LedgerChange.
  * Adapters: SqliteStore (embedded default).
  */
 export interface Store {
@@ -68,8 +70,8 @@ export interface Store {
   listVms(hostId?: string): Promise<VmRecord[]>;
   setVmLastBackup(uuid: string, ms: number): Promise<void>;
 
-  /** Ledger writes in one transaction (see the contract above). */
-  writeLedger(writes: readonly LedgerWrite[], reason: string, nowMs: number): Promise<void>;
+  /** Ledger batches in one commit (see the contract above): per batch, undefined or why it failed. */
+  writeLedger(batches: readonly LedgerBatchWrite[], nowMs: number): Promise<(Error | undefined)[]>;
   /** One VM's ledger, oldest first (creation time, checkpoint, disk). */
   listLedger(vmUuid: string): Promise<LedgerEntry[]>;
   /** Every entry in one of `states`, across VMs (reconciliation after a restart). */

@@ -109,6 +109,12 @@ export interface LedgerWrite {
   from: LedgerState | null;
 }
 
+/** Writes that stand or fall together, with the reason recorded for those that give none. */
+export interface LedgerBatchWrite {
+  writes: readonly LedgerWrite[];
+  reason: string;
+}
+
 export interface RepositoryRecord {
   name: string;
   location: string;

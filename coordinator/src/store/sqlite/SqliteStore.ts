@@ -194,7 +194,10 @@ export class SqliteStore implements Store {
     );
   }
 
-  async writeLedger(writes: readonly records.LedgerWrite[], reason: string, nowMs: number): Promise<void> {
+  async writeLedger(
+    batches: readonly records.LedgerBatchWrite[],
+    nowMs: number,
+  ): Promise<(Error | undefined)[]> {
     const get = this.db
       .prepare("SELECT state FROM ledger WHERE vm_uuid = ? AND checkpoint = ? AND target = ?")
       .pluck();
@@ -202,8 +205,9 @@ export class SqliteStore implements Store {
       "INSERT OR REPLACE INTO ledger (vm_uuid, checkpoint, target, state, created_ms, doc) VALUES (?, ?, ?, ?, ?, ?)",
     );
     const change = this.db.prepare("INSERT INTO ledger_changes (vm_uuid, doc) VALUES (?, ?)");
-    this.db.transaction(() => {
-      for (const { entry: e, from } of writes) {
+    // Each batch in its own savepoint (a nested transaction) inside one commit.
+    const one = this.db.transaction((batch: records.LedgerBatchWrite) => {
+      for (const { entry: e, from } of batch.writes) {
         const stored = get.get(e.vmUuid, e.checkpoint, e.target) as records.LedgerState | undefined;
         if ((stored ?? null) !== from)
           throw new CairnError(
@@ -218,11 +222,21 @@ export class SqliteStore implements Store {
           target: e.target,
           from: from ?? "",
           to: e.state,
-          reason: e.reason || reason,
+          reason: e.reason || batch.reason,
         };
         change.run(e.vmUuid, JSON.stringify(c));
       }
-    })();
+    });
+    return this.db.transaction(() =>
+      batches.map((b) => {
+        try {
+          one(b);
+          return undefined;
+        } catch (e) {
+          return e as Error;
+        }
+      }),
+    )();
   }
   async listLedger(vmUuid: string): Promise<records.LedgerEntry[]> {
     return parseAll(
