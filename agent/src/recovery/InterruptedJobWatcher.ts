@@ -1,4 +1,4 @@
-import { readdir } from "node:fs/promises";
+import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../../../shared/src/log/createLogger.js";
 import { ownerAlive, readJobRecord } from "../backup/jobRecord.js";
@@ -61,8 +61,11 @@ export class InterruptedJobWatcher {
     const now = Date.now();
     for (const k of this.failedAt.keys()) if (!names.includes(k)) this.failedAt.delete(k);
     for (const name of names) {
-      const rec = await readJobRecord(join(jobsDir, name));
+      const dir = join(jobsDir, name);
+      const rec = await readJobRecord(dir);
       if (rec && (rec.pid === process.pid || ownerAlive(rec))) continue;
+      // A backup makes its directory a moment before its record: only an old record-less one is left over.
+      if (!rec && (await ageMs(dir, now)) < this.opts.recordlessAfterMs) continue;
       const failed = this.failedAt.get(name);
       if (failed !== undefined && now - failed < this.opts.retryAfterMs) continue;
       due.add(name);
@@ -76,11 +79,18 @@ export class InterruptedJobWatcher {
     );
     const done = new Set(recovered.map((r) => r.jobId));
     for (const name of due) {
-      // Recorded under the directory's name; a directory left in place failed (or is too young).
+      // Recorded under the directory's name; a directory left in place failed: retried later.
       if (done.has(name)) this.failedAt.delete(name);
       else this.failedAt.set(name, now);
     }
     if (recovered.length) this.opts.onRecovered?.(recovered);
     return recovered;
   }
+}
+
+async function ageMs(path: string, now: number): Promise<number> {
+  return stat(path).then(
+    (s) => now - s.mtimeMs,
+    () => 0,
+  );
 }
