@@ -75,7 +75,7 @@ export class InterruptedJobWatcher {
       this.deps,
       this.workDir,
       AbortSignal.any([this.ac.signal, AbortSignal.timeout(120_000)]),
-      { only: due, watching: { recordlessAfterMs: this.opts.recordlessAfterMs } },
+      { only: due, watching: true, recordlessAfterMs: this.opts.recordlessAfterMs },
     );
     const done = new Set(recovered.map((r) => r.jobId));
     for (const name of due) {

@@ -19,11 +19,13 @@ export interface RecoveredJob {
 
 export interface RecoverOptions {
   /**
-   * The daemon's watcher: jobs of this process are running, not interrupted, and a job directory
-   * without a record yet is left alone until it is this old (a backup writes its record only once
-   * planned). At startup (the default) both are leftovers.
+   * A job directory without a record is a leftover only once this old (default 60 s): a backup
+   * makes its directory a moment before its record, and the daemon and the local CLI share the
+   * work dir, so a young one may belong to a backup being planned right now.
    */
-  watching?: { recordlessAfterMs: number };
+  recordlessAfterMs?: number;
+  /** The daemon's watcher: jobs of this process are running, not interrupted. */
+  watching?: boolean;
   /** Only these job directory names (the watcher passes the ones whose owner it saw die). */
   only?: ReadonlySet<string>;
 }
@@ -52,12 +54,12 @@ export async function recoverInterruptedJobs(
     if (rec) {
       if (opts.watching && rec.pid === process.pid) continue;
       if (rec.pid !== process.pid && ownerAlive(rec)) continue;
-    } else if (opts.watching) {
+    } else {
       const age = await stat(dir).then(
         (s) => Date.now() - s.mtimeMs,
         () => 0,
       );
-      if (age < opts.watching.recordlessAfterMs) continue;
+      if (age < (opts.recordlessAfterMs ?? 60_000)) continue;
     }
     const result: RecoveredJob = {
       jobId: rec?.jobId ?? name,
