@@ -12,7 +12,8 @@ import { VirshGuestAgent } from "./guest/VirshGuestAgent.js";
 import type { Hypervisor } from "./hypervisor/Hypervisor.js";
 import { VirshHypervisor } from "./hypervisor/VirshHypervisor.js";
 import { VirshSessionPool } from "./hypervisor/VirshSessionPool.js";
-import { type RecoveredJob, recoverInterruptedJobs } from "./live/recoverInterruptedJobs.js";
+import { InterruptedJobWatcher } from "./recovery/InterruptedJobWatcher.js";
+import { type RecoveredJob, recoverInterruptedJobs } from "./recovery/recoverInterruptedJobs.js";
 
 export interface AgentRuntime {
   config: AgentConfig;
@@ -24,6 +25,11 @@ export interface AgentRuntime {
   liveBackup: BackupConfig;
   /** Startup recovery: thaw guests left frozen, clean up after interrupted jobs. */
   recover(signal: AbortSignal): Promise<{ thawed: string[]; jobs: RecoveredJob[] }>;
+  /**
+   * The daemon's watch for jobs whose owner (the local CLI, another agent process) died while it
+   * runs: cleaned up within seconds instead of at the next start. Stop it before exiting.
+   */
+  watchInterruptedJobs(): InterruptedJobWatcher;
 }
 
 /** Wires the agent's adapters from its config (used by the daemon and the local CLI alike). */
@@ -69,6 +75,15 @@ export async function createAgentRuntime(
       });
       const jobs = await recoverInterruptedJobs({ hypervisor, log }, workDir, signal);
       return { thawed, jobs };
+    },
+    watchInterruptedJobs() {
+      const w = new InterruptedJobWatcher({ hypervisor, log }, workDir, {
+        intervalMs: 1_000,
+        retryAfterMs: 30_000,
+        recordlessAfterMs: 10 * 60_000,
+      });
+      w.start();
+      return w;
     },
   };
 }

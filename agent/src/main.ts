@@ -79,6 +79,7 @@ async function main(): Promise<void> {
   const rt = await createAgentRuntime(config);
   const startup = await rt.recover(AbortSignal.timeout(120_000));
   rt.log.info({ ...startup, version: CAIRN_VERSION }, "agent startup recovery done");
+  const jobWatcher = rt.watchInterruptedJobs();
   const passphrase = await readPassphrase(config.repositoryPassphraseFile);
   const repositorySettings = agentRepositorySettings(config, passphrase);
   const jobs = new JobRegistry();
@@ -155,6 +156,7 @@ async function main(): Promise<void> {
     stopping = true;
     rt.log.info({ signal: sig, running: jobs.runningJobIds() }, "agent stopping");
     await link?.stop();
+    await jobWatcher.stop();
     await jobs.abortAll(`agent stopping (${sig})`, 60_000);
     await metricsServer?.close();
     await server.close();

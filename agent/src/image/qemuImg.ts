@@ -1,5 +1,6 @@
 import { execa } from "execa";
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
+import { imageInUseError } from "./imageInUseError.js";
 
 export interface ImageInfo {
   format: string;
@@ -8,7 +9,12 @@ export interface ImageInfo {
   bitmaps: { name: string; flags: string[] }[];
 }
 
-async function qemuImg(args: readonly string[], what: string, signal: AbortSignal): Promise<string> {
+async function qemuImg(
+  args: readonly string[],
+  what: string,
+  image: string,
+  signal: AbortSignal,
+): Promise<string> {
   const r = await execa("qemu-img", args, {
     cancelSignal: signal,
     timeout: 120_000,
@@ -18,15 +24,8 @@ async function qemuImg(args: readonly string[], what: string, signal: AbortSigna
   if (r.isCanceled) throw new CairnError("aborted", `qemu-img ${args[0]} was aborted`);
   if (r.failed) {
     const msg = String(r.stderr || r.message).trim();
-    if (/Failed to get .*lock|Is another process using the image/i.test(msg)) {
-      throw new CairnError(
-        "failed-precondition",
-        `${what}: the image is in use (was the VM started?): ${msg}`,
-        {
-          hint: "an offline backup needs the VM shut off; it will run as a live backup once the VM runs",
-        },
-      );
-    }
+    const inUse = imageInUseError(image, msg);
+    if (inUse) throw inUse;
     throw new CairnError("failed-precondition", `${what} failed: ${msg}`, { cause: r });
   }
   return String(r.stdout);
@@ -40,6 +39,7 @@ export async function imageInfo(path: string, signal: AbortSignal, forceShare = 
   const out = await qemuImg(
     ["info", ...(forceShare ? ["-U"] : []), "--output=json", path],
     `reading ${path}`,
+    path,
     signal,
   );
   const j = JSON.parse(out) as {
@@ -56,7 +56,7 @@ export async function imageInfo(path: string, signal: AbortSignal, forceShare = 
 
 /** Creates an empty qcow2 image (scratch space for a pull backup's copy-before-write). */
 export async function createQcow2(path: string, size: number, signal: AbortSignal): Promise<void> {
-  await qemuImg(["create", "-q", "-f", "qcow2", path, String(size)], `creating ${path}`, signal);
+  await qemuImg(["create", "-q", "-f", "qcow2", path, String(size)], `creating ${path}`, path, signal);
 }
 
 /**
@@ -72,6 +72,7 @@ export async function bitmapOps(
   await qemuImg(
     ["bitmap", ...ops, "-f", "qcow2", path, name],
     `qemu-img bitmap ${ops.join(" ")} ${name} on ${path}`,
+    path,
     signal,
   );
 }

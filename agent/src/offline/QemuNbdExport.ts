@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import { execa, type ResultPromise } from "execa";
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
+import { imageInUseError } from "../image/imageInUseError.js";
 
 export interface QemuNbdExportOptions {
   image: string;
@@ -24,6 +25,11 @@ export class QemuNbdExport {
     readonly exportName: string,
   ) {}
 
+  /** The qemu-nbd process (recorded so a restarted agent can end an orphan). */
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
   static async start(o: QemuNbdExportOptions): Promise<QemuNbdExport> {
     const args = ["-r", "-f", o.format, "-k", o.socketPath, "-x", o.exportName, "--persistent", "--shared=4"];
     if (o.bitmap) args.push("-B", o.bitmap);
@@ -38,14 +44,15 @@ export class QemuNbdExport {
       if (exited || o.signal.aborted || Date.now() > deadline) {
         child.kill("SIGKILL");
         const r = await child;
+        const stderr = String(r.stderr).trim();
+        if (!o.signal.aborted) {
+          const inUse = imageInUseError(o.image, stderr);
+          if (inUse) throw inUse;
+        }
         throw new CairnError(
           o.signal.aborted ? "aborted" : "failed-precondition",
-          `qemu-nbd could not export ${o.image}: ${String(r.stderr).trim() || (exited ? `exited with ${r.exitCode}` : "no socket in time")}`,
-          {
-            hint: /lock/i.test(String(r.stderr))
-              ? "the VM was started meanwhile; back it up live instead"
-              : "see the message",
-          },
+          `qemu-nbd could not export ${o.image}: ${stderr || (exited ? `exited with ${r.exitCode}` : "no socket in time")}`,
+          { hint: "see the message" },
         );
       }
       await new Promise((r) => setTimeout(r, 20));

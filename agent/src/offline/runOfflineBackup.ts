@@ -1,12 +1,13 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { CairnError, isCairnError } from "../../../shared/src/errors/CairnError.js";
 import type { SnapshotManifest } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
 import { CONFIG_FILES_KEY } from "../../../shared/src/repository/manifest/VmConfigFiles.js";
 import type { RestorePointWriter } from "../../../shared/src/repository/RestorePointWriter.js";
 import { BackupJobStateMachine } from "../backup/BackupJobState.js";
 import type { BackupConfig, BackupDeps, BackupRequest } from "../backup/BackupRequest.js";
-import { writeJobRecord } from "../backup/jobRecord.js";
+import { type JobRecord, type OfflineJournal, writeJobRecord } from "../backup/jobRecord.js";
 import { type BackupPlan, planDisks } from "../backup/planDisks.js";
 import { readExportsIntoSnapshot } from "../backup/readExportsIntoSnapshot.js";
 import { readVmHistory } from "../backup/readVmHistory.js";
@@ -25,9 +26,15 @@ export interface OfflineBackupResult {
 
 /**
  * Backs up a shut-off domain without starting it: qemu-nbd exports each disk read-only (qcow2 with
- * the chain's dirty bitmap), the new checkpoint's bitmap is added with qemu-img (the previous one
- * disabled, as libvirt does), and libvirt's checkpoint metadata is redefined so the next live backup
- * continues the same chain. Every bitmap change is rolled back if the backup does not seal.
+ * the chain's dirty bitmap), the new checkpoint's bitmap is added with qemu-img, and libvirt's
+ * checkpoint metadata is redefined so the next live backup continues the same chain. Every earlier
+ * checkpoint's bitmap stays enabled, as libvirt (since 6.x) keeps them all recording: a differential
+ * exports the chain root's bitmap, and libvirt refuses one that is not recording.
+ *
+ * Nothing is changed before every image is known to be free (QEMU's image lock: a QEMU on another
+ * host may hold it), and each change is written to the job record before it is made, so that
+ * startup recovery (recoverOfflineJob) ends an orphan qemu-nbd and undoes the bitmaps of an
+ * agent that died mid-backup. Every bitmap change is rolled back if the backup does not seal.
  */
 export async function runOfflineBackup(
   deps: BackupDeps,
@@ -51,8 +58,10 @@ export async function runOfflineBackup(
       hypervisor.listCheckpoints(domain.name, signal),
       readVmHistory(repository, req.history, domain.uuid, signal),
     ]);
+    // Without -U: this fails on an image another process holds, before anything is changed.
     const infos = new Map<string, Awaited<ReturnType<typeof imageInfo>>>();
-    for (const d of disks) infos.set(d.target, await imageInfo(d.source, signal));
+    for (const d of disks)
+      infos.set(d.target, await imageInfoUnlessStarted(deps, domain.name, d.source, signal));
     // The bitmaps stored in each image; "in-use" ones were never closed cleanly.
     const bitmaps = new Map<string, LiveBitmap[]>();
     for (const [t, info] of infos)
@@ -70,13 +79,18 @@ export async function runOfflineBackup(
     });
     log.info({ jobId: req.jobId, domain: domain.name, plan, offline: true }, "backup plan");
     await mkdir(jobDir, { recursive: true, mode: 0o700 });
-    await writeJobRecord(jobDir, {
+    const journal: OfflineJournal = { addedBitmaps: [], exports: [], redefined: null };
+    const rec: JobRecord = {
       jobId: req.jobId,
       domain: domain.name,
-      checkpoint: null,
+      checkpoint: plan.newCheckpoint,
       sealed: false,
       pid: process.pid,
-    });
+      offline: journal,
+    };
+    /** Records what is about to change, durably, before it changes. */
+    const journalled = () => writeJobRecord(jobDir, rec);
+    await journalled();
 
     // ---- exporting: bitmaps first (qemu-img needs the write lock), then read-only exports
     sm.to("quiescing", { offline: true });
@@ -93,18 +107,18 @@ export async function runOfflineBackup(
         else {
           // An incremental across several checkpoints reads the union of their bitmaps.
           const tmp = `cairn-export-${randomBytes(3).toString("hex")}`;
+          journal.addedBitmaps.push({ image: src, bitmap: tmp, temporary: true });
+          await journalled();
           await bitmapOps(src, tmp, ["--add", ...chain.flatMap((b) => ["--merge", b])], signal);
           undo.push(() => bitmapOps(src, tmp, ["--remove"], AbortSignal.timeout(60_000)));
           exportBitmaps.set(p.target, tmp);
         }
       }
       if (p.bitmap && plan.newCheckpoint) {
-        const prev = latest?.bitmaps[p.target];
-        if (prev && bitmaps.get(p.target)?.some((b) => b.name === prev)) {
-          await bitmapOps(src, prev, ["--disable"], signal);
-          undo.push(() => bitmapOps(src, prev, ["--enable"], AbortSignal.timeout(60_000)));
-        }
+        // The previous checkpoints' bitmaps stay enabled: a later differential reads from the root's.
         const name = plan.newCheckpoint;
+        journal.addedBitmaps.push({ image: src, bitmap: name, temporary: false });
+        await journalled();
         await bitmapOps(src, name, ["--add"], signal);
         undo.push(() => bitmapOps(src, name, ["--remove"], AbortSignal.timeout(60_000)));
       }
@@ -112,17 +126,21 @@ export async function runOfflineBackup(
     for (const p of plan.disks) {
       const d = disks.find((x) => x.target === p.target)!;
       const bitmap = exportBitmaps.get(p.target);
-      exports.push(
-        await QemuNbdExport.start({
-          image: d.source,
-          format: infos.get(p.target)?.format ?? d.format,
-          socketPath: join(jobDir, `${p.target}.sock`),
-          exportName: p.target,
-          ...(bitmap ? { bitmap } : {}),
-          startTimeoutMs: 30_000,
-          signal,
-        }),
-      );
+      const entry = { socket: join(jobDir, `${p.target}.sock`), pid: null as number | null };
+      journal.exports.push(entry);
+      await journalled();
+      const e = await QemuNbdExport.start({
+        image: d.source,
+        format: infos.get(p.target)?.format ?? d.format,
+        socketPath: entry.socket,
+        exportName: p.target,
+        ...(bitmap ? { bitmap } : {}),
+        startTimeoutMs: 30_000,
+        signal,
+      });
+      exports.push(e);
+      entry.pid = e.pid ?? null;
+      await journalled();
     }
 
     // ---- reading
@@ -165,8 +183,10 @@ export async function runOfflineBackup(
           })),
         domainXml,
       });
-      await hypervisor.redefineCheckpoint(domain.name, xml, { validate: false }, signal);
       const name = plan.newCheckpoint;
+      journal.redefined = name;
+      await journalled();
+      await hypervisor.redefineCheckpoint(domain.name, xml, { validate: false }, signal);
       undo.push(() =>
         hypervisor.deleteCheckpoint(domain.name, name, { metadataOnly: true }, AbortSignal.timeout(60_000)),
       );
@@ -181,6 +201,8 @@ export async function runOfflineBackup(
       signal,
     });
     sealed = true;
+    rec.sealed = true;
+    await journalled().catch((e) => log.warn({ err: e, jobId: req.jobId }, "could not record the seal"));
     // Temporary export bitmaps go; the new checkpoint's bitmap stays.
     undo.length = 0;
     for (const p of plan.disks) {
@@ -203,5 +225,31 @@ export async function runOfflineBackup(
       }
     }
     await rm(jobDir, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+/**
+ * `qemu-img info` without -U. An image held by another process is refused as in use by another
+ * QEMU (deferred: the VM may run elsewhere), unless the VM was started here meanwhile: then it is
+ * simply no longer shut off.
+ */
+async function imageInfoUnlessStarted(
+  deps: Pick<BackupDeps, "hypervisor">,
+  domain: string,
+  image: string,
+  signal: AbortSignal,
+): Promise<Awaited<ReturnType<typeof imageInfo>>> {
+  try {
+    return await imageInfo(image, signal);
+  } catch (err) {
+    if (!isCairnError(err, "failed-precondition") || err.details?.deferred !== "moved") throw err;
+    const now = await deps.hypervisor.domain(domain, signal).catch(() => undefined);
+    if (now && (now.state === "running" || now.state === "paused")) {
+      throw new CairnError("failed-precondition", `domain ${domain} was started during its offline backup`, {
+        hint: "it will be backed up live on the next attempt",
+        cause: err,
+      });
+    }
+    throw err;
   }
 }

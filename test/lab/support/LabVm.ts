@@ -335,7 +335,11 @@ export class LabVm {
   }
 
   /** Live migration with shared storage to another lab host; the VM object follows it. */
-  async migrate(to: LabHost, timeoutMs = 180_000): Promise<void> {
+  /**
+   * Live migration to `to`. `keepSource`: without --undefinesource, so the source host keeps an
+   * inactive definition of the same disks (as an operator's migration often does).
+   */
+  async migrate(to: LabHost, timeoutMs = 180_000, opts: { keepSource?: boolean } = {}): Promise<void> {
     const port = await freePort(to.migrationPorts);
     await run(
       "virsh",
@@ -345,7 +349,7 @@ export class LabVm {
         "migrate",
         "--live",
         "--persistent",
-        "--undefinesource",
+        ...(opts.keepSource ? [] : ["--undefinesource"]),
         // --unsafe: the disks sit on one local filesystem both hosts see, not a cluster filesystem.
         "--unsafe",
         this.name,
