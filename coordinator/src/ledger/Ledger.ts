@@ -47,6 +47,9 @@ export interface ReconcileReport {
   skipped?: string;
 }
 
+/** Enough to keep every agent and the store busy; more only queues inside gRPC and the heap. */
+const MAX_CONCURRENT_RECONCILES = 64;
+
 const hhmm = (ms: number) => new Date(ms).toISOString().slice(11, 19);
 
 /**
@@ -59,6 +62,8 @@ export class Ledger {
   private readonly again = new Map<string, { hostId: string; why: string; sinceMs: number }>();
 
   private readonly writer: LedgerWriter;
+  private active = 0;
+  private readonly waiting: (() => void)[] = [];
 
   constructor(private readonly deps: LedgerDeps) {
     this.writer = new LedgerWriter(deps.store, deps.now);
@@ -171,7 +176,10 @@ export class Ledger {
       this.again.set(vmUuid, { hostId, why, sinceMs });
       return current;
     }
-    const run = this.reconcile(vmUuid, hostId, why, sinceMs, AbortSignal.timeout(120_000))
+    const run = this.slot()
+      .then((release) =>
+        this.reconcile(vmUuid, hostId, why, sinceMs, AbortSignal.timeout(120_000)).finally(release),
+      )
       .catch((err): ReconcileReport => {
         this.deps.log.error({ err, vm: vmUuid, host: hostId }, "ledger reconciliation failed");
         return emptyReport(vmUuid, hostId, why, sinceMs, `failed: ${(err as Error).message}`);
@@ -190,6 +198,19 @@ export class Ledger {
       });
     this.reconciling.set(vmUuid, run);
     return run;
+  }
+
+  /**
+   * A place among the reconciliations that run at once: a migration storm (a host evacuated, a
+   * fleet bench) must queue here, not open thousands of RPCs and hold their state all at once.
+   */
+  private async slot(): Promise<() => void> {
+    if (this.active >= MAX_CONCURRENT_RECONCILES) await new Promise<void>((r) => this.waiting.push(r));
+    this.active++;
+    return () => {
+      this.active--;
+      this.waiting.shift()?.();
+    };
   }
 
   /** Resolves when no reconciliation is running (tests, shutdown). */

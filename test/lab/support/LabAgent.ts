@@ -26,6 +26,8 @@ export class LabAgent {
     c: TestCoordinator,
     hostId: string,
     env: Record<string, string> = {},
+    /** The libvirt this agent manages (the lab's second host has its own). */
+    libvirtUri?: string,
   ): Promise<LabAgent> {
     const a = new LabAgent(hostId, c, env);
     await mkdir(a.dir, { recursive: true });
@@ -34,7 +36,7 @@ export class LabAgent {
     await chmod(a.dir, 0o711);
     await writeFile(
       a.config,
-      `stateDir: ${a.dir}\nlisten: "127.0.0.1:0"\nmetricsListen: "127.0.0.1:0"\nlogLevel: ${process.env.CAIRN_TEST_LOG ?? "warn"}\ncoordinator:\n  address: "${c.address}"\n  inventoryPollSeconds: 1\n`,
+      `stateDir: ${a.dir}\nlisten: "127.0.0.1:0"\nmetricsListen: "127.0.0.1:0"\nlogLevel: ${process.env.CAIRN_TEST_LOG ?? "warn"}\ncoordinator:\n  address: "${c.address}"\n  inventoryPollSeconds: 1\n${libvirtUri ? `libvirtUri: "${libvirtUri}"\n` : ""}`,
     );
     const r = await execa(
       "node",

@@ -1,0 +1,183 @@
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { join } from "node:path";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { JobRecord } from "../../coordinator/src/store/records.js";
+import { BackupMode } from "../../shared/src/gen/cairn/v1/common.js";
+import { eventually, startTestCoordinator, type TestCoordinator } from "../support/coordinatorHarness.js";
+import { LabAgent } from "./support/LabAgent.js";
+import type { LabHost } from "./support/LabHost.js";
+import type { LabVm } from "./support/LabVm.js";
+import { Lab } from "./support/lab.js";
+import { REPO_ROOT } from "./support/labPaths.js";
+
+const MiB = 1024 * 1024;
+
+// Two real libvirt hosts (the lab's second libvirtd), one real agent daemon on each, one
+// coordinator: the checkpoint ledger keeps a VM's chains through live migration, crash and
+// interruption (docs/checkpoint-ledger.md).
+describe("checkpoint ledger on two hosts", () => {
+  const lab = new Lab();
+  let c: TestCoordinator;
+  let host2: LabHost;
+  let a: LabAgent;
+  let b: LabAgent;
+  let vm: LabVm;
+
+  const waitJob = (jobId: string, timeoutMs = 240_000) =>
+    eventually(
+      `job ${jobId} ends`,
+      async () => {
+        const j = await c.running.ctx.store.getJob(jobId);
+        return j && ["succeeded", "failed", "cancelled"].includes(j.state) ? j : undefined;
+      },
+      timeoutMs,
+    );
+  const backup = async (mode = BackupMode.BACKUP_MODE_INCREMENTAL): Promise<JobRecord> =>
+    waitJob((await c.admin().backupNow({ vm: vm.name, policy: "lab", mode })).jobId);
+  const chain = () => c.admin().showVmChain({ vm: vm.name, events: 50 });
+  const bytesRead = async (snapshotId: string | null) => {
+    const s = await c.running.ctx.store.getSnapshot(snapshotId ?? "");
+    return (JSON.parse(s?.manifestJson ?? "{}") as { stats?: { bytesRead?: number } }).stats?.bytesRead ?? -1;
+  };
+  const sha256File = async (path: string) => {
+    const h = createHash("sha256");
+    for await (const x of createReadStream(path)) h.update(x as Buffer);
+    return h.digest("hex");
+  };
+  const restoreMatches = async (snapshotId: string, target: string) => {
+    const out = join(c.dir, `${target}-${snapshotId}.raw`);
+    await execa(
+      "node",
+      [
+        ...["--import", "tsx", "cli/src/main.ts", "restore", "disk", snapshotId, target, "--to", out],
+        ...["--coordinator", c.address, "--ca-file", c.caFile, "--token", c.adminToken],
+      ],
+      { cwd: REPO_ROOT },
+    );
+    return (await sha256File(out)) === (await vm.deviceHash(`/dev/${target}`));
+  };
+
+  beforeAll(async () => {
+    c = await startTestCoordinator({ heartbeatIntervalSeconds: 1, lostAfterSeconds: 6 });
+    host2 = await lab.startSecondHost();
+    a = await LabAgent.enroll(c, "kvm-a");
+    b = await LabAgent.enroll(c, "kvm-b", {}, host2.uri);
+    vm = await lab.createVm({
+      label: "ledger",
+      disks: [
+        { kind: "blank", format: "qcow2", sizeMiB: 64, randomMiB: 16 },
+        { kind: "blank", format: "qcow2", sizeMiB: 64, randomMiB: 16 },
+      ],
+    });
+    await vm.boot();
+    await Promise.all([a.start(), b.start()]);
+    await eventually("the VM in the inventory on kvm-a", async () =>
+      (await c.admin().listVms({ hostId: "kvm-a" })).vms.some((v) => v.name === vm.name),
+    );
+    await c.admin().applyPolicy({
+      yaml: `name: lab\nselector: {names: [${vm.name}]}\nschedule: {cron: "0 3 * * *"}\nmode: {kind: incremental, fullEvery: 100}\nrepository: main\n`,
+    });
+  }, 300_000);
+  afterAll(async () => {
+    await a?.kill();
+    await b?.kill();
+    await lab.dispose();
+    await c?.dispose();
+  });
+
+  it("a full backup on A commits one checkpoint per disk with libvirt's XML", async () => {
+    const full = await backup(BackupMode.BACKUP_MODE_FULL);
+    expect(full).toMatchObject({ state: "succeeded", hostId: "kvm-a" });
+    const r = await chain();
+    expect(r.entries.map((e) => [e.target, e.state, e.hostId])).toEqual([
+      ["vda", "committed", "kvm-a"],
+      ["vdb", "committed", "kvm-a"],
+    ]);
+    expect(r.disks.map((d) => d.summary)).toEqual([
+      expect.stringMatching(/^vda: incremental chain of 1, last checkpoint cairn-\S+ on kvm-a$/),
+      expect.stringMatching(/^vdb: incremental chain of 1, last checkpoint cairn-\S+ on kvm-a$/),
+    ]);
+  });
+
+  it("live migration A→B: the chain is redefined and verified on B; the next backup runs there, incremental, reading ≈ the dirty bytes", async () => {
+    const t0 = Date.now();
+    await vm.migrate(host2);
+    await eventually(
+      "chain kept on kvm-b",
+      async () => (await chain()).disks.every((d) => d.lastHostId === "kvm-b" && d.next === "incremental"),
+      60_000,
+    );
+    console.log(`[ledger] chain kept on kvm-b ${Date.now() - t0} ms after the migration began`);
+    const r = await chain();
+    expect(r.events.filter((e) => e.hostId === "kvm-b").map((e) => `${e.kind}/${e.detail}`)).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^(started|resumed)\/migrated$/)]),
+    );
+    expect(r.changes[0]?.reason).toMatch(/carried from kvm-a to kvm-b .*bitmap verified in QEMU/);
+    await vm.writeRandom("/dev/vdb", 8 * MiB, 4 * MiB);
+    const incr = await backup();
+    expect(incr).toMatchObject({ state: "succeeded", hostId: "kvm-b", diskKinds: { vda: "incremental", vdb: "incremental" } });
+    const read = await bytesRead(incr.snapshotId);
+    expect(read).toBeGreaterThanOrEqual(4 * MiB);
+    expect(read).toBeLessThanOrEqual(4 * MiB * 1.25);
+    expect(await restoreMatches(incr.snapshotId as string, "vdb")).toBe(true);
+  });
+
+  it("back B→A: the same; the job goes where the VM runs", async () => {
+    await vm.migrate(lab.host1);
+    await eventually(
+      "chain kept on kvm-a",
+      async () => (await chain()).disks.every((d) => d.lastHostId === "kvm-a" && d.next === "incremental"),
+      60_000,
+    );
+    await vm.writeRandom("/dev/vda", 0, 2 * MiB);
+    const incr = await backup();
+    expect(incr).toMatchObject({ state: "succeeded", hostId: "kvm-a", diskKinds: { vda: "incremental", vdb: "incremental" } });
+    expect(await bytesRead(incr.snapshotId)).toBeLessThanOrEqual(2 * MiB * 1.25);
+    expect(await restoreMatches(incr.snapshotId as string, "vda")).toBe(true);
+  });
+
+  it("coordinator killed mid-backup: the job is re-attached, its pending checkpoint committed, the chain goes on", async () => {
+    await vm.writeRandom("/dev/vdb", 0, 8 * MiB);
+    const { jobId } = await c.admin().backupNow({ vm: vm.name, policy: "lab", mode: BackupMode.BACKUP_MODE_FULL });
+    await eventually("pending entry", async () => (await chain()).entries.some((e) => e.state === "pending"), 60_000);
+    await c.restart();
+    const job = await waitJob(jobId);
+    expect(job.state).toBe("succeeded");
+    const r = await chain();
+    expect(r.entries.filter((e) => e.state === "pending")).toEqual([]);
+    expect(r.entries.filter((e) => e.jobId === jobId).map((e) => e.state)).toEqual(["committed", "committed"]);
+    expect((await backup()).diskKinds).toEqual({ vda: "incremental", vdb: "incremental" });
+  });
+
+  it("QEMU killed on A, VM started on B: the disks whose bitmaps did not survive go full, with the reason", async () => {
+    await vm.crash();
+    await eventually("suspect", async () => (await chain()).disks.some((d) => d.next === "check"), 30_000);
+    // The operator starts it on the other host (shared storage): define it there, start it.
+    const xml = (await execa("virsh", ["-c", lab.host1.uri, "dumpxml", "--inactive", vm.name])).stdout;
+    await execa("virsh", ["-c", lab.host1.uri, "undefine", "--checkpoints-metadata", vm.name]);
+    await execa("virsh", ["-c", host2.uri, "define", "/dev/stdin"], { input: xml });
+    vm.host = host2;
+    await vm.start();
+    await vm.waitForAgent(120_000);
+    await eventually("demoted", async () => (await chain()).disks.every((d) => d.next === "full"), 60_000);
+    for (const d of (await chain()).disks) expect(d.summary).toMatch(/will be read in full: .*(inconsistent|missing)/);
+    const job = await backup();
+    expect(job.hostId).toBe("kvm-b");
+    for (const k of Object.values(job.diskKinds)) expect(k).toMatch(/^full: /);
+    expect((await chain()).disks.every((d) => d.next === "incremental" && d.length === 1)).toBe(true);
+  });
+
+  it("a VM defined on both hosts (inactive on A, running on B): backups run on B only, whatever A reports", async () => {
+    const xml = (await execa("virsh", ["-c", host2.uri, "dumpxml", "--inactive", vm.name])).stdout;
+    await execa("virsh", ["-c", lab.host1.uri, "define", "/dev/stdin"], { input: xml });
+    await a.kill();
+    await a.start(); // registers with the stale inactive definition
+    await new Promise((r) => setTimeout(r, 3000));
+    expect((await c.admin().listVms({ hostId: "kvm-b" })).vms.map((v) => v.name)).toContain(vm.name);
+    const job = await backup();
+    expect(job).toMatchObject({ state: "succeeded", hostId: "kvm-b" });
+    await execa("virsh", ["-c", lab.host1.uri, "undefine", vm.name]);
+  });
+});
