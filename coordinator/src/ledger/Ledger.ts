@@ -48,7 +48,7 @@ export interface ReconcileReport {
 }
 
 /** Enough to keep every agent and the store busy; more only queues inside gRPC and the heap. */
-const MAX_CONCURRENT_RECONCILES = 64;
+const MAX_CONCURRENT_RECONCILES = 128;
 
 const hhmm = (ms: number) => new Date(ms).toISOString().slice(11, 19);
 
@@ -73,7 +73,8 @@ export class Ledger {
   async write(writes: readonly LedgerWrite[], reason: string): Promise<void> {
     if (!writes.length) return;
     await this.writer.write({ writes, reason });
-    this.deps.log.info(
+    // Debug: every change is in the ledger's own change log (cairn vms chain --json).
+    this.deps.log.debug(
       {
         vm: writes[0]?.entry.vmUuid,
         changes: writes.map(
