@@ -74,7 +74,12 @@ export class DomainEventFeed {
     // Defined and undefined say nothing about the state: ask (a running domain can be redefined,
     // or undefined and stay running as a transient one). The lookup also names unknown domains.
     if (!uuid || state === undefined) {
-      const d = await this.deps.hypervisor.domain(e.domainName, signal);
+      // While libvirt removes a domain a lookup can fail outright (not only "not found"): for an
+      // undefine that means gone; anything else is worth the warning the caller logs.
+      const d = await this.deps.hypervisor.domain(e.domainName, signal).catch((err: unknown) => {
+        if (e.kind === "undefined" && uuid) return undefined;
+        throw err;
+      });
       if (d) {
         uuid = d.uuid;
         this.uuidByName.set(d.name, d.uuid);
