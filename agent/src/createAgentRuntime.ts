@@ -5,6 +5,8 @@ import { CairnError } from "../../shared/src/errors/CairnError.js";
 import { createLogger, type Logger } from "../../shared/src/log/createLogger.js";
 import type { BackupConfig } from "./backup/BackupRequest.js";
 import type { AgentConfig } from "./config/AgentConfig.js";
+import type { DomainEventSource } from "./events/DomainEventSource.js";
+import { VirshDomainEventSource } from "./events/VirshDomainEventSource.js";
 import { FreezeMarkers } from "./guest/FreezeMarkers.js";
 import type { GuestAgent } from "./guest/GuestAgent.js";
 import { recoverFrozenGuests } from "./guest/recoverFrozenGuests.js";
@@ -20,6 +22,8 @@ export interface AgentRuntime {
   hostId: string;
   log: Logger;
   hypervisor: Hypervisor;
+  /** libvirt's lifecycle events (a `virsh event` listener, started by whoever runs it). */
+  events: DomainEventSource;
   guestAgent: GuestAgent;
   freezeMarkers: FreezeMarkers;
   liveBackup: BackupConfig;
@@ -65,6 +69,7 @@ export async function createAgentRuntime(
     hostId: config.hostId ?? hostname(),
     log,
     hypervisor,
+    events: new VirshDomainEventSource({ uri: config.libvirtUri, log }),
     guestAgent,
     freezeMarkers,
     liveBackup,

@@ -133,6 +133,7 @@ async function main(): Promise<void> {
         hypervisor: rt.hypervisor,
         jobs,
         log: rt.log,
+        events: rt.events,
         inventory: async (signal) => {
           const facts = await collectHostInventory(
             rt.hypervisor,

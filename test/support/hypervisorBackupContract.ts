@@ -144,5 +144,62 @@ export function hypervisorBackupContract(name: string, fixture: () => Hypervisor
       ]);
       expect(Object.keys(cps[1]!.bitmaps).sort()).toEqual([...f.disks].sort());
     });
+
+    it("one checkpoint by name, with the XML libvirt gives; an unknown name is undefined", async () => {
+      const f = fixture();
+      const c = await f.hypervisor.checkpoint(f.domain, "ct-3", sig());
+      expect(c?.name).toBe("ct-3");
+      expect(c?.parent).toBe("ct-2");
+      expect(c?.xml).toContain("<domaincheckpoint>");
+      expect(Object.keys(c?.bitmaps ?? {}).sort()).toEqual([...f.disks].sort());
+      expect(await f.hypervisor.checkpoint(f.domain, "ct-none", sig())).toBeUndefined();
+    });
+
+    it("the running QEMU has each checkpoint's bitmap, consistent and recording", async () => {
+      const f = fixture();
+      const live = await f.hypervisor.liveBitmaps(f.domain, sig());
+      for (const t of f.disks) {
+        const names = (live.get(t) ?? []).map((b) => [b.name, b.inconsistent, b.recording]);
+        expect(names, t).toEqual(
+          expect.arrayContaining([
+            ["ct-2", false, true],
+            ["ct-3", false, true],
+          ]),
+        );
+      }
+    });
+
+    it("the job holding the domain: none when idle, backup while a pull backup runs", async () => {
+      const f = fixture();
+      const h = f.hypervisor;
+      expect(await h.activeJob(f.domain, sig())).toBe("");
+      await h.beginPullBackup(f.domain, { backupXml: backup(f, "job.sock") }, sig());
+      try {
+        expect(await h.activeJob(f.domain, sig())).toBe("backup");
+      } finally {
+        await h.endBackup(f.domain, sig());
+      }
+      expect(await h.activeJob(f.domain, sig())).toBe("");
+      const err = await h.activeJob("cairn-no-such-domain", sig()).catch((e: unknown) => e);
+      expect(isCairnError(err, "not-found"), String(err)).toBe(true);
+    });
+
+    it("a validated redefinition is refused when QEMU lacks the bitmap, and records nothing", async () => {
+      const f = fixture();
+      const h = f.hypervisor;
+      const ct3 = await h.checkpoint(f.domain, "ct-3", sig());
+      const ghost = ct3!.xml.replaceAll("ct-3", "ct-ghost");
+      const err = await h
+        .redefineCheckpoint(f.domain, ghost, { validate: true }, sig())
+        .catch((e: unknown) => e);
+      expect(isCairnError(err, "failed-precondition"), String(err)).toBe(true);
+      expect(String((err as Error).message)).toMatch(/bitmap 'ct-ghost'/);
+      expect((await h.listCheckpoints(f.domain, sig())).map((c) => c.name)).toEqual(["ct-2", "ct-3"]);
+      // metadata only: the bitmaps stay in QEMU, so the same XML redefines with validation
+      await h.deleteCheckpoint(f.domain, "ct-3", { metadataOnly: true }, sig());
+      expect(await h.checkpoint(f.domain, "ct-3", sig())).toBeUndefined();
+      await h.redefineCheckpoint(f.domain, ct3!.xml, { validate: true }, sig());
+      expect((await h.checkpoint(f.domain, "ct-3", sig()))?.parent).toBe("ct-2");
+    });
   });
 }

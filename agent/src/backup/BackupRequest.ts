@@ -52,6 +52,19 @@ export interface BackupRequest {
   signal: AbortSignal;
   onProgress?: (p: BackupProgress) => void;
   onState?: (s: BackupJobState) => void;
+  /**
+   * The checkpoint the job is about to make, awaited before libvirt makes it (the ledger records
+   * it as pending first, so a crash right after leaves no checkpoint the ledger never heard of).
+   */
+  onCheckpoint?: (c: PendingCheckpoint) => Promise<void> | void;
+}
+
+export interface PendingCheckpoint {
+  name: string;
+  /** The domain's current checkpoint, which libvirt makes the new one's parent. */
+  parent: string | undefined;
+  /** Disk target → bitmap name (libvirt names each bitmap after its checkpoint). */
+  bitmaps: Record<string, string>;
 }
 
 export interface BackupProgress {

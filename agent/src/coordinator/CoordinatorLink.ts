@@ -4,15 +4,19 @@ import { type Channel, createChannel, createClient } from "nice-grpc";
 import type { HostInventory } from "../../../shared/src/gen/cairn/v1/common.js";
 import {
   CoordinatorServiceDefinition,
+  type DomainEvent,
   type StreamEventsRequest,
 } from "../../../shared/src/gen/cairn/v1/coordinator.js";
 import { AsyncQueue } from "../../../shared/src/grpc/AsyncQueue.js";
 import { domainInfo } from "../../../shared/src/grpc/wire/domainInfo.js";
 import type { Logger } from "../../../shared/src/log/createLogger.js";
+import { DomainEventFeed, type ResolvedDomainEvent } from "../events/DomainEventFeed.js";
+import type { DomainEventSource } from "../events/DomainEventSource.js";
 import type { DomainInfo } from "../hypervisor/DomainInfo.js";
 import type { Hypervisor } from "../hypervisor/Hypervisor.js";
 import type { JobRegistry } from "../jobs/JobRegistry.js";
 import { diffDomains } from "./diffDomains.js";
+import { StreamedStates } from "./StreamedStates.js";
 
 export interface CoordinatorLinkConfig {
   address: string;
@@ -27,7 +31,12 @@ export interface CoordinatorLinkDeps {
   jobs: JobRegistry;
   inventory(signal: AbortSignal): Promise<HostInventory>;
   log: Logger;
+  /** libvirt's own lifecycle events; without it domain changes come from inventory polling only. */
+  events?: DomainEventSource;
 }
+
+/** Streamed events kept while no session is open (a coordinator restart); the oldest go first. */
+const MAX_PENDING_EVENTS = 1000;
 
 /**
  * The agent's side of the fleet: register (inventory and domains), then heartbeat with the jobs it
@@ -38,6 +47,12 @@ export class CoordinatorLink {
   private readonly stopper = new AbortController();
   private channel: Channel | undefined;
   private loop: Promise<void> | undefined;
+  private eventLoop: Promise<void> | undefined;
+  private readonly feed: DomainEventFeed | undefined;
+  private readonly streamed = new StreamedStates();
+  /** The open session's event stream; undefined between sessions. */
+  private outbox: AsyncQueue<StreamEventsRequest> | undefined;
+  private pending: DomainEvent[] = [];
   /** Resolves on the first successful registration (tests, startup logs). */
   readonly registered: Promise<void>;
   private markRegistered!: () => void;
@@ -47,16 +62,31 @@ export class CoordinatorLink {
     private readonly deps: CoordinatorLinkDeps,
   ) {
     this.registered = new Promise((r) => (this.markRegistered = r));
+    if (deps.events)
+      this.feed = new DomainEventFeed({ source: deps.events, hypervisor: deps.hypervisor, log: deps.log });
   }
 
   start(): void {
     this.loop ??= this.run();
+    this.eventLoop ??= this.feed?.run((e) => this.streamedEvent(e), this.stopper.signal);
   }
 
   async stop(): Promise<void> {
     this.stopper.abort();
     await this.loop?.catch(() => {});
+    await this.eventLoop?.catch(() => {});
     this.channel?.close();
+  }
+
+  /** One event from libvirt's stream: sent now, or kept until the next session opens. */
+  private streamedEvent(e: ResolvedDomainEvent): void {
+    const ev: DomainEvent = { ...e, timestampMs: BigInt(e.timestampMs), fromLibvirt: true };
+    this.streamed.record(e.domainUuid, e.state, Date.now());
+    if (this.outbox) this.outbox.push({ hostId: this.config.hostId, events: [ev] });
+    else {
+      this.pending.push(ev);
+      if (this.pending.length > MAX_PENDING_EVENTS) this.pending.shift();
+    }
   }
 
   private client() {
@@ -107,6 +137,7 @@ export class CoordinatorLink {
     );
     this.markRegistered();
     const known = new Map(domains.map((d) => [d.uuid, d]));
+    this.feed?.remember(domains);
     const heartbeatMs = Math.max(200, reg.heartbeatIntervalSeconds * 1000);
     // One long-lived event stream per session; if it breaks, the session starts over.
     const outbox = new AsyncQueue<StreamEventsRequest>();
@@ -120,9 +151,14 @@ export class CoordinatorLink {
         streamFailure = e;
       },
     );
+    // Streamed events from while no session was open: the registration's inventory may already
+    // show their outcome, but their kind and detail are still news.
+    if (this.pending.length) outbox.push({ hostId: this.config.hostId, events: this.pending.splice(0) });
+    this.outbox = outbox;
     try {
       await this.beat(client, heartbeatMs, signal, known, outbox, () => streamFailure);
     } finally {
+      this.outbox = undefined;
       outbox.end();
       streamStop.abort();
       await stream;
@@ -151,10 +187,12 @@ export class CoordinatorLink {
         for (const id of hb.abortJobIds) this.deps.jobs.abort(id, "the coordinator no longer wants this job");
         lastBeat = now;
       }
+      const pollStarted = Date.now();
       const current = await this.deps.hypervisor.listDomains(
         AbortSignal.any([signal, AbortSignal.timeout(30_000)]),
       );
-      const events = diffDomains(known, current, Date.now());
+      this.feed?.remember(current);
+      const events = this.streamed.filter(diffDomains(known, current, Date.now()), pollStarted);
       if (events.length) {
         outbox.push({ hostId: this.config.hostId, events });
         this.deps.log.debug({ events: events.length }, "domain events sent");

@@ -4,6 +4,11 @@ import type { BackupJobInfo, CheckpointInfo } from "./parseCheckpointXml.js";
 export interface LiveBitmap {
   name: string;
   inconsistent: boolean;
+  /**
+   * Tracking writes now (libvirt 9.0 accepts an incremental only from a recording bitmap).
+   * Adapters that read QEMU say it; undefined where nobody asked (bitmaps read from an image).
+   */
+  recording?: boolean;
 }
 
 /**
@@ -32,6 +37,8 @@ export interface Hypervisor {
 
   /** Checkpoints, parents before children. */
   listCheckpoints(domain: string, signal: AbortSignal): Promise<CheckpointInfo[]>;
+  /** One checkpoint with the XML libvirt gives for it (one call), or undefined when there is none. */
+  checkpoint(domain: string, name: string, signal: AbortSignal): Promise<CheckpointInfo | undefined>;
   /** Deletes a checkpoint (merging its bitmap into its parent's); metadataOnly leaves bitmaps alone. */
   deleteCheckpoint(
     domain: string,
@@ -71,6 +78,12 @@ export interface Hypervisor {
     docs: { backupXml: string; checkpointXml?: string; reuseScratch?: boolean; jobChecked?: boolean },
     signal: AbortSignal,
   ): Promise<void>;
+  /**
+   * The libvirt job holding the domain: "" none (also for a domain that does not run), "backup",
+   * "migration" (outgoing on the source, incoming on the destination), or libvirt's operation name
+   * in lower case ("snapshot", "dump", …). "not-found" for an unknown domain.
+   */
+  activeJob(domain: string, signal: AbortSignal): Promise<string>;
   /** The running backup job, or undefined when there is none. */
   backupJob(domain: string, signal: AbortSignal): Promise<BackupJobInfo | undefined>;
   /** Ends the backup job (pull backups end this way); no error when there is none. */

@@ -11,6 +11,7 @@ import {
   parseCheckpointXml,
 } from "./parseCheckpointXml.js";
 import { parseDomainXml } from "./parseDomainXml.js";
+import { parseDomJobInfo } from "./parseDomJobInfo.js";
 import { spawnRunner, type VirshRunner } from "./runVirsh.js";
 
 export interface VirshHypervisorConfig {
@@ -108,6 +109,28 @@ export class VirshHypervisor implements Hypervisor {
     for (const n of names)
       out.push(parseCheckpointXml(await this.virsh(["checkpoint-dumpxml", domain, n], signal)));
     return out;
+  }
+
+  async checkpoint(domain: string, name: string, signal: AbortSignal): Promise<CheckpointInfo | undefined> {
+    try {
+      return parseCheckpointXml(await this.virsh(["checkpoint-dumpxml", domain, name], signal));
+    } catch (err) {
+      // An unknown domain stays an error; only the checkpoint's absence is an answer.
+      if (isCairnError(err, "not-found") && /checkpoint/i.test(err.message)) return undefined;
+      throw err;
+    }
+  }
+
+  async activeJob(domain: string, signal: AbortSignal): Promise<string> {
+    try {
+      return parseDomJobInfo(await this.virsh(["domjobinfo", domain], signal));
+    } catch (err) {
+      if (!isCairnError(err, "failed-precondition")) throw err;
+      // On the destination of a migration libvirt 9.0 refuses domjobinfo with this (seen in the lab).
+      if (/available only on the source host/i.test(err.message)) return "migration";
+      if (/domain is not running/i.test(err.message)) return "";
+      throw err;
+    }
   }
 
   async deleteCheckpoint(domain: string, name: string, opts: { metadataOnly: boolean }, signal: AbortSignal) {
@@ -225,7 +248,10 @@ export class VirshHypervisor implements Hypervisor {
   async liveBitmaps(domain: string, signal: AbortSignal): Promise<Map<string, LiveBitmap[]>> {
     const out = new Map<string, LiveBitmap[]>();
     for (const b of await this.bitmapNodes(domain, signal)) {
-      out.set(b.target, [...(out.get(b.target) ?? []), { name: b.name, inconsistent: b.inconsistent }]);
+      out.set(b.target, [
+        ...(out.get(b.target) ?? []),
+        { name: b.name, inconsistent: b.inconsistent, recording: b.recording },
+      ]);
     }
     return out;
   }
@@ -248,12 +274,19 @@ export class VirshHypervisor implements Hypervisor {
       this.qmp<QmpBlockNode[]>(domain, "query-named-block-nodes", { flat: true }, signal),
     ]);
     const bySource = new Map(parseDomainXml(xml).disks.map((d) => [d.source, d.target]));
-    const out: { target: string; node: string; name: string; inconsistent: boolean }[] = [];
+    const out: { target: string; node: string; name: string; inconsistent: boolean; recording: boolean }[] =
+      [];
     for (const n of nodes) {
       const target = bySource.get(n.file);
       if (!target || n.drv !== "qcow2") continue;
       for (const b of n["dirty-bitmaps"] ?? []) {
-        out.push({ target, node: n["node-name"], name: b.name, inconsistent: Boolean(b.inconsistent) });
+        out.push({
+          target,
+          node: n["node-name"],
+          name: b.name,
+          inconsistent: Boolean(b.inconsistent),
+          recording: b.recording !== false,
+        });
       }
     }
     return out;
@@ -295,7 +328,7 @@ interface QmpBlockNode {
   "node-name": string;
   drv: string;
   file: string;
-  "dirty-bitmaps"?: { name: string; inconsistent?: boolean; persistent?: boolean }[];
+  "dirty-bitmaps"?: { name: string; inconsistent?: boolean; persistent?: boolean; recording?: boolean }[];
 }
 
 function lines(s: string): string[] {

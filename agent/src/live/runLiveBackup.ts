@@ -124,7 +124,16 @@ export async function runLiveBackup(
       checkpointName: `cairn-${new Date().toISOString().replace(/[-:.]/g, "").slice(0, 15)}Z-${randomBytes(3).toString("hex")}`,
     });
     log.info({ jobId: req.jobId, domain: domain.name, plan }, "backup plan");
-    await cleanBrokenCheckpoints(deps, domain.name, checkpoints, liveBitmaps, plan, signal);
+    const cleaned = await cleanBrokenCheckpoints(deps, domain.name, checkpoints, liveBitmaps, plan, signal);
+    if (plan.newCheckpoint && req.onCheckpoint) {
+      await req.onCheckpoint({
+        name: plan.newCheckpoint,
+        parent: checkpoints.filter((c) => !cleaned.includes(c.name)).at(-1)?.name,
+        bitmaps: Object.fromEntries(
+          plan.disks.filter((d) => d.bitmap).map((d) => [d.target, plan.newCheckpoint!]),
+        ),
+      });
+    }
 
     // What startup recovery needs if this process dies: which domain, which checkpoint.
     await writeJobRecord(jobDir, {

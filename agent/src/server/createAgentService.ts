@@ -8,9 +8,11 @@ import {
 import { domainInfo } from "../../../shared/src/grpc/wire/domainInfo.js";
 import { hostInventory } from "../../../shared/src/grpc/wire/hostInventory.js";
 import { withUnimplemented } from "../../../shared/src/grpc/withUnimplemented.js";
+import { createLogger, type Logger } from "../../../shared/src/log/createLogger.js";
 import { CAIRN_VERSION } from "../../../shared/src/version.js";
 import type { Hypervisor } from "../hypervisor/Hypervisor.js";
 import { collectHostInventory } from "../inventory/collectHostInventory.js";
+import { chainRpcs } from "./chainRpcs.js";
 import { type BackupRpcDeps, runBackupRpc } from "./runBackupRpc.js";
 import { runMaintenanceRpc } from "./runMaintenanceRpc.js";
 
@@ -20,6 +22,7 @@ export interface AgentServiceDeps {
   libvirtUri: string;
   /** Backup execution; without it RunBackup/AbortJob answer UNIMPLEMENTED (inventory-only agent). */
   backups?: BackupRpcDeps;
+  log?: Logger;
 }
 
 /** The gRPC AgentService: maps the core's types to the wire; RPCs not built yet answer UNIMPLEMENTED. */
@@ -37,6 +40,7 @@ export function createAgentService(deps: AgentServiceDeps): AgentServiceImplemen
       const domains = await deps.hypervisor.listDomains(ctx.signal);
       return { domains: domains.map(domainInfo.toWire) };
     },
+    ...chainRpcs({ hypervisor: deps.hypervisor, log: deps.log ?? createLogger("cairn-agent", "silent") }),
   };
   const backups = deps.backups;
   if (backups) {

@@ -4,11 +4,13 @@ import type { RunBackupRequest, RunBackupResponse } from "../../../shared/src/ge
 import { QuiesceMode } from "../../../shared/src/gen/cairn/v1/common.js";
 import { backupJobState } from "../../../shared/src/grpc/wire/backupJobState.js";
 import { backupMode } from "../../../shared/src/grpc/wire/backupMode.js";
+import { checkpointRecord } from "../../../shared/src/grpc/wire/checkpointRecord.js";
 import { quiesceMode } from "../../../shared/src/grpc/wire/quiesceMode.js";
 import { jobIdOf, type SnapshotManifest } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
 import type { Repository } from "../../../shared/src/repository/Repository.js";
 import type { BackupConfig, BackupDeps } from "../backup/BackupRequest.js";
-import { runBackup } from "../backup/runBackup.js";
+import { deferredCause, runBackup } from "../backup/runBackup.js";
+import type { CheckpointInfo } from "../hypervisor/parseCheckpointXml.js";
 import type { JobRegistry } from "../jobs/JobRegistry.js";
 import { jobStreamsOf } from "../jobs/JobStreams.js";
 
@@ -36,7 +38,12 @@ export interface JobOutcome {
   failure?: string;
 }
 
-function toResult(m: SnapshotManifest, freezeMs: number | undefined): RunBackupResponse["event"] {
+function toResult(
+  m: SnapshotManifest,
+  freezeMs: number | undefined,
+  checkpoint: CheckpointInfo | undefined,
+  prunedCheckpoints: readonly string[],
+): RunBackupResponse["event"] {
   return {
     $case: "result",
     value: {
@@ -51,11 +58,16 @@ function toResult(m: SnapshotManifest, freezeMs: number | undefined): RunBackupR
       bytesStored: BigInt(m.stats.bytesStored),
       freezeMs: freezeMs ?? 0,
       manifestJson: JSON.stringify(m),
-      checkpoint: undefined,
-      prunedCheckpoints: [],
+      checkpoint: checkpoint ? checkpointRecord.toWire(checkpoint) : undefined,
+      prunedCheckpoints: [...prunedCheckpoints],
     },
   };
 }
+
+/** How a backup job ended here: sealed, or deferred to run later (maybe on another host). */
+type JobEnd =
+  | { done: Awaited<ReturnType<typeof runBackup>> }
+  | { deferred: { cause: string; reason: string } };
 
 /**
  * RunBackup: validates the request (INVALID_ARGUMENT names the field), returns the result of a job
@@ -86,7 +98,14 @@ export async function* runBackupRpc(
     const sealed = history.find((s) => jobIdOf(s) === req.jobId);
     if (sealed) {
       const fw = sealed.extra["freezeWindowMs"];
-      yield { jobId: req.jobId, event: toResult(sealed, typeof fw === "number" ? fw : undefined) };
+      const cpName = sealed.disks.find((d) => d.checkpoint)?.checkpoint;
+      const checkpoint = cpName
+        ? await deps.backup.hypervisor.checkpoint(req.domainUuid, cpName, ctx.signal).catch(() => undefined)
+        : undefined;
+      yield {
+        jobId: req.jobId,
+        event: toResult(sealed, typeof fw === "number" ? fw : undefined, checkpoint, []),
+      };
       return;
     }
     // A backup's outcome is its sealed manifest, found above: no final events are kept in memory.
@@ -101,50 +120,86 @@ export async function* runBackupRpc(
     const { feed, done } = streams.start(
       req.jobId,
       req.domainUuid,
-      (signal, f) =>
-        runBackup({ ...deps.backup, repository }, deps.config, {
-          jobId: req.jobId,
-          domain: req.domainUuid,
-          mode,
-          quiesce,
-          ...(req.disks.length ? { disks: req.disks } : {}),
-          labels: req.labels,
-          history: { vmUuid: req.domainUuid, snapshots: history },
-          signal,
-          onState: (s) =>
-            f.publish("state", {
-              jobId: req.jobId,
-              event: { $case: "jobState", value: backupJobState.toWire(s) },
-            }),
-          onProgress: (p) =>
-            f.publish("progress", {
-              jobId: req.jobId,
-              event: {
-                $case: "progress",
-                value: {
-                  bytesDone: BigInt(p.bytesDone),
-                  bytesTotal: BigInt(p.bytesTotal),
-                  rate: p.rate,
-                  etaSeconds: p.etaSeconds,
-                  phase: p.phase,
+      async (signal, f): Promise<JobEnd> => {
+        try {
+          const r = await runBackup({ ...deps.backup, repository }, deps.config, {
+            jobId: req.jobId,
+            domain: req.domainUuid,
+            mode,
+            quiesce,
+            ...(req.disks.length ? { disks: req.disks } : {}),
+            labels: req.labels,
+            history: { vmUuid: req.domainUuid, snapshots: history },
+            signal,
+            onState: (s) =>
+              f.publish("state", {
+                jobId: req.jobId,
+                event: { $case: "jobState", value: backupJobState.toWire(s) },
+              }),
+            onCheckpoint: (c) =>
+              f.publish("checkpoint", {
+                jobId: req.jobId,
+                event: { $case: "checkpointPending", value: checkpointRecord.pendingToWire(c) },
+              }),
+            onProgress: (p) =>
+              f.publish("progress", {
+                jobId: req.jobId,
+                event: {
+                  $case: "progress",
+                  value: {
+                    bytesDone: BigInt(p.bytesDone),
+                    bytesTotal: BigInt(p.bytesTotal),
+                    rate: p.rate,
+                    etaSeconds: p.etaSeconds,
+                    phase: p.phase,
+                  },
                 },
-              },
-            }),
-        }),
-      (r) => ({ jobId: req.jobId, event: toResult(r.manifest, r.freezeWindowMs) }),
+              }),
+          });
+          return { done: r };
+        } catch (err) {
+          // Not a failure: the job runs again later, where the domain is then (nothing was changed).
+          const cause = deferredCause(err);
+          if (cause) return { deferred: { cause, reason: (err as Error).message } };
+          throw err;
+        }
+      },
+      (end) => ({
+        jobId: req.jobId,
+        event:
+          "deferred" in end
+            ? { $case: "deferred", value: end.deferred }
+            : toResult(
+                end.done.manifest,
+                end.done.freezeWindowMs,
+                end.done.checkpoint,
+                end.done.prunedCheckpoints,
+              ),
+      }),
     );
     // The repository stays open until the job ends, even if every caller has gone.
     closeRepository = false;
     void done
       .then(
-        (r) =>
-          deps.onJobEnd?.({
-            ok: true,
-            durationMs: Date.now() - started,
-            bytesRead: r.manifest.stats.bytesRead,
-            bytesStored: r.manifest.stats.bytesStored,
-            freezeMs: r.freezeWindowMs,
-          }),
+        (end) =>
+          deps.onJobEnd?.(
+            "deferred" in end
+              ? {
+                  ok: false,
+                  durationMs: Date.now() - started,
+                  bytesRead: 0,
+                  bytesStored: 0,
+                  freezeMs: undefined,
+                  failure: "deferred",
+                }
+              : {
+                  ok: true,
+                  durationMs: Date.now() - started,
+                  bytesRead: end.done.manifest.stats.bytesRead,
+                  bytesStored: end.done.manifest.stats.bytesStored,
+                  freezeMs: end.done.freezeWindowMs,
+                },
+          ),
         (e) =>
           deps.onJobEnd?.({
             ok: false,

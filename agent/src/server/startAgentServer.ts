@@ -49,7 +49,7 @@ export async function startAgentServer(
         .use(errors)
         .use(onlyPeer(tls.allowedPeer))
     : createServer().use(errors);
-  server.add(AgentServiceDefinition, createAgentService(deps));
+  server.add(AgentServiceDefinition, createAgentService({ log, ...deps }));
   const port = await server.listen(
     config.listen,
     tls

@@ -11,6 +11,8 @@ import { abortError, CairnError } from "../../../shared/src/errors/CairnError.js
 interface FakeDomainState {
   checkpoints: CheckpointInfo[];
   job: BackupJobInfo | undefined;
+  /** The dirty bitmaps in the disks' images ("target/name"), apart from libvirt's metadata. */
+  bitmaps: Set<string>;
 }
 
 /** In-memory Hypervisor for unit tests of logic; passes the same contract suites as VirshHypervisor. */
@@ -25,7 +27,7 @@ export class FakeHypervisor implements Hypervisor {
     if (!info) throw new CairnError("not-found", `domain ${domain} not found`);
     let st = this.state.get(info.uuid);
     if (!st) {
-      st = { checkpoints: [], job: undefined };
+      st = { checkpoints: [], job: undefined, bitmaps: new Set() };
       this.state.set(info.uuid, st);
     }
     return { info, st };
@@ -60,16 +62,28 @@ export class FakeHypervisor implements Hypervisor {
     return structuredClone(this.find(domain, signal, "listCheckpoints").st.checkpoints);
   }
 
-  async deleteCheckpoint(
-    domain: string,
-    name: string,
-    _opts: { metadataOnly: boolean },
-    signal: AbortSignal,
-  ) {
+  async checkpoint(domain: string, name: string, signal: AbortSignal) {
+    const cp = this.find(domain, signal, "checkpoint").st.checkpoints.find((c) => c.name === name);
+    return cp ? structuredClone(cp) : undefined;
+  }
+
+  /** Libvirt jobs holding domains (by name), as `domjobinfo` would say: "migration", … */
+  readonly jobs = new Map<string, string>();
+
+  async activeJob(domain: string, signal: AbortSignal) {
+    const { info, st } = this.find(domain, signal, "activeJob");
+    if (info.state !== "running" && info.state !== "paused") return "";
+    return this.jobs.get(info.name) ?? (st.job ? "backup" : "");
+  }
+
+  async deleteCheckpoint(domain: string, name: string, opts: { metadataOnly: boolean }, signal: AbortSignal) {
     const { st } = this.find(domain, signal, "deleteCheckpoint");
     const i = st.checkpoints.findIndex((c) => c.name === name);
     if (i < 0) throw new CairnError("not-found", `checkpoint ${name} not found`);
     const [gone] = st.checkpoints.splice(i, 1);
+    // A full delete merges the bitmaps away; --metadata leaves them in the images.
+    if (!opts.metadataOnly)
+      for (const [t, b] of Object.entries(gone?.bitmaps ?? {})) st.bitmaps.delete(`${t}/${b}`);
     for (const c of st.checkpoints) if (c.parent === name) c.parent = gone?.parent;
   }
 
@@ -87,19 +101,42 @@ export class FakeHypervisor implements Hypervisor {
     }
     cp.parent = st.checkpoints.at(-1)?.name;
     cp.creationTime = Math.floor(Date.now() / 1000);
+    for (const [t, b] of Object.entries(cp.bitmaps)) st.bitmaps.add(`${t}/${b}`);
     // Like libvirt's checkpoint-dumpxml: the stored document names its parent.
     if (cp.parent)
       cp.xml = cp.xml.replace("</name>", `</name>\n  <parent><name>${cp.parent}</name></parent>`);
     st.checkpoints.push(cp);
   }
 
-  async redefineCheckpoint(domain: string, xml: string, _opts: { validate: boolean }, signal: AbortSignal) {
-    const { st } = this.find(domain, signal, "redefineCheckpoint");
+  async redefineCheckpoint(domain: string, xml: string, opts: { validate: boolean }, signal: AbortSignal) {
+    const { info, st } = this.find(domain, signal, "redefineCheckpoint");
     const cp = parseCheckpointXml(xml);
     if (st.checkpoints.some((c) => c.name === cp.name)) {
       throw new CairnError("failed-precondition", `checkpoint ${cp.name} already exists`);
     }
+    if (opts.validate) {
+      // As libvirt 9.0: validation asks the running QEMU, and wants every bitmap there and sound.
+      if (info.state !== "running" && info.state !== "paused")
+        throw new CairnError(
+          "failed-precondition",
+          "Requested operation is not valid: domain is not running",
+        );
+      const live = await this.liveBitmaps(domain, signal);
+      for (const [t, b] of Object.entries(cp.bitmaps)) {
+        const found = live.get(t)?.find((x) => x.name === b);
+        if (!found || found.inconsistent)
+          throw new CairnError(
+            "failed-precondition",
+            `checkpoint inconsistent: missing or broken bitmap '${b}' for disk '${t}'`,
+          );
+      }
+    }
     st.checkpoints.push(cp);
+  }
+
+  /** A bitmap in a disk's image without checkpoint metadata (as after a migration to this host). */
+  addBitmap(domain: string, target: string, name: string): void {
+    this.find(domain, new AbortController().signal, "addBitmap").st.bitmaps.add(`${target}/${name}`);
   }
 
   async beginPullBackup(
@@ -130,6 +167,8 @@ export class FakeHypervisor implements Hypervisor {
   /** Bitmaps ("domain/target/name") lost or broken, as after QEMU is killed. */
   readonly missing = new Set<string>();
   readonly inconsistent = new Set<string>();
+  /** Bitmaps ("domain/target/name") present but not recording (disabled). */
+  readonly disabled = new Set<string>();
 
   /** Like SIGKILL of QEMU: runtime-created bitmaps were never saved to the images. */
   crash(domain: string): void {
@@ -142,12 +181,14 @@ export class FakeHypervisor implements Hypervisor {
   async liveBitmaps(domain: string, signal: AbortSignal) {
     const { info, st } = this.find(domain, signal, "liveBitmaps");
     const out = new Map<string, LiveBitmap[]>();
-    for (const c of st.checkpoints) {
-      for (const [t, b] of Object.entries(c.bitmaps)) {
-        const key = `${info.name}/${t}/${b}`;
-        if (this.missing.has(key)) continue;
-        out.set(t, [...(out.get(t) ?? []), { name: b, inconsistent: this.inconsistent.has(key) }]);
-      }
+    for (const tb of st.bitmaps) {
+      const [t, b] = tb.split("/") as [string, string];
+      const key = `${info.name}/${t}/${b}`;
+      if (this.missing.has(key)) continue;
+      out.set(t, [
+        ...(out.get(t) ?? []),
+        { name: b, inconsistent: this.inconsistent.has(key), recording: !this.disabled.has(key) },
+      ]);
     }
     return out;
   }
