@@ -117,7 +117,11 @@ describe("checkpoint ledger on two hosts", () => {
     expect(r.changes[0]?.reason).toMatch(/carried from kvm-a to kvm-b .*bitmap verified in QEMU/);
     await vm.writeRandom("/dev/vdb", 8 * MiB, 4 * MiB);
     const incr = await backup();
-    expect(incr).toMatchObject({ state: "succeeded", hostId: "kvm-b", diskKinds: { vda: "incremental", vdb: "incremental" } });
+    expect(incr).toMatchObject({
+      state: "succeeded",
+      hostId: "kvm-b",
+      diskKinds: { vda: "incremental", vdb: "incremental" },
+    });
     const read = await bytesRead(incr.snapshotId);
     expect(read).toBeGreaterThanOrEqual(4 * MiB);
     expect(read).toBeLessThanOrEqual(4 * MiB * 1.25);
@@ -133,21 +137,34 @@ describe("checkpoint ledger on two hosts", () => {
     );
     await vm.writeRandom("/dev/vda", 0, 2 * MiB);
     const incr = await backup();
-    expect(incr).toMatchObject({ state: "succeeded", hostId: "kvm-a", diskKinds: { vda: "incremental", vdb: "incremental" } });
+    expect(incr).toMatchObject({
+      state: "succeeded",
+      hostId: "kvm-a",
+      diskKinds: { vda: "incremental", vdb: "incremental" },
+    });
     expect(await bytesRead(incr.snapshotId)).toBeLessThanOrEqual(2 * MiB * 1.25);
     expect(await restoreMatches(incr.snapshotId as string, "vda")).toBe(true);
   });
 
   it("coordinator killed mid-backup: the job is re-attached, its pending checkpoint committed, the chain goes on", async () => {
     await vm.writeRandom("/dev/vdb", 0, 8 * MiB);
-    const { jobId } = await c.admin().backupNow({ vm: vm.name, policy: "lab", mode: BackupMode.BACKUP_MODE_FULL });
-    await eventually("pending entry", async () => (await chain()).entries.some((e) => e.state === "pending"), 60_000);
+    const { jobId } = await c
+      .admin()
+      .backupNow({ vm: vm.name, policy: "lab", mode: BackupMode.BACKUP_MODE_FULL });
+    await eventually(
+      "pending entry",
+      async () => (await chain()).entries.some((e) => e.state === "pending"),
+      60_000,
+    );
     await c.restart();
     const job = await waitJob(jobId);
     expect(job.state).toBe("succeeded");
     const r = await chain();
     expect(r.entries.filter((e) => e.state === "pending")).toEqual([]);
-    expect(r.entries.filter((e) => e.jobId === jobId).map((e) => e.state)).toEqual(["committed", "committed"]);
+    expect(r.entries.filter((e) => e.jobId === jobId).map((e) => e.state)).toEqual([
+      "committed",
+      "committed",
+    ]);
     expect((await backup()).diskKinds).toEqual({ vda: "incremental", vdb: "incremental" });
   });
 
@@ -162,7 +179,8 @@ describe("checkpoint ledger on two hosts", () => {
     await vm.start();
     await vm.waitForAgent(120_000);
     await eventually("demoted", async () => (await chain()).disks.every((d) => d.next === "full"), 60_000);
-    for (const d of (await chain()).disks) expect(d.summary).toMatch(/will be read in full: .*(inconsistent|missing)/);
+    for (const d of (await chain()).disks)
+      expect(d.summary).toMatch(/will be read in full: .*(inconsistent|missing)/);
     const job = await backup();
     expect(job.hostId).toBe("kvm-b");
     for (const k of Object.values(job.diskKinds)) expect(k).toMatch(/^full: /);

@@ -5,6 +5,7 @@ import { CairnError } from "../../../shared/src/errors/CairnError.js";
 import type { SnapshotManifest } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
 import { CONFIG_FILES_KEY } from "../../../shared/src/repository/manifest/VmConfigFiles.js";
 import type { RestorePointWriter } from "../../../shared/src/repository/RestorePointWriter.js";
+import { announceCheckpoint } from "../backup/announceCheckpoint.js";
 import { BackupJobStateMachine } from "../backup/BackupJobState.js";
 import type { BackupConfig, BackupDeps, BackupRequest } from "../backup/BackupRequest.js";
 import { writeJobRecord } from "../backup/jobRecord.js";
@@ -125,15 +126,7 @@ export async function runLiveBackup(
     });
     log.info({ jobId: req.jobId, domain: domain.name, plan }, "backup plan");
     const cleaned = await cleanBrokenCheckpoints(deps, domain.name, checkpoints, liveBitmaps, plan, signal);
-    if (plan.newCheckpoint && req.onCheckpoint) {
-      await req.onCheckpoint({
-        name: plan.newCheckpoint,
-        parent: checkpoints.filter((c) => !cleaned.includes(c.name)).at(-1)?.name,
-        bitmaps: Object.fromEntries(
-          plan.disks.filter((d) => d.bitmap).map((d) => [d.target, plan.newCheckpoint!]),
-        ),
-      });
-    }
+    await announceCheckpoint(req, plan, checkpoints.filter((c) => !cleaned.includes(c.name)).at(-1)?.name);
 
     // What startup recovery needs if this process dies: which domain, which checkpoint.
     await writeJobRecord(jobDir, {

@@ -5,6 +5,7 @@ import { CairnError, isCairnError } from "../../../shared/src/errors/CairnError.
 import type { SnapshotManifest } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
 import { CONFIG_FILES_KEY } from "../../../shared/src/repository/manifest/VmConfigFiles.js";
 import type { RestorePointWriter } from "../../../shared/src/repository/RestorePointWriter.js";
+import { announceCheckpoint } from "../backup/announceCheckpoint.js";
 import { BackupJobStateMachine } from "../backup/BackupJobState.js";
 import type { BackupConfig, BackupDeps, BackupRequest } from "../backup/BackupRequest.js";
 import { type JobRecord, type OfflineJournal, writeJobRecord } from "../backup/jobRecord.js";
@@ -78,6 +79,7 @@ export async function runOfflineBackup(
       checkpointName: `cairn-${new Date().toISOString().replace(/[-:.]/g, "").slice(0, 15)}Z-${randomBytes(3).toString("hex")}`,
     });
     log.info({ jobId: req.jobId, domain: domain.name, plan, offline: true }, "backup plan");
+    await announceCheckpoint(req, plan, checkpoints.at(-1)?.name);
     await mkdir(jobDir, { recursive: true, mode: 0o700 });
     const journal: OfflineJournal = { addedBitmaps: [], exports: [], redefined: null };
     const rec: JobRecord = {

@@ -345,9 +345,9 @@ export class Ledger {
 }
 
 function isRunning(state: DescribeChainResponse["state"]): boolean {
-  // A paused VM's QEMU still has its bitmaps.
-  const s = domainState.fromWire(state);
-  return s === "running" || s === "paused";
+  // Not paused: a domain paused by an incoming migration has not got its bitmaps yet (its resume
+  // asks again).
+  return domainState.fromWire(state) === "running";
 }
 
 function emptyReport(
