@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -45,6 +46,11 @@ describe("checkpoint ledger on two hosts", () => {
     const h = createHash("sha256");
     for await (const x of createReadStream(path)) h.update(x as Buffer);
     return h.digest("hex");
+  };
+  const define = async (host: LabHost, xml: string) => {
+    const file = join(c.dir, `define-${Date.now()}.xml`);
+    await writeFile(file, xml);
+    await execa("virsh", ["-c", host.uri, "define", file]);
   };
   const restoreMatches = async (snapshotId: string, target: string) => {
     const out = join(c.dir, `${target}-${snapshotId}.raw`);
@@ -174,11 +180,12 @@ describe("checkpoint ledger on two hosts", () => {
     // The operator starts it on the other host (shared storage): define it there, start it.
     const xml = (await execa("virsh", ["-c", lab.host1.uri, "dumpxml", "--inactive", vm.name])).stdout;
     await execa("virsh", ["-c", lab.host1.uri, "undefine", "--checkpoints-metadata", vm.name]);
-    await execa("virsh", ["-c", host2.uri, "define", "/dev/stdin"], { input: xml });
+    await define(host2, xml);
     vm.host = host2;
     await vm.start();
     await vm.waitForAgent(120_000);
     await eventually("demoted", async () => (await chain()).disks.every((d) => d.next === "full"), 60_000);
+    console.log(`[ledger] after the crash: ${(await chain()).disks.map((d) => d.summary).join(" | ")}`);
     for (const d of (await chain()).disks)
       expect(d.summary).toMatch(/will be read in full: .*(inconsistent|missing)/);
     const job = await backup();
@@ -189,7 +196,7 @@ describe("checkpoint ledger on two hosts", () => {
 
   it("a VM defined on both hosts (inactive on A, running on B): backups run on B only, whatever A reports", async () => {
     const xml = (await execa("virsh", ["-c", host2.uri, "dumpxml", "--inactive", vm.name])).stdout;
-    await execa("virsh", ["-c", lab.host1.uri, "define", "/dev/stdin"], { input: xml });
+    await define(lab.host1, xml);
     await a.kill();
     await a.start(); // registers with the stale inactive definition
     await new Promise((r) => setTimeout(r, 3000));
@@ -197,5 +204,98 @@ describe("checkpoint ledger on two hosts", () => {
     const job = await backup();
     expect(job).toMatchObject({ state: "succeeded", hostId: "kvm-b" });
     await execa("virsh", ["-c", lab.host1.uri, "undefine", vm.name]);
+  });
+
+  it("a backup asked for while the VM migrates is deferred and runs on the destination once the migration ends", async () => {
+    // Slow the migration down so the backup surely finds it running (then let it finish).
+    await execa("virsh", ["-c", host2.uri, "migrate-setspeed", vm.name, "1"]);
+    const migrating = vm.migrate(lab.host1);
+    await eventually(
+      "migration running",
+      async () =>
+        (await execa("virsh", ["-c", host2.uri, "domjobinfo", vm.name], { reject: false })).stdout.includes(
+          "migration",
+        ),
+      30_000,
+    );
+    const { jobId } = await c
+      .admin()
+      .backupNow({ vm: vm.name, policy: "lab", mode: BackupMode.BACKUP_MODE_INCREMENTAL });
+    await eventually(
+      "deferred",
+      async () =>
+        (await c.running.ctx.store.jobHistory(jobId)).some((h) =>
+          /deferred by kvm-b: migrating/.test(h.reason),
+        ),
+      60_000,
+    );
+    await execa("virsh", ["-c", host2.uri, "migrate-setspeed", vm.name, "100000"]);
+    await migrating;
+    const job = await waitJob(jobId);
+    expect(job).toMatchObject({ state: "succeeded", hostId: "kvm-a", attempt: 1 });
+    expect(Object.values(job.diskKinds)).toEqual(["incremental", "incremental"]);
+  });
+
+  it("hosts drain --abort-running ends a running backup cleanly (thawed, no libvirt job, chain valid); nothing starts there until undrain", async () => {
+    await vm.writeRandom("/dev/vdb", 0, 32 * MiB);
+    const { jobId } = await c
+      .admin()
+      .backupNow({ vm: vm.name, policy: "lab", mode: BackupMode.BACKUP_MODE_FULL });
+    await eventually(
+      "pending",
+      async () => (await chain()).entries.some((e) => e.state === "pending"),
+      60_000,
+    );
+    const r = await c.admin().drainHost({ hostId: "kvm-a", reason: "evacuate", abortRunning: true });
+    expect(r.abortedJobIds).toEqual([jobId]);
+    await eventually(
+      "queued again",
+      async () => (await c.running.ctx.store.getJob(jobId))?.state === "queued",
+      60_000,
+    );
+    expect((await execa("virsh", ["-c", lab.host1.uri, "domjobinfo", vm.name])).stdout).toMatch(
+      /Job type:\s+None/,
+    );
+    expect(await vm.fsfreezeStatus()).toBe("thawed");
+    expect((await chain()).entries.filter((e) => e.state === "pending")).toEqual([]);
+    await new Promise((res) => setTimeout(res, 2000));
+    expect((await c.running.ctx.store.getJob(jobId))?.state).toBe("queued");
+    await c.admin().undrainHost({ hostId: "kvm-a" });
+    expect(await waitJob(jobId)).toMatchObject({ state: "succeeded", hostId: "kvm-a", attempt: 1 });
+    expect((await chain()).disks.every((d) => d.next === "incremental" && d.length === 1)).toBe(true);
+    expect((await backup()).diskKinds).toEqual({ vda: "incremental", vdb: "incremental" });
+  });
+
+  it("agent killed mid-backup: the half-made checkpoint is rolled back, the job's next run commits its own", async () => {
+    await vm.writeRandom("/dev/vdb", 0, 32 * MiB);
+    const { jobId } = await c
+      .admin()
+      .backupNow({ vm: vm.name, policy: "lab", mode: BackupMode.BACKUP_MODE_FULL });
+    await eventually(
+      "pending",
+      async () => (await chain()).entries.some((e) => e.state === "pending"),
+      60_000,
+    );
+    await a.kill();
+    await eventually(
+      "interrupted",
+      async () => (await c.running.ctx.store.getJob(jobId))?.state === "interrupted",
+      30_000,
+    );
+    await a.start();
+    const job = await waitJob(jobId);
+    expect(job.state).toBe("succeeded");
+    const mine = (await chain()).entries.filter((e) => e.jobId === jobId);
+    expect(mine.filter((e) => e.state === "committed")).toHaveLength(2);
+    expect(mine.filter((e) => e.state === "pending")).toEqual([]);
+    // libvirt and the ledger agree: what the ledger holds live is what the host has.
+    const onHost = (await execa("virsh", ["-c", lab.host1.uri, "checkpoint-list", "--name", vm.name])).stdout
+      .split("\n")
+      .filter(Boolean);
+    const live = [
+      ...new Set((await chain()).entries.filter((e) => e.state === "committed").map((e) => e.checkpoint)),
+    ];
+    expect(onHost.sort()).toEqual(live.sort());
+    expect((await backup()).diskKinds).toEqual({ vda: "incremental", vdb: "incremental" });
   });
 });

@@ -48,7 +48,7 @@ export interface ReconcileReport {
 }
 
 /** Enough to keep every agent and the store busy; more only queues inside gRPC and the heap. */
-const MAX_CONCURRENT_RECONCILES = 128;
+const MAX_CONCURRENT_RECONCILES = 64;
 
 const hhmm = (ms: number) => new Date(ms).toISOString().slice(11, 19);
 
@@ -282,14 +282,24 @@ export class Ledger {
       verdicts.set(key(e.checkpoint, e.target), { kept: !bad, reason: bad ?? "" });
     }
     const moves = new LedgerBatch(this.deps.now());
-    for (const e of [
+    const judged = [
       ...plan.present,
       ...plan.redefine.flatMap((c) => entries.filter((x) => x.checkpoint === c.name && isLive(x.state))),
-    ]) {
-      const v = verdicts.get(key(e.checkpoint, e.target)) ?? {
+    ].sort((x, y) => x.createdMs - y.createdMs);
+    // Per disk, the oldest checkpoint that did not survive is the cause; later ones of the same disk
+    // fail with it (libvirt refuses a checkpoint whose parent it refused) and say so.
+    const firstLoss = new Map<string, { checkpoint: string; reason: string }>();
+    for (const e of judged) {
+      const given = verdicts.get(key(e.checkpoint, e.target)) ?? {
         kept: false,
         reason: `the agent gave no verdict for ${e.checkpoint}/${e.target}`,
       };
+      const cause = firstLoss.get(e.target);
+      const v =
+        given.kept || !cause
+          ? given
+          : { kept: false, reason: `its chain broke at ${cause.checkpoint}: ${cause.reason}` };
+      if (!v.kept && !cause) firstLoss.set(e.target, { checkpoint: e.checkpoint, reason: given.reason });
       if (v.kept) {
         report.kept++;
         if (e.hostId !== hostId || e.state === "suspect")
