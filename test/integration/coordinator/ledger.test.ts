@@ -1,8 +1,11 @@
+import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { JobRecord } from "../../../coordinator/src/store/records.js";
 import { BackupMode } from "../../../shared/src/gen/cairn/v1/common.js";
 import { eventually, startTestCoordinator, type TestCoordinator } from "../../support/coordinatorHarness.js";
 import { simDomain as dom, SimAgent } from "../../support/SimAgent.js";
+
+const REPO_ROOT = new URL("../../../", import.meta.url).pathname;
 
 // Real coordinator, enrollment, mTLS and CoordinatorLink; agents simulate libvirt's checkpoint
 // metadata and QEMU's bitmaps (SimAgent.chains) the way the lab showed them to behave.
@@ -102,7 +105,7 @@ describe("checkpoint ledger: chains through backups, migration, crash, deferral 
     b.migrateTo(a, vm.uuid, { bitmaps: false });
     await eventually("vda demoted", async () => (await vda())?.next === "full");
     expect((await vda())?.summary).toMatch(
-      /^vda: will be read in full: bitmap \S+ of vda is missing in the running QEMU: storage copied without bitmaps/,
+      /^vda: will be read in full: its chain broke at \S+: bitmap \S+ of vda is missing in the running QEMU: storage copied without bitmaps/,
     );
     const job = await backup();
     expect(job).toMatchObject({ state: "succeeded", hostId: "kvm-a" });
@@ -188,5 +191,52 @@ describe("checkpoint ledger: chains through backups, migration, crash, deferral 
     expect(await waitJob(jobId)).toMatchObject({ state: "succeeded", hostId: "kvm-b", attempt: 1 });
     const audit = (await c.admin().listAudit({ limit: 5 })).entries.map((e) => e.action);
     expect(audit).toEqual(expect.arrayContaining(["DrainHost", "UndrainHost"]));
+  });
+
+  it("the CLI: vms chain in plain words and --json; hosts drain --wait returns once the running backup ended", async () => {
+    const cli = (...args: string[]) =>
+      execa(
+        "node",
+        [
+          "--import",
+          "tsx",
+          "cli/src/main.ts",
+          ...args,
+          "--coordinator",
+          c.address,
+          "--ca-file",
+          c.caFile,
+          "--token",
+          c.adminToken,
+        ],
+        { cwd: REPO_ROOT, reject: false },
+      );
+    const human = await cli("vms", "chain", vm.name);
+    expect(human.exitCode).toBe(0);
+    expect(human.stdout).toMatch(/^ {2}vda: incremental chain of \d+, last checkpoint cairn-\S+ on kvm-b/m);
+    expect(human.stdout).toMatch(/CHECKPOINT\s+DISK\s+STATE/);
+    const json = JSON.parse((await cli("vms", "chain", vm.name, "--json")).stdout) as {
+      disks: { target: string; next: string }[];
+    };
+    expect(json.disks).toEqual([expect.objectContaining({ target: "vda", next: "incremental" })]);
+    const show = await cli("vms", "show", vm.name);
+    expect(show.stdout).toMatch(new RegExp(`^${vm.name} \\(${vm.uuid}\\)\n  host: kvm-b, running`));
+    const unknown = await cli("vms", "chain", "no-such-vm");
+    expect(unknown.exitCode).not.toBe(0);
+    expect(unknown.stderr).toMatch(/no VM no-such-vm in the inventory/);
+
+    b.behaviour.durationMs = 3000;
+    const { jobId } = await c
+      .admin()
+      .backupNow({ vm: vm.name, policy: "lab", mode: BackupMode.BACKUP_MODE_INCREMENTAL });
+    await eventually("running", async () => (await c.running.ctx.store.getJob(jobId))?.state === "running");
+    const drained = await cli("hosts", "drain", "kvm-b", "--wait", "--reason", "patching");
+    expect(drained.exitCode).toBe(0);
+    expect(drained.stdout).toMatch(/kvm-b drained: no new jobs are dispatched to it/);
+    expect(drained.stdout).toMatch(/no backup runs there now/);
+    expect((await c.running.ctx.store.getJob(jobId))?.state).toBe("succeeded"); // --wait let it finish
+    expect((await cli("hosts", "list")).stdout).toMatch(/kvm-b .* yes: patching/);
+    expect((await cli("hosts", "undrain", "kvm-b")).stdout).toMatch(/kvm-b takes jobs again/);
+    b.behaviour.durationMs = 100;
   });
 });
