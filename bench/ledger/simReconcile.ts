@@ -111,17 +111,28 @@ export async function simReconcile(
       const dst = agents[(ai + 1) % agents.length];
       if (!dst) return;
       const now = () => BigInt(Date.now());
-      // The destination's stream: each VM starts there (incoming migration), then resumes.
+      // The destination's stream, as libvirt 9.0 sends it: started/migrated (paused) when the
+      // incoming migration begins, resumed/migrated (running) when it ends.
       const incoming = async function* () {
         for (let v = 0; v < vmsPerAgent; v++) {
           const uuid = simUuid(ai, v);
+          const name = `vm-${ai}-${v}`;
           yield {
             hostId: dst.id,
             events: [
               {
                 domainUuid: uuid,
-                domainName: `vm-${ai}-${v}`,
+                domainName: name,
                 kind: "started",
+                detail: "migrated",
+                state: "paused",
+                fromLibvirt: true,
+                timestampMs: now(),
+              },
+              {
+                domainUuid: uuid,
+                domainName: name,
+                kind: "resumed",
                 detail: "migrated",
                 state: "running",
                 fromLibvirt: true,
@@ -129,7 +140,7 @@ export async function simReconcile(
               },
             ],
           };
-          sent++;
+          sent += 2;
         }
       };
       const outgoing = async function* () {
@@ -181,7 +192,7 @@ export async function simReconcile(
     reconciled,
     seconds: Math.round(seconds * 10) / 10,
     reconcile_events_per_s: Math.round(reconciled / seconds),
-    events_sent: sent * 1,
+    events_sent: sent,
     rss_mb: Math.round(rssPeak),
     errors: rpcErrors + skipped,
   };

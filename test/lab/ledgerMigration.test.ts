@@ -298,4 +298,26 @@ describe("checkpoint ledger on two hosts", () => {
     expect(onHost.sort()).toEqual(live.sort());
     expect((await backup()).diskKinds).toEqual({ vda: "incremental", vdb: "incremental" });
   });
+
+  it("a migration that keeps the source's definition: the stale checkpoint metadata there is removed, its bitmaps stay", async () => {
+    await vm.migrate(host2, 180_000, { keepSource: true });
+    await eventually(
+      "chain kept on kvm-b",
+      async () => (await chain()).disks.every((d) => d.lastHostId === "kvm-b" && d.next === "incremental"),
+      60_000,
+    );
+    await eventually(
+      "metadata gone on kvm-a",
+      async () =>
+        (await execa("virsh", ["-c", lab.host1.uri, "checkpoint-list", "--name", vm.name])).stdout.trim() ===
+        "",
+      30_000,
+    );
+    const live = (await chain()).entries.filter((e) => e.state === "committed").map((e) => e.checkpoint);
+    const image = vm.disks.find((d) => d.target === "vdb")?.path ?? "";
+    const info = (await execa("qemu-img", ["info", "-U", "--output=json", image])).stdout;
+    for (const name of live) expect(info).toContain(name);
+    expect((await backup()).diskKinds).toEqual({ vda: "incremental", vdb: "incremental" });
+    await execa("virsh", ["-c", lab.host1.uri, "undefine", vm.name]);
+  });
 });

@@ -174,12 +174,18 @@ export async function runLiveBackup(
     // incremental reads a superset of what changed, never less. Unfrozen, begin stays atomic.
     let checkpointMade = false;
     const scratchReady = scratchMade;
+    // Calls that change the domain are not abandoned half-way when the job is aborted: libvirt
+    // would finish them after our cleanup ran and leave a checkpoint or a backup job nobody ends
+    // (seen in the lab: an abort during backup-begin under load kept the domain locked). They run
+    // to completion, bounded, and the abort is honoured right after, with cleanup knowing of them.
+    const toCompletion = () => AbortSignal.timeout(120_000);
     const beforeFreeze = async () => {
       const checkpoint = async () => {
         if (!plan.newCheckpoint || !cpXml) return;
-        await hypervisor.createCheckpoint(domain.name, cpXml, signal);
+        await hypervisor.createCheckpoint(domain.name, cpXml, toCompletion());
         createdCheckpoint = plan.newCheckpoint;
         checkpointMade = true;
+        signal.throwIfAborted();
       };
       // Both before the freeze, side by side (qemu-img and libvirt each take tens of ms).
       const [cp, scratch] = await Promise.allSettled([checkpoint(), scratchReady]);
@@ -196,10 +202,11 @@ export async function runLiveBackup(
           jobChecked: true,
           ...(cpXml && !checkpointMade ? { checkpointXml: cpXml } : {}),
         },
-        signal,
+        toCompletion(),
       );
       exportStarted = true;
       if (plan.newCheckpoint) createdCheckpoint = plan.newCheckpoint;
+      signal.throwIfAborted();
     };
     const { consistency, freezeWindowMs, freezePhasesMs } = await quiesceAround(deps, config, req, domain, {
       beforeFreeze,
