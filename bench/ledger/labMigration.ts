@@ -2,7 +2,7 @@ import { BackupMode } from "../../shared/src/gen/cairn/v1/common.js";
 import { LabAgent } from "../../test/lab/support/LabAgent.js";
 import { Lab } from "../../test/lab/support/lab.js";
 import { prepareLab } from "../../test/lab/support/prepareLab.js";
-import { eventually, startTestCoordinator } from "../../test/support/coordinatorHarness.js";
+import { eventually, startTestCoordinator, waitForJobEnd } from "../../test/support/coordinatorHarness.js";
 import { log } from "../support/simFleet.js";
 
 const MiB = 1024 * 1024;
@@ -55,14 +55,7 @@ export async function labMigration(): Promise<LabMigrationResult> {
     });
     const run = async (mode: BackupMode) => {
       const { jobId } = await c.admin().backupNow({ vm: vm.name, policy: "lab", mode });
-      const job = await eventually(
-        `job ${jobId}`,
-        async () => {
-          const j = await c.running.ctx.store.getJob(jobId);
-          return j && ["succeeded", "failed", "cancelled"].includes(j.state) ? j : undefined;
-        },
-        600_000,
-      );
+      const job = await waitForJobEnd(c, jobId, 600_000);
       if (job.state !== "succeeded") throw new Error(`job ${jobId} ${job.state}: ${job.reason}`);
       const snap = await c.running.ctx.store.getSnapshot(job.snapshotId ?? "");
       const read =

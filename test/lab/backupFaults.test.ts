@@ -1,15 +1,14 @@
 import { existsSync } from "node:fs";
 import { readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BackupRequest } from "../../agent/src/backup/BackupRequest.js";
 import { runLiveBackup } from "../../agent/src/live/runLiveBackup.js";
 import { isCairnError } from "../../shared/src/errors/CairnError.js";
+import { agentBackupArgs, cairnCli } from "../support/cairnCli.js";
 import { agentHarness } from "./support/agentHarness.js";
 import type { LabVm } from "./support/LabVm.js";
 import { Lab } from "./support/lab.js";
-import { REPO_ROOT } from "./support/labPaths.js";
 
 const MiB = 1024 * 1024;
 const lab = new Lab();
@@ -53,54 +52,13 @@ describe("backup faults on real VMs", () => {
     const config = join(h.dir, "agent-kill.yaml");
     await writeFile(config, `stateDir: ${join(h.dir, "state-kill")}\nlogLevel: silent\n`);
     const cli = (args: string[]) =>
-      execa(
-        "node",
-        [
-          "--import",
-          "tsx",
-          join(REPO_ROOT, "cli/src/main.ts"),
-          "agent",
-          "backup",
-          "--domain",
-          vm.name,
-          "--repo",
-          join(h.dir, "repo"),
-          "--config",
-          config,
-          ...args,
-        ],
-        {
-          cwd: REPO_ROOT,
-          reject: false,
-          timeout: 300_000,
-        },
-      );
+      cairnCli([...agentBackupArgs(vm.name, join(h.dir, "repo"), config), ...args]);
     const first = await cli(["--mode", "full", "--json", "--progress", "none"]);
     expect(first.exitCode, first.stderr).toBe(0);
     const s1 = JSON.parse(first.stdout).snapshot;
 
     // Second full backup, killed as soon as it reads.
-    const child = execa(
-      "node",
-      [
-        "--import",
-        "tsx",
-        join(REPO_ROOT, "cli/src/main.ts"),
-        "agent",
-        "backup",
-        "--domain",
-        vm.name,
-        "--repo",
-        join(h.dir, "repo"),
-        "--config",
-        config,
-        "--mode",
-        "full",
-        "--progress",
-        "json",
-      ],
-      { cwd: REPO_ROOT, reject: false, timeout: 300_000 },
-    );
+    const child = cli(["--mode", "full", "--progress", "json"]);
     let killedReading = false;
     child.stderr?.on("data", (b: Buffer) => {
       if (!killedReading && b.toString().includes('"state":"reading"')) {

@@ -1,13 +1,12 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { join } from "node:path";
-import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cairnCli, coordinatorArgs } from "../support/cairnCli.js";
 import { eventually, startTestCoordinator, type TestCoordinator } from "../support/coordinatorHarness.js";
 import { LabAgent } from "./support/LabAgent.js";
 import type { LabVm } from "./support/LabVm.js";
 import { Lab } from "./support/lab.js";
-import { REPO_ROOT } from "./support/labPaths.js";
 
 const lab = new Lab();
 let c: TestCoordinator;
@@ -66,27 +65,16 @@ describe("coordinator + real agent (mutual TLS) on a real VM", () => {
     const snaps = (await c.admin().listSnapshots({ vm: vm.name, repository: "main" })).snapshots;
     expect(snaps.map((s) => s.snapshotId)).toEqual([full.snapshotId, incr.snapshotId]);
     const out = join(c.dir, "vdb.raw");
-    await execa(
-      "node",
-      [
-        "--import",
-        "tsx",
-        "cli/src/main.ts",
-        "restore",
-        "disk",
-        incr.snapshotId as string,
-        "vdb",
-        "--to",
-        out,
-        "--coordinator",
-        c.address,
-        "--ca-file",
-        c.caFile,
-        "--token",
-        c.adminToken,
-      ],
-      { cwd: REPO_ROOT },
-    );
+    const restored = await cairnCli([
+      "restore",
+      "disk",
+      incr.snapshotId as string,
+      "vdb",
+      "--to",
+      out,
+      ...coordinatorArgs(c),
+    ]);
+    expect(restored.exitCode, restored.stderr).toBe(0);
     expect(await sha256File(out)).toBe(await vm.deviceHash("/dev/vdb"));
     // Both daemons' metrics saw the two jobs.
     const agentText = await (await fetch(`http://127.0.0.1:${agent.metricsPort}/metrics`)).text();
@@ -123,27 +111,16 @@ describe("coordinator + real agent (mutual TLS) on a real VM", () => {
     expect(history).toEqual(["queued", "running", "interrupted", "running", "succeeded"]);
     expect(await vm.fsfreezeStatus()).toBe("thawed");
     const restored = join(c.dir, "vdb-after-crash.raw");
-    await execa(
-      "node",
-      [
-        "--import",
-        "tsx",
-        "cli/src/main.ts",
-        "restore",
-        "disk",
-        done.snapshotId as string,
-        "vdb",
-        "--to",
-        restored,
-        "--coordinator",
-        c.address,
-        "--ca-file",
-        c.caFile,
-        "--token",
-        c.adminToken,
-      ],
-      { cwd: REPO_ROOT },
-    );
+    const r = await cairnCli([
+      "restore",
+      "disk",
+      done.snapshotId as string,
+      "vdb",
+      "--to",
+      restored,
+      ...coordinatorArgs(c),
+    ]);
+    expect(r.exitCode, r.stderr).toBe(0);
     expect(await sha256File(restored)).toBe(await vm.deviceHash("/dev/vdb"));
   });
 });

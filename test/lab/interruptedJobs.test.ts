@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentServiceDefinition } from "../../shared/src/gen/cairn/v1/agent.js";
 import { BackupMode } from "../../shared/src/gen/cairn/v1/common.js";
 import { backupJobState } from "../../shared/src/grpc/wire/backupJobState.js";
+import { agentBackupArgs, cairnCli } from "../support/cairnCli.js";
 import { agentHarness } from "./support/agentHarness.js";
 import type { LabVm } from "./support/LabVm.js";
 import { Lab } from "./support/lab.js";
@@ -53,24 +54,7 @@ async function startDaemon(): Promise<void> {
 
 /** `cairn agent backup` with the daemon's config (same work dir). */
 function cli(args: string[]) {
-  return execa(
-    "node",
-    [
-      "--import",
-      "tsx",
-      join(REPO_ROOT, "cli/src/main.ts"),
-      "agent",
-      "backup",
-      "--domain",
-      vm.name,
-      "--repo",
-      join(h.dir, "repo"),
-      "--config",
-      config,
-      ...args,
-    ],
-    { cwd: REPO_ROOT, reject: false, timeout: 300_000 },
-  );
+  return cairnCli([...agentBackupArgs(vm.name, join(h.dir, "repo"), config), ...args]);
 }
 
 async function cliBackup(mode: string) {

@@ -6,12 +6,17 @@ import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { JobRecord } from "../../coordinator/src/store/records.js";
 import { BackupMode } from "../../shared/src/gen/cairn/v1/common.js";
-import { eventually, startTestCoordinator, type TestCoordinator } from "../support/coordinatorHarness.js";
+import { cairnCli, coordinatorArgs } from "../support/cairnCli.js";
+import {
+  eventually,
+  startTestCoordinator,
+  type TestCoordinator,
+  waitForJobEnd,
+} from "../support/coordinatorHarness.js";
 import { LabAgent } from "./support/LabAgent.js";
 import type { LabHost } from "./support/LabHost.js";
 import type { LabVm } from "./support/LabVm.js";
 import { Lab } from "./support/lab.js";
-import { REPO_ROOT } from "./support/labPaths.js";
 
 const MiB = 1024 * 1024;
 
@@ -26,18 +31,23 @@ describe("checkpoint ledger on two hosts", () => {
   let b: LabAgent;
   let vm: LabVm;
 
-  const waitJob = (jobId: string, timeoutMs = 240_000) =>
-    eventually(
-      `job ${jobId} ends`,
-      async () => {
-        const j = await c.running.ctx.store.getJob(jobId);
-        return j && ["succeeded", "failed", "cancelled"].includes(j.state) ? j : undefined;
-      },
-      timeoutMs,
-    );
+  const waitJob = (jobId: string) => waitForJobEnd(c, jobId);
   const backup = async (mode = BackupMode.BACKUP_MODE_INCREMENTAL): Promise<JobRecord> =>
     waitJob((await c.admin().backupNow({ vm: vm.name, policy: "lab", mode })).jobId);
   const chain = () => c.admin().showVmChain({ vm: vm.name, events: 50 });
+  /** The guest writes `dirty` bytes, then a full backup starts; returns once its checkpoint is pending. */
+  const fullUntilPending = async (dirty: number) => {
+    await vm.writeRandom("/dev/vdb", 0, dirty);
+    const { jobId } = await c
+      .admin()
+      .backupNow({ vm: vm.name, policy: "lab", mode: BackupMode.BACKUP_MODE_FULL });
+    await eventually(
+      "pending entry",
+      async () => (await chain()).entries.some((e) => e.state === "pending"),
+      60_000,
+    );
+    return jobId;
+  };
   const bytesRead = async (snapshotId: string | null) => {
     const s = await c.running.ctx.store.getSnapshot(snapshotId ?? "");
     return (JSON.parse(s?.manifestJson ?? "{}") as { stats?: { bytesRead?: number } }).stats?.bytesRead ?? -1;
@@ -54,14 +64,8 @@ describe("checkpoint ledger on two hosts", () => {
   };
   const restoreMatches = async (snapshotId: string, target: string) => {
     const out = join(c.dir, `${target}-${snapshotId}.raw`);
-    await execa(
-      "node",
-      [
-        ...["--import", "tsx", "cli/src/main.ts", "restore", "disk", snapshotId, target, "--to", out],
-        ...["--coordinator", c.address, "--ca-file", c.caFile, "--token", c.adminToken],
-      ],
-      { cwd: REPO_ROOT },
-    );
+    const r = await cairnCli(["restore", "disk", snapshotId, target, "--to", out, ...coordinatorArgs(c)]);
+    if (r.exitCode !== 0) throw new Error(`restore failed: ${r.stderr}`);
     return (await sha256File(out)) === (await vm.deviceHash(`/dev/${target}`));
   };
 
@@ -153,15 +157,7 @@ describe("checkpoint ledger on two hosts", () => {
   });
 
   it("coordinator killed mid-backup: the job is re-attached, its pending checkpoint committed, the chain goes on", async () => {
-    await vm.writeRandom("/dev/vdb", 0, 8 * MiB);
-    const { jobId } = await c
-      .admin()
-      .backupNow({ vm: vm.name, policy: "lab", mode: BackupMode.BACKUP_MODE_FULL });
-    await eventually(
-      "pending entry",
-      async () => (await chain()).entries.some((e) => e.state === "pending"),
-      60_000,
-    );
+    const jobId = await fullUntilPending(8 * MiB);
     await c.restart();
     const job = await waitJob(jobId);
     expect(job.state).toBe("succeeded");
@@ -237,15 +233,7 @@ describe("checkpoint ledger on two hosts", () => {
   });
 
   it("hosts drain --abort-running ends a running backup cleanly (thawed, no libvirt job, chain valid); nothing starts there until undrain", async () => {
-    await vm.writeRandom("/dev/vdb", 0, 32 * MiB);
-    const { jobId } = await c
-      .admin()
-      .backupNow({ vm: vm.name, policy: "lab", mode: BackupMode.BACKUP_MODE_FULL });
-    await eventually(
-      "pending",
-      async () => (await chain()).entries.some((e) => e.state === "pending"),
-      60_000,
-    );
+    const jobId = await fullUntilPending(32 * MiB);
     const r = await c.admin().drainHost({ hostId: "kvm-a", reason: "evacuate", abortRunning: true });
     expect(r.abortedJobIds).toEqual([jobId]);
     await eventually(
@@ -267,15 +255,7 @@ describe("checkpoint ledger on two hosts", () => {
   });
 
   it("agent killed mid-backup: the half-made checkpoint is rolled back, the job's next run commits its own", async () => {
-    await vm.writeRandom("/dev/vdb", 0, 32 * MiB);
-    const { jobId } = await c
-      .admin()
-      .backupNow({ vm: vm.name, policy: "lab", mode: BackupMode.BACKUP_MODE_FULL });
-    await eventually(
-      "pending",
-      async () => (await chain()).entries.some((e) => e.state === "pending"),
-      60_000,
-    );
+    const jobId = await fullUntilPending(32 * MiB);
     await a.kill();
     await eventually(
       "interrupted",

@@ -12,6 +12,7 @@ import {
   type StartOptions,
   startCoordinator,
 } from "../../coordinator/src/startCoordinator.js";
+import type { JobRecord } from "../../coordinator/src/store/records.js";
 import { createLogger } from "../../shared/src/log/createLogger.js";
 import { LocalObjectStore } from "../../shared/src/repository/backends/LocalObjectStore.js";
 import { Repository } from "../../shared/src/repository/Repository.js";
@@ -106,4 +107,16 @@ export async function eventually<T>(
       throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** Polls the coordinator's store until a job has ended (succeeded, failed or cancelled). */
+export function waitForJobEnd(c: TestCoordinator, jobId: string, timeoutMs = 240_000): Promise<JobRecord> {
+  return eventually(
+    `job ${jobId} ends`,
+    async () => {
+      const j = await c.running.ctx.store.getJob(jobId);
+      return j && ["succeeded", "failed", "cancelled"].includes(j.state) ? j : undefined;
+    },
+    timeoutMs,
+  );
 }

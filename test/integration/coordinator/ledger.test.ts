@@ -1,11 +1,14 @@
-import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { JobRecord } from "../../../coordinator/src/store/records.js";
 import { BackupMode } from "../../../shared/src/gen/cairn/v1/common.js";
-import { eventually, startTestCoordinator, type TestCoordinator } from "../../support/coordinatorHarness.js";
+import { cairnCli, coordinatorArgs } from "../../support/cairnCli.js";
+import {
+  eventually,
+  startTestCoordinator,
+  type TestCoordinator,
+  waitForJobEnd,
+} from "../../support/coordinatorHarness.js";
 import { simDomain as dom, SimAgent } from "../../support/SimAgent.js";
-
-const REPO_ROOT = new URL("../../../", import.meta.url).pathname;
 
 // Real coordinator, enrollment, mTLS and CoordinatorLink; agents simulate libvirt's checkpoint
 // metadata and QEMU's bitmaps (SimAgent.chains) the way the lab showed them to behave.
@@ -19,15 +22,7 @@ describe("checkpoint ledger: chains through backups, migration, crash, deferral 
     const { jobId } = await c.admin().backupNow({ vm: vm.name, policy: "lab", mode });
     return waitJob(jobId);
   };
-  const waitJob = (jobId: string, timeoutMs = 30_000) =>
-    eventually(
-      `job ${jobId} ends`,
-      async () => {
-        const j = await c.running.ctx.store.getJob(jobId);
-        return j && ["succeeded", "failed", "cancelled"].includes(j.state) ? j : undefined;
-      },
-      timeoutMs,
-    );
+  const waitJob = (jobId: string) => waitForJobEnd(c, jobId, 30_000);
   const chain = () => c.admin().showVmChain({ vm: vm.name, events: 50 });
   const vda = async () => (await chain()).disks.find((d) => d.target === "vda");
 
@@ -194,23 +189,7 @@ describe("checkpoint ledger: chains through backups, migration, crash, deferral 
   });
 
   it("the CLI: vms chain in plain words and --json; hosts drain --wait returns once the running backup ended", async () => {
-    const cli = (...args: string[]) =>
-      execa(
-        "node",
-        [
-          "--import",
-          "tsx",
-          "cli/src/main.ts",
-          ...args,
-          "--coordinator",
-          c.address,
-          "--ca-file",
-          c.caFile,
-          "--token",
-          c.adminToken,
-        ],
-        { cwd: REPO_ROOT, reject: false },
-      );
+    const cli = (...args: string[]) => cairnCli([...args, ...coordinatorArgs(c)]);
     const human = await cli("vms", "chain", vm.name);
     expect(human.exitCode).toBe(0);
     expect(human.stdout).toMatch(/^ {2}vda: incremental chain of \d+, last checkpoint cairn-\S+ on kvm-b/m);
