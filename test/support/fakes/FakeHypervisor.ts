@@ -115,7 +115,8 @@ export class FakeHypervisor implements Hypervisor {
       throw new CairnError("failed-precondition", `checkpoint ${cp.name} already exists`);
     }
     if (opts.validate) {
-      // As libvirt 9.0: validation asks the running QEMU, and wants every bitmap there and sound.
+      // As libvirt 9.0: validation asks the running QEMU, and wants the bitmap of every disk the
+      // checkpoint tracks there, consistent and recording (disks with checkpoint='no' unchecked).
       if (info.state !== "running" && info.state !== "paused")
         throw new CairnError(
           "failed-precondition",
@@ -124,7 +125,7 @@ export class FakeHypervisor implements Hypervisor {
       const live = await this.liveBitmaps(domain, signal);
       for (const [t, b] of Object.entries(cp.bitmaps)) {
         const found = live.get(t)?.find((x) => x.name === b);
-        if (!found || found.inconsistent)
+        if (!found || found.inconsistent || found.recording === false)
           throw new CairnError(
             "failed-precondition",
             `checkpoint inconsistent: missing or broken bitmap '${b}' for disk '${t}'`,

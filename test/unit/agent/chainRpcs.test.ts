@@ -56,38 +56,77 @@ describe("chain RPCs over the fake hypervisor", () => {
     ).toBe(false);
   });
 
-  it("RedefineCheckpoints: validated, oldest first, one verdict per checkpoint and disk; a refusal does not stop the rest", async () => {
+  it("RedefineCheckpoints: validated, oldest first, one verdict per checkpoint and disk; a disk whose bitmap is lost does not take the others with it", async () => {
     const records = await recordsFromHostA();
     const b = new FakeHypervisor([structuredClone(qcow)]);
+    const validated: boolean[] = [];
+    const redefine = b.redefineCheckpoint.bind(b);
+    b.redefineCheckpoint = (d, x, o, s) => {
+      validated.push(o.validate);
+      return redefine(d, x, o, s);
+    };
     // What the migration carried: both bitmaps of vda, only c2's of vdb (c1's never saved).
     b.addBitmap(qcow.name, "vda", "cairn-c1");
     b.addBitmap(qcow.name, "vda", "cairn-c2");
     b.addBitmap(qcow.name, "vdb", "cairn-c2");
     const rpc = chainRpcs({ hypervisor: b, log });
     const r = await rpc.redefineCheckpoints({ domainUuid: qcow.uuid, checkpoints: records }, ctx());
-    expect(r.redefined).toEqual(["cairn-c2"]);
+    expect(r.redefined).toEqual(["cairn-c1", "cairn-c2"]);
     expect(r.alreadyPresent).toEqual([]);
     expect(r.verdicts.map((v) => [v.checkpoint, v.target, v.kept])).toEqual([
-      ["cairn-c1", "vda", false],
+      ["cairn-c1", "vda", true],
       ["cairn-c1", "vdb", false],
       ["cairn-c2", "vda", true],
       ["cairn-c2", "vdb", true],
     ]);
-    // libvirt's own words for the refused one, on each of its disks
-    expect(r.verdicts[0]!.reason).toMatch(
-      /^libvirt refused to redefine checkpoint cairn-c1: .*missing or broken bitmap 'cairn-c1' for disk 'vdb'/,
-    );
+    expect(r.verdicts[1]!.reason).toMatch(/^bitmap cairn-c1 of vdb is missing in the running QEMU/);
     expect(r.elapsedMs).toBeGreaterThanOrEqual(0);
-    // Nothing was redefined without validation.
-    expect((await b.listCheckpoints(qcow.name, new AbortController().signal)).map((c) => c.name)).toEqual([
-      "cairn-c2",
+    // Refused whole, then taken back for vda alone; never without validation.
+    expect(validated).toEqual([true, true, true]);
+    const s = new AbortController().signal;
+    expect((await b.listCheckpoints(qcow.name, s)).map((c) => [c.name, c.parent, c.bitmaps])).toEqual([
+      ["cairn-c1", undefined, { vda: "cairn-c1" }],
+      ["cairn-c2", "cairn-c1", { vda: "cairn-c2", vdb: "cairn-c2" }],
     ]);
-    const again = await rpc.redefineCheckpoints(
-      { domainUuid: qcow.uuid, checkpoints: records.slice(1) },
-      ctx(),
-    );
-    expect(again.alreadyPresent).toEqual(["cairn-c2"]);
-    expect(again.verdicts.every((v) => v.kept)).toBe(true);
+    // Asked again: libvirt's record decides (c1 does not track vdb here).
+    const again = await rpc.redefineCheckpoints({ domainUuid: qcow.uuid, checkpoints: records }, ctx());
+    expect(again.alreadyPresent).toEqual(["cairn-c1", "cairn-c2"]);
+    expect(again.verdicts.map((v) => [v.checkpoint, v.target, v.kept, v.reason])).toEqual([
+      ["cairn-c1", "vda", true, ""],
+      ["cairn-c1", "vdb", false, "checkpoint cairn-c1 on this host does not track vdb"],
+      ["cairn-c2", "vda", true, ""],
+      ["cairn-c2", "vdb", true, ""],
+    ]);
+  });
+
+  it("RedefineCheckpoints: a checkpoint none of whose disks survived stays refused in libvirt's words; the child is judged on its own disks", async () => {
+    const records = await recordsFromHostA();
+    const b = new FakeHypervisor([structuredClone(qcow)]);
+    b.addBitmap(qcow.name, "vda", "cairn-c1");
+    b.addBitmap(qcow.name, "vdb", "cairn-c1");
+    b.addBitmap(qcow.name, "vda", "cairn-c2");
+    b.addBitmap(qcow.name, "vdb", "cairn-c2");
+    b.inconsistent.add(`${qcow.name}/vda/cairn-c1`);
+    b.disabled.add(`${qcow.name}/vdb/cairn-c1`);
+    b.disabled.add(`${qcow.name}/vdb/cairn-c2`);
+    const rpc = chainRpcs({ hypervisor: b, log });
+    const r = await rpc.redefineCheckpoints({ domainUuid: qcow.uuid, checkpoints: records }, ctx());
+    expect(r.redefined).toEqual(["cairn-c2"]);
+    expect(r.verdicts.map((v) => [v.checkpoint, v.target, v.kept])).toEqual([
+      ["cairn-c1", "vda", false],
+      ["cairn-c1", "vdb", false],
+      ["cairn-c2", "vda", true],
+      ["cairn-c2", "vdb", false],
+    ]);
+    for (const v of r.verdicts.slice(0, 2))
+      expect(v.reason).toMatch(
+        /^libvirt refused to redefine checkpoint cairn-c1: .*missing or broken bitmap 'cairn-c1' for disk 'vda'/,
+      );
+    expect(r.verdicts[3]!.reason).toMatch(/^bitmap cairn-c2 of vdb is not recording/);
+    const s = new AbortController().signal;
+    expect((await b.listCheckpoints(qcow.name, s)).map((c) => [c.name, c.bitmaps])).toEqual([
+      ["cairn-c2", { vda: "cairn-c2" }],
+    ]);
   });
 
   it("RedefineCheckpoints refuses bad ids, an XML naming another checkpoint or domain, before libvirt sees anything", async () => {
