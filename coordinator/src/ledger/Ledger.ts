@@ -286,8 +286,9 @@ export class Ledger {
       ...plan.present,
       ...plan.redefine.flatMap((c) => entries.filter((x) => x.checkpoint === c.name && isLive(x.state))),
     ].sort((x, y) => x.createdMs - y.createdMs);
-    // Per disk, the oldest checkpoint that did not survive is the cause; later ones of the same disk
-    // fail with it (libvirt refuses a checkpoint whose parent it refused) and say so.
+    // Per disk, the oldest checkpoint that did not survive is the cause: a later one of the same
+    // disk that was not kept either says so (its own message is often "parent not found"). A later
+    // one the agent kept stays kept: the agent judges each checkpoint on its own disks.
     const firstLoss = new Map<string, { checkpoint: string; reason: string }>();
     for (const e of judged) {
       const given = verdicts.get(key(e.checkpoint, e.target)) ?? {
