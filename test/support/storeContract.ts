@@ -264,6 +264,7 @@ export function storeContract(
       expect(
         (await s.listLedgerInState(["pending", "suspect"])).map((e) => `${e.vmUuid}/${e.checkpoint}`),
       ).toEqual(["u1/cairn-0", "u2/cairn-1"]);
+      expect([...(await s.vmsWithLiveChains(["u1", "u2", "u3", "u1"]))].sort()).toEqual(["u1", "u2"]);
       const changes = await s.ledgerChanges("u1", 10);
       expect(changes[0]).toMatchObject({ checkpoint: "cairn-0", from: "", to: "suspect", atMs: 120 });
       expect(changes.map((c) => `${c.target}:${c.from}>${c.to}:${c.reason}`)).toEqual([

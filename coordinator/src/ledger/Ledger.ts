@@ -148,9 +148,13 @@ export class Ledger {
 
   /** Lifecycle events a host reported (already applied to the inventory). */
   async observe(hostId: string, events: readonly ObservedEvent[]): Promise<void> {
-    for (const e of events) {
+    const meaningful = events.filter((e) => classifyVmEvent(e) !== "other");
+    if (!meaningful.length) return;
+    // One query for the batch: most events are of VMs without a chain worth looking at.
+    const withChains = await this.deps.store.vmsWithLiveChains(meaningful.map((e) => e.vmUuid));
+    for (const e of meaningful) {
+      if (!withChains.has(e.vmUuid)) continue;
       const meaning = classifyVmEvent(e);
-      if (meaning === "other") continue;
       const entries = await this.deps.store.listLedger(e.vmUuid);
       if (!entries.some((x) => isLive(x.state))) continue;
       if (meaning === "crash") {

@@ -72,6 +72,8 @@ export interface Store {
 
   /** Ledger batches in one commit (see the contract above): per batch, undefined or why it failed. */
   writeLedger(batches: readonly LedgerBatchWrite[], nowMs: number): Promise<(Error | undefined)[]>;
+  /** Which of these VMs have live ledger entries (pending, committed, suspect): cheap, per event batch. */
+  vmsWithLiveChains(uuids: readonly string[]): Promise<Set<string>>;
   /** One VM's ledger, oldest first (creation time, checkpoint, disk). */
   listLedger(vmUuid: string): Promise<LedgerEntry[]>;
   /** Every entry in one of `states`, across VMs (reconciliation after a restart). */

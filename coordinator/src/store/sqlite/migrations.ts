@@ -60,7 +60,8 @@ export const MIGRATIONS: readonly (string | ((db: Database) => void))[] = [
   CREATE INDEX ledger_open ON ledger(state) WHERE state IN ('pending', 'suspect');
   CREATE TABLE ledger_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, vm_uuid TEXT NOT NULL, doc TEXT NOT NULL);
   CREATE INDEX ledger_changes_vm ON ledger_changes(vm_uuid, seq);
-  CREATE TABLE vm_events (seq INTEGER PRIMARY KEY AUTOINCREMENT, vm_uuid TEXT NOT NULL, doc TEXT NOT NULL);
+  CREATE TABLE vm_events (seq INTEGER PRIMARY KEY AUTOINCREMENT, vm_uuid TEXT NOT NULL, at_ms INTEGER NOT NULL,
+    host_id TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL, from_libvirt INTEGER NOT NULL);
   CREATE INDEX vm_events_vm ON vm_events(vm_uuid, seq);
   `,
 ];
