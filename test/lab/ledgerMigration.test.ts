@@ -232,6 +232,29 @@ describe("checkpoint ledger on two hosts", () => {
     expect(Object.values(job.diskKinds)).toEqual(["incremental", "incremental"]);
   });
 
+  it("cairn hosts drain --wait lets the running backup finish and dispatches nothing new there", async () => {
+    const jobId = await fullUntilPending(32 * MiB);
+    const drained = await cairnCli([
+      "hosts",
+      "drain",
+      "kvm-a",
+      "--wait",
+      "--reason",
+      "patching",
+      ...coordinatorArgs(c),
+    ]);
+    expect(drained.exitCode, drained.stderr).toBe(0);
+    expect(drained.stdout).toMatch(/no backup runs there now/);
+    expect(await c.running.ctx.store.getJob(jobId)).toMatchObject({ state: "succeeded", hostId: "kvm-a" });
+    const { jobId: next } = await c
+      .admin()
+      .backupNow({ vm: vm.name, policy: "lab", mode: BackupMode.BACKUP_MODE_INCREMENTAL });
+    await new Promise((res) => setTimeout(res, 2000));
+    expect((await c.running.ctx.store.getJob(next))?.state).toBe("queued");
+    await c.admin().undrainHost({ hostId: "kvm-a" });
+    expect(await waitJob(next)).toMatchObject({ state: "succeeded", hostId: "kvm-a" });
+  });
+
   it("hosts drain --abort-running ends a running backup cleanly (thawed, no libvirt job, chain valid); nothing starts there until undrain", async () => {
     const jobId = await fullUntilPending(32 * MiB);
     const r = await c.admin().drainHost({ hostId: "kvm-a", reason: "evacuate", abortRunning: true });

@@ -7,6 +7,8 @@ import type { Store } from "../Store.js";
 import { MIGRATIONS } from "./migrations.js";
 
 type Row = { doc: string };
+/** How many VM lifecycle events the store keeps (the newest). */
+const VM_EVENTS_KEPT = 1_000_000;
 const parse = <T>(r: Row | undefined): T | undefined => (r ? (JSON.parse(r.doc) as T) : undefined);
 const parseAll = <T>(rows: Row[]): T[] => rows.map((r) => JSON.parse(r.doc) as T);
 /** `?, ?, …` for an IN list of n values. */
@@ -22,6 +24,8 @@ export class SqliteStore implements Store {
 
   /** Prepared statements of the hot paths, by SQL: preparing per call was a tenth of an event flood. */
   private readonly statements = new Map<string, Database.Statement>();
+  /** The newest vm_events.seq (read once; this process is the database's only writer). */
+  private eventSeq: number | undefined;
 
   private constructor(db: Database.Database) {
     this.db = db;
@@ -163,14 +167,17 @@ export class SqliteStore implements Store {
     const exists = this.stmt("SELECT 1 FROM vms WHERE uuid = ?").pluck();
     const put = this.stmt("INSERT INTO vms (uuid, name, host_id, doc) VALUES (?, ?, ?, ?)");
     const event = this.stmt(
-      "INSERT INTO vm_events (vm_uuid, at_ms, host_id, kind, detail, from_libvirt) VALUES (?, ?, ?, ?, ?, ?)",
+      "INSERT INTO vm_events (seq, vm_uuid, at_ms, host_id, kind, detail, from_libvirt) VALUES (?, ?, ?, ?, ?, ?, ?)",
     );
+    if (this.eventSeq === undefined)
+      this.eventSeq = (this.db.prepare("SELECT max(seq) FROM vm_events").pluck().get() as number | null) ?? 0;
+    let seq = this.eventSeq;
     return this.db.transaction(() => {
       let n = 0;
       for (const u of updates) {
         const atMs = u.atMs ?? nowMs;
         if (u.event)
-          event.run(u.uuid, atMs, u.hostId, u.event.kind, u.event.detail, u.event.fromLibvirt ? 1 : 0);
+          event.run(++seq, u.uuid, atMs, u.hostId, u.event.kind, u.event.detail, u.event.fromLibvirt ? 1 : 0);
         const present = u.present ? 1 : 0;
         if (
           patch.run({ name: u.name, hostId: u.hostId, state: u.state, present, nowMs, atMs, uuid: u.uuid })
@@ -195,6 +202,10 @@ export class SqliteStore implements Store {
         put.run(rec.uuid, rec.name, rec.hostId, JSON.stringify(rec));
         n++;
       }
+      // Keep the newest million events: one sweep of the oldest every 10,000 appended.
+      if (Math.floor(seq / 10_000) > Math.floor((this.eventSeq ?? 0) / 10_000))
+        this.stmt("DELETE FROM vm_events WHERE seq <= ?").run(seq - VM_EVENTS_KEPT);
+      this.eventSeq = seq;
       return n;
     })();
   }
