@@ -6,7 +6,7 @@ export type { LedgerState };
 /** The legal moves of a ledger entry (docs/checkpoint-ledger.md §2). A move to the same state
  * rewrites the entry (another host, the XML once sealed) and is legal for live states. */
 const LEGAL: Record<LedgerState, readonly LedgerState[]> = {
-  pending: ["pending", "committed", "broken", "retired"],
+  pending: ["pending", "committed", "retired"],
   committed: ["committed", "suspect", "broken", "retired"],
   suspect: ["suspect", "committed", "broken", "retired"],
   broken: ["retired"],
