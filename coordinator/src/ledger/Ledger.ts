@@ -45,6 +45,8 @@ export interface ReconcileReport {
   forgotten: { hostId: string; removed: string[]; refused: string }[];
   /** Set when nothing could be checked (host offline, domain not running there, RPC failed). */
   skipped?: string;
+  /** The hosts the chain left, with the checkpoints whose metadata they may still keep. */
+  stale?: { hostId: string; names: string[] }[];
 }
 
 /** Enough to keep every agent and the store busy; more only queues inside gRPC and the heap. */
@@ -189,8 +191,11 @@ export class Ledger {
         this.deps.log.error({ err, vm: vmUuid, host: hostId }, "ledger reconciliation failed");
         return emptyReport(vmUuid, hostId, why, sinceMs, `failed: ${(err as Error).message}`);
       })
-      .then((report) => {
+      .then(async (report) => {
         this.deps.onReconciled?.(report);
+        await this.forgetStale(report, AbortSignal.timeout(60_000));
+        const { stale: _, ...logged } = report;
+        this.deps.log.info({ ...logged, elapsedMs: Math.round(report.elapsedMs) }, "ledger reconciled");
         return report;
       })
       .finally(() => {
@@ -235,7 +240,7 @@ export class Ledger {
     signal: AbortSignal,
   ): Promise<ReconcileReport> {
     const started = performance.now();
-    const { store, clients, log } = this.deps;
+    const { store, clients } = this.deps;
     const report = emptyReport(vmUuid, hostId, why, sinceMs);
     const host = await store.getHost(hostId);
     if (!host?.agentAddress || host.status !== "online")
@@ -330,22 +335,33 @@ export class Ledger {
     await this.write(moves.writes(), `reconciliation on ${hostId}: ${why}`);
     report.elapsedMs = performance.now() - started;
 
-    // Stale metadata on the hosts the chain left (metadata only; refused where the VM runs).
-    for (const old of oldHosts) {
-      const h = await store.getHost(old);
+    report.stale = [...oldHosts].map((old) => ({
+      hostId: old,
+      names: [...new Set(entries.filter((e) => e.hostId === old).map((e) => e.checkpoint))],
+    }));
+    return report;
+  }
+
+  /**
+   * Removes the stale metadata on the hosts a chain left (metadata only; refused where the VM runs).
+   * Outside the reconciliation's slot: the ledger already agrees with the host where the VM runs.
+   */
+  private async forgetStale(report: ReconcileReport, signal: AbortSignal): Promise<void> {
+    for (const { hostId, names } of report.stale ?? []) {
+      const h = await this.deps.store.getHost(hostId);
       if (!h?.agentAddress || h.status !== "online") continue;
-      const names = [...new Set(entries.filter((e) => e.hostId === old).map((e) => e.checkpoint))];
       try {
-        const r = await clients
+        const r = await this.deps.clients
           .get(h.agentAddress)
-          .forgetCheckpoints({ domainUuid: vmUuid, names }, { signal });
-        report.forgotten.push({ hostId: old, removed: r.removed, refused: r.refused });
+          .forgetCheckpoints({ domainUuid: report.vmUuid, names }, { signal });
+        report.forgotten.push({ hostId, removed: r.removed, refused: r.refused });
       } catch (err) {
-        log.warn({ err, vm: vmUuid, host: old }, "could not remove stale checkpoint metadata");
+        this.deps.log.warn(
+          { err, vm: report.vmUuid, host: hostId },
+          "could not remove stale checkpoint metadata",
+        );
       }
     }
-    log.info({ ...report, elapsedMs: Math.round(report.elapsedMs) }, "ledger reconciled");
-    return report;
   }
 
   /** VMs whose chain needs a look on `hostId` (after its agent registered): pending or elsewhere-held entries. */
