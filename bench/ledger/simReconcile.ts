@@ -22,6 +22,7 @@ export interface SimReconcileResult {
   events_sent: number;
   rss_mb: number;
   errors: number;
+  cpu_seconds: { coordinator_s: number; agents_s: number };
 }
 
 /**
@@ -105,6 +106,7 @@ export async function simReconcile(
   const before = await kept();
   const migrations = agentsN * vmsPerAgent;
   let sent = 0;
+  const cpu0 = { coordinator: daemon.cpuSeconds(), bench: process.cpuUsage() };
   const t0 = performance.now();
   await Promise.all(
     agents.map(async (src, ai) => {
@@ -176,6 +178,11 @@ export async function simReconcile(
     await new Promise((r) => setTimeout(r, 100));
   }
   const seconds = (performance.now() - t0) / 1000;
+  const benchCpu = process.cpuUsage(cpu0.bench);
+  const cpu = {
+    coordinator_s: Math.round((daemon.cpuSeconds() - cpu0.coordinator) * 10) / 10,
+    agents_s: Math.round((benchCpu.user + benchCpu.system) / 1e5) / 10,
+  };
   const m = await scrapeMetrics(bench);
   const skipped = m(/^cairn_ledger_reconciliations_total\{outcome="skipped"\} (\S+)$/m) || 0;
   clearInterval(rssTimer);
@@ -195,5 +202,7 @@ export async function simReconcile(
     events_sent: sent,
     rss_mb: Math.round(rssPeak),
     errors: rpcErrors + skipped,
+    // Both on this machine's cores: the coordinator's CPU and the simulated agents' (this process).
+    cpu_seconds: cpu,
   };
 }

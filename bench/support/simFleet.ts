@@ -92,6 +92,7 @@ export async function startCoordinatorDaemon(c: BenchCoordinator): Promise<{
   logFile: string;
   admin: CoordinatorClient;
   rssNow(): number;
+  cpuSeconds(): number;
 }> {
   const unit = readFileSync("systemd/cairn-coordinator.service", "utf8");
   const execStart = /^ExecStart=(.*)$/m.exec(unit)?.[1]?.trim().split(/\s+/) ?? [];
@@ -137,7 +138,12 @@ export async function startCoordinatorDaemon(c: BenchCoordinator): Promise<{
     const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
     return Number(m?.[1] ?? 0) / 1024;
   };
-  return { child, pid, logFile, admin, rssNow };
+  /** CPU seconds (user + system) the daemon has used so far. */
+  const cpuSeconds = () => {
+    const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
+  };
+  return { child, pid, logFile, admin, rssNow, cpuSeconds };
 }
 
 /**
