@@ -150,13 +150,14 @@ export class Ledger {
 
   /** Lifecycle events a host reported (already applied to the inventory). */
   async observe(hostId: string, events: readonly ObservedEvent[]): Promise<void> {
-    const meaningful = events.filter((e) => classifyVmEvent(e) !== "other");
+    const meaningful = events
+      .map((e) => ({ e, meaning: classifyVmEvent(e) }))
+      .filter((x) => x.meaning !== "other");
     if (!meaningful.length) return;
     // One query for the batch: most events are of VMs without a chain worth looking at.
-    const withChains = await this.deps.store.vmsWithLiveChains(meaningful.map((e) => e.vmUuid));
-    for (const e of meaningful) {
+    const withChains = await this.deps.store.vmsWithLiveChains(meaningful.map((x) => x.e.vmUuid));
+    for (const { e, meaning } of meaningful) {
       if (!withChains.has(e.vmUuid)) continue;
-      const meaning = classifyVmEvent(e);
       const entries = await this.deps.store.listLedger(e.vmUuid);
       if (!entries.some((x) => isLive(x.state))) continue;
       if (meaning === "crash") {
@@ -166,7 +167,7 @@ export class Ledger {
           if (x.state === "committed" && x.hostId === hostId) batch.move(x, x.state, "suspect", why);
         await this.write(batch.writes(), `crash of VM ${e.vmUuid}`);
       } else if (entries.some((x) => isLive(x.state) && x.hostId !== hostId)) {
-        this.reconcileSoon(
+        void this.reconcileSoon(
           e.vmUuid,
           hostId,
           `${e.kind}${e.detail ? ` (${e.detail})` : ""} on ${hostId}`,

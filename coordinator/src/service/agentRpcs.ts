@@ -176,7 +176,8 @@ export function agentRpcs(c: CoordinatorContext): AgentRpcs {
               `events[${i}].domain_uuid ${JSON.stringify(e.domainUuid)} is not a uuid`,
             );
           // Older agents put the new state in detail; newer ones send it as state, detail as libvirt's.
-          const state = e.state || (e.fromLibvirt ? "" : e.detail) || EVENT_STATE[e.kind] || "unknown";
+          const typed = Boolean(e.state) || e.fromLibvirt;
+          const state = e.state || (typed ? "" : e.detail) || EVENT_STATE[e.kind] || "unknown";
           const atMs = Number(e.timestampMs);
           return {
             uuid: e.domainUuid,
@@ -188,7 +189,7 @@ export function agentRpcs(c: CoordinatorContext): AgentRpcs {
             atMs: Number.isFinite(atMs) && Math.abs(atMs - now) < 10 * 60_000 ? atMs : now,
             event: {
               kind: e.kind,
-              detail: e.state || e.fromLibvirt ? e.detail : "",
+              detail: typed ? e.detail : "",
               fromLibvirt: e.fromLibvirt,
             },
           };
