@@ -1,8 +1,8 @@
 import { BackupMode } from "../../shared/src/gen/cairn/v1/common.js";
-import { LabAgent } from "../../test/lab/support/LabAgent.js";
+import { LedgerLab } from "../../test/lab/support/LedgerLab.js";
 import { Lab } from "../../test/lab/support/lab.js";
 import { prepareLab } from "../../test/lab/support/prepareLab.js";
-import { eventually, startTestCoordinator, waitForJobEnd } from "../../test/support/coordinatorHarness.js";
+import { eventually } from "../../test/support/coordinatorHarness.js";
 import { log } from "../support/simFleet.js";
 
 const MiB = 1024 * 1024;
@@ -30,37 +30,17 @@ export interface LabMigrationResult {
  */
 export async function labMigration(): Promise<LabMigrationResult> {
   const prepared = await prepareLab();
-  const lab = new Lab(prepared.config);
-  const c = await startTestCoordinator({ heartbeatIntervalSeconds: 1, lostAfterSeconds: 6 });
-  const agents: LabAgent[] = [];
+  const L = new LedgerLab(new Lab(prepared.config));
   try {
-    const host2 = await lab.startSecondHost();
-    const a = await LabAgent.enroll(c, "kvm-a");
-    const b = await LabAgent.enroll(c, "kvm-b", {}, host2.uri);
-    agents.push(a, b);
-    const vm = await lab.createVm({
-      label: "bench-ledger",
-      disks: [
-        { kind: "blank", format: "qcow2", sizeMiB: 512, randomMiB: 256 },
-        { kind: "blank", format: "qcow2", sizeMiB: 512, randomMiB: 256 },
-      ],
-    });
-    await vm.boot();
-    await Promise.all([a.start(), b.start()]);
-    await eventually("the VM on kvm-a", async () =>
-      (await c.admin().listVms({ hostId: "kvm-a" })).vms.some((v) => v.name === vm.name),
-    );
-    await c.admin().applyPolicy({
-      yaml: `name: lab\nselector: {names: [${vm.name}]}\nschedule: {cron: "0 3 * * *"}\nmode: {kind: incremental, fullEvery: 100}\nrepository: main\n`,
-    });
+    await L.start("bench-ledger", [
+      { kind: "blank", format: "qcow2", sizeMiB: 512, randomMiB: 256 },
+      { kind: "blank", format: "qcow2", sizeMiB: 512, randomMiB: 256 },
+    ]);
+    const { c, vm, host2 } = L;
     const run = async (mode: BackupMode) => {
-      const { jobId } = await c.admin().backupNow({ vm: vm.name, policy: "lab", mode });
-      const job = await waitForJobEnd(c, jobId, 600_000);
-      if (job.state !== "succeeded") throw new Error(`job ${jobId} ${job.state}: ${job.reason}`);
-      const snap = await c.running.ctx.store.getSnapshot(job.snapshotId ?? "");
-      const read =
-        (JSON.parse(snap?.manifestJson ?? "{}") as { stats?: { bytesRead?: number } }).stats?.bytesRead ?? 0;
-      return { job, read };
+      const job = await L.backup(mode, 600_000);
+      if (job.state !== "succeeded") throw new Error(`job ${job.id} ${job.state}: ${job.reason}`);
+      return { job, read: await L.bytesRead(job.snapshotId) };
     };
     log("[bench] full backup on kvm-a");
     const full = await run(BackupMode.BACKUP_MODE_FULL);
@@ -103,8 +83,6 @@ export async function labMigration(): Promise<LabMigrationResult> {
       disk_kinds: kinds,
     };
   } finally {
-    for (const x of agents) await x.kill().catch(() => {});
-    await lab.dispose();
-    await c.dispose();
+    await L.dispose();
   }
 }

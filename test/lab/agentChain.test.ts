@@ -1,5 +1,4 @@
 import { mkdir, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DomainEventFeed, type ResolvedDomainEvent } from "../../agent/src/events/DomainEventFeed.js";
@@ -18,6 +17,7 @@ import { createLogger } from "../../shared/src/log/createLogger.js";
 import { LocalObjectStore } from "../../shared/src/repository/backends/LocalObjectStore.js";
 import { Repository } from "../../shared/src/repository/Repository.js";
 import { agentHarness } from "./support/agentHarness.js";
+import { freePort } from "./support/freePort.js";
 import type { LabHost } from "./support/LabHost.js";
 import type { LabVm } from "./support/LabVm.js";
 import { Lab } from "./support/lab.js";
@@ -269,7 +269,7 @@ describe("the checkpoint ledger's agent side on two lab hosts", () => {
         vm.name,
         a2.host.uri,
         "--migrateuri",
-        `tcp://127.0.0.1:${await freePort(49430, 49499)}`,
+        `tcp://127.0.0.1:${await freePort([49430, 49499])}`,
       ],
       180_000,
     );
@@ -316,15 +316,3 @@ describe("the checkpoint ledger's agent side on two lab hosts", () => {
     expect(a1.events.slice(n1).filter((e) => e.kind === "stopped" || e.kind === "started")).toEqual([]);
   });
 });
-
-async function freePort(min: number, max: number): Promise<number> {
-  for (let p = min; p <= max; p++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const srv = createServer();
-      srv.once("error", () => resolve(false));
-      srv.listen(p, "127.0.0.1", () => srv.close(() => resolve(true)));
-    });
-    if (ok) return p;
-  }
-  throw new Error(`no free port in ${min}-${max}`);
-}

@@ -1,18 +1,13 @@
-import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { JobRecord } from "../../coordinator/src/store/records.js";
 import { BackupMode } from "../../shared/src/gen/cairn/v1/common.js";
-import { eventually, startTestCoordinator, type TestCoordinator } from "../support/coordinatorHarness.js";
-import { LabAgent } from "./support/LabAgent.js";
+import { eventually } from "../support/coordinatorHarness.js";
+import { freePort } from "./support/freePort.js";
 import type { LabHost } from "./support/LabHost.js";
 import type { LabVm } from "./support/LabVm.js";
-import { Lab } from "./support/lab.js";
-import { REPO_ROOT } from "./support/labPaths.js";
+import { LedgerLab } from "./support/LedgerLab.js";
 
 const MiB = 1024 * 1024;
 
@@ -20,70 +15,22 @@ const MiB = 1024 * 1024;
 // QEMU carries vda's bitmap (qcow2 to qcow2) but not vdb's (copied to a raw volume). The ledger
 // keeps vda's chain on kvm-b and demotes vdb alone, with the reason (issue #21).
 describe("checkpoint ledger through a --copy-storage-all migration", () => {
-  const lab = new Lab();
-  let c: TestCoordinator;
+  const L = new LedgerLab();
   let host2: LabHost;
-  let a: LabAgent;
-  let b: LabAgent;
   let vm: LabVm;
 
-  const waitJob = (jobId: string, timeoutMs = 240_000) =>
-    eventually(
-      `job ${jobId} ends`,
-      async () => {
-        const j = await c.running.ctx.store.getJob(jobId);
-        return j && ["succeeded", "failed", "cancelled"].includes(j.state) ? j : undefined;
-      },
-      timeoutMs,
-    );
-  const backup = async (mode = BackupMode.BACKUP_MODE_INCREMENTAL): Promise<JobRecord> =>
-    waitJob((await c.admin().backupNow({ vm: vm.name, policy: "lab", mode })).jobId);
-  const chain = () => c.admin().showVmChain({ vm: vm.name, events: 50 });
-  const sha256File = async (path: string) => {
-    const h = createHash("sha256");
-    for await (const x of createReadStream(path)) h.update(x as Buffer);
-    return h.digest("hex");
-  };
-  const restoreMatches = async (snapshotId: string, target: string) => {
-    const out = join(c.dir, `${target}-${snapshotId}.raw`);
-    await execa(
-      "node",
-      [
-        ...["--import", "tsx", "cli/src/main.ts", "restore", "disk", snapshotId, target, "--to", out],
-        ...["--coordinator", c.address, "--ca-file", c.caFile, "--token", c.adminToken],
-      ],
-      { cwd: REPO_ROOT },
-    );
-    return (await sha256File(out)) === (await vm.deviceHash(`/dev/${target}`));
-  };
+  const backup = (mode?: BackupMode) => L.backup(mode);
+  const chain = () => L.chain();
+  const restoreMatches = (snapshotId: string, target: string) => L.restoreMatches(snapshotId, target);
 
   beforeAll(async () => {
-    c = await startTestCoordinator({ heartbeatIntervalSeconds: 1, lostAfterSeconds: 6 });
-    host2 = await lab.startSecondHost();
-    a = await LabAgent.enroll(c, "kvm-a");
-    b = await LabAgent.enroll(c, "kvm-b", {}, host2.uri);
-    vm = await lab.createVm({
-      label: "ledgercopy",
-      disks: [
-        { kind: "blank", format: "qcow2", sizeMiB: 32, randomMiB: 8 },
-        { kind: "blank", format: "qcow2", sizeMiB: 32, randomMiB: 8 },
-      ],
-    });
-    await vm.boot();
-    await Promise.all([a.start(), b.start()]);
-    await eventually("the VM in the inventory on kvm-a", async () =>
-      (await c.admin().listVms({ hostId: "kvm-a" })).vms.some((v) => v.name === vm.name),
-    );
-    await c.admin().applyPolicy({
-      yaml: `name: lab\nselector: {names: [${vm.name}]}\nschedule: {cron: "0 3 * * *"}\nmode: {kind: incremental, fullEvery: 100}\nrepository: main\n`,
-    });
+    await L.start("ledgercopy", [
+      { kind: "blank", format: "qcow2", sizeMiB: 32, randomMiB: 8 },
+      { kind: "blank", format: "qcow2", sizeMiB: 32, randomMiB: 8 },
+    ]);
+    ({ host2, vm } = L);
   }, 300_000);
-  afterAll(async () => {
-    await a?.kill();
-    await b?.kill();
-    await lab.dispose();
-    await c?.dispose();
-  });
+  afterAll(() => L.dispose());
 
   it("vda's chain kept on kvm-b, vdb demoted as QEMU carried them; the next backup on kvm-b agrees with the ledger; restores exact", async () => {
     const t0 = Date.now();
@@ -169,15 +116,3 @@ describe("checkpoint ledger through a --copy-storage-all migration", () => {
     console.log(`[ledger-copy] test body ${Date.now() - t0} ms`);
   });
 });
-
-async function freePort([min, max]: [number, number]): Promise<number> {
-  for (let p = min; p <= max; p++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const srv = createServer();
-      srv.once("error", () => resolve(false));
-      srv.listen(p, "127.0.0.1", () => srv.close(() => resolve(true)));
-    });
-    if (ok) return p;
-  }
-  throw new Error(`no free port in ${min}-${max}`);
-}

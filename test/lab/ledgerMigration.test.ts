@@ -1,22 +1,14 @@
-import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { JobRecord } from "../../coordinator/src/store/records.js";
 import { BackupMode } from "../../shared/src/gen/cairn/v1/common.js";
 import { cairnCli, coordinatorArgs } from "../support/cairnCli.js";
-import {
-  eventually,
-  startTestCoordinator,
-  type TestCoordinator,
-  waitForJobEnd,
-} from "../support/coordinatorHarness.js";
-import { LabAgent } from "./support/LabAgent.js";
+import { eventually, type TestCoordinator, waitForJobEnd } from "../support/coordinatorHarness.js";
+import type { LabAgent } from "./support/LabAgent.js";
 import type { LabHost } from "./support/LabHost.js";
 import type { LabVm } from "./support/LabVm.js";
-import { Lab } from "./support/lab.js";
+import { LedgerLab } from "./support/LedgerLab.js";
 
 const MiB = 1024 * 1024;
 
@@ -24,17 +16,18 @@ const MiB = 1024 * 1024;
 // coordinator: the checkpoint ledger keeps a VM's chains through live migration, crash and
 // interruption (docs/checkpoint-ledger.md).
 describe("checkpoint ledger on two hosts", () => {
-  const lab = new Lab();
+  const L = new LedgerLab();
+  const lab = L.lab;
   let c: TestCoordinator;
   let host2: LabHost;
   let a: LabAgent;
-  let b: LabAgent;
   let vm: LabVm;
 
   const waitJob = (jobId: string) => waitForJobEnd(c, jobId);
-  const backup = async (mode = BackupMode.BACKUP_MODE_INCREMENTAL): Promise<JobRecord> =>
-    waitJob((await c.admin().backupNow({ vm: vm.name, policy: "lab", mode })).jobId);
-  const chain = () => c.admin().showVmChain({ vm: vm.name, events: 50 });
+  const backup = (mode?: BackupMode) => L.backup(mode);
+  const chain = () => L.chain();
+  const bytesRead = (snapshotId: string | null) => L.bytesRead(snapshotId);
+  const restoreMatches = (snapshotId: string, target: string) => L.restoreMatches(snapshotId, target);
   /** The guest writes `dirty` bytes, then a full backup starts; returns once its checkpoint is pending. */
   const fullUntilPending = async (dirty: number) => {
     await vm.writeRandom("/dev/vdb", 0, dirty);
@@ -48,54 +41,20 @@ describe("checkpoint ledger on two hosts", () => {
     );
     return jobId;
   };
-  const bytesRead = async (snapshotId: string | null) => {
-    const s = await c.running.ctx.store.getSnapshot(snapshotId ?? "");
-    return (JSON.parse(s?.manifestJson ?? "{}") as { stats?: { bytesRead?: number } }).stats?.bytesRead ?? -1;
-  };
-  const sha256File = async (path: string) => {
-    const h = createHash("sha256");
-    for await (const x of createReadStream(path)) h.update(x as Buffer);
-    return h.digest("hex");
-  };
   const define = async (host: LabHost, xml: string) => {
     const file = join(c.dir, `define-${Date.now()}.xml`);
     await writeFile(file, xml);
     await execa("virsh", ["-c", host.uri, "define", file]);
   };
-  const restoreMatches = async (snapshotId: string, target: string) => {
-    const out = join(c.dir, `${target}-${snapshotId}.raw`);
-    const r = await cairnCli(["restore", "disk", snapshotId, target, "--to", out, ...coordinatorArgs(c)]);
-    if (r.exitCode !== 0) throw new Error(`restore failed: ${r.stderr}`);
-    return (await sha256File(out)) === (await vm.deviceHash(`/dev/${target}`));
-  };
 
   beforeAll(async () => {
-    c = await startTestCoordinator({ heartbeatIntervalSeconds: 1, lostAfterSeconds: 6 });
-    host2 = await lab.startSecondHost();
-    a = await LabAgent.enroll(c, "kvm-a");
-    b = await LabAgent.enroll(c, "kvm-b", {}, host2.uri);
-    vm = await lab.createVm({
-      label: "ledger",
-      disks: [
-        { kind: "blank", format: "qcow2", sizeMiB: 64, randomMiB: 16 },
-        { kind: "blank", format: "qcow2", sizeMiB: 64, randomMiB: 16 },
-      ],
-    });
-    await vm.boot();
-    await Promise.all([a.start(), b.start()]);
-    await eventually("the VM in the inventory on kvm-a", async () =>
-      (await c.admin().listVms({ hostId: "kvm-a" })).vms.some((v) => v.name === vm.name),
-    );
-    await c.admin().applyPolicy({
-      yaml: `name: lab\nselector: {names: [${vm.name}]}\nschedule: {cron: "0 3 * * *"}\nmode: {kind: incremental, fullEvery: 100}\nrepository: main\n`,
-    });
+    await L.start("ledger", [
+      { kind: "blank", format: "qcow2", sizeMiB: 64, randomMiB: 16 },
+      { kind: "blank", format: "qcow2", sizeMiB: 64, randomMiB: 16 },
+    ]);
+    ({ c, host2, a, vm } = L);
   }, 300_000);
-  afterAll(async () => {
-    await a?.kill();
-    await b?.kill();
-    await lab.dispose();
-    await c?.dispose();
-  });
+  afterAll(() => L.dispose());
 
   it("a full backup on A commits one checkpoint per disk with libvirt's XML", async () => {
     const full = await backup(BackupMode.BACKUP_MODE_FULL);

@@ -1,8 +1,8 @@
 import { createHash, randomBytes } from "node:crypto";
 import { copyFile, mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { type DiskSpec, type DomainSpec, domainXml } from "./domainXml.js";
+import { freePort } from "./freePort.js";
 import type { GuestImage } from "./guest/buildGuest.js";
 import type { LabHost } from "./LabHost.js";
 import { isAlive, readPid } from "./libvirtDaemons.js";
@@ -395,16 +395,4 @@ function assertAligned(offset: number, length: number): void {
   if (offset % 4096 !== 0 || length % 4096 !== 0 || length <= 0) {
     throw new LabError(`guest I/O helpers need 4 KiB-aligned offset and length (got ${offset}, ${length})`);
   }
-}
-
-async function freePort([min, max]: [number, number]): Promise<number> {
-  for (let p = min; p <= max; p++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = createServer();
-      s.once("error", () => resolve(false));
-      s.listen(p, "127.0.0.1", () => s.close(() => resolve(true)));
-    });
-    if (ok) return p;
-  }
-  throw new LabError(`no free migration port in ${min}-${max}`);
 }
