@@ -10,6 +10,7 @@ import { jobIdOf, type SnapshotManifest } from "../../../shared/src/repository/m
 import type { Repository } from "../../../shared/src/repository/Repository.js";
 import type { BackupConfig, BackupDeps } from "../backup/BackupRequest.js";
 import { deferredCause, runBackup } from "../backup/runBackup.js";
+import { checkChainIds } from "../chain/checkChainIds.js";
 import type { CheckpointInfo } from "../hypervisor/parseCheckpointXml.js";
 import type { JobRegistry } from "../jobs/JobRegistry.js";
 import { jobStreamsOf } from "../jobs/JobStreams.js";
@@ -81,6 +82,8 @@ export async function* runBackupRpc(
 ): AsyncGenerator<RunBackupResponse> {
   if (!req.jobId.trim()) throw new CairnError("invalid-argument", "job_id is required");
   if (!req.domainUuid.trim()) throw new CairnError("invalid-argument", "domain_uuid is required");
+  // It names the VM's folder in the repository and reaches virsh: a strict uuid, nothing else.
+  checkChainIds({ domainUuid: req.domainUuid });
   if (!req.repository.trim()) throw new CairnError("invalid-argument", "repository is required");
   const mode = backupMode.fromWire(req.mode, "mode");
   const quiesce =

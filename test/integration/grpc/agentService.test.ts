@@ -130,8 +130,9 @@ describe("RunBackup request validation", () => {
           /* drain */
         }
       };
+      const UNKNOWN = "00000000-0000-4000-8000-00000000dead";
       await expect(
-        drain({ jobId: "", domainUuid: "u", repository: "/r", mode: BackupMode.BACKUP_MODE_AUTO }),
+        drain({ jobId: "", domainUuid: UNKNOWN, repository: "/r", mode: BackupMode.BACKUP_MODE_AUTO }),
       ).rejects.toMatchObject({
         code: Status.INVALID_ARGUMENT,
         details: "job_id is required",
@@ -143,14 +144,30 @@ describe("RunBackup request validation", () => {
         details: "domain_uuid is required",
       });
       await expect(
-        drain({ jobId: "j", domainUuid: "u", repository: "/r", mode: BackupMode.BACKUP_MODE_UNSPECIFIED }),
+        drain({
+          jobId: "j",
+          domainUuid: "../../victim",
+          repository: "/r",
+          mode: BackupMode.BACKUP_MODE_AUTO,
+        }),
+      ).rejects.toMatchObject({
+        code: Status.INVALID_ARGUMENT,
+        details: 'domain_uuid "../../victim" is not a uuid',
+      });
+      await expect(
+        drain({
+          jobId: "j",
+          domainUuid: UNKNOWN,
+          repository: "/r",
+          mode: BackupMode.BACKUP_MODE_UNSPECIFIED,
+        }),
       ).rejects.toMatchObject({
         code: Status.INVALID_ARGUMENT,
         details: expect.stringMatching(/^mode 0 is not a backup mode/),
       });
       expect(opened).toBe(0);
       await expect(
-        drain({ jobId: "j", domainUuid: "u", repository: "/r", mode: BackupMode.BACKUP_MODE_AUTO }),
+        drain({ jobId: "j", domainUuid: UNKNOWN, repository: "/r", mode: BackupMode.BACKUP_MODE_AUTO }),
       ).rejects.toMatchObject({
         code: Status.NOT_FOUND,
       });
