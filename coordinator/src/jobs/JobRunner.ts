@@ -133,18 +133,7 @@ export class JobRunner {
     const entry = this.running.get(job.id);
     if (entry) {
       entry.cancelled = true;
-      const host = await this.deps.store.getHost(job.hostId);
-      if (host)
-        await this.deps.clients
-          .get(host.agentAddress)
-          .abortJob({ jobId: job.id, reason }, { signal: AbortSignal.timeout(10_000) })
-          .catch((e) =>
-            this.deps.log.warn(
-              { err: e, job: job.id },
-              "AbortJob failed; the agent aborts it on its next heartbeat",
-            ),
-          );
-      entry.controller.abort();
+      await this.abortOnAgent(job, entry, reason, 10_000);
       return (await this.deps.store.getJob(job.id)) ?? job;
     }
     return this.transition(job, "cancelled", reason, { finishedMs: this.deps.now() });
@@ -158,14 +147,33 @@ export class JobRunner {
     const entry = this.running.get(job.id);
     if (!entry) return false;
     entry.requeue = reason;
+    await this.abortOnAgent(job, entry, reason, 60_000);
+    return true;
+  }
+
+  /**
+   * Asks the agent to abort a followed job (answered once its cleanup ran, or after `waitMs`), then
+   * stops following it; `failed` records the end from the entry's flags. A failed AbortJob is only
+   * logged: the agent also aborts it on its next heartbeat.
+   */
+  private async abortOnAgent(
+    job: JobRecord,
+    entry: Following,
+    reason: string,
+    waitMs: number,
+  ): Promise<void> {
     const host = await this.deps.store.getHost(job.hostId);
     if (host)
       await this.deps.clients
         .get(host.agentAddress)
-        .abortJob({ jobId: job.id, reason }, { signal: AbortSignal.timeout(60_000) })
-        .catch((e) => this.deps.log.warn({ err: e, job: job.id }, "AbortJob failed while requeueing"));
+        .abortJob({ jobId: job.id, reason }, { signal: AbortSignal.timeout(waitMs) })
+        .catch((e) =>
+          this.deps.log.warn(
+            { err: e, job: job.id },
+            "AbortJob failed; the agent aborts it on its next heartbeat",
+          ),
+        );
     entry.controller.abort();
-    return true;
   }
 
   /** The host is gone: its running streams are dropped and their jobs become interrupted. */

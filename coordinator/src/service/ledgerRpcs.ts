@@ -44,7 +44,6 @@ export function ledgerRpcs(c: CoordinatorContext): LedgerRpcs {
         },
         disks: describeChains(vm, entries, changes).map((d) => ({
           ...d,
-          length: d.length,
           sinceMs: BigInt(d.sinceMs),
         })),
         entries: entries.map((e) => ({
