@@ -154,7 +154,7 @@ export class JobRunner {
   /**
    * Asks the agent to abort a followed job (answered once its cleanup ran, or after `waitMs`), then
    * stops following it; `failed` records the end from the entry's flags. A failed AbortJob is only
-   * logged: the agent also aborts it on its next heartbeat.
+   * logged (a cancelled job is also aborted on the agent's next heartbeat).
    */
   private async abortOnAgent(
     job: JobRecord,
@@ -170,7 +170,9 @@ export class JobRunner {
         .catch((e) =>
           this.deps.log.warn(
             { err: e, job: job.id },
-            "AbortJob failed; the agent aborts it on its next heartbeat",
+            entry.cancelled
+              ? "AbortJob failed; the agent aborts it on its next heartbeat"
+              : "AbortJob failed while requeueing",
           ),
         );
     entry.controller.abort();
