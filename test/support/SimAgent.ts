@@ -121,6 +121,10 @@ export class SimAgent {
           qemuVersion: "7.2.0",
           agentVersion: "sim",
           libvirtUri: "test:///sim",
+          roles: ["hypervisor"],
+          repositories: [],
+          transferAddress: "",
+          applianceOf: "",
         }),
       },
     );

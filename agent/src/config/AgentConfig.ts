@@ -72,6 +72,46 @@ export const agentConfigSchema = z
     localRepositoryReserveBytes: z.number().int().min(0).optional(),
     /** Chunk worker threads (hashing, zstd, encryption) per repository; default one per core but one. */
     chunkWorkers: z.number().int().min(1).max(64).optional(),
+    /** What this agent does (docs/transfer-paths.md §1): hypervisor (libvirt), mover, or both. */
+    roles: z
+      .array(z.enum(["hypervisor", "mover"]))
+      .min(1)
+      .refine((r) => new Set(r).size === r.length, { message: "each role at most once" })
+      .default(["hypervisor"]),
+    /**
+     * Extra access paths to repositories from this host (docs/transfer-paths.md §2): a repository
+     * registered as s3://… may be a SAN filesystem here. Matched to registered ones by config id.
+     */
+    repositories: z.array(z.string().min(1)).default([]),
+    /** The network transfer path (docs/transfer-paths.md §4–§7). */
+    transfer: z
+      .object({
+        /** Address (IP or DNS name, no port) readers on other hosts reach this host's exports on. */
+        address: z.string().min(1).optional(),
+        /** qemu.conf's backup_tls_x509_cert_dir: the agent writes each job's credentials there (§5). */
+        libvirtTlsDir: z.string().min(1).default("/var/lib/cairn-agent/backup-tls"),
+        /** TCP ports network exports listen on (libvirt's pull backup and qemu-nbd). */
+        portMin: z.number().int().min(1024).max(65535).default(10809),
+        portMax: z.number().int().min(1024).max(65535).default(10899),
+        /** How long an export waits for FinishExport once the coordinator's call ended. */
+        readerTimeoutSeconds: z.number().int().min(1).max(86_400).default(600),
+        /** Cap on all NBD reads this agent makes for jobs (a mover's link), bytes/s; 0 none. */
+        maxReadBytesPerSecond: z.number().int().min(0).default(0),
+        /** Cap on each network export this host serves, bytes/s; 0 none (honoured by the reader). */
+        maxExportBytesPerSecond: z.number().int().min(0).default(0),
+        /** For a mover appliance VM: the hypervisor host id it runs on (locality, §3). */
+        applianceOf: z.string().min(1).optional(),
+      })
+      .strict()
+      .refine((t) => t.portMin <= t.portMax, { message: "portMin must not exceed portMax" })
+      .prefault({}),
+    /** Bytes each repository probe writes and reads back (docs/transfer-paths.md §2). */
+    probeBytes: z
+      .number()
+      .int()
+      .min(4096)
+      .max(1024 * 1024 * 1024)
+      .default(8 * 1024 * 1024),
     logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
   })
   .strict();

@@ -29,5 +29,6 @@ export function jobSummary(j: JobRecord, progress: JobProgress | undefined): Job
     diskKinds: j.diskKinds,
     kind: j.kind,
     report: reportOf(j),
+    transfer: undefined,
   };
 }
