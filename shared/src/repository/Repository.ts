@@ -30,6 +30,7 @@ import {
 } from "./RepositoryConfig.js";
 import { RestorePointReader } from "./RestorePointReader.js";
 import { RestorePointWriter, type VmIdentity } from "./RestorePointWriter.js";
+import { readRepositoryConfig } from "./readRepositoryConfig.js";
 
 export interface InitOptions {
   chunkSize?: number;
@@ -201,42 +202,7 @@ export class Repository {
 
   static async open(store: ObjectStore, options: OpenOptions = {}): Promise<Repository> {
     const { signal } = options;
-    let raw: Buffer;
-    try {
-      raw = await store.get(CONFIG_KEY, { signal });
-    } catch (e) {
-      if (isCairnError(e, "not-found")) {
-        throw new CairnError("not-found", `no Cairn repository at ${store.location}`, {
-          cause: e,
-          hint: "check the repository location, or create one with init",
-        });
-      }
-      throw e;
-    }
-    let json: unknown;
-    try {
-      json = JSON.parse(raw.toString("utf8"));
-    } catch (e) {
-      throw new CairnError("corrupt", `the config of repository ${store.location} is not valid JSON`, {
-        cause: e,
-      });
-    }
-    const version = (json as { version?: unknown } | null)?.version;
-    if (typeof version === "number" && version > FORMAT_VERSION) {
-      throw new CairnError(
-        "failed-precondition",
-        `repository ${store.location} has format version ${version}; this Cairn understands up to ${FORMAT_VERSION}`,
-        { hint: "upgrade Cairn to open this repository" },
-      );
-    }
-    const parsed = repositoryConfigSchema.safeParse(json);
-    if (!parsed.success) {
-      throw new CairnError(
-        "corrupt",
-        `the config of repository ${store.location} is invalid: ${parsed.error.message}`,
-      );
-    }
-    const config = parsed.data;
+    const config = await readRepositoryConfig(store, signal);
     const keys = config.encryption
       ? await openMasterKey(options.passphrase, config.id, config.encryption, store.location, signal)
       : undefined;
