@@ -12,7 +12,7 @@ import { loadAgentConfig } from "./config/AgentConfig.js";
 import { agentRepositorySettings } from "./config/agentRepositorySettings.js";
 import { CoordinatorLink } from "./coordinator/CoordinatorLink.js";
 import { enrollAgent } from "./coordinator/enrollAgent.js";
-import { createAgentRuntime } from "./createAgentRuntime.js";
+import { createDaemonRuntime } from "./createDaemonRuntime.js";
 import { collectHostInventory } from "./inventory/collectHostInventory.js";
 import { JobRegistry } from "./jobs/JobRegistry.js";
 import { AgentMetrics } from "./metrics/AgentMetrics.js";
@@ -22,8 +22,9 @@ import { startAgentServer } from "./server/startAgentServer.js";
 process.noDeprecation = true;
 
 /**
- * cairn-agent: the daemon on every KVM host. Start: load config → recover (thaw guests left frozen,
- * clean up interrupted jobs) → serve AgentService. SIGTERM/SIGINT: abort running jobs (their cleanup
+ * cairn-agent: the daemon on every KVM host (and on movers, docs/transfer-paths.md §1). Start: load
+ * config → recover (thaw guests left frozen, clean up interrupted jobs; hypervisor role only) → serve
+ * AgentService. SIGTERM/SIGINT: abort running jobs (their cleanup
  * thaws guests and ends libvirt jobs), stop serving, exit 0.
  */
 async function main(): Promise<void> {
@@ -76,34 +77,49 @@ async function main(): Promise<void> {
         hint: "enroll it first: cairn-agent enroll --coordinator <host:port> --token <token> --ca-file <ca.pem>",
       },
     );
-  const rt = await createAgentRuntime(config);
+  // The enrolled id names this host to the coordinator; the config may only repeat it.
+  const enrolledHostId = config.coordinator && identity ? certificateCommonName(identity.certPem) : undefined;
+  if (enrolledHostId && config.hostId && config.hostId !== enrolledHostId)
+    throw new CairnError(
+      "invalid-argument",
+      `hostId ${config.hostId} in the config differs from the enrolled id ${enrolledHostId}`,
+      {
+        hint: "remove hostId from the config or enroll again under that id",
+      },
+    );
+  const rt = await createDaemonRuntime(config, { hostId: enrolledHostId });
+  const hv = rt.hypervisorSide;
   const startup = await rt.recover(AbortSignal.timeout(120_000));
-  rt.log.info({ ...startup, version: CAIRN_VERSION }, "agent startup recovery done");
+  rt.log.info({ ...startup, roles: config.roles, version: CAIRN_VERSION }, "agent startup recovery done");
   const jobWatcher = rt.watchInterruptedJobs();
   const passphrase = await readPassphrase(config.repositoryPassphraseFile);
   const repositorySettings = agentRepositorySettings(config, passphrase);
   const jobs = new JobRegistry();
   const metrics = new AgentMetrics(jobs);
+  const openRepo = (location: string, signal: AbortSignal, opts?: { bandwidthBytesPerSecond?: number }) =>
+    openRepository(location, repositorySettings, signal, opts);
   const server = await startAgentServer(
     {
       listen: config.listen,
       ...(identity ? { tls: { ...identity, allowedPeer: COORDINATOR_CN } } : {}),
     },
     {
-      hypervisor: rt.hypervisor,
+      hypervisor: hv?.hypervisor,
       hostId: rt.hostId,
       libvirtUri: config.libvirtUri,
-      backups: {
+      roles: rt.roles,
+      reach: rt.reach,
+      maintenance: { jobs, openRepository: openRepo },
+      backups: hv && {
         backup: {
-          hypervisor: rt.hypervisor,
-          guestAgent: rt.guestAgent,
-          freezeMarkers: rt.freezeMarkers,
+          hypervisor: hv.hypervisor,
+          guestAgent: hv.guestAgent,
+          freezeMarkers: hv.freezeMarkers,
           log: rt.log,
         },
-        config: rt.liveBackup,
+        config: hv.liveBackup,
         jobs,
-        openRepository: (location, signal, opts) =>
-          openRepository(location, repositorySettings, signal, opts),
+        openRepository: openRepo,
         onJobEnd: (o) => metrics.jobEnded(o),
       },
     },
@@ -111,16 +127,8 @@ async function main(): Promise<void> {
   );
   const metricsServer = config.metricsListen ? await metrics.serve(config.metricsListen) : undefined;
   let link: CoordinatorLink | undefined;
-  if (config.coordinator && identity) {
-    const hostId = certificateCommonName(identity.certPem);
-    if (config.hostId && config.hostId !== hostId)
-      throw new CairnError(
-        "invalid-argument",
-        `hostId ${config.hostId} in the config differs from the enrolled id ${hostId}`,
-        {
-          hint: "remove hostId from the config or enroll again under that id",
-        },
-      );
+  if (config.coordinator && identity && enrolledHostId) {
+    const hostId = enrolledHostId;
     link = new CoordinatorLink(
       {
         address: config.coordinator.address,
@@ -130,14 +138,14 @@ async function main(): Promise<void> {
         pollMs: config.coordinator.inventoryPollSeconds * 1000,
       },
       {
-        hypervisor: rt.hypervisor,
+        hypervisor: hv?.hypervisor,
+        events: hv?.events,
         jobs,
         log: rt.log,
-        events: rt.events,
         inventory: async (signal) => {
           const facts = await collectHostInventory(
-            rt.hypervisor,
-            { hostId, libvirtUri: config.libvirtUri },
+            hv?.hypervisor,
+            { hostId, libvirtUri: config.libvirtUri, ...rt.roles, repositories: rt.reach.latest() },
             signal,
           );
           return hostInventory.toWire(facts);

@@ -27,7 +27,11 @@ export interface CoordinatorLinkConfig {
 }
 
 export interface CoordinatorLinkDeps {
-  hypervisor: Hypervisor;
+  /**
+   * Where domains come from; absent on a mover-only agent (docs/transfer-paths.md §1), which
+   * registers with no domains, never polls for them and only heartbeats.
+   */
+  hypervisor?: Hypervisor | undefined;
   jobs: JobRegistry;
   inventory(signal: AbortSignal): Promise<HostInventory>;
   log: Logger;
@@ -62,7 +66,7 @@ export class CoordinatorLink {
     private readonly deps: CoordinatorLinkDeps,
   ) {
     this.registered = new Promise((r) => (this.markRegistered = r));
-    if (deps.events)
+    if (deps.events && deps.hypervisor)
       this.feed = new DomainEventFeed({ source: deps.events, hypervisor: deps.hypervisor, log: deps.log });
   }
 
@@ -122,7 +126,7 @@ export class CoordinatorLink {
   private async session(signal: AbortSignal): Promise<void> {
     const client = this.client();
     const call = { signal: AbortSignal.any([signal, AbortSignal.timeout(30_000)]) };
-    const domains = await this.deps.hypervisor.listDomains(call.signal);
+    const domains = (await this.deps.hypervisor?.listDomains(call.signal)) ?? [];
     const reg = await client.register(
       {
         inventory: await this.deps.inventory(call.signal),
@@ -187,18 +191,29 @@ export class CoordinatorLink {
         for (const id of hb.abortJobIds) this.deps.jobs.abort(id, "the coordinator no longer wants this job");
         lastBeat = now;
       }
-      const pollStarted = Date.now();
-      const current = await this.deps.hypervisor.listDomains(
-        AbortSignal.any([signal, AbortSignal.timeout(30_000)]),
-      );
-      this.feed?.remember(current);
-      const events = this.streamed.filter(diffDomains(known, current, Date.now()), pollStarted);
-      if (events.length) {
-        outbox.push({ hostId: this.config.hostId, events });
-        this.deps.log.debug({ events: events.length }, "domain events sent");
-      }
-      known = new Map(current.map((d) => [d.uuid, d]));
-      await sleep(Math.min(this.config.pollMs, heartbeatMs), undefined, { signal }).catch(() => {});
+      const hypervisor = this.deps.hypervisor;
+      if (hypervisor) known = await this.pollDomains(hypervisor, known, outbox, signal);
+      await sleep(hypervisor ? Math.min(this.config.pollMs, heartbeatMs) : heartbeatMs, undefined, {
+        signal,
+      }).catch(() => {});
     }
+  }
+
+  /** Looks for domain changes libvirt's events did not report and sends them; returns the new view. */
+  private async pollDomains(
+    hypervisor: Hypervisor,
+    known: Map<string, DomainInfo>,
+    outbox: AsyncQueue<StreamEventsRequest>,
+    signal: AbortSignal,
+  ): Promise<Map<string, DomainInfo>> {
+    const pollStarted = Date.now();
+    const current = await hypervisor.listDomains(AbortSignal.any([signal, AbortSignal.timeout(30_000)]));
+    this.feed?.remember(current);
+    const events = this.streamed.filter(diffDomains(known, current, Date.now()), pollStarted);
+    if (events.length) {
+      outbox.push({ hostId: this.config.hostId, events });
+      this.deps.log.debug({ events: events.length }, "domain events sent");
+    }
+    return new Map(current.map((d) => [d.uuid, d]));
   }
 }

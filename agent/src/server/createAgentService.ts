@@ -11,56 +11,79 @@ import { withUnimplemented } from "../../../shared/src/grpc/withUnimplemented.js
 import { createLogger, type Logger } from "../../../shared/src/log/createLogger.js";
 import { CAIRN_VERSION } from "../../../shared/src/version.js";
 import type { Hypervisor } from "../hypervisor/Hypervisor.js";
-import { collectHostInventory } from "../inventory/collectHostInventory.js";
+import { type AgentRoleFacts, collectHostInventory } from "../inventory/collectHostInventory.js";
+import type { ReachKeeper } from "../reach/ReachKeeper.js";
 import { chainRpcs } from "./chainRpcs.js";
+import { probeRepositoriesRpc } from "./probeRepositoriesRpc.js";
 import { type BackupRpcDeps, runBackupRpc } from "./runBackupRpc.js";
-import { runMaintenanceRpc } from "./runMaintenanceRpc.js";
+import { type MaintenanceRpcDeps, runMaintenanceRpc } from "./runMaintenanceRpc.js";
+import { withoutHypervisorRpcs } from "./withoutHypervisorRpcs.js";
 
 export interface AgentServiceDeps {
-  hypervisor: Hypervisor;
+  /**
+   * The host's hypervisor. Absent on a mover-only agent (docs/transfer-paths.md §1): the chain RPCs
+   * and RunBackup answer failed-precondition, ListDomains an empty list, and nothing asks libvirt.
+   */
+  hypervisor?: Hypervisor | undefined;
   hostId: string;
   libvirtUri: string;
-  /** Backup execution; without it RunBackup/AbortJob answer UNIMPLEMENTED (inventory-only agent). */
-  backups?: BackupRpcDeps;
+  /** Roles and transfer facts for the inventory (default: a hypervisor, no transfer address). */
+  roles?: Omit<AgentRoleFacts, "repositories"> | undefined;
+  /** Backup execution; without it RunBackup answers UNIMPLEMENTED (inventory-only agent). */
+  backups?: BackupRpcDeps | undefined;
+  /** Repository maintenance jobs (every role; default: the backups' jobs and repositories). */
+  maintenance?: MaintenanceRpcDeps | undefined;
+  /** Repository reach probes; without it ProbeRepositories answers UNIMPLEMENTED. */
+  reach?: ReachKeeper | undefined;
   log?: Logger;
 }
 
 /** The gRPC AgentService: maps the core's types to the wire; RPCs not built yet answer UNIMPLEMENTED. */
 export function createAgentService(deps: AgentServiceDeps): AgentServiceImplementation {
+  const hypervisor = deps.hypervisor;
+  const reach = deps.reach;
   const impl: Partial<AgentServiceImplementation> = {
     async getHostInventory(_req, ctx: CallContext) {
       const facts = await collectHostInventory(
-        deps.hypervisor,
-        { hostId: deps.hostId, libvirtUri: deps.libvirtUri },
+        hypervisor,
+        {
+          hostId: deps.hostId,
+          libvirtUri: deps.libvirtUri,
+          ...deps.roles,
+          repositories: reach?.latest() ?? [],
+        },
         ctx.signal,
       );
       return { inventory: hostInventory.toWire(facts) };
     },
-    async listDomains(_req, ctx: CallContext) {
-      const domains = await deps.hypervisor.listDomains(ctx.signal);
-      return { domains: domains.map(domainInfo.toWire) };
-    },
-    ...chainRpcs({ hypervisor: deps.hypervisor, log: deps.log ?? createLogger("cairn-agent", "silent") }),
+    ...(hypervisor
+      ? {
+          async listDomains(_req, ctx: CallContext) {
+            const domains = await hypervisor.listDomains(ctx.signal);
+            return { domains: domains.map(domainInfo.toWire) };
+          },
+          ...chainRpcs({ hypervisor, log: deps.log ?? createLogger("cairn-agent", "silent") }),
+        }
+      : withoutHypervisorRpcs()),
   };
-  const backups = deps.backups;
-  if (backups) {
-    impl.runBackup = (req, ctx: CallContext) => runBackupRpc(backups, req, ctx);
-    impl.runMaintenance = (req, ctx: CallContext) =>
-      runMaintenanceRpc(
-        {
-          jobs: backups.jobs,
-          openRepository: (location, signal) => backups.openRepository(location, signal),
-        },
-        req,
-        ctx,
-      );
+  const backups = hypervisor ? deps.backups : undefined;
+  if (backups) impl.runBackup = (req, ctx: CallContext) => runBackupRpc(backups, req, ctx);
+  const maintenance: MaintenanceRpcDeps | undefined =
+    deps.maintenance ??
+    (backups && {
+      jobs: backups.jobs,
+      openRepository: (location, signal) => backups.openRepository(location, signal),
+    });
+  if (maintenance) {
+    impl.runMaintenance = (req, ctx: CallContext) => runMaintenanceRpc(maintenance, req, ctx);
     impl.abortJob = async (req) => {
       if (!req.jobId.trim()) throw new CairnError("invalid-argument", "job_id is required");
       // Answers once the job's cleanup ran (or after 8 s: inside the coordinator's 10 s deadline).
-      const r = await backups.jobs.abortAndWait(req.jobId, req.reason || "aborted by request", 8_000);
+      const r = await maintenance.jobs.abortAndWait(req.jobId, req.reason || "aborted by request", 8_000);
       return { found: r.found };
     };
   }
+  if (reach) impl.probeRepositories = (req, ctx: CallContext) => probeRepositoriesRpc(reach, req, ctx);
   return withUnimplemented<AgentServiceImplementation>(Definition, impl, CAIRN_VERSION);
 }
 

@@ -73,6 +73,34 @@ describe("wire mappings", () => {
       libvirtUri: "qemu:///system",
     };
     expect(hostInventory.toWire(h).memoryBytes).toBe(2n ** 40n);
-    expect(hostInventory.fromWire(hostInventory.toWire(h))).toEqual(h);
+    // An inventory without the transfer-path fields (an older agent) reads as a hypervisor.
+    expect(hostInventory.fromWire(hostInventory.toWire(h))).toEqual({
+      ...h,
+      roles: ["hypervisor"],
+      repositories: [],
+      transferAddress: "",
+      applianceOf: "",
+    });
+    const mover = {
+      ...h,
+      roles: ["mover" as const],
+      repositories: [
+        {
+          repositoryId: "0".repeat(32),
+          name: "main",
+          location: "/srv/cairn",
+          reachable: true,
+          error: "",
+          writeMiBs: 120.5,
+          readMiBs: 300.25,
+          probedMs: 1_700_000_000_000,
+          hostId: "",
+        },
+      ],
+      transferAddress: "10.0.0.9",
+      applianceOf: "kvm-01",
+    };
+    expect(hostInventory.toWire(mover).repositories[0]?.probedMs).toBe(1_700_000_000_000n);
+    expect(hostInventory.fromWire(hostInventory.toWire(mover))).toEqual(mover);
   });
 });
