@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs a Cairn release on this host for one role; safe to run again (upgrades, repairs).
 #
-#   install.sh --role coordinator|agent [--prefix DIR] [--root DIR] [--tarball FILE]
+#   install.sh --role coordinator|agent|mover [--prefix DIR] [--root DIR] [--tarball FILE]
 #
 #   --role     coordinator: unit cairn-coordinator.service, runs as the system user cairn (created)
 #              agent:       unit cairn-agent.service, runs as root
+#              mover:       unit cairn-mover.service (an agent without libvirt), runs as root
 #   --tarball  the release (scripts/package.sh builds it); default: the unpacked release this script
 #              is part of
 #   --prefix   where Cairn lives (default <root>/opt/cairn): the release goes to <prefix>-<version>,
@@ -24,7 +25,7 @@ die() {
   exit 1
 }
 usage() {
-  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 role="" prefix="" root="/" tarball=""
@@ -44,9 +45,9 @@ while (($#)); do
 done
 
 case "$role" in
-  coordinator | agent) ;;
-  "") die "--role is required: coordinator or agent" ;;
-  *) die "unknown role '$role': use coordinator or agent" ;;
+  coordinator | agent | mover) ;;
+  "") die "--role is required: coordinator, agent or mover" ;;
+  *) die "unknown role '$role': use coordinator, agent or mover" ;;
 esac
 [[ "$(id -u)" == 0 ]] || die "must run as root: it creates the cairn user and writes units, /etc/cairn and state directories"
 [[ "$root" == /* ]] || die "--root must be an absolute path, got '$root'"
@@ -188,7 +189,7 @@ fi
 bin="$root/usr/local/bin"
 install -d -m 0755 "$bin"
 ln -sfn "$prefix/cli/bin/cairn.cjs" "$bin/cairn"
-if [[ "$role" == agent ]]; then ln -sfn "$prefix/agent/bin/cairn-agent.cjs" "$bin/cairn-agent"; fi
+if [[ "$role" == agent || "$role" == mover ]]; then ln -sfn "$prefix/agent/bin/cairn-agent.cjs" "$bin/cairn-agent"; fi
 
 if [[ "$role" == coordinator ]]; then
   cat <<EOF
@@ -198,7 +199,7 @@ EOF
 else
   cat <<EOF
 next: copy the coordinator's ca.pem to $etc/ca.pem, get a token there (cairn hosts enroll-token <host-id>), then
-      cairn-agent enroll --config $etc/agent.yaml --token <token> --ca-file $etc/ca.pem
+      cairn-agent enroll --config $etc/$role.yaml --token <token> --ca-file $etc/ca.pem
       systemctl daemon-reload && systemctl enable --now $unit
 EOF
 fi

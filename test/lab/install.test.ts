@@ -170,9 +170,9 @@ afterAll(async () => {
 
 describe("package.sh + install.sh: the installed Cairn runs as its units say", () => {
   it("install.sh refuses what it cannot do, and says what is wrong", async () => {
-    const unknown = await install(["--role", "mover"]);
+    const unknown = await install(["--role", "backup"]);
     expect(unknown.exitCode).not.toBe(0);
-    expect(unknown.all).toMatch(/unknown role 'mover': use coordinator or agent/);
+    expect(unknown.all).toMatch(/unknown role 'backup': use coordinator, agent or mover/);
     const noRole = await install([]);
     expect(noRole.all).toMatch(/--role is required/);
     const missing = await execa(
@@ -194,8 +194,8 @@ describe("package.sh + install.sh: the installed Cairn runs as its units say", (
     await expect(lstat(prefix())).rejects.toThrow(/ENOENT/);
   });
 
-  it("installs both roles: release + symlink, the cairn user, state dirs, units, configs, links; again keeps the operator's config", async () => {
-    for (const role of ["coordinator", "agent"]) {
+  it("installs every role: release + symlink, the cairn user, state dirs, units, configs, links; again keeps the operator's config", async () => {
+    for (const role of ["coordinator", "agent", "mover"]) {
       const r = await install(["--role", role]);
       expect(r.exitCode, r.all).toBe(0);
     }
@@ -225,6 +225,12 @@ describe("package.sh + install.sh: the installed Cairn runs as its units say", (
     expect((await loadAgentConfig(join(etc(), "agent.yaml.example"))).stateDir).toBe(
       join(root, "var/lib/cairn-agent"),
     );
+    // A mover: its own unit, config and state directory; an agent without libvirt.
+    const mover = await loadAgentConfig(join(etc(), "mover.yaml.example"));
+    expect([mover.stateDir, mover.roles]).toEqual([join(root, "var/lib/cairn-mover"), ["mover"]]);
+    const ms = await stat(join(root, "var/lib/cairn-mover"));
+    expect([ms.uid, ms.mode & 0o777]).toEqual([0, 0o711]);
+    expect((await readUnit("mover")).execStart).toContain(join(etc(), "mover.yaml"));
     // The coordinator reads its config as the cairn user.
     const cc = await stat(join(etc(), "coordinator.yaml"));
     expect([cc.uid, cc.gid, cc.mode & 0o777]).toEqual([0, await groupId("cairn"), 0o640]);
@@ -241,14 +247,18 @@ describe("package.sh + install.sh: the installed Cairn runs as its units say", (
   });
 
   it("systemd-analyze verify accepts the installed units", async () => {
-    const r = await execa("systemd-analyze", ["verify", unitFile("coordinator"), unitFile("agent")], {
-      reject: false,
-      all: true,
-    });
+    const r = await execa(
+      "systemd-analyze",
+      ["verify", unitFile("coordinator"), unitFile("agent"), unitFile("mover")],
+      {
+        reject: false,
+        all: true,
+      },
+    );
     expect(r.all).toBe("");
     expect(r.exitCode).toBe(0);
     // The units start what was installed, not the checkout.
-    for (const role of ["coordinator", "agent"])
+    for (const role of ["coordinator", "agent", "mover"])
       expect((await readUnit(role)).execStart.find((a) => a.endsWith(".js") || a.endsWith(".cjs"))).toMatch(
         new RegExp(`^${prefix()}/`),
       );

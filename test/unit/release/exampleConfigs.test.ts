@@ -29,4 +29,20 @@ describe("example configs (examples/, installed as /etc/cairn/<role>.yaml.exampl
       },
     });
   });
+
+  it("the mover's loads with the real loader: roles [mover], its own state directory", async () => {
+    const m = await loadAgentConfig(join(examples, "mover.yaml"));
+    const defaults = agentConfigSchema.parse({});
+    expect(m).toEqual({
+      ...defaults,
+      roles: ["mover"],
+      stateDir: "/var/lib/cairn-mover",
+      listen: "0.0.0.0:7460",
+      coordinator: {
+        address: "coordinator.example.net:7450",
+        advertiseAddress: "backup-01.example.net:7460",
+        inventoryPollSeconds: 5,
+      },
+    });
+  });
 });
