@@ -22,9 +22,9 @@ import { startAgentServer } from "./server/startAgentServer.js";
 process.noDeprecation = true;
 
 /**
- * cairn-agent: the daemon on every KVM host (and on movers, docs/transfer-paths.md §1). Start: load
- * config → recover (thaw guests left frozen, clean up interrupted jobs; hypervisor role only) → serve
- * AgentService. SIGTERM/SIGINT: abort running jobs (their cleanup
+ * cairn-agent: the daemon on every KVM host and on movers (docs/transfer-paths.md §1). Start: load
+ * config → build what its roles need → recover (thaw guests left frozen, clean up interrupted jobs;
+ * hypervisor role only) → serve AgentService. SIGTERM/SIGINT: abort running jobs (their cleanup
  * thaws guests and ends libvirt jobs), stop serving, exit 0.
  */
 async function main(): Promise<void> {
