@@ -148,6 +148,24 @@ describe("transfer paths: reach, assignment, network path, mover failure", () =>
     }
   });
 
+  it("a coordinator restart mid-read re-attaches both halves by job id: read once, recorded once", async () => {
+    mover1.behaviour.readMs = 3000;
+    try {
+      const { jobId } = await c.admin().backupNow({ vm: "vm-2", policy: "only-m1", mode: 0 });
+      await eventually("mover-1 reads", async () => mover1.reads.has(jobId));
+      await c.restart();
+      const j = await finished(jobId);
+      expect(j).toMatchObject({ state: "succeeded", attempt: 1, transfer: { readerHostId: "mover-1" } });
+      expect(mover1.reads.get(jobId)).toBe(1);
+      expect(kvm2.runs.get(jobId)).toBe(1);
+      expect(kvm2.finishes.filter((f) => f.jobId === jobId)).toHaveLength(1);
+      const to = (await c.running.ctx.store.jobHistory(jobId)).map((h) => h.to);
+      expect(to).toEqual(["queued", "running", "interrupted", "running", "succeeded"]);
+    } finally {
+      mover1.behaviour.readMs = undefined;
+    }
+  });
+
   it("the mover dies mid-read: the VM host is told to end the export, the job is retried on another mover", async () => {
     mover1.behaviour.readMs = 4000;
     const { jobId } = await c.admin().backupNow({ vm: "vm-2", policy: "auto", mode: 0 });
