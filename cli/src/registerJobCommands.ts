@@ -61,7 +61,10 @@ function describeJob(j: JobSummary): string {
   const rows: [string, string][] = [
     ["job", j.jobId],
     ["kind", j.kind],
-    [j.kind === "backup" ? "vm" : "repository", j.kind === "backup" ? `${j.vmName} (${j.vmUuid})` : j.repository],
+    [
+      j.kind === "backup" ? "vm" : "repository",
+      j.kind === "backup" ? `${j.vmName} (${j.vmUuid})` : j.repository,
+    ],
     ["host", j.hostId],
     ["state", j.state],
     ["attempt", String(j.attempt)],
@@ -71,7 +74,10 @@ function describeJob(j: JobSummary): string {
     rows.push(["repository", j.repository], ["mode", j.mode], ["policy", j.policy]);
     if (j.transfer?.path)
       rows.push(
-        ["path", `${j.transfer.path}${j.transfer.path === "network" ? ` (reader ${j.transfer.readerHostId})` : ""}`],
+        [
+          "path",
+          `${j.transfer.path}${j.transfer.path === "network" ? ` (reader ${j.transfer.readerHostId})` : ""}`,
+        ],
         ["path reason", j.transfer.reason],
       );
     if (j.snapshotId) rows.push(["snapshot", j.snapshotId]);

@@ -81,7 +81,9 @@ export function registerRepositoryAdminCommands(program: Command): void {
     }, o),
   );
   withConnectOptions(
-    repo.command("show <name>").description("a repository's id, and which hosts reach it, by what path, how fast"),
+    repo
+      .command("show <name>")
+      .description("a repository's id, and which hosts reach it, by what path, how fast"),
   ).action((name: string, o: O) =>
     runCli(async () => {
       const r = await connectCoordinator(o).showRepository({ name });

@@ -29,7 +29,6 @@ import { CertificateAuthority } from "./pki/CertificateAuthority.js";
 import { retryDelayMs } from "./schedule/retryDelayMs.js";
 import { PolicyCache } from "./scheduler/PolicyCache.js";
 import { Scheduler } from "./scheduler/Scheduler.js";
-import { Reach } from "./transfer/Reach.js";
 import { accessRpcs } from "./service/accessRpcs.js";
 import { adminRpcs } from "./service/adminRpcs.js";
 import { agentRpcs } from "./service/agentRpcs.js";
@@ -39,6 +38,7 @@ import { repositoryRpcs } from "./service/repositoryRpcs.js";
 import { snapshotRecordOf } from "./snapshots/snapshotRecordOf.js";
 import type { Role } from "./store/records.js";
 import { SqliteStore } from "./store/sqlite/SqliteStore.js";
+import { Reach } from "./transfer/Reach.js";
 
 export const AGENT_METHODS = new Set(["Register", "Heartbeat", "StreamEvents"]);
 export const PUBLIC_METHODS = new Set(["Enroll"]);

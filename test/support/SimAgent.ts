@@ -22,11 +22,11 @@ import {
   type ReadExportResponse,
   type RunBackupResponse,
 } from "../../shared/src/gen/cairn/v1/agent.js";
-import type { AgentRole } from "../../shared/src/grpc/wire/hostInventory.js";
-import { type RepositoryReach, repositoryReach } from "../../shared/src/grpc/wire/repositoryReach.js";
 import { toGrpcStatus } from "../../shared/src/grpc/toGrpcStatus.js";
 import { type BackupMode, backupMode } from "../../shared/src/grpc/wire/backupMode.js";
 import { domainState } from "../../shared/src/grpc/wire/domainState.js";
+import type { AgentRole } from "../../shared/src/grpc/wire/hostInventory.js";
+import { type RepositoryReach, repositoryReach } from "../../shared/src/grpc/wire/repositoryReach.js";
 import { withUnimplemented } from "../../shared/src/grpc/withUnimplemented.js";
 import { createLogger } from "../../shared/src/log/createLogger.js";
 import { readIdentity } from "../../shared/src/pki/writeIdentity.js";
@@ -537,7 +537,12 @@ export class SimAgent {
         const r = await Repository.open(new LocalObjectStore(req.repository));
         try {
           const w = await r.beginSnapshot({ vm: { uuid: ex.domainUuid, name: ex.domainName }, signal });
-          const d = await w.addDisk({ target: "vda", virtualSize: 1 << 20, sourceFormat: "qcow2", kind: "full" });
+          const d = await w.addDisk({
+            target: "vda",
+            virtualSize: 1 << 20,
+            sourceFormat: "qcow2",
+            kind: "full",
+          });
           await d.write(0, Buffer.alloc(1 << 20, attempt));
           await d.finish();
           return await w.seal({

@@ -347,13 +347,19 @@ export function storeContract(
       await s.putReach("h1", [reach({ error: "ENOENT" })]);
       expect(await s.listReach("h1")).toEqual([reach({ error: "ENOENT", hostId: "h1" })]);
       // The same repository opened later: the id-less failure of that name is gone.
-      await s.putReach("h1", [reach({ repositoryId: "a".repeat(32), reachable: true, writeMiBs: 400, probedMs: 2 })]);
-      await s.putReach("h2", [reach({ repositoryId: "a".repeat(32), location: "/san/r", reachable: true, probedMs: 3 })]);
+      await s.putReach("h1", [
+        reach({ repositoryId: "a".repeat(32), reachable: true, writeMiBs: 400, probedMs: 2 }),
+      ]);
+      await s.putReach("h2", [
+        reach({ repositoryId: "a".repeat(32), location: "/san/r", reachable: true, probedMs: 3 }),
+      ]);
       expect((await s.listReach("h1")).map((r) => [r.repositoryId, r.reachable, r.writeMiBs])).toEqual([
         ["a".repeat(32), true, 400],
       ]);
       // Newest report per (host, id) replaces the older one.
-      await s.putReach("h1", [reach({ repositoryId: "a".repeat(32), reachable: true, writeMiBs: 90, probedMs: 4 })]);
+      await s.putReach("h1", [
+        reach({ repositoryId: "a".repeat(32), reachable: true, writeMiBs: 90, probedMs: 4 }),
+      ]);
       const all = await s.listReach();
       expect(all.map((r) => [r.hostId, r.location, r.writeMiBs])).toEqual([
         ["h1", "/r", 90],

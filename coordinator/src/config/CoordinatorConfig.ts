@@ -29,7 +29,14 @@ export const coordinatorConfigSchema = z
       .default(15 * 60_000),
     /** Repository reach (docs/transfer-paths.md §2): how often every online agent probes. */
     reach: z
-      .object({ probeIntervalSeconds: z.number().int().min(10).max(7 * 86_400).default(900) })
+      .object({
+        probeIntervalSeconds: z
+          .number()
+          .int()
+          .min(10)
+          .max(7 * 86_400)
+          .default(900),
+      })
       .strict()
       .prefault({}),
     logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),

@@ -203,10 +203,7 @@ export class JobRunner {
   ): Promise<void> {
     // A network-path job runs on two hosts: both halves are aborted (the reader first, so that
     // the VM host's export is not read while it ends).
-    const hostIds = [
-      ...(job.transfer?.path === "network" ? [job.transfer.readerHostId] : []),
-      job.hostId,
-    ];
+    const hostIds = [...(job.transfer?.path === "network" ? [job.transfer.readerHostId] : []), job.hostId];
     for (const id of hostIds) {
       const host = await this.deps.store.getHost(id);
       if (host)
@@ -397,7 +394,8 @@ export class JobRunner {
       );
     try {
       const reader = await this.deps.store.getHost(d.readerHostId);
-      if (!reader?.agentAddress) throw new CairnError("not-found", `host ${d.readerHostId} is not registered`);
+      if (!reader?.agentAddress)
+        throw new CairnError("not-found", `host ${d.readerHostId} is not registered`);
       const stream = this.deps.clients.get(reader.agentAddress).readExport(
         {
           jobId: job.id,

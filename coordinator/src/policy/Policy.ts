@@ -148,7 +148,9 @@ export const policySchema = z
         names: z.array(z.string().regex(HOST_ID, "must be a host id")).default([]),
         // Host ids only hold these characters, and a glob longer than a host id matches nothing:
         // bounded, so matching stays cheap whatever an operator writes.
-        globs: z.array(z.string().regex(HOST_GLOB, "must be a glob of host ids (letters, digits, . - _ * ? [ ] !)")).default([]),
+        globs: z
+          .array(z.string().regex(HOST_GLOB, "must be a glob of host ids (letters, digits, . - _ * ? [ ] !)"))
+          .default([]),
       })
       .strict()
       .prefault({}),

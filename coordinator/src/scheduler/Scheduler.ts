@@ -141,7 +141,16 @@ export class Scheduler {
     const repos = new Map((pathsNeeded ? await store.listRepositories() : []).map((r) => [r.name, r]));
     const decided = new Map<string, TransferDecisionRecord>();
     const blocked = new Map<string, { fail: boolean; reason: string }>();
-    const assign = this.assigner({ byId: new Map(queued.map((j) => [j.id, j])), hosts, onlineHosts, policies, reach, repos, decided, blocked });
+    const assign = this.assigner({
+      byId: new Map(queued.map((j) => [j.id, j])),
+      hosts,
+      onlineHosts,
+      policies,
+      reach,
+      repos,
+      decided,
+      blocked,
+    });
     const pick = planDispatchWithReaders({
       queued: holdBackForExclusive(queued.filter(eligible), active).map((j) => ({
         id: j.id,
@@ -178,7 +187,12 @@ export class Scheduler {
       if (signal.aborted) break;
       const j = byId.get(id);
       if (!j) continue;
-      await runner.dispatch(j, (hosts.get(j.hostId) as HostRecord).agentAddress, why.get(id), decided.get(id));
+      await runner.dispatch(
+        j,
+        (hosts.get(j.hostId) as HostRecord).agentAddress,
+        why.get(id),
+        decided.get(id),
+      );
       report.dispatched++;
     }
     report.queued = queued.length - report.dispatched;
@@ -212,7 +226,7 @@ export class Scheduler {
   }): AssignReader {
     return (q, perHost) => {
       const j = p.byId.get(q.id);
-      if (!j || j.kind !== "backup") return {};
+      if (j?.kind !== "backup") return {};
       const repo = p.repos.get(j.repository);
       if (!repo) {
         p.blocked.set(j.id, { fail: true, reason: `repository ${j.repository} is no longer registered` });
@@ -351,5 +365,7 @@ export class Scheduler {
 /** A host's roles from its inventory; agents older than transfer paths are hypervisors. */
 export function hostRoles(h: HostRecord): string[] {
   const roles = h.inventory.roles;
-  return Array.isArray(roles) && roles.length ? roles.filter((r): r is string => typeof r === "string") : ["hypervisor"];
+  return Array.isArray(roles) && roles.length
+    ? roles.filter((r): r is string => typeof r === "string")
+    : ["hypervisor"];
 }

@@ -6,9 +6,9 @@ import type {
   JobSummary,
   SnapshotSummary,
 } from "../../../shared/src/gen/cairn/v1/coordinator.js";
+import { repositoryReach } from "../../../shared/src/grpc/wire/repositoryReach.js";
 import { verifySlices } from "../maintenance/Maintenance.js";
 import { reportOf, type StoredTask, storeTask } from "../maintenance/maintenanceTask.js";
-import { repositoryReach } from "../../../shared/src/grpc/wire/repositoryReach.js";
 import type { MaintenanceKind, ReachRecord, RepositoryRecord, SnapshotRecord } from "../store/records.js";
 import { reachOf } from "../transfer/chooseTransferPath.js";
 import type { CoordinatorContext } from "./CoordinatorContext.js";

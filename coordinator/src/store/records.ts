@@ -1,6 +1,6 @@
 import type { BackupMode } from "../../../shared/src/grpc/wire/backupMode.js";
-import type { RepositoryReach } from "../../../shared/src/grpc/wire/repositoryReach.js";
 import type { QuiesceMode } from "../../../shared/src/grpc/wire/quiesceMode.js";
+import type { RepositoryReach } from "../../../shared/src/grpc/wire/repositoryReach.js";
 import type { JobState } from "../jobs/JobState.js";
 
 /** What the coordinator stores. Times are milliseconds since the epoch. */

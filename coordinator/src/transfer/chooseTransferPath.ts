@@ -68,11 +68,18 @@ export function chooseTransferPath(input: TransferInput): TransferChoice {
     .sort();
   const reachedBy = reachers.length ? `reached by ${reachers.join(", ")}` : "no host reaches it";
   if (vmHost && !vmHost.roles.includes("hypervisor"))
-    return { kind: "fail", reason: `${vmHostId} is not a hypervisor host (roles: ${vmHost.roles.join(", ")})` };
+    return {
+      kind: "fail",
+      reason: `${vmHostId} is not a hypervisor host (roles: ${vmHost.roles.join(", ")})`,
+    };
 
   const own = reachOf(input.reach, vmHostId, repo);
   if (input.mode !== "network") {
-    if (!own) return { kind: "wait", reason: `waiting for ${vmHostId} to report whether it reaches repository ${repo.name}` };
+    if (!own)
+      return {
+        kind: "wait",
+        reason: `waiting for ${vmHostId} to report whether it reaches repository ${repo.name}`,
+      };
     if (own.reachable)
       return {
         kind: "assign",
@@ -94,9 +101,7 @@ export function chooseTransferPath(input: TransferInput): TransferChoice {
   const globs = input.movers.globs.map(globToRegExp);
   const anyMover = names.size + globs.length === 0;
   const selected = (id: string) => anyMover || names.has(id) || globs.some((g) => g.test(id));
-  const movers = input.hosts.filter(
-    (h) => h.id !== vmHostId && h.roles.includes("mover") && selected(h.id),
-  );
+  const movers = input.hosts.filter((h) => h.id !== vmHostId && h.roles.includes("mover") && selected(h.id));
   const unreported = movers.filter((h) => h.online && !h.drained && !reachOf(input.reach, h.id, repo));
   const reaching = movers
     .map((h) => ({ h, r: reachOf(input.reach, h.id, repo) }))
@@ -109,7 +114,10 @@ export function chooseTransferPath(input: TransferInput): TransferChoice {
   if (!usable.length) {
     // A mover that just registered may reach it: wait for its probe rather than fail.
     if (unreported.length)
-      return { kind: "wait", reason: `network path: waiting for ${unreported.map((h) => h.id).join(", ")} to report reach` };
+      return {
+        kind: "wait",
+        reason: `network path: waiting for ${unreported.map((h) => h.id).join(", ")} to report reach`,
+      };
     const down = reaching.map((m) => `${m.h.id} (${m.h.online ? "drained" : "offline"})`);
     return {
       kind: "fail",
@@ -141,4 +149,3 @@ export function chooseTransferPath(input: TransferInput): TransferChoice {
     },
   };
 }
-

@@ -19,11 +19,19 @@ ${extra}`;
 describe("transfer paths: reach, assignment, network path, mover failure", () => {
   let c: TestCoordinator;
   const kvm1 = new SimAgent("kvm-1", [dom(1, "vm-1")]);
-  const kvm2 = new SimAgent("kvm-2", [dom(2, "vm-2")], { durationMs: 100, reach: () => unreachable("ENOENT: /srv/san not mounted") });
+  const kvm2 = new SimAgent("kvm-2", [dom(2, "vm-2")], {
+    durationMs: 100,
+    reach: () => unreachable("ENOENT: /srv/san not mounted"),
+  });
   const kvm3 = new SimAgent("kvm-3", [dom(3, "vm-3")], { durationMs: 100, reach: () => unreachable() });
   // mover-1 writes faster: it is the best mover while both are idle.
   const mover1 = new SimAgent("mover-1", [], { durationMs: 100, roles: ["mover"], writeMiBs: 300 });
-  const mover2 = new SimAgent("mover-2", [], { durationMs: 100, roles: ["mover"], writeMiBs: 150, applianceOf: "kvm-2" });
+  const mover2 = new SimAgent("mover-2", [], {
+    durationMs: 100,
+    roles: ["mover"],
+    writeMiBs: 150,
+    applianceOf: "kvm-2",
+  });
   const all = [kvm1, kvm2, kvm3, mover1, mover2];
 
   beforeAll(async () => {
@@ -65,7 +73,11 @@ describe("transfer paths: reach, assignment, network path, mover failure", () =>
     expect(r.repository).toMatchObject({ name: "main", location: c.repoPath, reachableHosts: 3 });
     expect(r.repository?.id).toMatch(/^[0-9a-f]{32}$/);
     const byHost = Object.fromEntries(r.reach.map((x) => [x.hostId, x]));
-    expect(byHost["kvm-1"]).toMatchObject({ reachable: true, location: c.repoPath, repositoryId: r.repository?.id });
+    expect(byHost["kvm-1"]).toMatchObject({
+      reachable: true,
+      location: c.repoPath,
+      repositoryId: r.repository?.id,
+    });
     expect(byHost["mover-1"]).toMatchObject({ reachable: true, writeMibS: 300 });
     expect(byHost["kvm-2"]).toMatchObject({ reachable: false, error: "ENOENT: /srv/san not mounted" });
     const listed = (await c.admin().listRepositories({})).repositories.find((x) => x.name === "main");
@@ -174,9 +186,16 @@ describe("transfer paths: reach, assignment, network path, mover failure", () =>
     const fin = await eventually("FinishExport without a manifest", async () =>
       kvm2.finishes.find((f) => f.jobId === jobId && !f.manifestJson),
     );
-    expect(fin).toMatchObject({ found: true, reason: expect.stringMatching(/^mover mover-1 failed reading the export/) });
+    expect(fin).toMatchObject({
+      found: true,
+      reason: expect.stringMatching(/^mover mover-1 failed reading the export/),
+    });
     const j = await finished(jobId);
-    expect(j).toMatchObject({ state: "succeeded", attempt: 2, transfer: { path: "network", readerHostId: "mover-2" } });
+    expect(j).toMatchObject({
+      state: "succeeded",
+      attempt: 2,
+      transfer: { path: "network", readerHostId: "mover-2" },
+    });
     const history = await c.running.ctx.store.jobHistory(jobId);
     expect(history.find((h) => h.from === "running" && h.to === "queued")?.reason).toMatch(
       /attempt 1 failed: mover mover-1 failed reading the export/,
@@ -184,6 +203,9 @@ describe("transfer paths: reach, assignment, network path, mover failure", () =>
     expect(mover2.reads.get(jobId)).toBe(1);
     // The VM host ran the export twice: once torn down unsealed, once finished with a manifest.
     expect(kvm2.runs.get(jobId)).toBe(2);
-    expect(kvm2.finishes.filter((f) => f.jobId === jobId).map((f) => Boolean(f.manifestJson))).toEqual([false, true]);
+    expect(kvm2.finishes.filter((f) => f.jobId === jobId).map((f) => Boolean(f.manifestJson))).toEqual([
+      false,
+      true,
+    ]);
   });
 });

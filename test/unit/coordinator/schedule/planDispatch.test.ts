@@ -176,7 +176,9 @@ describe("planDispatch: readers (docs/transfer-paths.md §3)", () => {
     expect(picks).toEqual([{ id: "a", readerHostId: "mover" }]);
     const busy = planDispatchWithReaders({
       queued: [q("b", "kvm-2", 2)],
-      active: [{ id: "x", vmUuid: "vm-x", hostId: "kvm-1", repository: "main", policy: "p", readerHostId: "mover" }],
+      active: [
+        { id: "x", vmUuid: "vm-x", hostId: "kvm-1", repository: "main", policy: "p", readerHostId: "mover" },
+      ],
       onlineHosts: new Set(["kvm-2", "mover"]),
       nowMs: 10,
       assign: () => ({ readerHostId: "mover" }),
@@ -187,7 +189,9 @@ describe("planDispatch: readers (docs/transfer-paths.md §3)", () => {
   it("a VM host that reads for others has that much less room; assign without reader passes", () => {
     const picks = planDispatchWithReaders({
       queued: [q("a", "kvm-1", 1), q("b", "kvm-2", 2)],
-      active: [{ id: "x", vmUuid: "vm-x", hostId: "kvm-9", repository: "main", policy: "p", readerHostId: "kvm-1" }],
+      active: [
+        { id: "x", vmUuid: "vm-x", hostId: "kvm-9", repository: "main", policy: "p", readerHostId: "kvm-1" },
+      ],
       onlineHosts: new Set(["kvm-1", "kvm-2"]),
       nowMs: 10,
       assign: () => ({}),

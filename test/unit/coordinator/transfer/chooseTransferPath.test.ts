@@ -58,7 +58,9 @@ describe("chooseTransferPath (docs/transfer-paths.md §3)", () => {
   });
 
   it("waits while the VM host has not reported reach", () => {
-    const r = chooseTransferPath(input({ hosts: [host("kvm-01"), mover("mover-1")], reach: [reach("mover-1")] }));
+    const r = chooseTransferPath(
+      input({ hosts: [host("kvm-01"), mover("mover-1")], reach: [reach("mover-1")] }),
+    );
     expect(r).toMatchObject({ kind: "wait", reason: expect.stringContaining("kvm-01 to report") });
   });
 
@@ -90,9 +92,12 @@ describe("chooseTransferPath (docs/transfer-paths.md §3)", () => {
       kind: "assign",
       decision: { path: "network", readerHostId: "mover-1", reason: expect.stringContaining("policy asks") },
     });
-    const r = chooseTransferPath(input({ mode: "lan-free", hosts, reach: [unreached("kvm-01"), reach("mover-1")] }));
+    const r = chooseTransferPath(
+      input({ mode: "lan-free", hosts, reach: [unreached("kvm-01"), reach("mover-1")] }),
+    );
     expect(r).toMatchObject({ kind: "fail" });
-    if (r.kind === "fail") expect(r.reason).toMatch(/lan-free.*kvm-01 does not reach repository main.*reached by mover-1/);
+    if (r.kind === "fail")
+      expect(r.reason).toMatch(/lan-free.*kvm-01 does not reach repository main.*reached by mover-1/);
   });
 
   it("no path: fails naming the repository and the hosts that reach it", () => {
@@ -110,16 +115,32 @@ describe("chooseTransferPath (docs/transfer-paths.md §3)", () => {
   it("offline or drained movers do not qualify; busy ones keep the job queued", () => {
     const base = { vmHostId: "kvm-02", reach: [unreached("kvm-02"), reach("m1"), reach("m2")] };
     expect(
-      chooseTransferPath(input({ ...base, hosts: [host("kvm-02"), mover("m1", { online: false }), mover("m2", { drained: true })] })),
+      chooseTransferPath(
+        input({
+          ...base,
+          hosts: [host("kvm-02"), mover("m1", { online: false }), mover("m2", { drained: true })],
+        }),
+      ),
     ).toMatchObject({ kind: "fail", reason: expect.stringContaining("m1 (offline), m2 (drained)") });
     expect(
-      chooseTransferPath(input({ ...base, hosts: [host("kvm-02"), mover("m1", { running: 2 }), mover("m2", { online: false })] })),
+      chooseTransferPath(
+        input({
+          ...base,
+          hosts: [host("kvm-02"), mover("m1", { running: 2 }), mover("m2", { online: false })],
+        }),
+      ),
     ).toMatchObject({ kind: "wait", reason: expect.stringContaining("concurrency limit (m1)") });
   });
 
   it("hypervisor-only hosts never read for others; the movers selector filters", () => {
     const hosts = [host("kvm-01"), host("kvm-02"), mover("m-a"), mover("m-b"), mover("x-1")];
-    const all = [unreached("kvm-02"), reach("kvm-01"), reach("m-a"), reach("m-b", { writeMiBs: 900 }), reach("x-1")];
+    const all = [
+      unreached("kvm-02"),
+      reach("kvm-01"),
+      reach("m-a"),
+      reach("m-b", { writeMiBs: 900 }),
+      reach("x-1"),
+    ];
     const pick = (movers: TransferInput["movers"]) => {
       const r = chooseTransferPath(input({ vmHostId: "kvm-02", hosts, reach: all, movers }));
       return r.kind === "assign" ? r.decision.readerHostId : r.kind;
@@ -133,7 +154,9 @@ describe("chooseTransferPath (docs/transfer-paths.md §3)", () => {
   it("orders movers: fewest running, higher write speed, appliance on the VM host, id; avoids the failed one", () => {
     const all = [unreached("kvm-02"), reach("m1"), reach("m2"), reach("m3")];
     const pick = (hosts: TransferHost[], avoidReader?: string) => {
-      const r = chooseTransferPath(input({ vmHostId: "kvm-02", hosts: [host("kvm-02"), ...hosts], reach: all, avoidReader }));
+      const r = chooseTransferPath(
+        input({ vmHostId: "kvm-02", hosts: [host("kvm-02"), ...hosts], reach: all, avoidReader }),
+      );
       return r.kind === "assign" ? r.decision.readerHostId : r.kind;
     };
     expect(pick([mover("m1", { running: 1 }), mover("m2"), mover("m3", { running: 1 })])).toBe("m2");
@@ -143,12 +166,16 @@ describe("chooseTransferPath (docs/transfer-paths.md §3)", () => {
     // The failed mover is still used when it is the only one.
     expect(pick([mover("m1")], "m1")).toBe("m1");
     const faster = [unreached("kvm-02"), reach("m1", { writeMiBs: 100 }), reach("m2", { writeMiBs: 200 })];
-    const r = chooseTransferPath(input({ vmHostId: "kvm-02", hosts: [host("kvm-02"), mover("m1"), mover("m2")], reach: faster }));
+    const r = chooseTransferPath(
+      input({ vmHostId: "kvm-02", hosts: [host("kvm-02"), mover("m1"), mover("m2")], reach: faster }),
+    );
     expect(r).toMatchObject({ decision: { readerHostId: "m2" } });
   });
 
   it("waits for a mover that has not reported reach rather than failing", () => {
-    const r = chooseTransferPath(input({ vmHostId: "kvm-02", hosts: [host("kvm-02"), mover("m1")], reach: [unreached("kvm-02")] }));
+    const r = chooseTransferPath(
+      input({ vmHostId: "kvm-02", hosts: [host("kvm-02"), mover("m1")], reach: [unreached("kvm-02")] }),
+    );
     expect(r).toMatchObject({ kind: "wait", reason: expect.stringContaining("m1") });
   });
 
