@@ -180,8 +180,11 @@ export class Scheduler {
     for (const [id, b] of blocked) {
       const j = byId.get(id);
       if (!j || signal.aborted) continue;
-      if (b.fail) await runner.transition(j, "failed", b.reason, { finishedMs: now, phase: "" });
-      else await runner.note(j, b.reason);
+      // A job cancelled meanwhile keeps its end: the guarded write refuses, and that is all.
+      await (b.fail
+        ? runner.transition(j, "failed", b.reason, { finishedMs: now, phase: "" })
+        : runner.note(j, b.reason)
+      ).catch((err) => log.warn({ err, job: id }, "recording a job's transfer path verdict failed"));
     }
     for (const { id } of pick) {
       if (signal.aborted) break;

@@ -43,8 +43,14 @@ export class Reach {
 
   /** Probes every online host; failures are logged per host. */
   async probeAll(signal: AbortSignal = this.stopping.signal): Promise<void> {
-    const hosts = (await this.deps.store.listHosts()).filter((h) => h.status === "online" && h.agentAddress);
-    await Promise.all(hosts.map((h) => this.probeHost(h.id, signal)));
+    try {
+      const hosts = (await this.deps.store.listHosts()).filter(
+        (h) => h.status === "online" && h.agentAddress,
+      );
+      await Promise.all(hosts.map((h) => this.probeHost(h.id, signal)));
+    } catch (err) {
+      if (!signal.aborted) this.deps.log.warn({ err }, "repository probes failed");
+    }
   }
 
   /** Probes one host (joins a probe of it already running). Never throws. */
