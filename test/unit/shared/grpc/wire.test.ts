@@ -73,6 +73,21 @@ describe("wire mappings", () => {
       libvirtUri: "qemu:///system",
     };
     expect(hostInventory.toWire(h).memoryBytes).toBe(2n ** 40n);
-    expect(hostInventory.fromWire(hostInventory.toWire(h))).toEqual(h);
+    // An inventory without transfer-path fields (an older agent) reads as a plain hypervisor.
+    expect(hostInventory.fromWire(hostInventory.toWire(h))).toEqual({
+      ...h,
+      roles: ["hypervisor"],
+      repositories: [],
+      transferAddress: "",
+      applianceOf: "",
+    });
+    const mover = {
+      ...h,
+      roles: ["mover" as const],
+      transferAddress: "10.0.0.9",
+      applianceOf: "kvm-1",
+      repositories: [],
+    };
+    expect(hostInventory.fromWire(hostInventory.toWire(mover))).toEqual(mover);
   });
 });
