@@ -14,11 +14,12 @@ export function registerFleetCommands(program: Command): void {
       const r = await connectCoordinator(o).listHosts({});
       output(o.json, r.hosts, () =>
         table(
-          ["HOST", "HOSTNAME", "STATUS", "VMS", "LAST SEEN", "DRAINED"],
+          ["HOST", "HOSTNAME", "STATUS", "ROLES", "VMS", "LAST SEEN", "DRAINED"],
           r.hosts.map((h) => [
             h.hostId,
             h.hostname,
             h.status,
+            `${h.roles.join(",")}${h.applianceOf ? ` (on ${h.applianceOf})` : ""}`,
             h.vmCount,
             ago(h.lastSeenMs),
             h.drained ? `yes: ${h.drainReason}` : "",

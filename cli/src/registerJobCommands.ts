@@ -49,6 +49,43 @@ export async function watchJob(
   return last;
 }
 
+/** A backup's transfer path in short: "lan-free", "net:mover-1" (docs/transfer-paths.md §3). */
+export function pathLabel(j: JobSummary): string {
+  const t = j.transfer;
+  if (!t?.path) return "";
+  return t.path === "network" ? `net:${t.readerHostId}` : t.path;
+}
+
+/** One job in full, as `jobs show` prints it. */
+function describeJob(j: JobSummary): string {
+  const rows: [string, string][] = [
+    ["job", j.jobId],
+    ["kind", j.kind],
+    [
+      j.kind === "backup" ? "vm" : "repository",
+      j.kind === "backup" ? `${j.vmName} (${j.vmUuid})` : j.repository,
+    ],
+    ["host", j.hostId],
+    ["state", j.state],
+    ["attempt", String(j.attempt)],
+    ["reason", j.reason],
+  ];
+  if (j.kind === "backup") {
+    rows.push(["repository", j.repository], ["mode", j.mode], ["policy", j.policy]);
+    if (j.transfer?.path)
+      rows.push(
+        [
+          "path",
+          `${j.transfer.path}${j.transfer.path === "network" ? ` (reader ${j.transfer.readerHostId})` : ""}`,
+        ],
+        ["path reason", j.transfer.reason],
+      );
+    if (j.snapshotId) rows.push(["snapshot", j.snapshotId]);
+  }
+  rows.push(["created", ago(j.createdMs)], ["updated", ago(j.updatedMs)]);
+  return `${rows.map(([k, v]) => `${`${k}:`.padEnd(13)}${v}`).join("\n")}\n`;
+}
+
 function finish(job: JobSummary, json: boolean | undefined): void {
   output(json, job, () =>
     job.state === "succeeded"
@@ -111,11 +148,12 @@ export function registerJobCommands(program: Command): void {
       });
       output(o.json, r.jobs, () =>
         table(
-          ["JOB", "VM / REPOSITORY", "HOST", "KIND", "STATE", "TRY", "CREATED", "PROGRESS", "REASON"],
+          ["JOB", "VM / REPOSITORY", "HOST", "PATH", "KIND", "STATE", "TRY", "CREATED", "PROGRESS", "REASON"],
           r.jobs.map((j) => [
             j.jobId,
             j.kind === "backup" ? j.vmName : `repo ${j.repository}`,
             j.hostId,
+            pathLabel(j),
             j.kind === "backup" ? j.mode : j.kind,
             j.state,
             j.attempt,
@@ -127,6 +165,26 @@ export function registerJobCommands(program: Command): void {
           ]),
         ),
       );
+    }, o),
+  );
+  withConnectOptions(
+    jobs.command("show <job-id>").description("one job: state, reason, and how its data travels"),
+  ).action((jobId: string, o: O) =>
+    runCli(async () => {
+      // WatchJob answers with the job's current summary first: read that one and hang up.
+      const stop = new AbortController();
+      let job: JobSummary | undefined;
+      try {
+        for await (const r of connectCoordinator(o).watchJob({ jobId }, { signal: stop.signal })) {
+          job = r.job;
+          if (job) break;
+        }
+      } finally {
+        stop.abort();
+      }
+      if (!job) throw new CairnError("protocol", `the coordinator sent nothing for job ${jobId}`);
+      const shown = job;
+      output(o.json, shown, () => describeJob(shown));
     }, o),
   );
   withConnectOptions(

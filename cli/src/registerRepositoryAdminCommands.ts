@@ -4,7 +4,7 @@ import { CairnError } from "../../shared/src/errors/CairnError.js";
 import type { JobSummary } from "../../shared/src/gen/cairn/v1/coordinator.js";
 import { formatBytes } from "../../shared/src/units/formatBytes.js";
 import { type ConnectOptions, connectCoordinator, withConnectOptions } from "./connectCoordinator.js";
-import { output, table, when } from "./output.js";
+import { ago, output, table, when } from "./output.js";
 import { prepareDiskRestore } from "./prepareDiskRestore.js";
 import { watchJob } from "./registerJobCommands.js";
 
@@ -68,9 +68,44 @@ export function registerRepositoryAdminCommands(program: Command): void {
       const r = await connectCoordinator(o).listRepositories({});
       output(o.json, r.repositories, () =>
         table(
-          ["NAME", "LOCATION", "REGISTERED"],
-          r.repositories.map((x) => [x.name, x.location, when(x.createdMs)]),
+          ["NAME", "LOCATION", "ID", "REACHED BY", "REGISTERED"],
+          r.repositories.map((x) => [
+            x.name,
+            x.location,
+            x.id || "(not opened yet)",
+            `${x.reachableHosts} hosts`,
+            when(x.createdMs),
+          ]),
         ),
+      );
+    }, o),
+  );
+  withConnectOptions(
+    repo
+      .command("show <name>")
+      .description("a repository's id, and which hosts reach it, by what path, how fast"),
+  ).action((name: string, o: O) =>
+    runCli(async () => {
+      const r = await connectCoordinator(o).showRepository({ name });
+      const s = r.repository;
+      const mib = (v: number, ok: boolean) => (ok ? v.toFixed(0) : "");
+      output(
+        o.json,
+        r,
+        () =>
+          `repository ${s?.name}: ${s?.location}\nid: ${s?.id || "(not opened yet)"}\nreached by ${s?.reachableHosts ?? 0} online hosts\n\n` +
+          table(
+            ["HOST", "PATH", "REACHABLE", "WRITE MiB/s", "READ MiB/s", "PROBED", "ERROR"],
+            r.reach.map((x) => [
+              x.hostId,
+              x.location,
+              x.reachable ? "yes" : "no",
+              mib(x.writeMibS, x.reachable),
+              mib(x.readMibS, x.reachable),
+              ago(x.probedMs),
+              x.error,
+            ]),
+          ),
       );
     }, o),
   );

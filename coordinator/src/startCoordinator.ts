@@ -38,6 +38,7 @@ import { repositoryRpcs } from "./service/repositoryRpcs.js";
 import { snapshotRecordOf } from "./snapshots/snapshotRecordOf.js";
 import type { Role } from "./store/records.js";
 import { SqliteStore } from "./store/sqlite/SqliteStore.js";
+import { Reach } from "./transfer/Reach.js";
 
 export const AGENT_METHODS = new Set(["Register", "Heartbeat", "StreamEvents"]);
 export const PUBLIC_METHODS = new Set(["Enroll"]);
@@ -178,6 +179,14 @@ export async function startCoordinator(
   }
 
   const events = new EventSink(store, now);
+  const reach = new Reach({
+    store,
+    clients,
+    log,
+    now,
+    kick: () => kick(),
+    intervalMs: config.reach.probeIntervalSeconds * 1000,
+  });
   const ctx: CoordinatorContext = {
     store,
     hub,
@@ -191,6 +200,7 @@ export async function startCoordinator(
     now,
     kick,
     ledger,
+    reach,
     audit: async (principal, action, target, detail) => {
       await audit(principal, action, target, detail);
       if (action === "CreateToken") {
@@ -252,6 +262,7 @@ export async function startCoordinator(
         config.schedulerTickMs,
       );
   if (!options.manualTicks) kick();
+  reach.start();
 
   return {
     port,
@@ -261,6 +272,7 @@ export async function startCoordinator(
     tick,
     async close() {
       stopping.abort();
+      reach.stop();
       if (loop) clearInterval(loop);
       if (kickTimer) clearTimeout(kickTimer);
       await runner.detachAll("coordinator stopping; re-attaching on restart");

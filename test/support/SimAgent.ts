@@ -17,17 +17,25 @@ import {
   type AgentServiceImplementation,
   BackupJobState,
   type CheckpointRecord,
+  type ExportReady,
   type LiveBitmapInfo,
+  type ReadExportResponse,
   type RunBackupResponse,
 } from "../../shared/src/gen/cairn/v1/agent.js";
 import { toGrpcStatus } from "../../shared/src/grpc/toGrpcStatus.js";
 import { type BackupMode, backupMode } from "../../shared/src/grpc/wire/backupMode.js";
 import { domainState } from "../../shared/src/grpc/wire/domainState.js";
+import type { AgentRole } from "../../shared/src/grpc/wire/hostInventory.js";
+import { type RepositoryReach, repositoryReach } from "../../shared/src/grpc/wire/repositoryReach.js";
 import { withUnimplemented } from "../../shared/src/grpc/withUnimplemented.js";
 import { createLogger } from "../../shared/src/log/createLogger.js";
 import { readIdentity } from "../../shared/src/pki/writeIdentity.js";
 import { LocalObjectStore } from "../../shared/src/repository/backends/LocalObjectStore.js";
-import { jobIdOf, type SnapshotManifest } from "../../shared/src/repository/manifest/SnapshotManifest.js";
+import {
+  jobIdOf,
+  type SnapshotManifest,
+  snapshotManifestSchema,
+} from "../../shared/src/repository/manifest/SnapshotManifest.js";
 import { Repository } from "../../shared/src/repository/Repository.js";
 import { FakeHypervisor } from "./fakes/FakeHypervisor.js";
 
@@ -40,7 +48,29 @@ export interface SimBehaviour {
   bitmapsLost?: Set<string>;
   /** Fail the given attempt (1-based, per job id) with this gRPC status. */
   failAttempt?: (jobId: string, attempt: number) => { code: Status; message: string } | undefined;
+  /** The agent's roles (docs/transfer-paths.md §1); default hypervisor. */
+  roles?: AgentRole[];
+  /** A mover appliance's hypervisor host. */
+  applianceOf?: string;
+  /**
+   * What a probe of a repository finds; undefined (or no function): it opens the location and
+   * reports the id, reachable at `writeMiBs`. Fields returned override that (`unreachable()`).
+   */
+  reach?: (target: { name: string; location: string }) => Partial<RepositoryReach> | undefined;
+  /** Write speed a probe reports (MiB/s). */
+  writeMiBs?: number;
+  /** How long a mover's ReadExport takes (default durationMs). */
+  readMs?: number;
 }
+
+/** A probe that opened nothing (SimBehaviour.reach). */
+export const unreachable = (error = "ENOENT: no such file or directory"): Partial<RepositoryReach> => ({
+  repositoryId: "",
+  reachable: false,
+  error,
+  writeMiBs: 0,
+  readMiBs: 0,
+});
 
 /**
  * A simulated agent for coordinator tests without VMs: the real enrollment, the real
@@ -54,6 +84,17 @@ export class SimAgent {
   /** Job id → number of times a backup actually ran for it. */
   readonly runs = new Map<string, number>();
   private readonly feeds = new Map<string, JobFeed<RunBackupResponse>>();
+  private readonly readFeeds = new Map<string, JobFeed<ReadExportResponse>>();
+  /** Network path, VM host side: exports waiting for FinishExport, by job id. */
+  private readonly exports = new Map<string, (f: { manifestJson: string; reason: string }) => void>();
+  /** FinishExport calls received, in order (found or not). */
+  readonly finishes: { jobId: string; manifestJson: string; reason: string; found: boolean }[] = [];
+  /** Mover side: job id → number of times a ReadExport really ran for it. */
+  readonly reads = new Map<string, number>();
+  /** RunBackup requests received (the transfer spec included), in order. */
+  readonly backupRequests: Parameters<AgentServiceImplementation["runBackup"]>[0][] = [];
+  /** How many probes this agent answered. */
+  probes = 0;
   /**
    * What libvirt and QEMU hold per domain on this host, as the real agent reports it: checkpoint
    * metadata (oldest first) and the running QEMU's bitmaps per disk.
@@ -121,10 +162,10 @@ export class SimAgent {
           qemuVersion: "7.2.0",
           agentVersion: "sim",
           libvirtUri: "test:///sim",
-          roles: ["hypervisor"],
+          roles: this.behaviour.roles ?? ["hypervisor"],
           repositories: [],
-          transferAddress: "",
-          applianceOf: "",
+          transferAddress: "127.0.0.1",
+          applianceOf: this.behaviour.applianceOf ?? "",
         }),
       },
     );
@@ -233,6 +274,18 @@ export class SimAgent {
         found: (await this.jobs.abortAndWait(req.jobId, req.reason, 8_000)).found,
       }),
       runBackup: (req, ctx) => this.runBackup(req, ctx),
+      readExport: (req, ctx) => this.readExport(req, ctx),
+      finishExport: async (req) => {
+        const waiter = this.exports.get(req.jobId);
+        this.finishes.push({ ...req, found: Boolean(waiter) });
+        waiter?.({ manifestJson: req.manifestJson, reason: req.reason });
+        return { found: Boolean(waiter) };
+      },
+      probeRepositories: async (req) => {
+        this.probes++;
+        const reach = await Promise.all(req.targets.map((t) => this.probe(t)));
+        return { reach: reach.map(repositoryReach.toWire) };
+      },
       // The agent's own maintenance RPC, on a real repository: only backups are simulated.
       runMaintenance: (req, ctx) =>
         asServerErrors(
@@ -277,20 +330,50 @@ export class SimAgent {
     return { ...base, kind: mode === "differential" ? "differential" : "incremental" };
   }
 
-  private async *runBackup(req: Parameters<AgentServiceImplementation["runBackup"]>[0], ctx: CallContext) {
-    const repo = await Repository.open(new LocalObjectStore(req.repository));
+  /** Opens the location as the agent's probe does (no probe object: the sim's repos are local). */
+  private async probe(t: { name: string; location: string }): Promise<RepositoryReach> {
+    const base: RepositoryReach = {
+      repositoryId: "",
+      name: t.name,
+      location: t.location,
+      reachable: false,
+      error: "",
+      writeMiBs: 0,
+      readMiBs: 0,
+      probedMs: Date.now(),
+      hostId: "",
+    };
+    const over = this.behaviour.reach?.(t);
+    if (over?.reachable === false) return { ...base, ...over };
     try {
-      const done = (await repo.listVmSnapshots(req.domainUuid)).find((s) => jobIdOf(s) === req.jobId);
-      if (done) {
-        yield result(
-          req.jobId,
-          done,
-          done.disks.map((d) => [d.target, d.kind] as [string, string]),
-        );
-        return;
+      const r = await Repository.open(new LocalObjectStore(t.location));
+      const id = r.config.id;
+      await r.close();
+      const speed = this.behaviour.writeMiBs ?? 100;
+      return { ...base, repositoryId: id, reachable: true, writeMiBs: speed, readMiBs: speed, ...over };
+    } catch (e) {
+      return { ...base, error: (e as Error).message, ...over };
+    }
+  }
+
+  private async *runBackup(req: Parameters<AgentServiceImplementation["runBackup"]>[0], ctx: CallContext) {
+    this.backupRequests.push(req);
+    // The network path's VM host opens no repository (`repository` empty): nothing to look up.
+    if (req.repository) {
+      const repo = await Repository.open(new LocalObjectStore(req.repository));
+      try {
+        const done = (await repo.listVmSnapshots(req.domainUuid)).find((s) => jobIdOf(s) === req.jobId);
+        if (done) {
+          yield result(
+            req.jobId,
+            done,
+            done.disks.map((d) => [d.target, d.kind] as [string, string]),
+          );
+          return;
+        }
+      } finally {
+        await repo.close();
       }
-    } finally {
-      await repo.close();
     }
     let feed = this.feeds.get(req.jobId);
     if (!feed) {
@@ -325,6 +408,21 @@ export class SimAgent {
           jobId: req.jobId,
           event: { $case: "jobState", value: BackupJobState.BACKUP_JOB_STATE_READING },
         });
+        if (req.transfer) {
+          // Network path: export, hand it over, and wait for the reader's verdict (FinishExport);
+          // the export is held under the same key so a re-attaching caller sees it again.
+          const verdict = new Promise<{ manifestJson: string; reason: string }>((resolve, reject) => {
+            this.exports.set(req.jobId, resolve);
+            signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+          }).finally(() => this.exports.delete(req.jobId));
+          f.publish("export", {
+            jobId: req.jobId,
+            event: { $case: "exportReady", value: exportReadyOf(vm, req.jobId, plan, mode) },
+          });
+          const v = await verdict;
+          if (!v.manifestJson) throw new ServerError(Status.ABORTED, `export ended unsealed: ${v.reason}`);
+          return snapshotManifestSchema.parse(JSON.parse(v.manifestJson));
+        }
         const steps = 5;
         for (let i = 1; i <= steps; i++) {
           await sleep(this.behaviour.durationMs / steps, undefined, { signal });
@@ -403,6 +501,84 @@ export class SimAgent {
       ctx.signal.removeEventListener("abort", onAbort);
     }
   }
+
+  /** Network path, mover side: "reads" the export and seals a snapshot into `req.repository`. */
+  private async *readExport(req: Parameters<AgentServiceImplementation["readExport"]>[0], ctx: CallContext) {
+    const ex = req.export;
+    if (!ex) throw new ServerError(Status.INVALID_ARGUMENT, "export is required");
+    let feed = this.readFeeds.get(req.jobId);
+    if (!feed) {
+      const f = new JobFeed<ReadExportResponse>();
+      feed = f;
+      const attempt = (this.reads.get(req.jobId) ?? 0) + 1;
+      this.reads.set(req.jobId, attempt);
+      const job = this.jobs.start(req.jobId, ex.domainUuid, async (signal) => {
+        f.publish("state", {
+          jobId: req.jobId,
+          event: { $case: "jobState", value: BackupJobState.BACKUP_JOB_STATE_READING },
+        });
+        const steps = 5;
+        for (let i = 1; i <= steps; i++) {
+          await sleep((this.behaviour.readMs ?? this.behaviour.durationMs) / steps, undefined, { signal });
+          f.publish("progress", {
+            jobId: req.jobId,
+            event: {
+              $case: "progress",
+              value: {
+                bytesDone: BigInt(i << 20),
+                bytesTotal: BigInt(steps << 20),
+                rate: 1e6,
+                etaSeconds: 1,
+                phase: "read",
+              },
+            },
+          });
+        }
+        const r = await Repository.open(new LocalObjectStore(req.repository));
+        try {
+          const w = await r.beginSnapshot({ vm: { uuid: ex.domainUuid, name: ex.domainName }, signal });
+          const d = await w.addDisk({
+            target: "vda",
+            virtualSize: 1 << 20,
+            sourceFormat: "qcow2",
+            kind: "full",
+          });
+          await d.write(0, Buffer.alloc(1 << 20, attempt));
+          await d.finish();
+          return await w.seal({
+            domainXml: ex.domainXml || "<domain/>",
+            consistency: { kind: "quiesced" },
+            labels: req.labels,
+            extra: { jobId: req.jobId },
+          });
+        } finally {
+          await r.close();
+        }
+      });
+      this.readFeeds.set(req.jobId, f);
+      job
+        .then(
+          (m) => {
+            const kinds = ex.disks.map((d) => [d.target, d.kind] as [string, string]);
+            const r = result(req.jobId, m, kinds);
+            f.finish({ jobId: req.jobId, event: r.event as ReadExportResponse["event"] });
+          },
+          (e) => f.fail(e),
+        )
+        .finally(() => this.readFeeds.delete(req.jobId));
+    }
+    const q = feed.subscribe();
+    const onAbort = () => {
+      if (!req.detachOnDisconnect) this.jobs.abort(req.jobId, "caller went away");
+      q.end();
+    };
+    ctx.signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      yield* q;
+    } finally {
+      ctx.signal.removeEventListener("abort", onAbort);
+    }
+  }
 }
 
 /** What the real agent's error middleware does: CairnErrors reach the caller with their status. */
@@ -452,3 +628,42 @@ export const simDomain = (n: number, name: string, labels: Record<string, string
   labels,
   hasGuestAgentChannel: true,
 });
+
+/** The sim's export of its one disk: what a reader needs (no NBD server behind it). */
+function exportReadyOf(
+  vm: DomainInfo,
+  jobId: string,
+  plan: { kind: string; checkpoint?: CheckpointRecord },
+  mode: BackupMode,
+): ExportReady {
+  const full = plan.kind.startsWith("full");
+  return {
+    address: "127.0.0.1:10809",
+    serverName: "sim",
+    caPem: "",
+    clientCertificatePem: "",
+    disks: [
+      {
+        target: "vda",
+        exportName: "vda",
+        dirtyBitmap: full || plan.kind === "copy" ? "" : `backup-${jobId}`,
+        sourceFormat: "qcow2",
+        kind: plan.kind,
+        incrementalFrom: "",
+        parentSnapshot: "",
+        fullReason: full ? plan.kind.replace(/^full: /, "") : "",
+        bitmap: Boolean(plan.checkpoint),
+      },
+    ],
+    newCheckpoint: plan.checkpoint?.name ?? "",
+    domainUuid: vm.uuid,
+    domainName: vm.name,
+    domainXml: "<domain/>",
+    configFilesJson: "{}",
+    consistencyJson: JSON.stringify({ kind: "quiesced" }),
+    freezeMs: 12,
+    offline: vm.state !== "running",
+    mode: mode,
+    maxBytesPerSecond: 0n,
+  };
+}

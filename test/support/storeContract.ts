@@ -1,6 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { chainHistory } from "../../coordinator/src/jobs/chainHistory.js";
-import type { JobRecord, LedgerEntry, LedgerWrite, VmRecord } from "../../coordinator/src/store/records.js";
+import type {
+  JobRecord,
+  LedgerEntry,
+  LedgerWrite,
+  ReachRecord,
+  VmRecord,
+} from "../../coordinator/src/store/records.js";
 import type { Store } from "../../coordinator/src/store/Store.js";
 
 export function sampleJob(over: Partial<JobRecord> = {}): JobRecord {
@@ -318,6 +324,49 @@ export function storeContract(
       expect(await s.putRepository({ name: "main", location: "/r", createdMs: 1 })).toBe(true);
       expect(await s.putRepository({ name: "main", location: "/r2", createdMs: 1 })).toBe(false);
       expect((await s.listRepositories()).map((r) => r.location)).toEqual(["/r2"]);
+      await s.putRepository({ name: "main", location: "/r2", createdMs: 1, id: "b".repeat(32) });
+      expect((await s.getRepository("main"))?.id).toBe("b".repeat(32));
+      await s.close();
+    });
+
+    it("repository reach: newest per (host, repository id); id-less reports by name; id replaces id-less", async () => {
+      const s = await open();
+      const reach = (over: Partial<ReachRecord>): ReachRecord => ({
+        repositoryId: "",
+        name: "main",
+        location: "/r",
+        reachable: false,
+        error: "",
+        writeMiBs: 0,
+        readMiBs: 0,
+        probedMs: 1,
+        hostId: "",
+        ...over,
+      });
+      expect(await s.listReach()).toEqual([]);
+      await s.putReach("h1", [reach({ error: "ENOENT" })]);
+      expect(await s.listReach("h1")).toEqual([reach({ error: "ENOENT", hostId: "h1" })]);
+      // The same repository opened later: the id-less failure of that name is gone.
+      await s.putReach("h1", [
+        reach({ repositoryId: "a".repeat(32), reachable: true, writeMiBs: 400, probedMs: 2 }),
+      ]);
+      await s.putReach("h2", [
+        reach({ repositoryId: "a".repeat(32), location: "/san/r", reachable: true, probedMs: 3 }),
+      ]);
+      expect((await s.listReach("h1")).map((r) => [r.repositoryId, r.reachable, r.writeMiBs])).toEqual([
+        ["a".repeat(32), true, 400],
+      ]);
+      // Newest report per (host, id) replaces the older one.
+      await s.putReach("h1", [
+        reach({ repositoryId: "a".repeat(32), reachable: true, writeMiBs: 90, probedMs: 4 }),
+      ]);
+      const all = await s.listReach();
+      expect(all.map((r) => [r.hostId, r.location, r.writeMiBs])).toEqual([
+        ["h1", "/r", 90],
+        ["h2", "/san/r", 0],
+      ]);
+      all[0]!.writeMiBs = 1;
+      expect((await s.listReach("h1"))[0]?.writeMiBs).toBe(90);
       await s.close();
     });
 

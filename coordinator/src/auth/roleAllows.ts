@@ -14,6 +14,7 @@ const LEAST_ROLE: Record<string, Role> = {
   ListSnapshots: "viewer",
   ShowSnapshot: "viewer",
   ListRepositories: "viewer",
+  ShowRepository: "viewer",
   RepositoryStats: "viewer",
   ListAudit: "viewer",
   ShowVmChain: "viewer",

@@ -27,6 +27,18 @@ export const coordinatorConfigSchema = z
       .int()
       .min(10)
       .default(15 * 60_000),
+    /** Repository reach (docs/transfer-paths.md §2): how often every online agent probes. */
+    reach: z
+      .object({
+        probeIntervalSeconds: z
+          .number()
+          .int()
+          .min(10)
+          .max(7 * 86_400)
+          .default(900),
+      })
+      .strict()
+      .prefault({}),
     logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
   })
   .strict();

@@ -1,5 +1,11 @@
 import { ClientError, Status } from "nice-grpc-common";
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
+import type {
+  BackupResult,
+  ExportReady,
+  RunBackupResponse,
+  TransferSpec,
+} from "../../../shared/src/gen/cairn/v1/agent.js";
 import type { MaintenanceReport, Progress } from "../../../shared/src/gen/cairn/v1/common.js";
 import { backupJobState } from "../../../shared/src/grpc/wire/backupJobState.js";
 import { backupMode } from "../../../shared/src/grpc/wire/backupMode.js";
@@ -9,8 +15,9 @@ import type { AgentClients } from "../agents/AgentClients.js";
 import type { Ledger } from "../ledger/Ledger.js";
 import { describeReport } from "../maintenance/describeReport.js";
 import { scanLocation, storeReport, wireTask } from "../maintenance/maintenanceTask.js";
-import type { JobRecord } from "../store/records.js";
+import type { JobRecord, TransferDecisionRecord } from "../store/records.js";
 import type { Store } from "../store/Store.js";
+import { historyOf } from "../transfer/historyOf.js";
 import type { JobHub } from "./JobHub.js";
 import { assertTransition, type JobState } from "./JobState.js";
 
@@ -41,7 +48,18 @@ interface Following {
   cancelled: boolean;
   /** Aborted on purpose to run again later (a drained host): queued, not failed. */
   requeue?: string;
+  /** Network path: the reader's stream, aborted alone when the reader's host is lost. */
+  reader?: { hostId: string; controller: AbortController };
+  /** The mover whose read failed this attempt: the retry prefers another. */
+  failedReader?: string;
+  /** Why the reader failed, set before the VM host is told: its stream's end is then the reader's. */
+  readerFailed?: string;
+  /** The VM host's half ended first: the reader's call is dropped without finishing anything. */
+  hostEnded?: boolean;
 }
+
+/** How the reader's half of a network-path job ended. */
+type ReaderOutcome = { result: BackupResult } | { failed: string } | { detached: true };
 
 /** The agent did not run the job and nothing changed: it runs again, maybe on another host. */
 interface Deferred {
@@ -111,17 +129,38 @@ export class JobRunner {
     return next;
   }
 
-  /** Starts (or re-attaches to) a job on its agent; returns once it is `running`. */
-  async dispatch(job: JobRecord, agentAddress: string, why?: string): Promise<void> {
+  /**
+   * Records why a queued job waits (no transfer path yet), without a transition: only when the
+   * reason changed, so that waiting passes write nothing.
+   */
+  async note(job: JobRecord, reason: string): Promise<JobRecord> {
+    if (job.reason === reason) return job;
+    const next: JobRecord = { ...job, reason, updatedMs: this.deps.now() };
+    await this.deps.store.updateJob(next, job.state);
+    this.deps.hub.changed(next);
+    return next;
+  }
+
+  /**
+   * Starts (or re-attaches to) a job on its agent; returns once it is `running`. A backup's
+   * `transfer` is the path chosen for this attempt; re-attaching keeps the recorded one.
+   */
+  async dispatch(
+    job: JobRecord,
+    agentAddress: string,
+    why?: string,
+    transfer?: TransferDecisionRecord,
+  ): Promise<void> {
     if (this.running.has(job.id)) return;
     const reattach = job.state === "interrupted";
+    const path = transfer ?? (reattach ? job.transfer : undefined) ?? null;
     const running = await this.transition(
       job,
       "running",
       reattach
         ? `re-attached on ${job.hostId} (attempt ${job.attempt})`
-        : `dispatched to ${job.hostId}${why ? ` (${why})` : ""}`,
-      { startedMs: job.startedMs ?? this.deps.now(), phase: "starting", hostId: job.hostId },
+        : `dispatched to ${job.hostId}${why ? ` (${why})` : ""}${transfer ? `; ${transfer.reason}` : ""}`,
+      { startedMs: job.startedMs ?? this.deps.now(), phase: "starting", hostId: job.hostId, transfer: path },
     );
     const entry: Following = { controller: new AbortController(), cancelled: false };
     this.running.set(job.id, entry);
@@ -162,24 +201,33 @@ export class JobRunner {
     reason: string,
     waitMs: number,
   ): Promise<void> {
-    const host = await this.deps.store.getHost(job.hostId);
-    if (host)
-      await this.deps.clients
-        .get(host.agentAddress)
-        .abortJob({ jobId: job.id, reason }, { signal: AbortSignal.timeout(waitMs) })
-        .catch((e) =>
-          this.deps.log.warn(
-            { err: e, job: job.id },
-            entry.cancelled
-              ? "AbortJob failed; the agent aborts it on its next heartbeat"
-              : "AbortJob failed while requeueing",
-          ),
-        );
+    // A network-path job runs on two hosts: both halves are aborted (the reader first, so that
+    // the VM host's export is not read while it ends).
+    const hostIds = [...(job.transfer?.path === "network" ? [job.transfer.readerHostId] : []), job.hostId];
+    for (const id of hostIds) {
+      const host = await this.deps.store.getHost(id);
+      if (host)
+        await this.deps.clients
+          .get(host.agentAddress)
+          .abortJob({ jobId: job.id, reason }, { signal: AbortSignal.timeout(waitMs) })
+          .catch((e) =>
+            this.deps.log.warn(
+              { err: e, job: job.id, host: id },
+              entry.cancelled
+                ? "AbortJob failed; the agent aborts it on its next heartbeat"
+                : "AbortJob failed while requeueing",
+            ),
+          );
+    }
     entry.controller.abort();
   }
 
   /** The host is gone: its running streams are dropped and their jobs become interrupted. */
   interruptHost(hostId: string, reason: string, jobs: readonly JobRecord[]): Promise<unknown> {
+    // Jobs it reads for (network path): their VM host is told to end the export, and they fail
+    // and are retried on another path (docs/transfer-paths.md §6).
+    for (const e of this.running.values())
+      if (e.reader?.hostId === hostId) e.reader.controller.abort(new Error(reason));
     return Promise.all(
       jobs
         .filter((j) => j.hostId === hostId && j.state === "running")
@@ -259,24 +307,149 @@ export class JobRunner {
     agentAddress: string,
     entry: Following,
   ): Promise<Finished | Deferred> {
-    const stream = this.deps.clients.get(agentAddress).runBackup(
+    const network = job.transfer?.path === "network" ? job.transfer : undefined;
+    const vmHost = this.deps.clients.get(agentAddress);
+    const stream = vmHost.runBackup(
       {
         jobId: job.id,
         domainUuid: job.vmUuid,
         mode: backupMode.toWire(job.mode),
         quiesce: quiesceMode.toWire(job.quiesce),
-        repository: (await this.repositoryLocation(job)) ?? "",
+        // Lan-free: the location the VM host reported reaching; network: it opens no repository.
+        repository: network ? "" : job.transfer?.location || ((await this.repositoryLocation(job)) ?? ""),
         disks: [],
         bandwidthLimit: BigInt(job.bandwidthBytesPerSecond),
-        labels: { ...(job.policy ? { policy: job.policy } : {}), trigger: job.trigger },
+        labels: this.labels(job),
         detachOnDisconnect: true,
+        transfer: network ? await this.transferSpec(job, network) : undefined,
       },
       { signal: entry.controller.signal },
     );
+    let reading: Promise<ReaderOutcome> | undefined;
+    try {
+      return await this.followVmHost(job, stream, {
+        // A re-attached VM host stream repeats export_ready: the reader is re-attached by job id.
+        exportReady: (ready) => {
+          if (network && !reading) reading = this.readExport(job, network, ready, vmHost, entry);
+        },
+        reader: () => reading,
+      });
+    } catch (err) {
+      // The VM host's failure after the reader's is the reader's: name the mover (a retry
+      // assigns the path again and prefers another one).
+      if (entry.readerFailed && !entry.controller.signal.aborted) {
+        entry.failedReader = network?.readerHostId;
+        throw new CairnError("unavailable", entry.readerFailed, { cause: err });
+      }
+      // The reader's call is dropped (it detaches; a re-attach finds it by job id).
+      entry.hostEnded = true;
+      entry.reader?.controller.abort(new Error("the VM host's half ended"));
+      throw err;
+    }
+  }
+
+  private labels(job: JobRecord): Record<string, string> {
+    return { ...(job.policy ? { policy: job.policy } : {}), trigger: job.trigger };
+  }
+
+  /** What the VM host needs to export for the reader (docs/transfer-paths.md §4). */
+  private async transferSpec(job: JobRecord, d: TransferDecisionRecord): Promise<TransferSpec> {
+    const reader = await this.deps.store.getHost(d.readerHostId);
+    if (!reader?.certificatePem)
+      throw new CairnError(
+        "failed-precondition",
+        `mover ${d.readerHostId} has no certificate on record: it enrolled before transfer paths`,
+        { hint: `enroll ${d.readerHostId} again (cairn hosts enroll-token ${d.readerHostId})` },
+      );
+    const snaps = await this.deps.store.listSnapshots({ vmUuid: job.vmUuid, repository: job.repository });
+    const full = await Promise.all(snaps.map((s) => this.deps.store.getSnapshot(s.id)));
+    return {
+      readerHostId: d.readerHostId,
+      readerCertificatePem: reader.certificatePem,
+      history: historyOf(full.filter((s) => s !== undefined)),
+    };
+  }
+
+  /**
+   * The reader's half: ReadExport on the mover, its states and progress into the job, then
+   * FinishExport on the VM host with the sealed manifest, or without one when the read failed (the
+   * VM host then ends the export and removes the checkpoint). Never throws. When the whole job
+   * stopped being followed (coordinator stopping, cancel, VM host lost) both agents keep their
+   * halves: nothing is finished here.
+   */
+  private async readExport(
+    job: JobRecord,
+    d: TransferDecisionRecord,
+    ready: ExportReady,
+    vmHost: ReturnType<AgentClients["get"]>,
+    entry: Following,
+  ): Promise<ReaderOutcome> {
+    const controller = new AbortController();
+    entry.reader = { hostId: d.readerHostId, controller };
+    const signal = AbortSignal.any([entry.controller.signal, controller.signal]);
+    const finish = (manifestJson: string, reason: string) =>
+      vmHost.finishExport(
+        { jobId: job.id, manifestJson, reason },
+        { signal: AbortSignal.any([entry.controller.signal, AbortSignal.timeout(60_000)]) },
+      );
+    try {
+      const reader = await this.deps.store.getHost(d.readerHostId);
+      if (!reader?.agentAddress)
+        throw new CairnError("not-found", `host ${d.readerHostId} is not registered`);
+      const stream = this.deps.clients.get(reader.agentAddress).readExport(
+        {
+          jobId: job.id,
+          repository: d.location,
+          export: ready,
+          bandwidthLimit: BigInt(job.bandwidthBytesPerSecond),
+          labels: this.labels(job),
+          detachOnDisconnect: true,
+          sourceHostId: job.hostId,
+        },
+        { signal },
+      );
+      let result: BackupResult | undefined;
+      for await (const ev of stream) {
+        const e = ev.event;
+        if (e?.$case === "progress") this.progress(job.id, e.value);
+        else if (e?.$case === "jobState")
+          this.deps.hub.changed({ ...job, phase: backupJobState.nameOf(e.value) ?? job.phase });
+        else if (e?.$case === "result") result = e.value;
+      }
+      if (!result) throw new CairnError("protocol", "it ended ReadExport without a result");
+      await finish(result.manifestJson, "");
+      return { result };
+    } catch (err) {
+      if (entry.controller.signal.aborted || entry.hostEnded) return { detached: true };
+      const why = controller.signal.aborted
+        ? String((controller.signal.reason as Error)?.message ?? controller.signal.reason)
+        : err instanceof ClientError
+          ? err.details
+          : ((err as Error)?.message ?? String(err));
+      const reason = `mover ${d.readerHostId} failed reading the export: ${why}`;
+      entry.readerFailed = reason;
+      this.deps.log.warn({ job: job.id, reader: d.readerHostId, err }, "network-path read failed");
+      await finish("", reason).catch((e) =>
+        this.deps.log.warn({ err: e, job: job.id }, "FinishExport without a manifest failed"),
+      );
+      return { failed: reason };
+    }
+  }
+
+  /** Follows the VM host's RunBackup stream to its end; `exportReady` starts the reader's half. */
+  private async followVmHost(
+    job: JobRecord,
+    stream: AsyncIterable<RunBackupResponse>,
+    half: { exportReady: (ready: ExportReady) => void; reader: () => Promise<ReaderOutcome> | undefined },
+  ): Promise<Finished | Deferred> {
     let current = job;
     for await (const ev of stream) {
       const e = ev.event;
       if (!e) continue;
+      if (e.$case === "exportReady") {
+        half.exportReady(e.value);
+        continue;
+      }
       if (e.$case === "progress") this.progress(job.id, e.value);
       else if (e.$case === "jobState") {
         // A state a newer agent added is shown as the phase before it, not a failure.
@@ -287,7 +460,10 @@ export class JobRunner {
       } else if (e.$case === "deferred") {
         return { deferred: `${e.value.cause}: ${e.value.reason}` };
       } else if (e.$case === "result") {
-        const r = e.value;
+        // Network path: the VM host's result carries the checkpoint and what it pruned, the
+        // reader's the sealed snapshot; each field comes from whichever has it.
+        const outcome = await half.reader();
+        const r = outcome && "result" in outcome ? merged(e.value, outcome.result) : e.value;
         const kinds = Object.values(r.diskKinds).join(", ");
         return {
           state: "succeeded",
@@ -394,6 +570,7 @@ export class JobRunner {
           attempt: job.attempt + 1,
           notBeforeMs: now + delay,
           phase: "",
+          ...(entry.failedReader ? { failedReader: entry.failedReader } : {}),
         },
       );
       return;
@@ -409,4 +586,21 @@ export class JobRunner {
   private async repositoryLocation(job: JobRecord): Promise<string | undefined> {
     return (await this.deps.store.getRepository(job.repository))?.location;
   }
+}
+
+/** The network path's result: the VM host's fields where it has them, else the reader's. */
+function merged(host: BackupResult, reader: BackupResult): BackupResult {
+  return {
+    snapshotId: host.snapshotId || reader.snapshotId,
+    manifestJson: host.manifestJson || reader.manifestJson,
+    checkpoint: host.checkpoint ?? reader.checkpoint,
+    prunedCheckpoints: host.prunedCheckpoints.length ? host.prunedCheckpoints : reader.prunedCheckpoints,
+    diskKinds: Object.keys(host.diskKinds).length ? host.diskKinds : reader.diskKinds,
+    quiesced: host.quiesced || reader.quiesced,
+    consistencyReason: host.consistencyReason || reader.consistencyReason,
+    bytesRead: host.bytesRead || reader.bytesRead,
+    bytesNew: host.bytesNew || reader.bytesNew,
+    bytesStored: host.bytesStored || reader.bytesStored,
+    freezeMs: host.freezeMs || reader.freezeMs,
+  };
 }

@@ -3,6 +3,8 @@ import { z } from "zod";
 
 const NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 const HHMM = /^([01]\d|2[0-3]):[0-5]\d$/;
+const HOST_ID = /^[A-Za-z0-9][A-Za-z0-9.\-_]{0,62}$/;
+const HOST_GLOB = /^[A-Za-z0-9.\-_*?[\]!]{1,63}$/;
 const count = z.number().int().min(0).max(100_000);
 
 function validCron(pattern: string): string | undefined {
@@ -137,6 +139,21 @@ export const policySchema = z
       })
       .strict()
       .optional(),
+    // How backups travel (docs/transfer-paths.md §3): lan-free (the VM's host writes the repository
+    // itself), network (a mover reads the VM host's export), or auto (lan-free when it can).
+    transfer: z.enum(["auto", "lan-free", "network"]).default("auto"),
+    // Which movers may read this policy's VMs (host ids); none listed: every mover.
+    movers: z
+      .object({
+        names: z.array(z.string().regex(HOST_ID, "must be a host id")).default([]),
+        // Host ids only hold these characters, and a glob longer than a host id matches nothing:
+        // bounded, so matching stays cheap whatever an operator writes.
+        globs: z
+          .array(z.string().regex(HOST_GLOB, "must be a glob of host ids (letters, digits, . - _ * ? [ ] !)"))
+          .default([]),
+      })
+      .strict()
+      .prefault({}),
     priority: z.number().int().min(0).max(100).default(50),
     disabled: z.boolean().default(false),
   })

@@ -22,22 +22,46 @@ export interface ActiveJob {
   hostId: string;
   repository: string;
   policy: string;
+  /** A network-path job's reader: it counts against that host's limit as a VM host does. */
+  readerHostId?: string | undefined;
 }
+
+/** A job's reader, or undefined when the job cannot start now (no path yet, or none at all). */
+export type AssignReader = (
+  q: QueuedJob,
+  perHost: ReadonlyMap<string, number>,
+) => { readerHostId?: string | undefined } | undefined;
 
 export interface DispatchInput {
   queued: readonly QueuedJob[];
   active: readonly ActiveJob[];
   onlineHosts: ReadonlySet<string>;
   nowMs: number;
+  /**
+   * Chooses where a job's data goes once its own host has room, given every host's jobs (as VM
+   * host or reader) including those picked earlier in this plan (docs/transfer-paths.md §3).
+   */
+  assign?: AssignReader;
+}
+
+export interface DispatchPick {
+  id: string;
+  readerHostId?: string | undefined;
 }
 
 /**
  * Which queued jobs start now, in start order: highest priority, then oldest, then id. A job is
  * skipped while it waits for its retry time, its host is offline, its VM has an active (or already
  * picked) job, or starting it would reach any of its own limits counted over active and picked
- * jobs (per host, per repository, global). Skipped jobs do not block later ones that fit.
+ * jobs (per host, per repository, global). A job's reader on another host counts against that
+ * host's limit too. Skipped jobs do not block later ones that fit.
  */
 export function planDispatch(input: DispatchInput): string[] {
+  return planDispatchWithReaders(input).map((p) => p.id);
+}
+
+/** planDispatch, with each picked job's reader (when `assign` chose one). */
+export function planDispatchWithReaders(input: DispatchInput): DispatchPick[] {
   const perHost = new Map<string, number>();
   const perRepo = new Map<string, number>();
   const busyVms = new Set<string>();
@@ -46,6 +70,7 @@ export function planDispatch(input: DispatchInput): string[] {
   for (const a of input.active) {
     bump(perHost, a.hostId);
     bump(perRepo, a.repository);
+    if (a.readerHostId && a.readerHostId !== a.hostId) bump(perHost, a.readerHostId);
     busyVms.add(a.vmUuid);
     total++;
   }
@@ -55,7 +80,7 @@ export function planDispatch(input: DispatchInput): string[] {
       (a, b) =>
         b.priority - a.priority || a.createdAtMs - b.createdAtMs || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
     );
-  const picked: string[] = [];
+  const picked: DispatchPick[] = [];
   let maxGlobal = 0;
   for (const c of candidates) maxGlobal = Math.max(maxGlobal, c.limits.global);
   for (const q of candidates) {
@@ -65,9 +90,15 @@ export function planDispatch(input: DispatchInput): string[] {
     if (busyVms.has(q.vmUuid)) continue;
     if ((perHost.get(q.hostId) ?? 0) >= q.limits.perHost) continue;
     if ((perRepo.get(q.repository) ?? 0) >= q.limits.perRepository) continue;
-    picked.push(q.id);
+    const assigned = input.assign ? input.assign(q, perHost) : {};
+    if (!assigned) continue;
+    const reader = assigned.readerHostId;
+    const remote = reader && reader !== q.hostId ? reader : undefined;
+    if (remote && (perHost.get(remote) ?? 0) >= q.limits.perHost) continue;
+    picked.push(reader ? { id: q.id, readerHostId: reader } : { id: q.id });
     busyVms.add(q.vmUuid);
     bump(perHost, q.hostId);
+    if (remote) bump(perHost, remote);
     bump(perRepo, q.repository);
     total++;
   }

@@ -8,9 +8,17 @@ import { selectVms } from "../policy/selectVms.js";
 import { chooseJobMode } from "../schedule/chooseJobMode.js";
 import { dueRun } from "../schedule/dueRun.js";
 import { inWindow } from "../schedule/inWindow.js";
-import { planDispatch } from "../schedule/planDispatch.js";
-import type { HostRecord, JobRecord, PolicyRecord } from "../store/records.js";
+import { type AssignReader, planDispatchWithReaders } from "../schedule/planDispatch.js";
+import type {
+  HostRecord,
+  JobRecord,
+  PolicyRecord,
+  ReachRecord,
+  RepositoryRecord,
+  TransferDecisionRecord,
+} from "../store/records.js";
 import type { Store } from "../store/Store.js";
+import { chooseTransferPath, type TransferHost } from "../transfer/chooseTransferPath.js";
 import type { PolicyCache } from "./PolicyCache.js";
 
 export interface SchedulerConfig {
@@ -127,7 +135,23 @@ export class Scheduler {
     );
     const queued = await this.followVms(assigned, why);
     const active = open.filter((j) => j.state !== "queued");
-    const pick = planDispatch({
+    // Read only when a backup may be assigned a path: most passes have nothing queued.
+    const pathsNeeded = queued.some((j) => j.kind === "backup");
+    const reach = pathsNeeded ? await store.listReach() : [];
+    const repos = new Map((pathsNeeded ? await store.listRepositories() : []).map((r) => [r.name, r]));
+    const decided = new Map<string, TransferDecisionRecord>();
+    const blocked = new Map<string, { fail: boolean; reason: string }>();
+    const assign = this.assigner({
+      byId: new Map(queued.map((j) => [j.id, j])),
+      hosts,
+      onlineHosts,
+      policies,
+      reach,
+      repos,
+      decided,
+      blocked,
+    });
+    const pick = planDispatchWithReaders({
       queued: holdBackForExclusive(queued.filter(eligible), active).map((j) => ({
         id: j.id,
         vmUuid: exclusivityKey(j),
@@ -145,16 +169,33 @@ export class Scheduler {
         hostId: j.hostId,
         repository: j.repository,
         policy: j.policy ?? "",
+        readerHostId: j.transfer?.path === "network" ? j.transfer.readerHostId : undefined,
       })),
       onlineHosts: takingJobs,
       nowMs: now,
+      assign,
     });
     const byId = new Map(queued.map((j) => [j.id, j]));
-    for (const id of pick) {
+    // No path: the job fails before anything on its host is touched; no path yet: it says why.
+    for (const [id, b] of blocked) {
+      const j = byId.get(id);
+      if (!j || signal.aborted) continue;
+      // A job cancelled meanwhile keeps its end: the guarded write refuses, and that is all.
+      await (b.fail
+        ? runner.transition(j, "failed", b.reason, { finishedMs: now, phase: "" })
+        : runner.note(j, b.reason)
+      ).catch((err) => log.warn({ err, job: id }, "recording a job's transfer path verdict failed"));
+    }
+    for (const { id } of pick) {
       if (signal.aborted) break;
       const j = byId.get(id);
       if (!j) continue;
-      await runner.dispatch(j, (hosts.get(j.hostId) as HostRecord).agentAddress, why.get(id));
+      await runner.dispatch(
+        j,
+        (hosts.get(j.hostId) as HostRecord).agentAddress,
+        why.get(id),
+        decided.get(id),
+      );
       report.dispatched++;
     }
     report.queued = queued.length - report.dispatched;
@@ -169,6 +210,57 @@ export class Scheduler {
     )
       log.info({ ...report, durationMs: Math.round(report.durationMs * 10) / 10 }, "scheduling pass");
     return report;
+  }
+
+  /**
+   * Chooses each backup job's transfer path as planDispatch reaches it (docs/transfer-paths.md §3),
+   * with every host's load so far; maintenance jobs need none. Decisions, waits and failures are
+   * collected for the pass to apply.
+   */
+  private assigner(p: {
+    byId: ReadonlyMap<string, JobRecord>;
+    hosts: ReadonlyMap<string, HostRecord>;
+    onlineHosts: ReadonlySet<string>;
+    policies: ReadonlyMap<string, ReturnType<PolicyCache["get"]>>;
+    reach: readonly ReachRecord[];
+    repos: ReadonlyMap<string, RepositoryRecord>;
+    decided: Map<string, TransferDecisionRecord>;
+    blocked: Map<string, { fail: boolean; reason: string }>;
+  }): AssignReader {
+    return (q, perHost) => {
+      const j = p.byId.get(q.id);
+      if (j?.kind !== "backup") return {};
+      const repo = p.repos.get(j.repository);
+      if (!repo) {
+        p.blocked.set(j.id, { fail: true, reason: `repository ${j.repository} is no longer registered` });
+        return undefined;
+      }
+      const policy = j.policy ? p.policies.get(j.policy) : undefined;
+      const hosts: TransferHost[] = [...p.hosts.values()].map((h) => ({
+        id: h.id,
+        roles: hostRoles(h),
+        online: p.onlineHosts.has(h.id),
+        drained: Boolean(h.drain),
+        applianceOf: typeof h.inventory.applianceOf === "string" ? h.inventory.applianceOf : "",
+        running: perHost.get(h.id) ?? 0,
+      }));
+      const choice = chooseTransferPath({
+        vmHostId: j.hostId,
+        repository: repo,
+        mode: policy?.transfer ?? "auto",
+        movers: policy?.movers ?? { names: [], globs: [] },
+        perHostLimit: j.limits.perHost,
+        hosts,
+        reach: p.reach,
+        avoidReader: j.failedReader,
+      });
+      if (choice.kind === "assign") {
+        p.decided.set(j.id, choice.decision);
+        return { readerHostId: choice.decision.readerHostId };
+      }
+      p.blocked.set(j.id, { fail: choice.kind === "fail", reason: choice.reason });
+      return undefined;
+    };
   }
 
   /**
@@ -271,4 +363,12 @@ export class Scheduler {
     }
     return created;
   }
+}
+
+/** A host's roles from its inventory; agents older than transfer paths are hypervisors. */
+export function hostRoles(h: HostRecord): string[] {
+  const roles = h.inventory.roles;
+  return Array.isArray(roles) && roles.length
+    ? roles.filter((r): r is string => typeof r === "string")
+    : ["hypervisor"];
 }

@@ -9,6 +9,7 @@ import type { CoordinatorMetrics } from "../metrics/CoordinatorMetrics.js";
 import type { CertificateAuthority } from "../pki/CertificateAuthority.js";
 import type { PolicyCache } from "../scheduler/PolicyCache.js";
 import type { Store } from "../store/Store.js";
+import type { Reach } from "../transfer/Reach.js";
 
 /** Everything the RPC handlers need; built once by startCoordinator. */
 export interface CoordinatorContext {
@@ -29,4 +30,6 @@ export interface CoordinatorContext {
   audit(principal: string, action: string, target: string, detail?: string): Promise<void>;
   maintenance: Maintenance;
   ledger: Ledger;
+  /** Repository reach: probes agents (docs/transfer-paths.md §2). */
+  reach: Reach;
 }

@@ -11,6 +11,7 @@ import type { Policy } from "../policy/Policy.js";
 import { parsePolicyYaml } from "../policy/parsePolicyYaml.js";
 import { selectVms } from "../policy/selectVms.js";
 import { chooseJobMode } from "../schedule/chooseJobMode.js";
+import { hostRoles } from "../scheduler/Scheduler.js";
 import type { CoordinatorContext } from "./CoordinatorContext.js";
 import { jobSummary } from "./jobSummary.js";
 import { principalName, principalOf } from "./principal.js";
@@ -76,6 +77,8 @@ export function adminRpcs(c: CoordinatorContext): AdminRpcs {
           vmCount: count.get(h.id) ?? 0,
           drained: Boolean(h.drain),
           drainReason: h.drain?.reason ?? "",
+          roles: hostRoles(h),
+          applianceOf: typeof h.inventory.applianceOf === "string" ? h.inventory.applianceOf : "",
         })),
       };
     },

@@ -66,6 +66,8 @@ export function agentRpcs(c: CoordinatorContext): AgentRpcs {
         enrolledMs: c.now(),
         inventory: old?.inventory ?? {},
         drain: old?.drain ?? null,
+        // Kept to issue network exports' client certificates for this host's key (§5).
+        certificatePem,
       });
       await c.audit(
         `enrollment:${token.name}`,
@@ -101,6 +103,7 @@ export function agentRpcs(c: CoordinatorContext): AgentRpcs {
         enrolledMs: old?.enrolledMs ?? now,
         inventory: inv ? hostInventory.fromWire(inv) : {},
         drain: old?.drain ?? null,
+        ...(old?.certificatePem ? { certificatePem: old.certificatePem } : {}),
       });
       await c.store.applyInventory(
         hostId,
@@ -130,6 +133,8 @@ export function agentRpcs(c: CoordinatorContext): AgentRpcs {
           c.log.error({ err, host: hostId }, "ledger reconciliation after registration failed"),
         );
       c.kick();
+      // What it reaches may have changed while it was away (or it is new): jobs wait for this.
+      void c.reach.probeHost(hostId);
       return { hostId, heartbeatIntervalSeconds: c.config.heartbeatIntervalSeconds };
     },
 

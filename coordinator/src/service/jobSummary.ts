@@ -29,6 +29,8 @@ export function jobSummary(j: JobRecord, progress: JobProgress | undefined): Job
     diskKinds: j.diskKinds,
     kind: j.kind,
     report: reportOf(j),
-    transfer: undefined,
+    transfer: j.transfer
+      ? { path: j.transfer.path, readerHostId: j.transfer.readerHostId, reason: j.transfer.reason }
+      : undefined,
   };
 }

@@ -6,9 +6,11 @@ import type {
   JobSummary,
   SnapshotSummary,
 } from "../../../shared/src/gen/cairn/v1/coordinator.js";
+import { repositoryReach } from "../../../shared/src/grpc/wire/repositoryReach.js";
 import { verifySlices } from "../maintenance/Maintenance.js";
 import { reportOf, type StoredTask, storeTask } from "../maintenance/maintenanceTask.js";
-import type { MaintenanceKind, RepositoryRecord, SnapshotRecord } from "../store/records.js";
+import type { MaintenanceKind, ReachRecord, RepositoryRecord, SnapshotRecord } from "../store/records.js";
+import { reachOf } from "../transfer/chooseTransferPath.js";
 import type { CoordinatorContext } from "./CoordinatorContext.js";
 import { jobSummary } from "./jobSummary.js";
 import { principalName, principalOf } from "./principal.js";
@@ -17,6 +19,7 @@ type RepositoryRpcs = Pick<
   CoordinatorServiceImplementation,
   | "registerRepository"
   | "listRepositories"
+  | "showRepository"
   | "listSnapshots"
   | "showSnapshot"
   | "verifyRepository"
@@ -121,6 +124,11 @@ export function repositoryRpcs(c: CoordinatorContext): RepositoryRpcs {
     return { job: jobSummary(end, undefined), report };
   }
 
+  async function reachAndOnline() {
+    const online = new Set((await c.store.listHosts()).filter((h) => h.status === "online").map((h) => h.id));
+    return { reach: await c.store.listReach(), online };
+  }
+
   const reportAs = <K extends NonNullable<MaintenanceReport["report"]>["$case"]>(
     r: { job: JobSummary; report: MaintenanceReport | undefined },
     kind: K,
@@ -145,7 +153,10 @@ export function repositoryRpcs(c: CoordinatorContext): RepositoryRpcs {
         name: req.name,
         location: req.location,
         createdMs: old?.createdMs ?? c.now(),
+        // A new location may be another repository: its id is learnt again from a probe.
+        ...(old?.id && old.location === req.location ? { id: old.id } : {}),
       });
+      void c.reach.probeAll();
       // An agent proves the location and brings the snapshots already there into the catalog.
       const scan = await c.maintenance.enqueue("scan", req.name, storeTask("scan", {}, req.location), {
         reason: `scan of ${req.location} on registration by ${who(ctx)}`,
@@ -156,12 +167,22 @@ export function repositoryRpcs(c: CoordinatorContext): RepositoryRpcs {
     },
 
     async listRepositories() {
+      const { reach, online } = await reachAndOnline();
       return {
-        repositories: (await c.store.listRepositories()).map((r) => ({
-          name: r.name,
-          location: r.location,
-          createdMs: BigInt(r.createdMs),
-        })),
+        repositories: (await c.store.listRepositories()).map((r) => repositorySummary(r, reach, online)),
+      };
+    },
+
+    async showRepository(req) {
+      const rec = await repositoryRecord(req.name);
+      const { reach, online } = await reachAndOnline();
+      const hosts = [...new Set(reach.map((r) => r.hostId))].sort();
+      return {
+        repository: repositorySummary(rec, reach, online),
+        reach: hosts
+          .map((h) => reachOf(reach, h, rec))
+          .filter((r): r is ReachRecord => r !== undefined)
+          .map(repositoryReach.toWire),
       };
     },
 
@@ -237,5 +258,18 @@ export function repositoryRpcs(c: CoordinatorContext): RepositoryRpcs {
         "stats",
       );
     },
+  };
+}
+
+/** A repository with its id and how many online hosts reached it at their last probe. */
+function repositorySummary(r: RepositoryRecord, reach: readonly ReachRecord[], online: ReadonlySet<string>) {
+  let reachable = 0;
+  for (const h of online) if (reachOf(reach, h, r)?.reachable) reachable++;
+  return {
+    name: r.name,
+    location: r.location,
+    createdMs: BigInt(r.createdMs),
+    id: r.id ?? "",
+    reachableHosts: reachable,
   };
 }

@@ -11,6 +11,7 @@ import type {
   LedgerState,
   PolicyMaintenanceState,
   PolicyRecord,
+  ReachRecord,
   RepositoryRecord,
   SnapshotFilter,
   SnapshotRecord,
@@ -84,6 +85,14 @@ export interface Store {
   putRepository(repo: RepositoryRecord): Promise<boolean>;
   getRepository(name: string): Promise<RepositoryRecord | undefined>;
   listRepositories(): Promise<RepositoryRecord[]>;
+  /**
+   * Records a host's probe reports: the newest per (host, repository id), a report that opened
+   * nothing (no id) per (host, name or location). A report with an id replaces the same host's
+   * id-less one of the same name. `hostId` is set on every stored record.
+   */
+  putReach(hostId: string, reports: readonly ReachRecord[]): Promise<void>;
+  /** Stored reports, of one host or all, by host then repository id, name. */
+  listReach(hostId?: string): Promise<ReachRecord[]>;
 
   /** Inserts or replaces; true when created. */
   putPolicy(policy: PolicyRecord): Promise<boolean>;

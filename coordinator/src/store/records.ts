@@ -1,5 +1,6 @@
 import type { BackupMode } from "../../../shared/src/grpc/wire/backupMode.js";
 import type { QuiesceMode } from "../../../shared/src/grpc/wire/quiesceMode.js";
+import type { RepositoryReach } from "../../../shared/src/grpc/wire/repositoryReach.js";
 import type { JobState } from "../jobs/JobState.js";
 
 /** What the coordinator stores. Times are milliseconds since the epoch. */
@@ -17,6 +18,25 @@ export interface HostRecord {
   inventory: Record<string, unknown>;
   /** Set while an operator drains the host: no new backups are dispatched to it. */
   drain?: HostDrain | null;
+  /**
+   * The fleet certificate (PEM) issued at enrollment: a network export's client certificate is made
+   * for its public key when this host reads (docs/transfer-paths.md §5). Absent for hosts enrolled
+   * before transfer paths: they cannot be readers until they enroll again.
+   */
+  certificatePem?: string;
+}
+
+/** One host's newest probe of one repository (docs/transfer-paths.md §2), hostId set. */
+export type ReachRecord = RepositoryReach;
+
+/** How a backup job's data travels (docs/transfer-paths.md §3), decided at dispatch. */
+export interface TransferDecisionRecord {
+  path: "lan-free" | "network";
+  /** The host that reads the export and writes the repository (the VM host when lan-free). */
+  readerHostId: string;
+  /** The repository location as the writing host reported reaching it. */
+  location: string;
+  reason: string;
 }
 
 export interface HostDrain {
@@ -119,6 +139,8 @@ export interface RepositoryRecord {
   name: string;
   location: string;
   createdMs: number;
+  /** The id in the repository's config, learnt from the first probe that opened `location`. */
+  id?: string;
 }
 
 export interface PolicyRecord {
@@ -189,6 +211,10 @@ export interface JobRecord {
   report?: unknown;
   /** How many times an agent deferred the job (migration running, VM elsewhere). */
   deferrals?: number;
+  /** Backup jobs: the path of the current (or last) attempt; re-attaching keeps it. */
+  transfer?: TransferDecisionRecord | null;
+  /** A mover whose read failed the previous attempt: the next assignment prefers another. */
+  failedReader?: string;
 }
 
 export interface SnapshotRecord {

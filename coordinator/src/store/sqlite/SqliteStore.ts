@@ -360,6 +360,24 @@ export class SqliteStore implements Store {
     return parseAll(this.db.prepare("SELECT doc FROM repositories ORDER BY name").all() as Row[]);
   }
 
+  async putReach(hostId: string, reports: readonly records.ReachRecord[]): Promise<void> {
+    const put = this.stmt("INSERT OR REPLACE INTO repository_reach (host_id, key, doc) VALUES (?, ?, ?)");
+    const drop = this.stmt("DELETE FROM repository_reach WHERE host_id = ? AND key = ?");
+    this.db.transaction(() => {
+      for (const r of reports) {
+        const rec = { ...r, hostId };
+        put.run(hostId, reachKey(rec), JSON.stringify(rec));
+        if (rec.repositoryId && rec.name) drop.run(hostId, `@${rec.name}`);
+      }
+    })();
+  }
+  async listReach(hostId?: string): Promise<records.ReachRecord[]> {
+    const rows = hostId
+      ? this.stmt("SELECT doc FROM repository_reach WHERE host_id = ? ORDER BY host_id, key").all(hostId)
+      : this.stmt("SELECT doc FROM repository_reach ORDER BY host_id, key").all();
+    return parseAll(rows as Row[]);
+  }
+
   async putPolicy(p: records.PolicyRecord): Promise<boolean> {
     const existed = this.db.prepare("SELECT 1 FROM policies WHERE name = ?").get(p.name) !== undefined;
     this.db
@@ -564,6 +582,11 @@ export class SqliteStore implements Store {
   async close(): Promise<void> {
     if (this.db.open) this.db.close();
   }
+}
+
+/** A report's key: the repository id, or for one that opened nothing its name (else location). */
+function reachKey(r: records.ReachRecord): string {
+  return r.repositoryId || `@${r.name || r.location}`;
 }
 
 /**

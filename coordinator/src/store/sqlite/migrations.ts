@@ -65,4 +65,10 @@ export const MIGRATIONS: readonly (string | ((db: Database) => void))[] = [
   CREATE TABLE vm_events (seq INTEGER PRIMARY KEY, vm_uuid TEXT NOT NULL, at_ms INTEGER NOT NULL,
     host_id TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL, from_libvirt INTEGER NOT NULL);
   `,
+  // 5: what each host reached at its last probe of each repository (docs/transfer-paths.md §2),
+  // keyed by the repository's id (or, for a report that opened nothing, by name or location).
+  `
+  CREATE TABLE repository_reach (host_id TEXT NOT NULL, key TEXT NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (host_id, key));
+  `,
 ];

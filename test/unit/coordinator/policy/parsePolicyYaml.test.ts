@@ -22,6 +22,23 @@ describe("policy documents", () => {
     expect(parsePolicyYaml(BASE, "p").maintenance).toBeUndefined();
   });
 
+  it("reads the transfer path and the movers selector (docs/transfer-paths.md §3); refuses unsafe globs", () => {
+    expect(parsePolicyYaml(BASE, "p")).toMatchObject({ transfer: "auto", movers: { names: [], globs: [] } });
+    const p = parsePolicyYaml(
+      `${BASE}transfer: network\nmovers: {names: [mover-1], globs: ["backup-*"]}\n`,
+      "p",
+    );
+    expect(p).toMatchObject({ transfer: "network", movers: { names: ["mover-1"], globs: ["backup-*"] } });
+    expect(parsePolicyYaml(policyToYaml(p), "again")).toMatchObject({
+      transfer: "network",
+      movers: p.movers,
+    });
+    expect(() => parsePolicyYaml(`${BASE}transfer: sneakernet\n`, "p")).toThrow(/transfer/);
+    expect(() => parsePolicyYaml(`${BASE}movers: {globs: ["(a+)+$"]}\n`, "p")).toThrow(/movers/);
+    expect(() => parsePolicyYaml(`${BASE}movers: {globs: ["${"*".repeat(64)}"]}\n`, "p")).toThrow(/movers/);
+    expect(() => parsePolicyYaml(`${BASE}movers: {names: ["not a host"]}\n`, "p")).toThrow(/movers/);
+  });
+
   it("fills defaults and normalizes bandwidth", () => {
     const p = parsePolicyYaml(`${BASE}bandwidth: 100MiB/s\n`, "p.yaml");
     expect(p).toMatchObject({

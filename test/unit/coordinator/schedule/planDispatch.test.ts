@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import {
   type ActiveJob,
   planDispatch,
+  planDispatchWithReaders,
   type QueuedJob,
 } from "../../../../coordinator/src/schedule/planDispatch.js";
 
@@ -146,5 +147,55 @@ describe("planDispatch", () => {
     const picked2 = planDispatch({ queued, active: [], onlineHosts: hosts, nowMs: 1 });
     expect(performance.now() - t1).toBeLessThan(500);
     expect(picked2.length).toBe(200);
+  });
+});
+
+describe("planDispatch: readers (docs/transfer-paths.md §3)", () => {
+  const limits = { perHost: 1, perRepository: 10, global: 10 };
+  const q = (id: string, hostId: string, createdAtMs: number) => ({
+    id,
+    vmUuid: `vm-${id}`,
+    hostId,
+    repository: "main",
+    policy: "p",
+    priority: 50,
+    createdAtMs,
+    notBeforeMs: 0,
+    limits,
+  });
+
+  it("a reader counts against its host's limit, for active and picked jobs", () => {
+    const picks = planDispatchWithReaders({
+      queued: [q("a", "kvm-1", 1), q("b", "kvm-2", 2), q("c", "kvm-3", 3)],
+      active: [],
+      onlineHosts: new Set(["kvm-1", "kvm-2", "kvm-3", "mover"]),
+      nowMs: 10,
+      // Every job wants the one mover: only the first gets it.
+      assign: (_q, perHost) => ((perHost.get("mover") ?? 0) < 1 ? { readerHostId: "mover" } : undefined),
+    });
+    expect(picks).toEqual([{ id: "a", readerHostId: "mover" }]);
+    const busy = planDispatchWithReaders({
+      queued: [q("b", "kvm-2", 2)],
+      active: [
+        { id: "x", vmUuid: "vm-x", hostId: "kvm-1", repository: "main", policy: "p", readerHostId: "mover" },
+      ],
+      onlineHosts: new Set(["kvm-2", "mover"]),
+      nowMs: 10,
+      assign: () => ({ readerHostId: "mover" }),
+    });
+    expect(busy).toEqual([]);
+  });
+
+  it("a VM host that reads for others has that much less room; assign without reader passes", () => {
+    const picks = planDispatchWithReaders({
+      queued: [q("a", "kvm-1", 1), q("b", "kvm-2", 2)],
+      active: [
+        { id: "x", vmUuid: "vm-x", hostId: "kvm-9", repository: "main", policy: "p", readerHostId: "kvm-1" },
+      ],
+      onlineHosts: new Set(["kvm-1", "kvm-2"]),
+      nowMs: 10,
+      assign: () => ({}),
+    });
+    expect(picks).toEqual([{ id: "b" }]);
   });
 });
