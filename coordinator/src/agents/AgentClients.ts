@@ -32,23 +32,32 @@ export class AgentClients {
       : ChannelCredentials.createInsecure();
   }
 
-  get(address: string): AgentClient {
-    let c = this.channels.get(address);
+  /**
+   * The client for one host. Its certificate is checked against the host id (enrollment puts it in
+   * the certificate's names), not against the address dialled: an agent reached on any address
+   * (a mover behind another interface) verifies, and a certificate of another host never does.
+   */
+  get(host: { id: string; agentAddress: string }): AgentClient {
+    const key = `${host.id}@${host.agentAddress}`;
+    let c = this.channels.get(key);
     if (!c) {
-      const channel = createChannel(address, this.creds, {
+      const channel = createChannel(host.agentAddress, this.creds, {
         "grpc.keepalive_time_ms": 30_000,
         "grpc.keepalive_timeout_ms": 5_000,
+        "grpc.ssl_target_name_override": host.id,
+        "grpc.default_authority": host.id,
       });
       c = { channel, client: createClient(Def, channel) };
-      this.channels.set(address, c);
+      this.channels.set(key, c);
     }
     return c.client;
   }
 
-  /** Drops a channel (the agent moved or restarted with a new address). */
-  forget(address: string): void {
-    this.channels.get(address)?.channel.close();
-    this.channels.delete(address);
+  /** Drops a host's channel (the agent moved or restarted with a new address). */
+  forget(host: { id: string; agentAddress: string }): void {
+    const key = `${host.id}@${host.agentAddress}`;
+    this.channels.get(key)?.channel.close();
+    this.channels.delete(key);
   }
 
   close(): void {

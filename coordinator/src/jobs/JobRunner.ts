@@ -208,7 +208,7 @@ export class JobRunner {
       const host = await this.deps.store.getHost(id);
       if (host)
         await this.deps.clients
-          .get(host.agentAddress)
+          .get(host)
           .abortJob({ jobId: job.id, reason }, { signal: AbortSignal.timeout(waitMs) })
           .catch((e) =>
             this.deps.log.warn(
@@ -308,7 +308,7 @@ export class JobRunner {
     entry: Following,
   ): Promise<Finished | Deferred> {
     const network = job.transfer?.path === "network" ? job.transfer : undefined;
-    const vmHost = this.deps.clients.get(agentAddress);
+    const vmHost = this.deps.clients.get({ id: job.hostId, agentAddress });
     const stream = vmHost.runBackup(
       {
         jobId: job.id,
@@ -396,7 +396,7 @@ export class JobRunner {
       const reader = await this.deps.store.getHost(d.readerHostId);
       if (!reader?.agentAddress)
         throw new CairnError("not-found", `host ${d.readerHostId} is not registered`);
-      const stream = this.deps.clients.get(reader.agentAddress).readExport(
+      const stream = this.deps.clients.get(reader).readExport(
         {
           jobId: job.id,
           repository: d.location,
@@ -499,7 +499,7 @@ export class JobRunner {
     const location = scanLocation(job) ?? (await this.repositoryLocation(job));
     if (!location) throw new CairnError("not-found", `repository ${job.repository} is no longer registered`);
     const stream = this.deps.clients
-      .get(agentAddress)
+      .get({ id: job.hostId, agentAddress })
       .runMaintenance(
         { jobId: job.id, repository: location, task: wireTask(job), detachOnDisconnect: true },
         { signal: entry.controller.signal },

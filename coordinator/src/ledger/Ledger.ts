@@ -246,7 +246,7 @@ export class Ledger {
     const host = await store.getHost(hostId);
     if (!host?.agentAddress || host.status !== "online")
       return { ...report, skipped: `host ${hostId} is not online` };
-    const agent = clients.get(host.agentAddress);
+    const agent = clients.get(host);
     const described: DescribeChainResponse = await agent.describeChain({ domainUuid: vmUuid }, { signal });
     let entries = await store.listLedger(vmUuid);
 
@@ -353,7 +353,7 @@ export class Ledger {
       if (!h?.agentAddress || h.status !== "online") continue;
       try {
         const r = await this.deps.clients
-          .get(h.agentAddress)
+          .get(h)
           .forgetCheckpoints({ domainUuid: report.vmUuid, names }, { signal });
         report.forgotten.push({ hostId, removed: r.removed, refused: r.refused });
       } catch (err) {

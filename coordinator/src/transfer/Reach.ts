@@ -75,7 +75,7 @@ export class Reach {
     let reports: ReachRecord[];
     try {
       const res = await clients
-        .get(host.agentAddress)
+        .get(host)
         .probeRepositories(
           { targets: repos.map((r) => ({ name: r.name, location: r.location })) },
           { signal: AbortSignal.any([signal, AbortSignal.timeout(PROBE_TIMEOUT_MS)]) },
