@@ -35,6 +35,8 @@ export class QemuNbdExport {
     readonly exportName: string,
     /** Where a network reader connects (TLS always), when exported on TCP. */
     readonly tcp?: { host: string; port: number },
+    /** qemu-nbd's pid file of a TCP export (in the job's TLS directory), removed at stop. */
+    private readonly pidFile?: string,
   ) {}
 
   /** The unix socket of a local export ("internal" for a TCP export: there is none). */
@@ -103,7 +105,7 @@ export class QemuNbdExport {
       await new Promise((r) => setTimeout(r, 20));
     }
     return o.tcp
-      ? new QemuNbdExport(child, undefined, o.exportName, { host: o.tcp.host, port: o.tcp.port })
+      ? new QemuNbdExport(child, undefined, o.exportName, { host: o.tcp.host, port: o.tcp.port }, ready)
       : new QemuNbdExport(child, ready, o.exportName);
   }
 
@@ -112,6 +114,7 @@ export class QemuNbdExport {
     const t = setTimeout(() => this.child.kill("SIGKILL"), 5_000);
     await this.child;
     clearTimeout(t);
+    if (this.pidFile) await rm(this.pidFile, { force: true });
   }
 }
 
