@@ -90,6 +90,8 @@ export const agentConfigSchema = z
         address: z.string().min(1).optional(),
         /** qemu.conf's backup_tls_x509_cert_dir: the agent writes each job's credentials there (§5). */
         libvirtTlsDir: z.string().min(1).default("/var/lib/cairn-agent/backup-tls"),
+        /** The qemu.conf libvirt's daemon reads (checked before a network export, §5). */
+        libvirtQemuConf: z.string().min(1).default("/etc/libvirt/qemu.conf"),
         /** TCP ports network exports listen on (libvirt's pull backup and qemu-nbd). */
         portMin: z.number().int().min(1024).max(65535).default(10809),
         portMax: z.number().int().min(1024).max(65535).default(10899),

@@ -16,8 +16,16 @@ export interface BackupDiskSpec {
 export interface PullBackupSpec {
   /** Checkpoint to take the dirty bitmap from; absent for a full backup. */
   incremental?: string;
-  /** Unix socket of the NBD server libvirt starts (its directory must be writable by QEMU's user). */
-  socketPath: string;
+  /**
+   * Unix socket of the NBD server libvirt starts (its directory must be writable by QEMU's user).
+   * Exactly one of socketPath and tcp.
+   */
+  socketPath?: string;
+  /**
+   * TCP listener for a reader on another host (docs/transfer-paths.md §5). TLS is not optional:
+   * QEMU takes its credentials from qemu.conf's backup_tls_x509_cert_dir when the backup begins.
+   */
+  tcp?: { host: string; port: number; tls: true };
   disks: BackupDiskSpec[];
 }
 
@@ -52,7 +60,7 @@ export function pullBackupXml(spec: PullBackupSpec): string {
   if (spec.incremental) assertSafeName("checkpoint", spec.incremental);
   const lines = ["<domainbackup mode='pull'>"];
   if (spec.incremental) lines.push(`  <incremental>${spec.incremental}</incremental>`);
-  lines.push(`  <server transport='unix' socket='${escapeXmlAttr(spec.socketPath)}'/>`, "  <disks>");
+  lines.push(serverXml(spec), "  <disks>");
   for (const d of spec.disks) {
     assertSafeName("disk", d.target);
     if (!d.backup) {
@@ -67,6 +75,24 @@ export function pullBackupXml(spec: PullBackupSpec): string {
   lines.push("  </disks>", "</domainbackup>");
   return `${lines.join("\n")}\n`;
 }
+
+function serverXml(spec: PullBackupSpec): string {
+  if ((spec.socketPath === undefined) === (spec.tcp === undefined)) {
+    throw new Error("pull backup: give exactly one of socketPath and tcp");
+  }
+  if (spec.socketPath !== undefined) {
+    return `  <server transport='unix' socket='${escapeXmlAttr(spec.socketPath)}'/>`;
+  }
+  const { host, port, tls } = spec.tcp!;
+  // Plaintext network exports do not exist (§5): refuse rather than silently serve without TLS.
+  if (tls !== true) throw new Error("pull backup over TCP needs tls: true");
+  if (!HOST_RE.test(host)) throw new Error(`invalid NBD listen address ${JSON.stringify(host)}`);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`invalid NBD port ${port}`);
+  return `  <server transport='tcp' name='${escapeXmlAttr(host)}' port='${port}' tls='yes'/>`;
+}
+
+/** An IPv4/IPv6 literal or a DNS name: what QEMU's inet socket address accepts as a host. */
+const HOST_RE = /^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}$/;
 
 export function checkpointXml(spec: CheckpointSpec): string {
   assertSafeName("checkpoint", spec.name);

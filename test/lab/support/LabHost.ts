@@ -7,6 +7,11 @@ export interface LabHost {
   qemuRunDir: string;
   /** Migration ports of this daemon's QEMUs, [min, max]. */
   migrationPorts: [number, number];
+  /**
+   * Network exports (docs/transfer-paths.md §5): the daemon's backup_tls_x509_cert_dir, and its
+   * qemu.conf and pid file as the lab sees them (FileLibvirtTlsDir's options).
+   */
+  backupTls: { dir: string; qemuConfPath: string; daemonPidFile: string };
 }
 
 export const MAIN_HOST: LabHost = {
@@ -14,4 +19,9 @@ export const MAIN_HOST: LabHost = {
   uri: "qemu:///system",
   qemuRunDir: "/run/libvirt/qemu",
   migrationPorts: [49152, 49215],
+  backupTls: {
+    dir: "/var/lib/cairn-agent/backup-tls",
+    qemuConfPath: "/etc/libvirt/qemu.conf",
+    daemonPidFile: "/run/libvirtd.pid",
+  },
 };

@@ -5,6 +5,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { LabHost } from "./LabHost.js";
 import { isAlive, readPid, stopPid } from "./libvirtDaemons.js";
+import { backupTlsSettings, ensureLibvirtConf } from "./qemuConf.js";
 import { LabError, run, waitFor } from "./run.js";
 
 const INIT_SCRIPT = join(dirname(fileURLToPath(import.meta.url)), "host2-namespace-init.sh");
@@ -45,6 +46,11 @@ export async function startSecondHost(
     `\nmigration_port_min = ${migrationPorts[0]}\nmigration_port_max = ${migrationPorts[1]}\n` +
       "remote_display_port_min = 5990\nremote_display_port_max = 6090\n",
   );
+  // Its own backup TLS directory: host 1's agent writes /var/lib/cairn-agent/backup-tls, which this
+  // daemon would see too (only /run and libvirt's directories are private to it).
+  const backupTlsDir = join(N, "backup-tls");
+  await mkdir(backupTlsDir, { recursive: true, mode: 0o711 });
+  await ensureLibvirtConf(join(N, "etc", "qemu.conf"), backupTlsSettings(backupTlsDir));
   const varlib = join(N, "varlib");
   for (const d of ["boot", "images", "sanlock"]) await mkdir(join(varlib, d), { recursive: true });
   for (const d of ["channel/target", "checkpoint", "dump", "nvram", "ram", "save", "snapshot"]) {
@@ -79,6 +85,11 @@ export async function startSecondHost(
     uri: `qemu+unix:///system?socket=${sock}`,
     qemuRunDir: join(N, "run", "libvirt", "qemu"),
     migrationPorts,
+    backupTls: {
+      dir: backupTlsDir,
+      qemuConfPath: join(N, "etc", "qemu.conf"),
+      daemonPidFile: pidfiles[0]!,
+    },
   };
   try {
     await waitFor(

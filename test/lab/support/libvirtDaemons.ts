@@ -1,6 +1,10 @@
 import { existsSync } from "node:fs";
 import { chmod, chown, mkdir, readFile } from "node:fs/promises";
+import { backupTlsSettings, DEFAULT_BACKUP_TLS_DIR, ensureLibvirtConf } from "./qemuConf.js";
 import { LabError, run, waitFor } from "./run.js";
+
+/** The first daemon's qemu.conf (the second host copies it, see SecondHost.ts). */
+export const QEMU_CONF = "/etc/libvirt/qemu.conf";
 
 /** PIDs of the daemons this lab started (and so may stop). Daemons it found running are left alone. */
 export interface StartedDaemons {
@@ -31,11 +35,28 @@ export function isAlive(pid: number): boolean {
 export async function startLibvirt(opts: { timeoutMs: number }): Promise<StartedDaemons> {
   await ensureKvmDeviceAccess();
   await ensureRunIsTmpfs();
+  // Network exports (docs/transfer-paths.md §5): libvirt reads qemu.conf only when it starts, so a
+  // running libvirtd is restarted when the settings were missing (its QEMUs keep running). A daemon
+  // restarted here was someone else's: it stays running at teardown, as before.
+  await mkdir(DEFAULT_BACKUP_TLS_DIR, { recursive: true, mode: 0o711 });
+  const confChanged = await ensureLibvirtConf(QEMU_CONF, backupTlsSettings(DEFAULT_BACKUP_TLS_DIR));
+  let restarted = false;
+  if (confChanged) {
+    const running = await readPid("/run/libvirtd.pid");
+    if (running && isAlive(running)) {
+      await stopPid(running, 30_000);
+      restarted = true;
+    }
+  }
   const started: StartedDaemons = { pids: [] };
   for (const name of DAEMONS) {
     const pidfile = `/run/${name}.pid`;
     const existing = await readPid(pidfile);
     if (existing && isAlive(existing)) continue;
+    if (name === "libvirtd" && restarted) {
+      await run(`/usr/sbin/${name}`, ["-d"], { timeoutMs: 30_000 });
+      continue;
+    }
     await run(`/usr/sbin/${name}`, ["-d"], { timeoutMs: 30_000 });
     const pid = await waitFor(
       `${name} to write ${pidfile}`,

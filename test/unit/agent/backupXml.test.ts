@@ -32,6 +32,28 @@ describe("backup and checkpoint XML", () => {
     expect(pullBackupXml({ socketPath: "/a'b&c", disks: [] })).toContain("socket='/a&apos;b&amp;c'");
   });
 
+  it("pull backup on TCP: a TLS-only server element, exactly one transport", () => {
+    const xml = pullBackupXml({
+      tcp: { host: "10.222.7.1", port: 10809, tls: true },
+      disks: [{ target: "vda", backup: true, scratchPath: "/s/vda.qcow2" }],
+    });
+    expect(xml).toContain("<server transport='tcp' name='10.222.7.1' port='10809' tls='yes'/>");
+    expect(xml).not.toContain("transport='unix'");
+    expect(pullBackupXml({ tcp: { host: "kvm-01.example", port: 65535, tls: true }, disks: [] })).toContain(
+      "name='kvm-01.example' port='65535' tls='yes'",
+    );
+    expect(pullBackupXml({ tcp: { host: "fd00::1", port: 1024, tls: true }, disks: [] })).toContain(
+      "name='fd00::1'",
+    );
+    const tcp = { host: "10.0.0.1", port: 10809, tls: true } as const;
+    expect(() => pullBackupXml({ socketPath: "/s", tcp, disks: [] })).toThrow(/exactly one/);
+    expect(() => pullBackupXml({ disks: [] })).toThrow(/exactly one/);
+    expect(() => pullBackupXml({ tcp: { ...tcp, tls: false as true }, disks: [] })).toThrow(/tls: true/);
+    expect(() => pullBackupXml({ tcp: { ...tcp, host: "a' b" }, disks: [] })).toThrow(/listen address/);
+    expect(() => pullBackupXml({ tcp: { ...tcp, port: 0 }, disks: [] })).toThrow(/invalid NBD port/);
+    expect(() => pullBackupXml({ tcp: { ...tcp, port: 70000 }, disks: [] })).toThrow(/invalid NBD port/);
+  });
+
   it("checkpoint: bitmap disks and excluded disks", () => {
     const xml = checkpointXml({
       name: "cairn-3",
