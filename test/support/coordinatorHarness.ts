@@ -39,6 +39,8 @@ export interface TestCoordinator {
 export async function startTestCoordinator(
   over: Partial<CoordinatorConfig> = {},
   options: StartOptions = {},
+  /** Extra addresses in the coordinator's certificate (agents in a network namespace dial one). */
+  names: { ipAddresses?: string[] } = {},
 ): Promise<TestCoordinator> {
   const dir = mkdtempSync(join(tmpdir(), "cairn-coord-"));
   let config: CoordinatorConfig = {
@@ -54,7 +56,7 @@ export async function startTestCoordinator(
     logLevel: "silent",
     ...over,
   };
-  const init = await initCoordinatorState(config, { signal: AbortSignal.timeout(60_000) });
+  const init = await initCoordinatorState(config, { ...names, signal: AbortSignal.timeout(60_000) });
   const log = createLogger("coordinator", process.env.CAIRN_TEST_LOG ?? "silent");
   let running = await startCoordinator(config, log, options);
   config = { ...config, listen: `127.0.0.1:${running.port}` };

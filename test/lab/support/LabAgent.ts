@@ -18,6 +18,8 @@ export class LabAgent {
     readonly hostId: string,
     c: TestCoordinator,
     private readonly env: Record<string, string>,
+    /** Runs the daemon under this prefix (e.g. `ip netns exec NS`, `nsenter --mount --target PID --`). */
+    private readonly launch: readonly string[],
   ) {
     this.dir = join(c.dir, `agent-${hostId}`);
   }
@@ -28,15 +30,24 @@ export class LabAgent {
     env: Record<string, string> = {},
     /** The libvirt this agent manages (the lab's second host has its own). */
     libvirtUri?: string,
+    opts: {
+      launch?: readonly string[];
+      /** Extra top-level YAML for the agent's config (roles, transfer, …). */
+      extraConfig?: string;
+      /** The coordinator address as this agent dials it (default c.address). */
+      coordinatorAddress?: string;
+      /** The agent's gRPC listen address (default 127.0.0.1:0). */
+      listen?: string;
+    } = {},
   ): Promise<LabAgent> {
-    const a = new LabAgent(hostId, c, env);
+    const a = new LabAgent(hostId, c, env, opts.launch ?? []);
     await mkdir(a.dir, { recursive: true });
     // libvirt's QEMU (another user) opens scratch files under the agent's state directory.
     await chmod(c.dir, 0o711);
     await chmod(a.dir, 0o711);
     await writeFile(
       a.config,
-      `stateDir: ${a.dir}\nlisten: "127.0.0.1:0"\nmetricsListen: "127.0.0.1:0"\nlogLevel: ${process.env.CAIRN_TEST_LOG ?? "warn"}\ncoordinator:\n  address: "${c.address}"\n  inventoryPollSeconds: 1\n${libvirtUri ? `libvirtUri: "${libvirtUri}"\n` : ""}`,
+      `stateDir: ${a.dir}\nlisten: "${opts.listen ?? "127.0.0.1:0"}"\nmetricsListen: "127.0.0.1:0"\nlogLevel: ${process.env.CAIRN_TEST_LOG ?? "warn"}\ncoordinator:\n  address: "${opts.coordinatorAddress ?? c.address}"\n  inventoryPollSeconds: 1\n${libvirtUri ? `libvirtUri: "${libvirtUri}"\n` : ""}${opts.extraConfig ?? ""}`,
     );
     const r = await execa(
       "node",
@@ -65,9 +76,10 @@ export class LabAgent {
   }
 
   async start(): Promise<void> {
+    const [cmd, ...prefix] = [...this.launch, "node"];
     const proc = execa(
-      "node",
-      ["--import", "tsx", join(REPO_ROOT, "agent/src/main.ts"), "--config", this.config],
+      cmd as string,
+      [...prefix, "--import", "tsx", join(REPO_ROOT, "agent/src/main.ts"), "--config", this.config],
       {
         cwd: REPO_ROOT,
         reject: false,
