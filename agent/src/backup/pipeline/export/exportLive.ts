@@ -192,7 +192,8 @@ export async function exportLive(
         toCompletion(),
       );
       if (atomic && plan.newCheckpoint) deleteCheckpoint(plan.newCheckpoint);
-      undo.push("end the backup job", (s) => endBackup(s), "cleanup");
+      // Twice at most: the early end (endExport) may fail while this step waits on it.
+      undo.push("end the backup job", (s) => endBackup(s).catch(() => endBackup(s)), "cleanup");
       await release();
       signal.throwIfAborted();
     };
