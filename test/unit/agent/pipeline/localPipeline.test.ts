@@ -151,6 +151,29 @@ describe.each(["running", "shutoff"] as const)("local pipeline, %s domain", (sta
   });
 });
 
+describe("offline only", () => {
+  it("abort while exporting: the exports stop, the bitmaps added go, nothing is left", async () => {
+    r = await rig("shutoff");
+    await writeBlock(r, A, 0, 0x45);
+    await backup("full");
+    const before = await checkpoints();
+    const bitmapsBefore = bitmapsOf(A);
+    await writeBlock(r, A, 1, 0x46);
+    const ctl = new AbortController();
+    const start = r.server.qemuNbd.bind(r.server);
+    r.server.qemuNbd = async (o) => {
+      const e = await start(o);
+      ctl.abort(new Error("test: cancelled"));
+      return e;
+    };
+    const err = await backup("auto", { signal: ctl.signal }).catch((e: unknown) => e);
+    expect(isCairnError(err, "aborted"), String(err)).toBe(true);
+    expect(await checkpoints()).toEqual(before);
+    expect(bitmapsOf(A)).toEqual(bitmapsBefore);
+    await expectClean(`job-${n}`);
+  });
+});
+
 describe("live only", () => {
   it("abort during backup-begin: begin completes, then the undo stack ends it and deletes the checkpoint", async () => {
     r = await rig("running");
