@@ -1,7 +1,6 @@
 import { chmod, chown, mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { CairnError } from "../../../../../shared/src/errors/CairnError.js";
-import type { Consistency } from "../../../../../shared/src/repository/manifest/SnapshotManifest.js";
 import { checkpointXml } from "../../../hypervisor/backupXml.js";
 import type { DomainInfo } from "../../../hypervisor/DomainInfo.js";
 import { cleanBrokenCheckpoints } from "../../../live/cleanBrokenCheckpoints.js";
@@ -13,6 +12,7 @@ import { announceCheckpoint } from "../../announceCheckpoint.js";
 import type { BackupConfig, BackupDeps, BackupRequest } from "../../BackupRequest.js";
 import { writeJobRecord } from "../../jobRecord.js";
 import { planDisks } from "../../planDisks.js";
+import type { ExportDescriptor } from "../descriptor/ExportDescriptor.js";
 import { newCheckpointName } from "../plan/newCheckpointName.js";
 import { selectDisks } from "../plan/selectDisks.js";
 import { once } from "../undo/once.js";
@@ -209,7 +209,7 @@ export async function exportLive(
       throw new CairnError("internal", `backup job of ${domain.name} vanished right after it started`);
     const domainXml = await hypervisor.domainXml(domain.name, { inactive: true }, signal);
     const configFiles = await captureVmConfigFiles(domainXml, config.vmConfigFiles, { signal, log });
-    const descriptor = {
+    const descriptor: ExportDescriptor = {
       domain: { uuid: domain.uuid, name: domain.name },
       disks: plan.disks.map((p) => {
         const exp = job.disks.find((d) => d.target === p.target);
@@ -226,7 +226,7 @@ export async function exportLive(
       newCheckpoint: plan.newCheckpoint,
       domainXml,
       configFiles,
-      consistency: consistency satisfies Consistency,
+      consistency,
       freezeWindowMs,
       offline: false,
       mode: req.mode,
