@@ -6,6 +6,7 @@ import { readPassphrase } from "../../shared/src/cli/runCli.js";
 import { CairnError } from "../../shared/src/errors/CairnError.js";
 import { hostInventory } from "../../shared/src/grpc/wire/hostInventory.js";
 import { readIdentity } from "../../shared/src/pki/writeIdentity.js";
+import { TokenBucket } from "../../shared/src/repository/decorators/TokenBucket.js";
 import { openRepository } from "../../shared/src/repositoryLocation/openRepository.js";
 import { CAIRN_VERSION } from "../../shared/src/version.js";
 import { loadAgentConfig } from "./config/AgentConfig.js";
@@ -116,6 +117,10 @@ async function main(): Promise<void> {
           guestAgent: hv.guestAgent,
           freezeMarkers: hv.freezeMarkers,
           log: rt.log,
+          // One bucket for every job this agent reads (docs/transfer-paths.md §7).
+          ...(config.transfer.maxReadBytesPerSecond > 0
+            ? { readLimiter: new TokenBucket(config.transfer.maxReadBytesPerSecond) }
+            : {}),
         },
         config: hv.liveBackup,
         jobs,

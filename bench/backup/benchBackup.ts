@@ -13,9 +13,9 @@
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
+import { runBackup } from "../../agent/src/backup/runBackup.js";
 import type { FreezePhases } from "../../agent/src/guest/withFrozenGuest.js";
 import { pullBackupXml } from "../../agent/src/hypervisor/backupXml.js";
-import { runLiveBackup } from "../../agent/src/live/runLiveBackup.js";
 import { LocalObjectStore } from "../../shared/src/repository/backends/LocalObjectStore.js";
 import { PACKS_PREFIX } from "../../shared/src/repository/layout.js";
 import { Repository } from "../../shared/src/repository/Repository.js";
@@ -68,7 +68,7 @@ try {
   const phases: FreezePhases[] = [];
   const ours: number[] = [];
   const peer: number[] = [];
-  let lastFull: Awaited<ReturnType<typeof runLiveBackup>> | undefined;
+  let lastFull: Awaited<ReturnType<typeof runBackup>> | undefined;
   let job = 0;
 
   for (let rep = 0; rep <= REPS; rep++) {
@@ -118,7 +118,7 @@ try {
       });
       try {
         const t0 = performance.now();
-        const r = await runLiveBackup({ ...h.deps, repository }, h.config, {
+        const r = await runBackup({ ...h.deps, repository }, h.config, {
           jobId: `bench-${++job}`,
           domain: vm.name,
           mode: "full",
@@ -168,7 +168,7 @@ try {
     );
     const dirty = extents * MiB;
     const packsBefore = await countObjects(repository, PACKS_PREFIX);
-    const inc = await runLiveBackup({ ...h.deps, repository }, h.config, {
+    const inc = await runBackup({ ...h.deps, repository }, h.config, {
       jobId: `bench-${++job}`,
       domain: vm.name,
       mode: "incremental",
@@ -183,7 +183,7 @@ try {
     // More small incrementals: the freeze window is what an operator feels on every backup.
     for (let i = 0; i < 6; i++) {
       await vm.writePattern("/dev/vdb", (i + 1) * 64 * MiB, MiB, 0x10 + i);
-      const r = await runLiveBackup({ ...h.deps, repository }, h.config, {
+      const r = await runBackup({ ...h.deps, repository }, h.config, {
         jobId: `bench-${++job}`,
         domain: vm.name,
         mode: "incremental",

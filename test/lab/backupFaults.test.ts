@@ -3,7 +3,7 @@ import { readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BackupRequest } from "../../agent/src/backup/BackupRequest.js";
-import { runLiveBackup } from "../../agent/src/live/runLiveBackup.js";
+import { runBackup } from "../../agent/src/backup/runBackup.js";
 import { isCairnError } from "../../shared/src/errors/CairnError.js";
 import { agentBackupArgs, cairnCli } from "../support/cairnCli.js";
 import { agentHarness } from "./support/agentHarness.js";
@@ -17,7 +17,7 @@ let n = 0;
 const sig = () => AbortSignal.timeout(30_000);
 
 const backup = (vm: LabVm, mode: BackupRequest["mode"], extra: Partial<BackupRequest> = {}) =>
-  runLiveBackup(h.deps, h.config, {
+  runBackup(h.deps, h.config, {
     jobId: `f-${++n}`,
     domain: vm.name,
     mode,
@@ -150,7 +150,7 @@ describe("backup faults on real VMs", () => {
     await vm.writePattern("/dev/vdb", 500 * MiB, MiB, 0x42);
     // Slow reads (one small request at a time) so the shutdown lands mid-read.
     const slow = { ...h.config, nbdDepth: 1, nbdRequestSize: 64 * 1024 };
-    const err = await runLiveBackup(h.deps, slow, {
+    const err = await runBackup(h.deps, slow, {
       jobId: `f-${++n}`,
       domain: vm.name,
       mode: "full",

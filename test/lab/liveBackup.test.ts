@@ -2,9 +2,9 @@ import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BackupDeps, BackupRequest } from "../../agent/src/backup/BackupRequest.js";
+import { runBackup } from "../../agent/src/backup/runBackup.js";
 import type { GuestAgent } from "../../agent/src/guest/GuestAgent.js";
 import type { Hypervisor } from "../../agent/src/hypervisor/Hypervisor.js";
-import { runLiveBackup } from "../../agent/src/live/runLiveBackup.js";
 import { acquireLock } from "../../shared/src/repository/locks/RepositoryLock.js";
 import { agentHarness } from "./support/agentHarness.js";
 import type { LabVm } from "./support/LabVm.js";
@@ -18,7 +18,7 @@ let h: Awaited<ReturnType<typeof agentHarness>>;
 let jobN = 0;
 
 const backup = (mode: BackupRequest["mode"], extra: Partial<BackupRequest> = {}) =>
-  runLiveBackup(h.deps, h.config, {
+  runBackup(h.deps, h.config, {
     jobId: `job-${++jobN}`,
     domain: vm.name,
     mode,
@@ -117,7 +117,7 @@ describe("live backup of a running VM (real libvirt pull backup, real qemu-ga, o
     const calls: string[] = [];
     const deps = recording(h.deps, calls);
     const incremental = (d: BackupDeps, quiesce: "required" | "off") =>
-      runLiveBackup(d, h.config, {
+      runBackup(d, h.config, {
         jobId: `job-${++jobN}`,
         domain: vm.name,
         mode: "incremental",
@@ -165,7 +165,7 @@ describe("live backup of a running VM (real libvirt pull backup, real qemu-ga, o
     const prune = await acquireLock(h.repository.store, "exclusive", "prune (lab)");
     const calls: string[] = [];
     try {
-      const err = await runLiveBackup(recording(h.deps, calls), h.config, {
+      const err = await runBackup(recording(h.deps, calls), h.config, {
         jobId: `job-${++jobN}`,
         domain: vm.name,
         mode: "incremental",

@@ -2,7 +2,7 @@ import { abortError, CairnError, isCairnError } from "../../../shared/src/errors
 import type { BackupJobState } from "../../../shared/src/grpc/wire/backupJobState.js";
 import type { Logger } from "../../../shared/src/log/createLogger.js";
 
-// The states are defined with their wire enum; cleanup runs in every terminal path (see runLiveBackup).
+// The states are defined with their wire enum; cleanup runs in every terminal path (the pipeline's UndoStack).
 export type { BackupJobState };
 
 const NEXT: Record<BackupJobState, readonly BackupJobState[]> = {

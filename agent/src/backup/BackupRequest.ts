@@ -1,12 +1,15 @@
 import type { BackupMode } from "../../../shared/src/grpc/wire/backupMode.js";
 import type { QuiesceMode } from "../../../shared/src/grpc/wire/quiesceMode.js";
 import type { Logger } from "../../../shared/src/log/createLogger.js";
+import type { TokenBucket } from "../../../shared/src/repository/decorators/TokenBucket.js";
 import type { Repository } from "../../../shared/src/repository/Repository.js";
 import type { FreezeMarkers } from "../guest/FreezeMarkers.js";
 import type { GuestAgent } from "../guest/GuestAgent.js";
 import type { Hypervisor } from "../hypervisor/Hypervisor.js";
 import type { VmConfigFilesConfig } from "../vmconfig/captureVmConfigFiles.js";
 import type { BackupJobState } from "./BackupJobState.js";
+import type { DiskImages } from "./pipeline/export/DiskImages.js";
+import type { ExportServer } from "./pipeline/export/ExportServer.js";
 import type { VmHistory } from "./readVmHistory.js";
 
 // What a backup job is given, whether it runs live (libvirt pull backup) or offline (qemu-nbd).
@@ -17,6 +20,12 @@ export interface BackupDeps {
   freezeMarkers: FreezeMarkers;
   repository: Repository;
   log: Logger;
+  /** Where exports are served; default: unix sockets read by this agent (localExportServer). */
+  exportServer?: ExportServer;
+  /** Default: qemu-img (qemuImgImages). */
+  images?: DiskImages;
+  /** This agent's limit on all its NBD reads (transfer.maxReadBytesPerSecond), shared by its jobs. */
+  readLimiter?: TokenBucket;
 }
 
 export interface BackupConfig {
@@ -45,6 +54,8 @@ export interface BackupRequest {
   /** Disk targets; empty/undefined = every disk with a source. */
   disks?: readonly string[];
   labels?: Record<string, string>;
+  /** The job's limit on its NBD reads, bytes/s (docs/transfer-paths.md §7); 0 or absent for none. */
+  bandwidthBytesPerSecond?: number;
   /** The domain's sealed snapshots if the caller read them already (one read per job). */
   history?: VmHistory;
   /** Run in the guest (guest-exec) right before the freeze / right after the thaw. */

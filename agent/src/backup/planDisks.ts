@@ -1,10 +1,8 @@
 import type { BackupMode } from "../../../shared/src/grpc/wire/backupMode.js";
-import type {
-  BackupKind,
-  SnapshotManifest,
-} from "../../../shared/src/repository/manifest/SnapshotManifest.js";
+import type { BackupKind } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
 import type { LiveBitmap } from "../hypervisor/Hypervisor.js";
 import type { CheckpointInfo } from "../hypervisor/parseCheckpointXml.js";
+import type { HistoryEntry } from "./pipeline/history/HistoryEntry.js";
 
 export interface DiskToBackUp {
   target: string;
@@ -37,7 +35,7 @@ export interface PlanInput {
   /** The domain's checkpoints as libvirt reports them (parents first). */
   checkpoints: CheckpointInfo[];
   /** This VM's sealed snapshots in the target repository, oldest first. */
-  history: SnapshotManifest[];
+  history: readonly HistoryEntry[];
   /**
    * The bitmaps the running QEMU really has, per disk (Hypervisor.liveBitmaps). A checkpoint whose
    * bitmap is missing or inconsistent cannot drive an incremental. Undefined: not checked.
@@ -74,7 +72,7 @@ export function planDisks(input: PlanInput): BackupPlan {
     if (!latest) return full("no earlier backup of this VM in the repository");
 
     // The restore point this disk's read is relative to, and the checkpoint it was taken at.
-    let base: SnapshotManifest | undefined = latest;
+    let base: HistoryEntry | undefined = latest;
     if (mode === "differential") base = chainRoot(latest, d.target, byId);
     const entry = base?.disks.find((e) => e.target === d.target);
     if (!base || !entry) return full("disk added since the last backup");
@@ -123,14 +121,14 @@ export function brokenBitmap(
 }
 
 /** The full backup that started the chain `latest` belongs to, for one disk. */
-export function chainRoot(
-  latest: SnapshotManifest,
+export function chainRoot<T extends HistoryEntry>(
+  latest: T,
   target: string,
-  byId: ReadonlyMap<string, SnapshotManifest>,
-): SnapshotManifest | undefined {
-  let s: SnapshotManifest | undefined = latest;
+  byId: ReadonlyMap<string, T>,
+): T | undefined {
+  let s: T | undefined = latest;
   for (let guard = 0; s && guard < 10_000; guard++) {
-    const e: SnapshotManifest["disks"][number] | undefined = s.disks.find((x) => x.target === target);
+    const e: HistoryEntry["disks"][number] | undefined = s.disks.find((x) => x.target === target);
     if (!e) return undefined;
     if (e.kind === "full") return s;
     s = e.parentSnapshot ? byId.get(e.parentSnapshot) : undefined;

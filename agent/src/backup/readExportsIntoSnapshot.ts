@@ -3,11 +3,11 @@ import {
   intersectDirtyWithAllocation,
   planFromAllocation,
 } from "../../../shared/src/nbd/extents/intersectDirtyWithAllocation.js";
-import { NbdClient } from "../../../shared/src/nbd/NbdClient.js";
+import { NbdClient, type NbdClientOptions } from "../../../shared/src/nbd/NbdClient.js";
 import { readExtentsTo } from "../../../shared/src/nbd/readExtents.js";
 import type { SharedChunk } from "../../../shared/src/repository/chunks/SharedChunk.js";
 import type { RestorePointWriter } from "../../../shared/src/repository/RestorePointWriter.js";
-import type { DomainInfo } from "../hypervisor/DomainInfo.js";
+import type { ExportEndpoint } from "../transfer/JobTls.js";
 import type { BackupProgress } from "./BackupRequest.js";
 import { ProgressTracker } from "./ProgressTracker.js";
 import type { BackupPlan } from "./planDisks.js";
@@ -15,10 +15,13 @@ import type { BackupPlan } from "./planDisks.js";
 /** One disk's point-in-time NBD export (libvirt's pull backup, or qemu-nbd for a shut-off VM). */
 export interface DiskExport {
   target: string;
-  socketPath: string;
+  /** A unix socket (local), or TCP with the job's TLS (network path, docs/transfer-paths.md §5). */
+  endpoint: ExportEndpoint;
   exportName: string;
   /** Dirty bitmap exposed as qemu:dirty-bitmap:NAME (incremental/differential reads). */
-  dirtyBitmap?: string;
+  dirtyBitmap?: string | undefined;
+  /** The disk's format as the domain has it (recorded in the manifest). */
+  sourceFormat: string;
 }
 
 export interface ReadExportsOptions {
@@ -27,6 +30,11 @@ export interface ReadExportsOptions {
   chunkSize: number;
   signal: AbortSignal;
   onProgress?: (p: BackupProgress) => void;
+  /**
+   * Paid for every piece read before it is written (a bandwidth limit): while it waits, the bounded
+   * read window stays full, so the NBD reads themselves slow down.
+   */
+  throttle?: (bytes: number, signal: AbortSignal) => Promise<void>;
 }
 
 /**
@@ -37,7 +45,6 @@ export interface ReadExportsOptions {
 export async function readExportsIntoSnapshot(
   writer: RestorePointWriter,
   plan: BackupPlan,
-  domain: DomainInfo,
   exports: readonly DiskExport[],
   opts: ReadExportsOptions,
 ): Promise<{ bytesRead: number }> {
@@ -50,7 +57,7 @@ export async function readExportsIntoSnapshot(
       const p = plan.disks.find((x) => x.target === e.target);
       const dirtyCtx = p?.incrementalFrom && e.dirtyBitmap ? `qemu:dirty-bitmap:${e.dirtyBitmap}` : undefined;
       const client = await NbdClient.connect({
-        target: { path: e.socketPath },
+        ...connectTarget(e.endpoint),
         exportName: e.exportName,
         metaContexts: dirtyCtx ? ["base:allocation", dirtyCtx] : ["base:allocation"],
         signal,
@@ -65,11 +72,11 @@ export async function readExportsIntoSnapshot(
     }
     for (const { target, client, extents } of connections) {
       const p = plan.disks.find((x) => x.target === target)!;
-      const source = domain.disks.find((d) => d.target === target)!;
+      const source = exports.find((x) => x.target === target)!;
       const disk = await writer.addDisk({
         target,
         virtualSize: client.size,
-        sourceFormat: source.format,
+        sourceFormat: source.sourceFormat,
         kind: p.kind,
         parent: p.parentSnapshot ? { snapshotId: p.parentSnapshot } : undefined,
         checkpoint: p.bitmap ? plan.newCheckpoint : null,
@@ -86,8 +93,12 @@ export async function readExportsIntoSnapshot(
       const r = await readExtentsTo<SharedChunk>(
         client,
         extents.filter((x) => x.kind === "data"),
-        (offset, data, chunk) =>
-          chunk ? disk.writeChunk(offset, chunk, data.length, signal) : disk.write(offset, data, signal),
+        async (offset, data, chunk) => {
+          await opts.throttle?.(data.length, signal);
+          await (chunk
+            ? disk.writeChunk(offset, chunk, data.length, signal)
+            : disk.write(offset, data, signal));
+        },
         {
           signal,
           requestSize: opts.requestSize,
@@ -109,4 +120,13 @@ export async function readExportsIntoSnapshot(
     for (const c of connections) await c.client.close().catch(() => c.client.destroy());
   }
   return { bytesRead };
+}
+
+/** NbdClient's target and TLS for an endpoint: the job's CA is the only trust anchor (§5). */
+function connectTarget(e: ExportEndpoint): Pick<NbdClientOptions, "target" | "tls"> {
+  if (e.kind === "unix") return { target: { path: e.path } };
+  return {
+    target: { host: e.host, port: e.port },
+    tls: { ca: e.tls.caPem, cert: e.tls.certPem, key: e.tls.keyPem, servername: e.tls.serverName },
+  };
 }

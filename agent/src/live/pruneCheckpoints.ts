@@ -1,14 +1,15 @@
-import type { SnapshotManifest } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
 import type { BackupDeps } from "../backup/BackupRequest.js";
+import type { HistoryEntry } from "../backup/pipeline/history/HistoryEntry.js";
 import { type BackupPlan, chainRoot, checkpointsToPrune } from "../backup/planDisks.js";
 import { deleteCheckpointSafely } from "./deleteCheckpointSafely.js";
 
 /** After a sealed backup: keep each disk's chain root and the new checkpoint, delete Cairn's others. */
 export async function pruneCheckpoints(
-  deps: BackupDeps,
+  deps: Pick<BackupDeps, "hypervisor" | "log">,
   domain: string,
   plan: BackupPlan,
-  history: SnapshotManifest[],
+  /** Oldest first, ending with the snapshot just sealed. */
+  history: readonly HistoryEntry[],
   signal: AbortSignal,
 ): Promise<string[]> {
   if (!plan.newCheckpoint) return [];

@@ -28,7 +28,7 @@ export interface QuiesceSteps {
  * required, and `beforeFreeze` is skipped (begin then does everything atomically).
  */
 export async function quiesceAround(
-  deps: BackupDeps,
+  deps: Pick<BackupDeps, "guestAgent" | "freezeMarkers" | "log">,
   config: BackupConfig,
   req: BackupRequest,
   domain: DomainInfo,

@@ -132,6 +132,7 @@ export async function* runBackupRpc(
             quiesce,
             ...(req.disks.length ? { disks: req.disks } : {}),
             labels: req.labels,
+            bandwidthBytesPerSecond: Number(req.bandwidthLimit),
             history: { vmUuid: req.domainUuid, snapshots: history },
             signal,
             onState: (s) =>

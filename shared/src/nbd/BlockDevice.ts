@@ -25,5 +25,9 @@ export interface BlockDevice {
    * it the server reports the whole range as allocated data.
    */
   blockStatus?(offset: number, length: number, signal: AbortSignal): Promise<Extent[]>;
+  /** Dirty bitmaps served as qemu:dirty-bitmap:NAME (as QEMU's NBD server does for a backup). */
+  readonly dirtyBitmaps?: readonly string[];
+  /** qemu:dirty-bitmap:NAME for a range: contiguous extents, flag NBD_STATE_DIRTY where dirty. */
+  dirtyStatus?(bitmap: string, offset: number, length: number, signal: AbortSignal): Promise<Extent[]>;
   close?(): Promise<void>;
 }

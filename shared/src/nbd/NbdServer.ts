@@ -74,6 +74,7 @@ export class NbdServer {
         minBlock: 1,
         preferredBlock: 4096,
         maxPayload: this.maxPayload,
+        dirtyBitmaps: dev.dirtyStatus ? (dev.dirtyBitmaps ?? []) : [],
       });
     }
     if (options.tls) {

@@ -12,6 +12,8 @@ export interface ExportDescription {
   minBlock: number;
   preferredBlock: number;
   maxPayload: number;
+  /** Names served as qemu:dirty-bitmap:NAME (none when absent). */
+  dirtyBitmaps?: readonly string[];
 }
 
 export interface HandshakeOutcome {
@@ -19,9 +21,12 @@ export interface HandshakeOutcome {
   structured: boolean;
   /** True when base:allocation was selected with SET_META_CONTEXT (context id BASE_ALLOCATION_ID). */
   baseAllocation: boolean;
+  /** The bitmap selected as qemu:dirty-bitmap:NAME (context id DIRTY_BITMAP_ID), if any. */
+  dirtyBitmap?: string | undefined;
 }
 
 export const BASE_ALLOCATION_ID = 1;
+export const DIRTY_BITMAP_ID = 2;
 
 export interface ServerHandshakeOptions {
   exports: ReadonlyMap<string, ExportDescription>;
@@ -55,7 +60,13 @@ export async function serverHandshake(
   const noZeroes = (clientFlags & nbd.NBD_FLAG_C_NO_ZEROES) !== 0;
   let structured = false;
   let metaExport: string | undefined;
+  let metaBase = false;
+  let metaDirty: string | undefined;
 
+  const negotiated = (name: string) => ({
+    baseAllocation: metaExport === name && metaBase,
+    dirtyBitmap: metaExport === name ? metaDirty : undefined,
+  });
   const reply = (opt: number, type: number, data: Buffer = Buffer.alloc(0)) => {
     const h = Buffer.alloc(20);
     h.writeBigUInt64BE(nbd.NBD_REP_MAGIC, 0);
@@ -117,14 +128,40 @@ export async function serverHandshake(
           break;
         }
         const set = opt === nbd.NBD_OPT_SET_META_CONTEXT;
-        if (set) metaExport = undefined;
-        const wants = parsed.queries.some((q) => q === nbd.BASE_ALLOCATION || (!set && q === "base:"));
-        if ((wants || (!set && parsed.queries.length === 0)) && opts.exports.has(parsed.exportName)) {
-          const d = Buffer.alloc(4 + nbd.BASE_ALLOCATION.length);
-          d.writeUInt32BE(BASE_ALLOCATION_ID, 0);
-          d.write(nbd.BASE_ALLOCATION, 4);
+        if (set) {
+          metaExport = undefined;
+          metaBase = false;
+          metaDirty = undefined;
+        }
+        const ex = opts.exports.get(parsed.exportName);
+        const context = (id: number, name: string) => {
+          const d = Buffer.alloc(4 + Buffer.byteLength(name));
+          d.writeUInt32BE(id, 0);
+          d.write(name, 4);
           reply(opt, nbd.NBD_REP_META_CONTEXT, d);
-          if (set) metaExport = parsed.exportName;
+        };
+        const wants = parsed.queries.some((q) => q === nbd.BASE_ALLOCATION || (!set && q === "base:"));
+        if ((wants || (!set && parsed.queries.length === 0)) && ex) {
+          context(BASE_ALLOCATION_ID, nbd.BASE_ALLOCATION);
+          if (set) {
+            metaExport = parsed.exportName;
+            metaBase = true;
+          }
+        }
+        // One dirty bitmap per connection, as a backup reader uses it (a LIST may ask for the prefix).
+        const dirty = ex?.dirtyBitmaps?.find((b) =>
+          parsed.queries.some(
+            (q) =>
+              q === nbd.QEMU_DIRTY_BITMAP_PREFIX + b ||
+              (!set && (q === nbd.QEMU_DIRTY_BITMAP_PREFIX || q === "qemu:")),
+          ),
+        );
+        if (dirty !== undefined) {
+          context(DIRTY_BITMAP_ID, nbd.QEMU_DIRTY_BITMAP_PREFIX + dirty);
+          if (set) {
+            metaExport = parsed.exportName;
+            metaDirty = dirty;
+          }
         }
         reply(opt, nbd.NBD_REP_ACK);
         break;
@@ -153,8 +190,7 @@ export async function serverHandshake(
         bs.writeUInt32BE(ex.maxPayload, 10);
         reply(opt, nbd.NBD_REP_INFO, bs);
         reply(opt, nbd.NBD_REP_ACK);
-        if (opt === nbd.NBD_OPT_GO)
-          return { exportName: name, structured, baseAllocation: metaExport === name };
+        if (opt === nbd.NBD_OPT_GO) return { exportName: name, structured, ...negotiated(name) };
         break;
       }
       case nbd.NBD_OPT_EXPORT_NAME: {
@@ -165,7 +201,7 @@ export async function serverHandshake(
         writeU64(d, ex.size, 0);
         d.writeUInt16BE(ex.flags, 8);
         io.write(d);
-        return { exportName: name, structured, baseAllocation: metaExport === name };
+        return { exportName: name, structured, ...negotiated(name) };
       }
       default:
         reply(opt, nbd.NBD_REP_ERR_UNSUP);

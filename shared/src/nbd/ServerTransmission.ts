@@ -25,7 +25,12 @@ import {
 } from "./constants.js";
 import type { Extent } from "./extents/Extent.js";
 import type { NbdRequest, RequestParser } from "./RequestParser.js";
-import { BASE_ALLOCATION_ID, type ExportDescription, type HandshakeOutcome } from "./ServerHandshake.js";
+import {
+  BASE_ALLOCATION_ID,
+  DIRTY_BITMAP_ID,
+  type ExportDescription,
+  type HandshakeOutcome,
+} from "./ServerHandshake.js";
 import { writeU64 } from "./u64.js";
 
 /** Most extents in one block-status reply: keeps replies small; clients loop for the rest. */
@@ -139,13 +144,25 @@ export class Transmission {
       case NBD_CMD_CACHE:
         return this.sendOk(r);
       case NBD_CMD_BLOCK_STATUS: {
-        if (!this.negotiated.structured || !this.negotiated.baseAllocation || r.length === 0) {
+        const { baseAllocation, dirtyBitmap } = this.negotiated;
+        if (!this.negotiated.structured || (!baseAllocation && dirtyBitmap === undefined) || r.length === 0) {
           throw new NbdReplyError(NBD_EINVAL, "block status without a negotiated meta context");
         }
-        const extents = dev.blockStatus
-          ? await dev.blockStatus(r.offset, r.length, signal)
-          : [{ offset: r.offset, length: r.length, flags: 0 }];
-        return this.sendBlockStatus(r, extents);
+        // One chunk per negotiated context; only the last one ends the reply.
+        const chunks: [number, Extent[]][] = [];
+        if (baseAllocation) {
+          chunks.push([
+            BASE_ALLOCATION_ID,
+            dev.blockStatus
+              ? await dev.blockStatus(r.offset, r.length, signal)
+              : [{ offset: r.offset, length: r.length, flags: 0 }],
+          ]);
+        }
+        if (dirtyBitmap !== undefined && dev.dirtyStatus)
+          chunks.push([DIRTY_BITMAP_ID, await dev.dirtyStatus(dirtyBitmap, r.offset, r.length, signal)]);
+        for (const [i, [id, extents]] of chunks.entries())
+          this.sendBlockStatus(r, extents, id, i === chunks.length - 1);
+        return;
       }
       default:
         throw new NbdReplyError(NBD_EINVAL, `unknown command ${r.type}`);
@@ -174,7 +191,7 @@ export class Transmission {
     this.socket.uncork();
   }
 
-  private sendBlockStatus(r: NbdRequest, raw: Extent[]): void {
+  private sendBlockStatus(r: NbdRequest, raw: Extent[], contextId: number, done: boolean): void {
     // Clip to the request, require contiguity from r.offset, honour REQ_ONE.
     const end = r.offset + r.length;
     const pairs: [number, number][] = [];
@@ -190,13 +207,13 @@ export class Transmission {
     if (pairs.length === 0)
       throw new CairnError("internal", "block device returned no extents for block status");
     const payload = Buffer.allocUnsafe(4 + 8 * pairs.length);
-    payload.writeUInt32BE(BASE_ALLOCATION_ID, 0);
+    payload.writeUInt32BE(contextId, 0);
     pairs.forEach(([len, flags], i) => {
       payload.writeUInt32BE(len, 4 + 8 * i);
       payload.writeUInt32BE(flags, 8 + 8 * i);
     });
     this.socket.write(
-      Buffer.concat([structuredHeader(r.handle, NBD_REPLY_TYPE_BLOCK_STATUS, payload.length), payload]),
+      Buffer.concat([structuredHeader(r.handle, NBD_REPLY_TYPE_BLOCK_STATUS, payload.length, done), payload]),
     );
   }
 
@@ -223,10 +240,10 @@ function simpleHeader(handle: Buffer, error: number): Buffer {
   return h;
 }
 
-function structuredHeader(handle: Buffer, type: number, length: number): Buffer {
+function structuredHeader(handle: Buffer, type: number, length: number, done = true): Buffer {
   const h = Buffer.allocUnsafe(20);
   h.writeUInt32BE(NBD_STRUCTURED_REPLY_MAGIC, 0);
-  h.writeUInt16BE(NBD_REPLY_FLAG_DONE, 4);
+  h.writeUInt16BE(done ? NBD_REPLY_FLAG_DONE : 0, 4);
   h.writeUInt16BE(type, 6);
   handle.copy(h, 8);
   h.writeUInt32BE(length, 16);

@@ -4,7 +4,6 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BackupPlan } from "../../../agent/src/backup/planDisks.js";
 import { readExportsIntoSnapshot } from "../../../agent/src/backup/readExportsIntoSnapshot.js";
-import type { DomainInfo } from "../../../agent/src/hypervisor/DomainInfo.js";
 import { LocalObjectStore } from "../../../shared/src/repository/backends/LocalObjectStore.js";
 import { Repository } from "../../../shared/src/repository/Repository.js";
 import { Peers } from "./support/processes.js";
@@ -65,12 +64,10 @@ describe("backup reads into the repository's chunk buffers, for any chunk and re
             },
           ],
         };
-        const domain = { disks: [{ target: "vda", format: "raw" }] } as unknown as DomainInfo;
         const { bytesRead } = await readExportsIntoSnapshot(
           writer,
           plan,
-          domain,
-          [{ target: "vda", socketPath: sock, exportName: "" }],
+          [{ target: "vda", endpoint: { kind: "unix", path: sock }, exportName: "", sourceFormat: "raw" }],
           { requestSize, depth: 8, chunkSize, signal: AbortSignal.timeout(60_000) },
         );
         const m = await writer.seal({

@@ -1,40 +1,18 @@
 import type { GetOptions, ObjectStore, PutOptions } from "../ports/ObjectStore.js";
-import { abortableSleep } from "./abortableSleep.js";
 import { ObjectStoreDecorator } from "./ObjectStoreDecorator.js";
+import { TokenBucket } from "./TokenBucket.js";
 
-/**
- * Limits payload bytes per second (put and get) with a token bucket holding at most one second of
- * budget. A transfer larger than the bucket waits until its whole size is paid (debt), so the
- * long-run rate holds for any object size.
- */
+/** Limits payload bytes per second (put and get) with a TokenBucket. */
 export class BandwidthLimitedObjectStore extends ObjectStoreDecorator {
-  private tokens: number;
-  private last = Date.now();
-  private chain: Promise<void> = Promise.resolve();
+  private readonly bucket: TokenBucket;
 
-  constructor(
-    inner: ObjectStore,
-    private readonly bytesPerSecond: number,
-  ) {
+  constructor(inner: ObjectStore, bytesPerSecond: number) {
     super(inner);
-    this.tokens = bytesPerSecond;
+    this.bucket = new TokenBucket(bytesPerSecond);
   }
 
-  /** Serialises payments so concurrent callers share the rate fairly (FIFO). */
   private pay(bytes: number, signal: AbortSignal | undefined): Promise<void> {
-    const p = this.chain.then(async () => {
-      const now = Date.now();
-      this.tokens = Math.min(
-        this.bytesPerSecond,
-        this.tokens + ((now - this.last) / 1000) * this.bytesPerSecond,
-      );
-      this.last = now;
-      this.tokens -= bytes;
-      if (this.tokens < 0)
-        await abortableSleep((-this.tokens / this.bytesPerSecond) * 1000, signal, "bandwidth wait");
-    });
-    this.chain = p.catch(() => {});
-    return p;
+    return this.bucket.pay(bytes, signal);
   }
 
   override async put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
