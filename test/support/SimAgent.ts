@@ -645,6 +645,7 @@ function exportReadyOf(
     disks: [
       {
         target: "vda",
+        address: "",
         exportName: "vda",
         dirtyBitmap: full || plan.kind === "copy" ? "" : `backup-${jobId}`,
         sourceFormat: "qcow2",

@@ -1,5 +1,5 @@
 import { readdir, readFile } from "node:fs/promises";
-import { basename } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { abortError, isCairnError } from "../../../shared/src/errors/CairnError.js";
 import type { Logger } from "../../../shared/src/log/createLogger.js";
 import type { JobRecord, OfflineJournal } from "../backup/jobRecord.js";
@@ -76,12 +76,20 @@ async function qemuNbdServing(socket: string, recorded: number | null): Promise<
   return out;
 }
 
+/**
+ * A qemu-nbd serving `socket` (-k), or, for a network export (TCP, no socket), one reading its TLS
+ * credentials from the same job's directory (`dir=<jobDir>/tls`): the socket path journalled for a
+ * disk is always in its job's directory.
+ */
 async function isQemuNbdFor(pid: number, socket: string): Promise<boolean> {
   const argv = await readFile(`/proc/${pid}/cmdline`, "utf8")
     .then((s) => s.split("\0"))
     .catch(() => [] as string[]);
+  if (basename(argv[0] ?? "") !== "qemu-nbd") return false;
   const k = argv.indexOf("-k");
-  return basename(argv[0] ?? "") === "qemu-nbd" && k > 0 && argv[k + 1] === socket;
+  if (k > 0 && argv[k + 1] === socket) return true;
+  const tlsDir = `dir=${join(dirname(socket), "tls")}`;
+  return argv.some((a) => a.startsWith("tls-creds-x509,") && a.split(",").includes(tlsDir));
 }
 
 /** SIGTERM, then SIGKILL after 5 s; resolves once the process is gone (or a zombie: no locks left). */

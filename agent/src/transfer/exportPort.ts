@@ -5,7 +5,7 @@ import { abortError, CairnError } from "../../../shared/src/errors/CairnError.js
 /** QEMU's, qemu-nbd's and Node's words for a port someone else holds. */
 export const ADDRESS_IN_USE = /Address already in use|EADDRINUSE/i;
 
-/** Ports of this process between their probe and the listener that takes them. */
+/** Ports of this process between their probe and the listener that takes them (or their release). */
 const starting = new Set<number>();
 
 /**
@@ -45,6 +45,30 @@ export async function withExportPort<T>(
     `no free export port in ${range.min}-${range.max} on ${range.host}${lost ? ` (${lost} lost to other listeners)` : ""}`,
     { hint: "widen transfer.portMin..portMax or wait for running exports to end" },
   );
+}
+
+/**
+ * A free port of [min, max] on `host`, held for this process until release(): for libvirt's pull
+ * backup, whose port is written into the backup XML before the guest is frozen, so a lost race
+ * cannot be retried with another port inside the freeze window. Other processes are kept off by
+ * the probe bind only; such a race fails the job, which is retried.
+ */
+export async function reserveExportPort(
+  range: { host: string; min: number; max: number },
+  signal: AbortSignal,
+): Promise<{ port: number; release(): void }> {
+  let held: { port: number; release(): void } | undefined;
+  await withExportPort(
+    range,
+    async (port) => {
+      // Claimed again: withExportPort forgets it when this returns.
+      held = { port, release: () => void starting.delete(port) };
+    },
+    signal,
+  );
+  const h = held as { port: number; release(): void };
+  starting.add(h.port);
+  return h;
 }
 
 /** Whether a listener could bind host:port right now (closed again at once). */

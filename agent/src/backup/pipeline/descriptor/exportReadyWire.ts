@@ -13,8 +13,9 @@ const KINDS: readonly BackupKind[] = ["full", "incremental", "differential", "co
 
 /**
  * ExportDescriptor ⇄ proto ExportReady, the one mapping (docs/transfer-paths.md §4). Only network
- * exports cross: every disk is served on one TLS endpoint (ExportReady has one address). The
- * reader's private key never travels: fromWire takes it from the reader's own identity.
+ * exports cross, with one set of TLS material; a disk served on another port than the first (one
+ * qemu-nbd per disk) names its own address. The reader's private key never travels: fromWire takes
+ * it from the reader's own identity.
  */
 export const exportReadyWire = {
   toWire(d: ExportDescriptor): ExportReady {
@@ -26,19 +27,21 @@ export const exportReadyWire = {
     }
     for (const x of d.disks) {
       const e = x.endpoint;
-      if (e.kind !== "tcp" || e.host !== first.host || e.port !== first.port) {
-        throw new CairnError("internal", `export of ${d.domain.name} serves its disks on several endpoints`, {
-          hint: "ExportReady carries one address for every disk",
+      if (e.kind !== "tcp" || e.tls.caPem !== first.tls.caPem || e.tls.certPem !== first.tls.certPem) {
+        throw new CairnError("internal", `export of ${d.domain.name} mixes endpoints or TLS material`, {
+          hint: "every disk of a network export is served with the job's one set of credentials",
         });
       }
     }
+    const address = hostPort(first);
     return {
-      address: `${first.host.includes(":") ? `[${first.host}]` : first.host}:${first.port}`,
+      address,
       serverName: first.tls.serverName,
       caPem: first.tls.caPem,
       clientCertificatePem: first.tls.certPem,
       disks: d.disks.map((x) => ({
         target: x.target,
+        address: hostPort(x.endpoint) === address ? "" : hostPort(x.endpoint),
         exportName: x.exportName,
         dirtyBitmap: x.dirtyBitmap ?? "",
         sourceFormat: x.sourceFormat,
@@ -63,13 +66,7 @@ export const exportReadyWire = {
 
   /** "invalid-argument" naming the field when the message is not a usable export. */
   fromWire(w: ExportReady, reader: { keyPem: string }): ExportDescriptor {
-    const m = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(w.address);
-    const port = m ? Number(m[2]) : 0;
-    if (!m || port < 1 || port > 65535)
-      throw new CairnError(
-        "invalid-argument",
-        `export_ready.address ${JSON.stringify(w.address)} is not host:port`,
-      );
+    const main = parseHostPort("export_ready.address", w.address);
     if (!w.caPem || !w.clientCertificatePem || !w.serverName)
       throw new CairnError(
         "invalid-argument",
@@ -82,16 +79,11 @@ export const exportReadyWire = {
         "invalid-argument",
         `export_ready.mode ${JSON.stringify(w.mode)} is not a backup mode`,
       );
-    const endpoint = {
-      kind: "tcp" as const,
-      host: m[1]!,
-      port,
-      tls: {
-        caPem: w.caPem,
-        certPem: w.clientCertificatePem,
-        keyPem: reader.keyPem,
-        serverName: w.serverName,
-      },
+    const tls = {
+      caPem: w.caPem,
+      certPem: w.clientCertificatePem,
+      keyPem: reader.keyPem,
+      serverName: w.serverName,
     };
     return {
       domain: { uuid: w.domainUuid, name: w.domainName },
@@ -101,9 +93,10 @@ export const exportReadyWire = {
             "invalid-argument",
             `export_ready.disks[${x.target}].kind ${JSON.stringify(x.kind)} is not a backup kind`,
           );
+        const at = x.address ? parseHostPort(`export_ready.disks[${x.target}].address`, x.address) : main;
         return {
           target: x.target,
-          endpoint,
+          endpoint: { kind: "tcp" as const, ...at, tls },
           exportName: x.exportName,
           dirtyBitmap: x.dirtyBitmap || undefined,
           sourceFormat: x.sourceFormat,
@@ -128,6 +121,19 @@ export const exportReadyWire = {
     };
   },
 };
+
+function hostPort(e: ExportDescriptor["disks"][number]["endpoint"]): string {
+  if (e.kind !== "tcp") throw new CairnError("internal", "a unix-socket export cannot be read from another host");
+  return `${e.host.includes(":") ? `[${e.host}]` : e.host}:${e.port}`;
+}
+
+function parseHostPort(field: string, text: string): { host: string; port: number } {
+  const m = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[2]) : 0;
+  if (!m || port < 1 || port > 65535)
+    throw new CairnError("invalid-argument", `${field} ${JSON.stringify(text)} is not host:port`);
+  return { host: m[1] as string, port };
+}
 
 function parseJson<T>(field: string, text: string, parse: (v: unknown) => T): T {
   try {

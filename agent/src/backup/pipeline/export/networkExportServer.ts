@@ -1,6 +1,7 @@
 import { join } from "node:path";
-import { type PullBackupSpec, pullBackupXml } from "../../../hypervisor/backupXml.js";
-import { QemuNbdExport, type QemuNbdExportOptions } from "../../../offline/QemuNbdExport.js";
+import { pullBackupXml } from "../../../hypervisor/backupXml.js";
+import { QemuNbdExport } from "../../../offline/QemuNbdExport.js";
+import { reserveExportPort, withExportPort } from "../../../transfer/exportPort.js";
 import type {
   ExportEndpoint,
   JobCredentials,
@@ -17,27 +18,11 @@ export interface NetworkExportOptions {
   readerName: string;
   tlsMinter: JobTlsMinter;
   libvirtTlsDir: LibvirtTlsDir;
-  /** A free port for one export (transfer port range); released when the export ends. */
-  allocatePort(signal: AbortSignal): Promise<{ port: number; release(): void }>;
+  /** transfer.portMin..portMax: where exports listen. */
+  ports: { min: number; max: number };
   /** transfer.maxExportBytesPerSecond; 0 for none. */
   maxBytesPerSecond: number;
 }
-
-// MERGE (wt-tls): the TCP variants of pullBackupXml and QemuNbdExport.start are being added on
-// another branch with exactly these shapes. They are called through these types so this file
-// compiles before and after that merge; once merged, the casts can go.
-type PullBackupXmlTcp = (
-  spec: Omit<PullBackupSpec, "socketPath"> & {
-    socketPath?: string;
-    tcp?: { host: string; port: number; tls: true };
-  },
-) => string;
-type QemuNbdStartTcp = (
-  o: Omit<QemuNbdExportOptions, "socketPath"> & {
-    socketPath?: string;
-    tcp?: { host: string; port: number; tlsDir: string };
-  },
-) => Promise<QemuNbdExport>;
 
 /**
  * Network exports for one job (docs/transfer-paths.md §4-§5): TCP with TLS on `address`, readable
@@ -73,13 +58,9 @@ export function networkExportServer(o: NetworkExportOptions): ExportServer {
     async live({ jobDir, signal }) {
       await o.libvirtTlsDir.check(signal);
       const creds = await credentials(jobDir, signal);
-      const port = await o.allocatePort(signal);
+      const port = await reserveExportPort({ host: o.address, ...o.ports }, signal);
       return {
-        backupXml: (disks) =>
-          (pullBackupXml as unknown as PullBackupXmlTcp)({
-            tcp: { host: o.address, port: port.port, tls: true },
-            disks,
-          }),
+        backupXml: (disks) => pullBackupXml({ tcp: { host: o.address, port: port.port, tls: true }, disks }),
         endpoint: () => endpoint(port.port, creds),
         holdForBegin: (holdSignal) => holdCredentials(o.libvirtTlsDir, creds, holdSignal),
         close: async () => port.release(),
@@ -87,29 +68,23 @@ export function networkExportServer(o: NetworkExportOptions): ExportServer {
     },
     async qemuNbd(r) {
       const creds = await credentials(r.jobDir, r.signal);
-      const port = await o.allocatePort(r.signal);
-      try {
-        const e = await (QemuNbdExport.start as unknown as QemuNbdStartTcp)({
-          image: r.image,
-          format: r.format,
-          exportName: r.exportName,
-          ...(r.bitmap ? { bitmap: r.bitmap } : {}),
-          tcp: { host: o.address, port: port.port, tlsDir: creds.dir },
-          startTimeoutMs: 30_000,
-          signal: r.signal,
-        });
-        return {
-          pid: e.pid,
-          endpoint: endpoint(port.port, creds),
-          stop: async () => {
-            await e.stop();
-            port.release();
-          },
-        };
-      } catch (err) {
-        port.release();
-        throw err;
-      }
+      // qemu-nbd binds when it starts: a port lost to another process is retried with the next.
+      return withExportPort(
+        { host: o.address, ...o.ports },
+        async (port) => {
+          const e = await QemuNbdExport.start({
+            image: r.image,
+            format: r.format,
+            exportName: r.exportName,
+            ...(r.bitmap ? { bitmap: r.bitmap } : {}),
+            tcp: { host: o.address, port, tlsDir: creds.dir },
+            startTimeoutMs: 30_000,
+            signal: r.signal,
+          });
+          return { pid: e.pid, endpoint: endpoint(port, creds), stop: () => e.stop() };
+        },
+        r.signal,
+      );
     },
   };
 }
