@@ -18,6 +18,9 @@ import { collectHostInventory } from "./inventory/collectHostInventory.js";
 import { JobRegistry } from "./jobs/JobRegistry.js";
 import { AgentMetrics } from "./metrics/AgentMetrics.js";
 import { startAgentServer } from "./server/startAgentServer.js";
+import { FileLibvirtTlsDir } from "./transfer/FileLibvirtTlsDir.js";
+import { OpensslJobTlsMinter } from "./transfer/OpensslJobTlsMinter.js";
+import { PendingExports } from "./transfer/PendingExports.js";
 
 // grpc-js passes an IP address as TLS servername (Node's DEP0123): harmless, and noise for operators.
 process.noDeprecation = true;
@@ -99,6 +102,11 @@ async function main(): Promise<void> {
   const metrics = new AgentMetrics(jobs);
   const openRepo = (location: string, signal: AbortSignal, opts?: { bandwidthBytesPerSecond?: number }) =>
     openRepository(location, repositorySettings, signal, opts);
+  // One bucket for every job this agent reads (docs/transfer-paths.md §7).
+  const readLimiter =
+    config.transfer.maxReadBytesPerSecond > 0
+      ? new TokenBucket(config.transfer.maxReadBytesPerSecond)
+      : undefined;
   const server = await startAgentServer(
     {
       listen: config.listen,
@@ -117,15 +125,34 @@ async function main(): Promise<void> {
           guestAgent: hv.guestAgent,
           freezeMarkers: hv.freezeMarkers,
           log: rt.log,
-          // One bucket for every job this agent reads (docs/transfer-paths.md §7).
-          ...(config.transfer.maxReadBytesPerSecond > 0
-            ? { readLimiter: new TokenBucket(config.transfer.maxReadBytesPerSecond) }
-            : {}),
+          ...(readLimiter ? { readLimiter } : {}),
         },
         config: hv.liveBackup,
         jobs,
         openRepository: openRepo,
         onJobEnd: (o) => metrics.jobEnded(o),
+        transfer: {
+          address: config.transfer.address,
+          ports: { min: config.transfer.portMin, max: config.transfer.portMax },
+          readerTimeoutMs: config.transfer.readerTimeoutSeconds * 1000,
+          maxExportBytesPerSecond: config.transfer.maxExportBytesPerSecond,
+          minter: new OpensslJobTlsMinter(),
+          libvirtTlsDir: new FileLibvirtTlsDir({
+            dir: config.transfer.libvirtTlsDir,
+            qemuConfPath: config.transfer.libvirtQemuConf,
+            qemuUser: config.qemuUser,
+          }),
+          pending: new PendingExports(),
+        },
+      },
+      reader: identity && {
+        jobs,
+        openRepository: openRepo,
+        identityKeyPem: identity.keyPem,
+        nbdRequestSize: config.nbd.requestSize,
+        nbdDepth: config.nbd.depth,
+        readLimiter,
+        log: rt.log,
       },
     },
     rt.log,

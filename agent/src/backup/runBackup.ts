@@ -1,9 +1,10 @@
-import { CairnError, isCairnError } from "../../../shared/src/errors/CairnError.js";
+import { isCairnError } from "../../../shared/src/errors/CairnError.js";
 import type { SnapshotManifest } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
 import type { FreezePhases } from "../guest/withFrozenGuest.js";
 import type { CheckpointInfo } from "../hypervisor/parseCheckpointXml.js";
 import { BackupJobStateMachine } from "./BackupJobState.js";
 import type { BackupConfig, BackupDeps, BackupRequest } from "./BackupRequest.js";
+import { findBackupDomain } from "./findBackupDomain.js";
 import { qemuImgImages } from "./pipeline/export/DiskImages.js";
 import type { ExportSession } from "./pipeline/export/ExportSession.js";
 import { exportBackup } from "./pipeline/export/exportBackup.js";
@@ -11,6 +12,7 @@ import { localExportServer } from "./pipeline/export/localExportServer.js";
 import { readAndSeal } from "./pipeline/read/readAndSeal.js";
 import type { BackupPlan } from "./planDisks.js";
 import { readVmHistory } from "./readVmHistory.js";
+import { sealedCheckpoint } from "./sealedCheckpoint.js";
 
 /** Why a job did not start and should run later, maybe on another host (CairnError details.deferred). */
 export type DeferredCause = "migrating" | "moved";
@@ -50,19 +52,7 @@ export async function runBackup(
 ): Promise<BackupResult> {
   const { hypervisor, repository, log } = deps;
   const { signal } = req;
-  const domain = await hypervisor.domain(req.domain, signal);
-  if (!domain) {
-    throw new CairnError("not-found", `no domain ${req.domain} on this host`, {
-      hint: "it may have moved to another host; the coordinator runs the job where it is now",
-      details: { deferred: "moved" },
-    });
-  }
-  if ((await hypervisor.activeJob(domain.name, signal)) === "migration") {
-    throw new CairnError("failed-precondition", `domain ${domain.name} is being migrated`, {
-      hint: "the backup runs once the migration has ended, on the host the domain is then on",
-      details: { deferred: "migrating" },
-    });
-  }
+  const domain = await findBackupDomain(hypervisor, req.domain, signal);
   const states = new BackupJobStateMachine(req.jobId, log, req.onState);
   const writer = repository.beginSnapshot({ vm: { uuid: domain.uuid, name: domain.name }, signal });
   writer.catch(() => {}); // awaited by the export stage beside planning
@@ -92,18 +82,13 @@ export async function runBackup(
     });
     const { prunedCheckpoints } = await exported.finish({ sealed: manifest });
     states.to("succeeded", { snapshotId: manifest.id, bytesRead });
-    // Sealed already: a lost lookup costs the ledger this checkpoint's XML, not the backup.
-    const checkpoint = exported.plan.newCheckpoint
-      ? await hypervisor
-          .checkpoint(domain.name, exported.plan.newCheckpoint, signal)
-          .catch((err: unknown) => {
-            log.warn(
-              { err, domain: domain.name, checkpoint: exported.plan.newCheckpoint },
-              "checkpoint XML not read",
-            );
-            return undefined;
-          })
-      : undefined;
+    const checkpoint = await sealedCheckpoint(
+      hypervisor,
+      domain.name,
+      exported.plan.newCheckpoint,
+      log,
+      signal,
+    );
     return {
       manifest,
       plan: exported.plan,

@@ -47,4 +47,9 @@ export class JobFeed<T> {
   unsubscribe(q: AsyncQueue<T>): void {
     this.subscribers.delete(q);
   }
+
+  /** How many callers follow the job right now. */
+  get followers(): number {
+    return this.subscribers.size;
+  }
 }

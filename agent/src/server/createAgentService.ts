@@ -9,12 +9,15 @@ import { domainInfo } from "../../../shared/src/grpc/wire/domainInfo.js";
 import { hostInventory } from "../../../shared/src/grpc/wire/hostInventory.js";
 import { withUnimplemented } from "../../../shared/src/grpc/withUnimplemented.js";
 import { createLogger, type Logger } from "../../../shared/src/log/createLogger.js";
+import { snapshotManifestSchema } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
 import { CAIRN_VERSION } from "../../../shared/src/version.js";
+import type { ExportOutcome } from "../backup/pipeline/export/ExportSession.js";
 import type { Hypervisor } from "../hypervisor/Hypervisor.js";
 import { type AgentRoleFacts, collectHostInventory } from "../inventory/collectHostInventory.js";
 import type { ReachKeeper } from "../reach/ReachKeeper.js";
 import { chainRpcs } from "./chainRpcs.js";
 import { probeRepositoriesRpc } from "./probeRepositoriesRpc.js";
+import { type ReadExportRpcDeps, readExportRpc } from "./readExportRpc.js";
 import { type BackupRpcDeps, runBackupRpc } from "./runBackupRpc.js";
 import { type MaintenanceRpcDeps, runMaintenanceRpc } from "./runMaintenanceRpc.js";
 import { withoutHypervisorRpcs } from "./withoutHypervisorRpcs.js";
@@ -35,6 +38,8 @@ export interface AgentServiceDeps {
   maintenance?: MaintenanceRpcDeps | undefined;
   /** Repository reach probes; without it ProbeRepositories answers UNIMPLEMENTED. */
   reach?: ReachKeeper | undefined;
+  /** Reading other hosts' exports (network path, any role with an identity); else UNIMPLEMENTED. */
+  reader?: ReadExportRpcDeps | undefined;
   log?: Logger;
 }
 
@@ -68,6 +73,24 @@ export function createAgentService(deps: AgentServiceDeps): AgentServiceImplemen
   };
   const backups = hypervisor ? deps.backups : undefined;
   if (backups) impl.runBackup = (req, ctx: CallContext) => runBackupRpc(backups, req, ctx);
+  const pending = backups?.transfer?.pending;
+  if (pending)
+    impl.finishExport = async (req) => {
+      if (!req.jobId.trim()) throw new CairnError("invalid-argument", "job_id is required");
+      let outcome: ExportOutcome;
+      if (req.manifestJson) {
+        try {
+          outcome = { sealed: snapshotManifestSchema.parse(JSON.parse(req.manifestJson)) };
+        } catch (err) {
+          throw new CairnError("invalid-argument", "manifest_json is not a snapshot manifest", {
+            cause: err,
+          });
+        }
+      } else outcome = { failed: req.reason || "the reader gave up" };
+      return { found: pending.finish(req.jobId, outcome) };
+    };
+  const reader = deps.reader;
+  if (reader) impl.readExport = (req, ctx: CallContext) => readExportRpc(reader, req, ctx);
   const maintenance: MaintenanceRpcDeps | undefined =
     deps.maintenance ??
     (backups && {

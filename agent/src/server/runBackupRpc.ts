@@ -2,18 +2,22 @@ import type { CallContext } from "nice-grpc-common";
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
 import type { RunBackupRequest, RunBackupResponse } from "../../../shared/src/gen/cairn/v1/agent.js";
 import { QuiesceMode } from "../../../shared/src/gen/cairn/v1/common.js";
-import { backupJobState } from "../../../shared/src/grpc/wire/backupJobState.js";
 import { backupMode } from "../../../shared/src/grpc/wire/backupMode.js";
-import { checkpointRecord } from "../../../shared/src/grpc/wire/checkpointRecord.js";
 import { quiesceMode } from "../../../shared/src/grpc/wire/quiesceMode.js";
-import { jobIdOf, type SnapshotManifest } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
+import { jobIdOf } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
 import type { Repository } from "../../../shared/src/repository/Repository.js";
 import type { BackupConfig, BackupDeps } from "../backup/BackupRequest.js";
 import { deferredCause, runBackup } from "../backup/runBackup.js";
+
+export type { JobOutcome };
+
 import { checkChainIds } from "../chain/checkChainIds.js";
-import type { CheckpointInfo } from "../hypervisor/parseCheckpointXml.js";
+import { checkJobId } from "../jobs/checkJobId.js";
 import type { JobRegistry } from "../jobs/JobRegistry.js";
 import { jobStreamsOf } from "../jobs/JobStreams.js";
+import { backupFeedCallbacks, backupResultEvent } from "./backupEvents.js";
+import { type BackupJobEnd, backupEndEvent, type JobOutcome, reportJobEnd } from "./backupJobEnd.js";
+import { exportBackupRpc, type TransferDeps } from "./exportBackupRpc.js";
 
 export interface BackupRpcDeps {
   backup: Omit<BackupDeps, "repository">;
@@ -27,48 +31,9 @@ export interface BackupRpcDeps {
   ): Promise<Repository>;
   /** Told about every job that ends here (metrics). */
   onJobEnd?(outcome: JobOutcome): void;
+  /** The network path's VM-host side (docs/transfer-paths.md §4-§5); absent: RunBackup with a transfer is refused. */
+  transfer?: TransferDeps | undefined;
 }
-
-export interface JobOutcome {
-  ok: boolean;
-  durationMs: number;
-  bytesRead: number;
-  bytesStored: number;
-  freezeMs: number | undefined;
-  /** CairnError code of a failure. */
-  failure?: string;
-}
-
-function toResult(
-  m: SnapshotManifest,
-  freezeMs: number | undefined,
-  checkpoint: CheckpointInfo | undefined,
-  prunedCheckpoints: readonly string[],
-): RunBackupResponse["event"] {
-  return {
-    $case: "result",
-    value: {
-      snapshotId: m.id,
-      diskKinds: Object.fromEntries(
-        m.disks.map((d) => [d.target, d.fullReason ? `${d.kind}: ${d.fullReason}` : d.kind]),
-      ),
-      quiesced: m.consistency.kind === "quiesced",
-      consistencyReason: m.consistency.kind === "crash-consistent" ? m.consistency.reason : "",
-      bytesRead: BigInt(m.stats.bytesRead),
-      bytesNew: BigInt(m.stats.bytesNew),
-      bytesStored: BigInt(m.stats.bytesStored),
-      freezeMs: freezeMs ?? 0,
-      manifestJson: JSON.stringify(m),
-      checkpoint: checkpoint ? checkpointRecord.toWire(checkpoint) : undefined,
-      prunedCheckpoints: [...prunedCheckpoints],
-    },
-  };
-}
-
-/** How a backup job ended here: sealed, or deferred to run later (maybe on another host). */
-type JobEnd =
-  | { done: Awaited<ReturnType<typeof runBackup>> }
-  | { deferred: { cause: string; reason: string } };
 
 /**
  * RunBackup: validates the request (INVALID_ARGUMENT names the field), returns the result of a job
@@ -81,9 +46,15 @@ export async function* runBackupRpc(
   ctx: CallContext,
 ): AsyncGenerator<RunBackupResponse> {
   if (!req.jobId.trim()) throw new CairnError("invalid-argument", "job_id is required");
+  checkJobId(req.jobId);
   if (!req.domainUuid.trim()) throw new CairnError("invalid-argument", "domain_uuid is required");
   // It names the VM's folder in the repository and reaches virsh: a strict uuid, nothing else.
   checkChainIds({ domainUuid: req.domainUuid });
+  if (req.transfer) {
+    // Network path: this host exports for a reader on another host and opens no repository.
+    yield* exportBackupRpc(deps, req, req.transfer, ctx);
+    return;
+  }
   if (!req.repository.trim()) throw new CairnError("invalid-argument", "repository is required");
   const mode = backupMode.fromWire(req.mode, "mode");
   const quiesce =
@@ -107,7 +78,7 @@ export async function* runBackupRpc(
         : undefined;
       yield {
         jobId: req.jobId,
-        event: toResult(sealed, typeof fw === "number" ? fw : undefined, checkpoint, []),
+        event: backupResultEvent(sealed, typeof fw === "number" ? fw : undefined, checkpoint, []),
       };
       return;
     }
@@ -123,7 +94,7 @@ export async function* runBackupRpc(
     const { feed, done } = streams.start(
       req.jobId,
       req.domainUuid,
-      async (signal, f): Promise<JobEnd> => {
+      async (signal, f): Promise<BackupJobEnd> => {
         try {
           const r = await runBackup({ ...deps.backup, repository }, deps.config, {
             jobId: req.jobId,
@@ -135,30 +106,7 @@ export async function* runBackupRpc(
             bandwidthBytesPerSecond: Number(req.bandwidthLimit),
             history: { vmUuid: req.domainUuid, snapshots: history },
             signal,
-            onState: (s) =>
-              f.publish("state", {
-                jobId: req.jobId,
-                event: { $case: "jobState", value: backupJobState.toWire(s) },
-              }),
-            onCheckpoint: (c) =>
-              f.publish("checkpoint", {
-                jobId: req.jobId,
-                event: { $case: "checkpointPending", value: checkpointRecord.pendingToWire(c) },
-              }),
-            onProgress: (p) =>
-              f.publish("progress", {
-                jobId: req.jobId,
-                event: {
-                  $case: "progress",
-                  value: {
-                    bytesDone: BigInt(p.bytesDone),
-                    bytesTotal: BigInt(p.bytesTotal),
-                    rate: p.rate,
-                    etaSeconds: p.etaSeconds,
-                    phase: p.phase,
-                  },
-                },
-              }),
+            ...backupFeedCallbacks(req.jobId, f),
           });
           return { done: r };
         } catch (err) {
@@ -168,53 +116,11 @@ export async function* runBackupRpc(
           throw err;
         }
       },
-      (end) => ({
-        jobId: req.jobId,
-        event:
-          "deferred" in end
-            ? { $case: "deferred", value: end.deferred }
-            : toResult(
-                end.done.manifest,
-                end.done.freezeWindowMs,
-                end.done.checkpoint,
-                end.done.prunedCheckpoints,
-              ),
-      }),
+      (end) => backupEndEvent(req.jobId, end),
     );
     // The repository stays open until the job ends, even if every caller has gone.
     closeRepository = false;
-    void done
-      .then(
-        (end) =>
-          deps.onJobEnd?.(
-            "deferred" in end
-              ? {
-                  ok: false,
-                  durationMs: Date.now() - started,
-                  bytesRead: 0,
-                  bytesStored: 0,
-                  freezeMs: undefined,
-                  failure: "deferred",
-                }
-              : {
-                  ok: true,
-                  durationMs: Date.now() - started,
-                  bytesRead: end.done.manifest.stats.bytesRead,
-                  bytesStored: end.done.manifest.stats.bytesStored,
-                  freezeMs: end.done.freezeWindowMs,
-                },
-          ),
-        (e) =>
-          deps.onJobEnd?.({
-            ok: false,
-            durationMs: Date.now() - started,
-            bytesRead: 0,
-            bytesStored: 0,
-            freezeMs: undefined,
-            failure: (e as { code?: string })?.code ?? "internal",
-          }),
-      )
-      .finally(() => repository.close());
+    void reportJobEnd(done, started, deps.onJobEnd).finally(() => repository.close());
     yield* streams.follow(feed, req.jobId, {
       signal: ctx.signal,
       starter: true,

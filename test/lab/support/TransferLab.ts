@@ -14,8 +14,8 @@ import { LabAgent } from "./LabAgent.js";
 import type { LabHost } from "./LabHost.js";
 import { MAIN_HOST } from "./LabHost.js";
 import { Lab } from "./lab.js";
-import { NetNs } from "./NetNs.js";
 import { readPid } from "./libvirtDaemons.js";
+import { NetNs } from "./NetNs.js";
 import { run } from "./run.js";
 
 /**
@@ -44,11 +44,7 @@ export class TransferLab {
     const signal = AbortSignal.timeout(120_000);
     this.ns = await NetNs.create(signal);
     // Agents in the namespace dial the coordinator on our end of the veth pair.
-    this.c = await startTestCoordinator(
-      { listen: "0.0.0.0:0" },
-      {},
-      { ipAddresses: [this.ns.hostAddress] },
-    );
+    this.c = await startTestCoordinator({ listen: "0.0.0.0:0" }, {}, { ipAddresses: [this.ns.hostAddress] });
     this.host2 = await this.lab.startSecondHost();
     // The repository's "SAN": a bind mount made now, after the second host's mount namespace.
     const backing = join(this.c.dir, "san-backing");

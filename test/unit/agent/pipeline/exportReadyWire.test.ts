@@ -66,7 +66,7 @@ describe("exportReadyWire", () => {
     expect(back).toEqual(withKey(descriptor));
   });
 
-  it("hands only network exports over, on one endpoint", () => {
+  it("hands only network exports over; a disk on another port names its own address", () => {
     const local = {
       ...descriptor,
       disks: descriptor.disks.map((d) => ({
@@ -82,7 +82,21 @@ describe("exportReadyWire", () => {
         { ...descriptor.disks[1]!, endpoint: { kind: "tcp" as const, host: "10.0.0.5", port: 10811, tls } },
       ],
     };
-    expect(() => exportReadyWire.toWire(two)).toThrow(/several endpoints/);
+    const wire = exportReadyWire.toWire(two);
+    expect(wire.disks[0]?.address).toBe("");
+    expect(wire.disks[1]?.address).toBe("10.0.0.5:10811");
+    const back = exportReadyWire.fromWire(wire, { keyPem: "K" });
+    expect(
+      back.disks.map((d) => d.endpoint.kind === "tcp" && `${d.endpoint.host}:${d.endpoint.port}`),
+    ).toEqual([wire.address, "10.0.0.5:10811"]);
+    const otherCa = {
+      ...two,
+      disks: [
+        two.disks[0]!,
+        { ...two.disks[1]!, endpoint: { ...two.disks[1]!.endpoint, tls: { ...tls, caPem: "X" } } },
+      ],
+    };
+    expect(() => exportReadyWire.toWire(otherCa)).toThrow(/mixes endpoints or TLS material/);
   });
 
   it("refuses a message it cannot read, naming the field", () => {

@@ -123,7 +123,8 @@ export const exportReadyWire = {
 };
 
 function hostPort(e: ExportDescriptor["disks"][number]["endpoint"]): string {
-  if (e.kind !== "tcp") throw new CairnError("internal", "a unix-socket export cannot be read from another host");
+  if (e.kind !== "tcp")
+    throw new CairnError("internal", "a unix-socket export cannot be read from another host");
   return `${e.host.includes(":") ? `[${e.host}]` : e.host}:${e.port}`;
 }
 
