@@ -1,9 +1,5 @@
-import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
-import { join } from "node:path";
 import type { JobRecord } from "../../../coordinator/src/store/records.js";
 import { BackupMode } from "../../../shared/src/gen/cairn/v1/common.js";
-import { cairnCli, coordinatorArgs } from "../../support/cairnCli.js";
 import {
   eventually,
   startTestCoordinator,
@@ -14,6 +10,7 @@ import { LabAgent } from "./LabAgent.js";
 import type { LabHost } from "./LabHost.js";
 import type { LabDiskSpec, LabVm } from "./LabVm.js";
 import { Lab } from "./lab.js";
+import { restoredDiskHash } from "./restoredDiskHash.js";
 
 /**
  * The checkpoint ledger's lab: two libvirt hosts (the lab's second libvirtd), a real agent daemon on
@@ -69,19 +66,8 @@ export class LedgerLab {
 
   /** Restores one disk of a snapshot with `cairn restore disk` and compares it with the guest's device. */
   async restoreMatches(snapshotId: string, target: string): Promise<boolean> {
-    const out = join(this.c.dir, `${target}-${snapshotId}.raw`);
-    const r = await cairnCli([
-      "restore",
-      "disk",
-      snapshotId,
-      target,
-      "--to",
-      out,
-      ...coordinatorArgs(this.c),
-    ]);
-    if (r.exitCode !== 0) throw new Error(`restore failed: ${r.stderr}`);
-    const h = createHash("sha256");
-    for await (const x of createReadStream(out)) h.update(x as Buffer);
-    return h.digest("hex") === (await this.vm.deviceHash(`/dev/${target}`));
+    return (
+      (await restoredDiskHash(this.c, snapshotId, target)) === (await this.vm.deviceHash(`/dev/${target}`))
+    );
   }
 }

@@ -1,5 +1,6 @@
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
+import type { CoordinatorConfig } from "../../../coordinator/src/config/CoordinatorConfig.js";
 import type { JobRecord } from "../../../coordinator/src/store/records.js";
 import { BackupMode } from "../../../shared/src/gen/cairn/v1/common.js";
 import { LocalObjectStore } from "../../../shared/src/repository/backends/LocalObjectStore.js";
@@ -40,7 +41,7 @@ export class TransferLab {
 
   constructor(readonly lab = new Lab()) {}
 
-  async start(): Promise<void> {
+  async start(over: Partial<CoordinatorConfig> = {}): Promise<void> {
     const signal = AbortSignal.timeout(120_000);
     this.ns = await NetNs.create(signal);
     // Agents in the namespace dial the coordinator on our end of the veth pair.

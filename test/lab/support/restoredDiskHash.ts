@@ -1,0 +1,24 @@
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import { cairnCli, coordinatorArgs } from "../../support/cairnCli.js";
+import type { TestCoordinator } from "../../support/coordinatorHarness.js";
+
+/** Restores one disk of a snapshot with `cairn restore disk` (through the coordinator); its sha256. */
+export async function restoredDiskHash(
+  c: TestCoordinator,
+  snapshotId: string,
+  target: string,
+): Promise<string> {
+  const out = join(c.dir, `${target}-${snapshotId}.raw`);
+  const r = await cairnCli(["restore", "disk", snapshotId, target, "--to", out, ...coordinatorArgs(c)]);
+  if (r.exitCode !== 0) throw new Error(`restore failed: ${r.stderr}`);
+  try {
+    const h = createHash("sha256");
+    for await (const x of createReadStream(out)) h.update(x as Buffer);
+    return h.digest("hex");
+  } finally {
+    await rm(out, { force: true });
+  }
+}
