@@ -119,15 +119,8 @@ describe("transfer paths", () => {
       policy: "on-b-slow",
       mode: BackupMode.BACKUP_MODE_FULL,
     });
-    const ready = await eventually(
-      "the export is read",
-      async () => {
-        const j = await L.c.running.ctx.store.getJob(jobId);
-        return j?.state === "running" && j.phase === "reading" ? j : undefined;
-      },
-      120_000,
-    );
-    expect(ready.transfer?.path).toBe("network");
+    await exportUp(vmB);
+    expect((await L.c.running.ctx.store.getJob(jobId))?.transfer?.path).toBe("network");
     const port = await exportPort(vmB);
     const plain = await L.ns.run("nbdinfo", [`nbd://${L.ns.hostAddress}:${port}/vda`], {
       allowFailure: true,
@@ -148,15 +141,13 @@ describe("transfer paths", () => {
     await L.policy("on-b-kill", vmB.name, "bandwidth: 2MiB/s\n");
     const before = await checkpoints(vmB);
     await vmB.writeRandom("/dev/vda", 40 * MiB, 24 * MiB);
-    const { jobId } = await L.c.admin().backupNow({ vm: vmB.name, policy: "on-b-kill" });
-    await eventually(
-      "the mover reads",
-      async () => {
-        const j = await L.c.running.ctx.store.getJob(jobId);
-        return j?.state === "running" && j.phase === "reading" ? j : undefined;
-      },
-      120_000,
-    );
+    const { jobId } = await L.c.admin().backupNow({
+      vm: vmB.name,
+      policy: "on-b-kill",
+      mode: BackupMode.BACKUP_MODE_INCREMENTAL,
+    });
+    await exportUp(vmB);
+    // The mover is reading (throttled to 2 MiB/s, so for several seconds) when it dies.
     await new Promise((r) => setTimeout(r, 1500));
     await L.mover.kill();
     // The VM host ends its half once the coordinator tells it the reader is gone.
@@ -195,6 +186,18 @@ describe("transfer paths", () => {
     expect(await restoredDiskHash(L.c, job.snapshotId as string, "vda")).toBe(sha256(image));
   }, 300_000);
 });
+
+/** Waits until libvirt runs a backup job (the pull export is up) on the VM. */
+async function exportUp(vm: LabVm): Promise<void> {
+  await eventually(
+    `a backup job on ${vm.name}`,
+    async () => {
+      const job = await activeJob(vm);
+      return job && job !== "None" ? true : undefined;
+    },
+    120_000,
+  );
+}
 
 function sameList(a: string[], b: string[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);

@@ -102,6 +102,11 @@ export class LabAgent {
     });
   }
 
+  /** The daemon's process id (undefined before start). */
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
   /** kill -9, and waits for the process to be gone. */
   async kill(): Promise<void> {
     this.proc?.kill("SIGKILL");

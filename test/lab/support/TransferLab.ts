@@ -15,6 +15,7 @@ import { LabAgent } from "./LabAgent.js";
 import type { LabHost } from "./LabHost.js";
 import { MAIN_HOST } from "./LabHost.js";
 import { Lab } from "./lab.js";
+import { REPO_ROOT } from "./labPaths.js";
 import { readPid } from "./libvirtDaemons.js";
 import { NetNs } from "./NetNs.js";
 import { run } from "./run.js";
@@ -45,7 +46,11 @@ export class TransferLab {
     const signal = AbortSignal.timeout(120_000);
     this.ns = await NetNs.create(signal);
     // Agents in the namespace dial the coordinator on our end of the veth pair.
-    this.c = await startTestCoordinator({ listen: "0.0.0.0:0" }, {}, { ipAddresses: [this.ns.hostAddress] });
+    this.c = await startTestCoordinator(
+      { listen: "0.0.0.0:0", ...over },
+      {},
+      { ipAddresses: [this.ns.hostAddress] },
+    );
     this.host2 = await this.lab.startSecondHost();
     // The repository's "SAN": a bind mount made now, after the second host's mount namespace.
     const backing = join(this.c.dir, "san-backing");
@@ -67,7 +72,8 @@ export class TransferLab {
     const libvirtd2 = await readPid(this.host2.backupTls.daemonPidFile);
     if (!libvirtd2) throw new Error("the second libvirtd has no pid");
     this.b = await LabAgent.enroll(this.c, "kvm-b", {}, this.host2.uri, {
-      launch: ["nsenter", "--mount", `--target=${libvirtd2}`, "--"],
+      // nsenter leaves the working directory at the namespace's root otherwise (tsx resolves from it).
+      launch: ["nsenter", "--mount", `--target=${libvirtd2}`, `--wd=${REPO_ROOT}`, "--"],
       extraConfig: transfer(this.ns.hostAddress, this.host2.backupTls.dir),
     });
     this.mover = await LabAgent.enroll(this.c, "mover-1", {}, undefined, {
