@@ -21,6 +21,7 @@ import { startAgentServer } from "./server/startAgentServer.js";
 import { FileLibvirtTlsDir } from "./transfer/FileLibvirtTlsDir.js";
 import { OpensslJobTlsMinter } from "./transfer/OpensslJobTlsMinter.js";
 import { PendingExports } from "./transfer/PendingExports.js";
+import { RepositoryCache } from "./transfer/RepositoryCache.js";
 
 // grpc-js passes an IP address as TLS servername (Node's DEP0123): harmless, and noise for operators.
 process.noDeprecation = true;
@@ -107,6 +108,7 @@ async function main(): Promise<void> {
     config.transfer.maxReadBytesPerSecond > 0
       ? new TokenBucket(config.transfer.maxReadBytesPerSecond)
       : undefined;
+  const repositories = new RepositoryCache((location, signal) => openRepo(location, signal));
   const server = await startAgentServer(
     {
       listen: config.listen,
@@ -147,7 +149,7 @@ async function main(): Promise<void> {
       },
       reader: identity && {
         jobs,
-        openRepository: openRepo,
+        repositories,
         identityKeyPem: identity.keyPem,
         nbdRequestSize: config.nbd.requestSize,
         nbdDepth: config.nbd.depth,
@@ -199,6 +201,7 @@ async function main(): Promise<void> {
     await link?.stop();
     await jobWatcher.stop();
     await jobs.abortAll(`agent stopping (${sig})`, 60_000);
+    await repositories.closeAll();
     await metricsServer?.close();
     await server.close();
     rt.log.info("agent stopped");

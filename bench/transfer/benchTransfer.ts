@@ -76,8 +76,9 @@ try {
     for (const p of order) samples[`${p}_full`].push(await once(p, BackupMode.BACKUP_MODE_FULL));
     for (const p of order) {
       // 5% of the disk changes before each incremental, at a different place each time.
-      const off = ((round * 2 + order.indexOf(p)) * 128 + 64) * MiB;
-      await v.writeRandom("/dev/vda", off % (DISK_MIB * MiB - (DISK_MIB * MiB) / 20), (DISK_MIB * MiB) / 20);
+      const dirty = Math.floor(DISK_MIB / 20) * MiB;
+      const off = (((round * 2 + order.indexOf(p)) * 128 + 64) * MiB) % (DISK_MIB * MiB - dirty);
+      await v.writeRandom("/dev/vda", off, dirty);
       samples[`${p}_incr`].push(await once(p, BackupMode.BACKUP_MODE_INCREMENTAL));
     }
   }

@@ -50,7 +50,9 @@ export async function exportForReader(
     // The reader's progress reaches the coordinator on its own stream; here the job is "reading".
     states.to("reading", { reader: "remote" });
     opts.onExportReady(exported.descriptor);
+    const waitStart = performance.now();
     const outcome = await opts.readerOutcome(signal);
+    log.info({ jobId: req.jobId, readerMs: performance.now() - waitStart }, "the reader finished");
     if ("failed" in outcome) throw readerFailed(outcome.failed);
     const manifest = outcome.sealed;
     // The checkpoint is kept only for the snapshot of this job and this VM.

@@ -1,5 +1,5 @@
 import type { RunBackupResponse } from "../../../shared/src/gen/cairn/v1/agent.js";
-import type { BackupResult } from "../backup/runBackup.js";
+import { type BackupResult, deferredCause } from "../backup/runBackup.js";
 import { backupResultEvent } from "./backupEvents.js";
 
 /** How a backup job ended here: sealed, or deferred to run later (maybe on another host). */
@@ -60,4 +60,15 @@ export function reportJobEnd(
       ),
     (e) => onJobEnd?.(failed((e as { code?: string })?.code ?? "internal")),
   );
+}
+
+/** Runs a backup; a deferral (the domain moved or is migrating: nothing was changed) is an end, not a failure. */
+export async function backupJobEnd(run: () => Promise<BackupResult>): Promise<BackupJobEnd> {
+  try {
+    return { done: await run() };
+  } catch (err) {
+    const cause = deferredCause(err);
+    if (cause) return { deferred: { cause, reason: (err as Error).message } };
+    throw err;
+  }
 }

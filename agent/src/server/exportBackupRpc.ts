@@ -13,12 +13,11 @@ import { exportForReader } from "../backup/exportForReader.js";
 import { exportReadyWire } from "../backup/pipeline/descriptor/exportReadyWire.js";
 import { networkExportServer } from "../backup/pipeline/export/networkExportServer.js";
 import { historyEntryWire } from "../backup/pipeline/history/historyEntryWire.js";
-import { deferredCause } from "../backup/runBackup.js";
 import { jobStreamsOf } from "../jobs/JobStreams.js";
 import type { JobTlsMinter, LibvirtTlsDir } from "../transfer/JobTls.js";
 import type { PendingExports } from "../transfer/PendingExports.js";
 import { backupFeedCallbacks } from "./backupEvents.js";
-import { type BackupJobEnd, backupEndEvent, reportJobEnd } from "./backupJobEnd.js";
+import { backupEndEvent, backupJobEnd, reportJobEnd } from "./backupJobEnd.js";
 import type { BackupRpcDeps } from "./runBackupRpc.js";
 
 /** The VM host's side of the network path (docs/transfer-paths.md §4-§7), from the agent's config. */
@@ -102,9 +101,9 @@ export async function* exportBackupRpc(
   const { feed, done } = streams.start(
     req.jobId,
     req.domainUuid,
-    async (signal, f): Promise<BackupJobEnd> => {
-      try {
-        const r = await exportForReader(
+    (signal, f) =>
+      backupJobEnd(() =>
+        exportForReader(
           deps.backup,
           deps.config,
           {
@@ -140,14 +139,8 @@ export async function* exportBackupRpc(
                 idleTimeoutMs: transfer.readerTimeoutMs,
               }),
           },
-        );
-        return { done: r };
-      } catch (err) {
-        const cause = deferredCause(err);
-        if (cause) return { deferred: { cause, reason: (err as Error).message } };
-        throw err;
-      }
-    },
+        ),
+      ),
     (end) => backupEndEvent(req.jobId, end),
   );
   void reportJobEnd(done, started, deps.onJobEnd);

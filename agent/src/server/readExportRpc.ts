@@ -5,18 +5,19 @@ import { backupJobState } from "../../../shared/src/grpc/wire/backupJobState.js"
 import type { Logger } from "../../../shared/src/log/createLogger.js";
 import type { TokenBucket } from "../../../shared/src/repository/decorators/TokenBucket.js";
 import { jobIdOf } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
-import type { Repository } from "../../../shared/src/repository/Repository.js";
 import { exportReadyWire } from "../backup/pipeline/descriptor/exportReadyWire.js";
 import { readAndSeal } from "../backup/pipeline/read/readAndSeal.js";
 import { checkChainIds } from "../chain/checkChainIds.js";
 import { checkJobId } from "../jobs/checkJobId.js";
 import type { JobRegistry } from "../jobs/JobRegistry.js";
 import { jobStreamsOf } from "../jobs/JobStreams.js";
+import type { RepositoryCache } from "../transfer/RepositoryCache.js";
 import { backupResultOf, progressToWire } from "./backupEvents.js";
 
 export interface ReadExportRpcDeps {
   jobs: JobRegistry;
-  openRepository(location: string, signal: AbortSignal): Promise<Repository>;
+  /** Repositories kept open between reads (chunk workers, pack indexes). */
+  repositories: RepositoryCache;
   /** This agent's fleet key: with the job's certificate for it, it opens the VM host's export (§5). */
   identityKeyPem: string;
   nbdRequestSize: number;
@@ -50,11 +51,17 @@ export async function* readExportRpc(
     yield* streams.follow(running, req.jobId, { signal: ctx.signal, starter: false, detach: true });
     return;
   }
-  const repository = await deps.openRepository(req.repository, ctx.signal);
-  let closeRepository = true;
+  const t0 = performance.now();
+  const { repository, release } = await deps.repositories.acquire(req.repository, ctx.signal);
+  const opened = performance.now();
+  let releaseHere = true;
   try {
     const sealed = (await repository.listVmSnapshots(descriptor.domain.uuid, ctx.signal)).find(
       (s) => jobIdOf(s) === req.jobId,
+    );
+    deps.log.info(
+      { jobId: req.jobId, openMs: opened - t0, historyMs: performance.now() - opened },
+      "reading a network export",
     );
     if (sealed) {
       yield {
@@ -96,14 +103,14 @@ export async function* readExportRpc(
       }),
     );
     // The repository stays open until the job ends, even if every caller has gone.
-    closeRepository = false;
-    void done.catch(() => {}).finally(() => repository.close());
+    releaseHere = false;
+    void done.catch(() => {}).finally(release);
     yield* streams.follow(feed, req.jobId, {
       signal: ctx.signal,
       starter: true,
       detach: req.detachOnDisconnect,
     });
   } finally {
-    if (closeRepository) await repository.close();
+    if (releaseHere) release();
   }
 }

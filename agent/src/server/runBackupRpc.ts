@@ -7,7 +7,7 @@ import { quiesceMode } from "../../../shared/src/grpc/wire/quiesceMode.js";
 import { jobIdOf } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
 import type { Repository } from "../../../shared/src/repository/Repository.js";
 import type { BackupConfig, BackupDeps } from "../backup/BackupRequest.js";
-import { deferredCause, runBackup } from "../backup/runBackup.js";
+import { runBackup } from "../backup/runBackup.js";
 
 export type { JobOutcome };
 
@@ -16,7 +16,7 @@ import { checkJobId } from "../jobs/checkJobId.js";
 import type { JobRegistry } from "../jobs/JobRegistry.js";
 import { jobStreamsOf } from "../jobs/JobStreams.js";
 import { backupFeedCallbacks, backupResultEvent } from "./backupEvents.js";
-import { type BackupJobEnd, backupEndEvent, type JobOutcome, reportJobEnd } from "./backupJobEnd.js";
+import { backupEndEvent, backupJobEnd, type JobOutcome, reportJobEnd } from "./backupJobEnd.js";
 import { exportBackupRpc, type TransferDeps } from "./exportBackupRpc.js";
 
 export interface BackupRpcDeps {
@@ -94,9 +94,10 @@ export async function* runBackupRpc(
     const { feed, done } = streams.start(
       req.jobId,
       req.domainUuid,
-      async (signal, f): Promise<BackupJobEnd> => {
-        try {
-          const r = await runBackup({ ...deps.backup, repository }, deps.config, {
+      (signal, f) =>
+        // Deferred: the job runs again later, where the domain is then (nothing was changed).
+        backupJobEnd(() =>
+          runBackup({ ...deps.backup, repository }, deps.config, {
             jobId: req.jobId,
             domain: req.domainUuid,
             mode,
@@ -107,15 +108,8 @@ export async function* runBackupRpc(
             history: { vmUuid: req.domainUuid, snapshots: history },
             signal,
             ...backupFeedCallbacks(req.jobId, f),
-          });
-          return { done: r };
-        } catch (err) {
-          // Not a failure: the job runs again later, where the domain is then (nothing was changed).
-          const cause = deferredCause(err);
-          if (cause) return { deferred: { cause, reason: (err as Error).message } };
-          throw err;
-        }
-      },
+          }),
+        ),
       (end) => backupEndEvent(req.jobId, end),
     );
     // The repository stays open until the job ends, even if every caller has gone.

@@ -3,6 +3,7 @@ import { chmod, chown, mkdir, readFile, rename, rm, stat, writeFile } from "node
 import { join, resolve } from "node:path";
 import { execa } from "execa";
 import { abortError, CairnError } from "../../../shared/src/errors/CairnError.js";
+import { FFDHE2048_PEM } from "./ffdhe2048.js";
 import type { JobCredentials, LibvirtTlsDir } from "./JobTls.js";
 import { QEMU_TLS_FILES } from "./OpensslJobTlsMinter.js";
 
@@ -94,6 +95,7 @@ export class FileLibvirtTlsDir implements LibvirtTlsDir {
       [QEMU_TLS_FILES.ca, creds.caPem, 0o444],
       [QEMU_TLS_FILES.serverCert, creds.serverCertPem, 0o444],
       [QEMU_TLS_FILES.serverKey, creds.serverKeyPem, 0o400],
+      [QEMU_TLS_FILES.dhParams, FFDHE2048_PEM, 0o444],
     ];
     try {
       const owner = await userIds(this.qemuUser, signal);

@@ -4,6 +4,7 @@ import { isIP } from "node:net";
 import { join } from "node:path";
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
 import { runOpenssl } from "../../../shared/src/pki/runOpenssl.js";
+import { FFDHE2048_PEM } from "./ffdhe2048.js";
 import type { JobCredentials, JobTlsMinter } from "./JobTls.js";
 
 /** The file names QEMU's tls-creds-x509 object reads from its directory (endpoint=server). */
@@ -11,6 +12,7 @@ export const QEMU_TLS_FILES = {
   ca: "ca-cert.pem",
   serverCert: "server-cert.pem",
   serverKey: "server-key.pem",
+  dhParams: "dh-params.pem",
 } as const;
 
 /** Files the minter leaves besides QEMU's: the reader's certificate, for the export_ready message. */
@@ -145,6 +147,7 @@ export class OpensslJobTlsMinter implements JobTlsMinter {
       ),
     );
     await chmod(p(QEMU_TLS_FILES.serverKey), 0o600);
+    await writeFile(p(QEMU_TLS_FILES.dhParams), FFDHE2048_PEM, { mode: 0o644 });
     const owner = this.opts.owner;
     if (owner) {
       await chown(o.dir, owner.uid, owner.gid);

@@ -58,6 +58,8 @@ describe("OpensslJobTlsMinter", () => {
     expect((await readdir(dir)).sort()).toEqual([
       "ca-cert.pem",
       "client-cert.pem",
+      // Without it QEMU generates DH parameters when it loads the credentials (~250 ms).
+      "dh-params.pem",
       "server-cert.pem",
       "server-key.pem",
     ]);

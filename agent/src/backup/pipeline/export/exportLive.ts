@@ -20,7 +20,8 @@ import { UndoStack } from "../undo/UndoStack.js";
 import type { DiskImages } from "./DiskImages.js";
 import type { ExportOptions } from "./ExportOptions.js";
 import type { LiveExportServer } from "./ExportServer.js";
-import type { ExportOutcome, ExportSession } from "./ExportSession.js";
+import type { ExportSession } from "./ExportSession.js";
+import { sessionFinish } from "./sessionFinish.js";
 
 /**
  * Export stage for a running domain: plan per disk → (hooks, freeze) begin a pull backup with the
@@ -232,26 +233,14 @@ export async function exportLive(
       mode: req.mode,
       maxBytesPerSecond: opts.server.maxBytesPerSecond,
     };
-    const finish = once(async (outcome: ExportOutcome) => {
-      if ("failed" in outcome) {
-        log.warn(
-          { jobId: req.jobId, domain: domain.name, reason: outcome.failed },
-          "backup not sealed: rolling back",
-        );
-        await undo.runAll();
-        return { prunedCheckpoints: [] };
-      }
-      undo.keep(); // sealed: the checkpoint now belongs to a restore point
-      await writeJobRecord(jobDir, { ...record, sealed: true });
-      await undo.runAll();
-      const prunedCheckpoints = await pruneCheckpoints(
-        deps,
-        domain.name,
-        plan,
-        [...history, outcome.sealed],
-        signal,
-      );
-      return { prunedCheckpoints };
+    // Sealed: the checkpoint now belongs to a restore point.
+    const finish = sessionFinish({
+      undo,
+      log,
+      jobId: req.jobId,
+      domain: domain.name,
+      recordSeal: () => writeJobRecord(jobDir, { ...record, sealed: true }),
+      afterSeal: (sealed) => pruneCheckpoints(deps, domain.name, plan, [...history, sealed], signal),
     });
     return {
       descriptor,

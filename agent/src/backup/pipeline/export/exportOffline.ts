@@ -18,7 +18,8 @@ import { once } from "../undo/once.js";
 import { UndoStack } from "../undo/UndoStack.js";
 import type { DiskImages } from "./DiskImages.js";
 import type { ExportOptions } from "./ExportOptions.js";
-import type { ExportOutcome, ExportSession } from "./ExportSession.js";
+import type { ExportSession } from "./ExportSession.js";
+import { sessionFinish } from "./sessionFinish.js";
 
 /**
  * Export stage for a shut-off domain, without starting it: the new checkpoint's bitmap is added
@@ -208,20 +209,17 @@ export async function exportOffline(
       mode: req.mode,
       maxBytesPerSecond: opts.server.maxBytesPerSecond,
     };
-    const finish = once(async (outcome: ExportOutcome) => {
-      if ("failed" in outcome) {
-        log.warn(
-          { jobId: req.jobId, domain: domain.name, reason: outcome.failed },
-          "offline backup not sealed: rolling back",
-        );
-        await undo.runAll();
-        return { prunedCheckpoints: [] };
-      }
-      undo.keep(); // the new checkpoint's bitmap and metadata belong to the restore point now
-      rec.sealed = true;
-      await journalled().catch((e) => log.warn({ err: e, jobId: req.jobId }, "could not record the seal"));
-      await undo.runAll(); // exports, temporary export bitmaps, the job directory
-      return { prunedCheckpoints: [] };
+    // Sealed: the new checkpoint's bitmap and metadata belong to the restore point; exports,
+    // temporary export bitmaps and the job directory go.
+    const finish = sessionFinish({
+      undo,
+      log,
+      jobId: req.jobId,
+      domain: domain.name,
+      recordSeal: async () => {
+        rec.sealed = true;
+        await journalled().catch((e) => log.warn({ err: e, jobId: req.jobId }, "could not record the seal"));
+      },
     });
     return {
       descriptor,
