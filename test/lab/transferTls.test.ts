@@ -251,6 +251,7 @@ describe("network exports with TLS (docs/transfer-paths.md §5)", () => {
         async () => {
           expect((await readdir(host.backupTls.dir)).sort()).toEqual([
             "ca-cert.pem",
+            "dh-params.pem",
             "server-cert.pem",
             "server-key.pem",
           ]);
