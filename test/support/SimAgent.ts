@@ -489,6 +489,15 @@ export class SimAgent {
         )
         .finally(() => this.feeds.delete(req.jobId));
     }
+    yield* this.follow(feed, req, ctx);
+  }
+
+  /** Streams a job's feed to one caller; a caller that goes away aborts the job unless it detached. */
+  private async *follow<T>(
+    feed: { subscribe(): AsyncIterable<T> & { end(): void } },
+    req: { jobId: string; detachOnDisconnect: boolean },
+    ctx: { signal: AbortSignal },
+  ): AsyncGenerator<T> {
     const q = feed.subscribe();
     const onAbort = () => {
       if (!req.detachOnDisconnect) this.jobs.abort(req.jobId, "caller went away");
@@ -567,17 +576,7 @@ export class SimAgent {
         )
         .finally(() => this.readFeeds.delete(req.jobId));
     }
-    const q = feed.subscribe();
-    const onAbort = () => {
-      if (!req.detachOnDisconnect) this.jobs.abort(req.jobId, "caller went away");
-      q.end();
-    };
-    ctx.signal.addEventListener("abort", onAbort, { once: true });
-    try {
-      yield* q;
-    } finally {
-      ctx.signal.removeEventListener("abort", onAbort);
-    }
+    yield* this.follow(feed, req, ctx);
   }
 }
 

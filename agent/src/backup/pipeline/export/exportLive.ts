@@ -14,6 +14,7 @@ import { writeJobRecord } from "../../jobRecord.js";
 import { planDisks } from "../../planDisks.js";
 import type { ExportDescriptor } from "../descriptor/ExportDescriptor.js";
 import { newCheckpointName } from "../plan/newCheckpointName.js";
+import { requireHistoryForIncremental } from "../plan/requireHistoryForIncremental.js";
 import { selectDisks } from "../plan/selectDisks.js";
 import { once } from "../undo/once.js";
 import { UndoStack } from "../undo/UndoStack.js";
@@ -98,15 +99,7 @@ export async function exportLive(
         hint: "wait for it to finish, or end it (virsh domjobabort) if it is stale",
       });
     }
-    if (req.mode === "incremental" && history.length === 0) {
-      throw new CairnError(
-        "failed-precondition",
-        `no earlier backup of ${domain.name} to be incremental to`,
-        {
-          hint: "run a full backup first, or use mode auto",
-        },
-      );
-    }
+    requireHistoryForIncremental(req.mode, history.length, domain.name);
     const plan = planDisks({
       mode: req.mode,
       disks: disks.map((d) => ({ target: d.target, format: d.format })),

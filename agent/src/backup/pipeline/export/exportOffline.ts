@@ -13,6 +13,7 @@ import { type JobRecord, type OfflineJournal, writeJobRecord } from "../../jobRe
 import { planDisks } from "../../planDisks.js";
 import type { ExportDescriptor, ExportedDisk } from "../descriptor/ExportDescriptor.js";
 import { newCheckpointName } from "../plan/newCheckpointName.js";
+import { requireHistoryForIncremental } from "../plan/requireHistoryForIncremental.js";
 import { selectDisks } from "../plan/selectDisks.js";
 import { once } from "../undo/once.js";
 import { UndoStack } from "../undo/UndoStack.js";
@@ -69,15 +70,7 @@ export async function exportOffline(
         t,
         info.bitmaps.map((b) => ({ name: b.name, inconsistent: b.flags.includes("in-use") })),
       );
-    if (req.mode === "incremental" && history.length === 0) {
-      throw new CairnError(
-        "failed-precondition",
-        `no earlier backup of ${domain.name} to be incremental to`,
-        {
-          hint: "run a full backup first, or use mode auto",
-        },
-      );
-    }
+    requireHistoryForIncremental(req.mode, history.length, domain.name);
     const plan = planDisks({
       mode: req.mode,
       disks: disks.map((d) => ({ target: d.target, format: infos.get(d.target)?.format ?? d.format })),
