@@ -16,6 +16,8 @@ const PROBE_TIMEOUT_MS = 120_000;
  */
 export class Reach {
   private readonly inFlight = new Map<string, Promise<void>>();
+  /** The probe that follows a running one, per host. */
+  private readonly queued = new Map<string, Promise<void>>();
   private readonly stopping = new AbortController();
   private timer: NodeJS.Timeout | undefined;
 
@@ -53,17 +55,30 @@ export class Reach {
     }
   }
 
-  /** Probes one host (joins a probe of it already running). Never throws. */
+  /**
+   * Probes one host. A probe of it already running was asked for the repositories registered when
+   * it started: one more follows it (a repository registered meanwhile is probed then, not at the
+   * next interval), and callers asking meanwhile share that one. Never throws.
+   */
   probeHost(hostId: string, signal: AbortSignal = this.stopping.signal): Promise<void> {
-    let p = this.inFlight.get(hostId);
-    if (!p) {
-      p = this.probe(hostId, AbortSignal.any([signal, this.stopping.signal]))
-        .catch((err) => {
-          if (!signal.aborted) this.deps.log.warn({ err, host: hostId }, "repository probe failed");
-        })
-        .finally(() => this.inFlight.delete(hostId));
-      this.inFlight.set(hostId, p);
+    const running = this.inFlight.get(hostId);
+    if (running) {
+      let next = this.queued.get(hostId);
+      if (!next) {
+        next = running.then(() => {
+          this.queued.delete(hostId);
+          return this.probeHost(hostId, signal);
+        });
+        this.queued.set(hostId, next);
+      }
+      return next;
     }
+    const p = this.probe(hostId, AbortSignal.any([signal, this.stopping.signal]))
+      .catch((err) => {
+        if (!signal.aborted) this.deps.log.warn({ err, host: hostId }, "repository probe failed");
+      })
+      .finally(() => this.inFlight.delete(hostId));
+    this.inFlight.set(hostId, p);
     return p;
   }
 

@@ -62,6 +62,41 @@ describe("Reach (docs/transfer-paths.md §2)", () => {
     reach.stop();
   });
 
+  it("a repository registered while a probe of the host runs is probed right after it, not at the next interval", async () => {
+    const asked: string[][] = [];
+    let releaseFirst!: () => void;
+    const firstHeld = new Promise<void>((r) => {
+      releaseFirst = r;
+    });
+    const { store, reach } = await setup(async (targets) => {
+      asked.push(targets.map((t) => t.name));
+      if (asked.length === 1) await firstHeld;
+      return {
+        reach: targets.map((t) => ({
+          repositoryId: t.name === "main" ? ID : "d".repeat(32),
+          name: t.name,
+          location: t.location,
+          reachable: true,
+          error: "",
+          writeMibS: 1,
+          readMibS: 1,
+          probedMs: 7n,
+          hostId: "",
+        })),
+      };
+    });
+    const first = reach.probeHost("kvm-1"); // the agent registered
+    await new Promise((r) => setTimeout(r, 10));
+    await store.putRepository({ name: "s3", location: "s3://b/p/", createdMs: 2 });
+    const second = reach.probeHost("kvm-1"); // RegisterRepository, while the first runs
+    const third = reach.probeHost("kvm-1");
+    releaseFirst();
+    await Promise.all([first, second, third]);
+    expect(asked).toEqual([["main"], ["main", "s3"]]);
+    expect((await store.getRepository("s3"))?.id).toBe("d".repeat(32));
+    reach.stop();
+  });
+
   it("an agent without ProbeRepositories (older) reaches every repository at its registered location", async () => {
     const { store, reach } = await setup(async () => {
       throw new ClientError("/cairn.v1.AgentService/ProbeRepositories", Status.UNIMPLEMENTED, "no");
