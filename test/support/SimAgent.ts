@@ -442,27 +442,14 @@ export class SimAgent {
         }
         const fail = this.behaviour.failAttempt?.(req.jobId, attempt);
         if (fail) throw new ServerError(fail.code, fail.message);
-        const r = await Repository.open(new LocalObjectStore(req.repository));
-        try {
-          const w = await r.beginSnapshot({ vm: { uuid: vm.uuid, name: vm.name }, signal });
-          const d = await w.addDisk({
-            target: "vda",
-            virtualSize: 1 << 20,
-            sourceFormat: "qcow2",
-            kind: "full",
-          });
-          await d.write(0, Buffer.alloc(1 << 20, attempt));
-          await d.finish();
-          const m = await w.seal({
-            domainXml: "<domain/>",
-            consistency: { kind: "quiesced" },
-            labels: req.labels,
-            extra: { jobId: req.jobId },
-          });
-          return m;
-        } finally {
-          await r.close();
-        }
+        return sealSimSnapshot(
+          req.repository,
+          { uuid: vm.uuid, name: vm.name },
+          attempt,
+          "<domain/>",
+          req,
+          signal,
+        );
       });
       this.feeds.set(req.jobId, f);
       job
@@ -543,26 +530,14 @@ export class SimAgent {
             },
           });
         }
-        const r = await Repository.open(new LocalObjectStore(req.repository));
-        try {
-          const w = await r.beginSnapshot({ vm: { uuid: ex.domainUuid, name: ex.domainName }, signal });
-          const d = await w.addDisk({
-            target: "vda",
-            virtualSize: 1 << 20,
-            sourceFormat: "qcow2",
-            kind: "full",
-          });
-          await d.write(0, Buffer.alloc(1 << 20, attempt));
-          await d.finish();
-          return await w.seal({
-            domainXml: ex.domainXml || "<domain/>",
-            consistency: { kind: "quiesced" },
-            labels: req.labels,
-            extra: { jobId: req.jobId },
-          });
-        } finally {
-          await r.close();
-        }
+        return sealSimSnapshot(
+          req.repository,
+          { uuid: ex.domainUuid, name: ex.domainName },
+          attempt,
+          ex.domainXml || "<domain/>",
+          req,
+          signal,
+        );
       });
       this.readFeeds.set(req.jobId, f);
       job
@@ -666,4 +641,30 @@ function exportReadyOf(
     mode: mode,
     maxBytesPerSecond: 0n,
   };
+}
+
+/** What a simulated backup seals: one 1 MiB disk "vda" filled with the attempt number. */
+async function sealSimSnapshot(
+  location: string,
+  vm: { uuid: string; name: string },
+  attempt: number,
+  domainXml: string,
+  req: { jobId: string; labels: Record<string, string> },
+  signal: AbortSignal,
+): Promise<SnapshotManifest> {
+  const r = await Repository.open(new LocalObjectStore(location));
+  try {
+    const w = await r.beginSnapshot({ vm, signal });
+    const d = await w.addDisk({ target: "vda", virtualSize: 1 << 20, sourceFormat: "qcow2", kind: "full" });
+    await d.write(0, Buffer.alloc(1 << 20, attempt));
+    await d.finish();
+    return await w.seal({
+      domainXml,
+      consistency: { kind: "quiesced" },
+      labels: req.labels,
+      extra: { jobId: req.jobId },
+    });
+  } finally {
+    await r.close();
+  }
 }
