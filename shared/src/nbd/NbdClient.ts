@@ -115,6 +115,10 @@ export class NbdClient {
   get connectionCount(): number {
     return this.conns.length;
   }
+  /** True when every connection reads into reused or destination buffers (no 'data' events). */
+  get readsIntoBuffers(): boolean {
+    return this.conns.every((c) => c.readsIntoBuffers);
+  }
   /** Meta contexts the server accepted (name → id). */
   get metaContexts(): ReadonlyMap<string, number> {
     return this.first.contexts;

@@ -12,9 +12,10 @@ import {
 } from "./constants.js";
 import type { Extent } from "./extents/Extent.js";
 import { nbdErrno } from "./nbdErrno.js";
-import { describeTarget, type NbdTarget, openSocket } from "./openSocket.js";
+import { describeTarget, type NbdTarget, onreadFor, openSocket } from "./openSocket.js";
 import { ReadDestination } from "./ReadDestination.js";
 import { type InflightRequest, ReplyParser, type ReplySink } from "./ReplyParser.js";
+import { tlsReadInto } from "./tlsReadInto.js";
 import { writeU64 } from "./u64.js";
 
 export interface NbdTlsOptions {
@@ -101,7 +102,7 @@ export class NbdConnection implements ReplySink {
     peer: string,
     private readonly requestTimeoutMs: number,
     leftover: Buffer,
-    route: Route | undefined,
+    private readonly route: Route | undefined,
   ) {
     this.peer = peer;
     const onChunk = (d: Buffer) => {
@@ -146,33 +147,42 @@ export class NbdConnection implements ReplySink {
     const timeoutMs = options.connectTimeoutMs ?? 30_000;
     const deadline = AbortSignal.timeout(timeoutMs);
     const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
-    // Plain sockets read into one reused buffer (see openSocket); TLS needs a normal stream.
-    const route: Route | undefined = options.tls ? undefined : { to: () => {} };
+    // Sockets read into one reused buffer, or straight into read destinations (see openSocket);
+    // over TLS once tlsReadInto has set that up, else through 'data' events.
+    const route: Route = { to: () => {} };
+    const router = {
+      chunk: (b: Buffer) => route.to(b),
+      target: () => route.target?.(),
+      landed: (n: number) => route.landed?.(n),
+      small: () => route.small?.() ?? false,
+    };
+    let direct = !options.tls;
     let socket: net.Socket | tls.TLSSocket = await openSocket(
       options.target,
       timeoutMs,
       options.signal,
-      route
-        ? {
-            chunk: (b) => route.to(b),
-            target: () => route.target?.(),
-            landed: (n) => route.landed?.(n),
-            small: () => route.small?.() ?? false,
-          }
-        : undefined,
+      options.tls ? undefined : router,
     );
     try {
-      let reader = new ByteReader(socket, peer, route !== undefined);
-      if (route) route.to = (b) => reader.push(b);
+      let reader = new ByteReader(socket, peer, direct);
+      route.to = (b) => reader.push(b);
       const hs = new ClientHandshake({ source: reader, write: (b) => socket.write(b), signal }, peer);
       await hs.greet();
       if (options.tls) {
         await hs.startTls();
         reader.detach();
-        socket = await upgradeTls(socket, options.target, options.tls, signal, peer);
-        const tlsSocket = socket;
-        reader = new ByteReader(tlsSocket, peer);
-        hs.io = { source: reader, write: (b) => tlsSocket.write(b), signal };
+        const tlsSocket = await upgradeTls(
+          socket,
+          options.target,
+          options.tls,
+          signal,
+          peer,
+          onreadFor(router),
+        );
+        direct = tlsSocket.direct;
+        reader = new ByteReader(tlsSocket.socket, peer, direct);
+        socket = tlsSocket.socket;
+        hs.io = { source: reader, write: (b) => tlsSocket.socket.write(b), signal };
       }
       await hs.structuredReplies();
       const contexts = options.metaContexts?.length
@@ -187,7 +197,7 @@ export class NbdConnection implements ReplySink {
         peer,
         options.requestTimeoutMs ?? 120_000,
         leftover,
-        route,
+        direct ? route : undefined,
       );
     } catch (e) {
       socket.destroy();
@@ -199,6 +209,11 @@ export class NbdConnection implements ReplySink {
       if (options.signal?.aborted) throw abortError(options.signal, `NBD handshake with ${peer}`);
       throw e;
     }
+  }
+
+  /** Reads land in reused or destination buffers (openSocket's onread, or tlsReadInto). */
+  get readsIntoBuffers(): boolean {
+    return this.route !== undefined;
   }
 
   /** Requests in flight on this connection (for least-loaded scheduling). */
@@ -477,7 +492,8 @@ function upgradeTls(
   opts: NbdTlsOptions,
   signal: AbortSignal,
   peer: string,
-): Promise<tls.TLSSocket> {
+  onread: ReturnType<typeof onreadFor>,
+): Promise<{ socket: tls.TLSSocket; direct: boolean }> {
   return new Promise((resolve, reject) => {
     const host = opts.servername ?? ("host" in target ? target.host : "localhost");
     const isIp = /^[\d.]+$|:/.test(host);
@@ -489,6 +505,8 @@ function upgradeTls(
       host,
       ...(isIp ? {} : { servername: host }),
     });
+    // Before the handshake ends: no application data can have arrived yet.
+    const direct = tlsReadInto(t, onread);
     const onAbort = () => {
       t.destroy();
       reject(new CairnError("aborted", `TLS handshake with ${peer} aborted`));
@@ -497,7 +515,7 @@ function upgradeTls(
     t.once("secureConnect", () => {
       signal.removeEventListener("abort", onAbort);
       t.off("error", onError);
-      resolve(t);
+      resolve({ socket: t, direct });
     });
     const onError = (e: Error) => {
       signal.removeEventListener("abort", onAbort);

@@ -26,6 +26,25 @@ const SMALL_READ = 4096;
 /** Size of the one receive buffer reused for every read when `onread` is given. */
 const RECV_BUFFER = 1024 * 1024;
 
+/** Node's `onread` option for a router: one reused buffer, or the router's direct target. */
+export function onreadFor(router: ReadRouter): {
+  buffer: () => Uint8Array;
+  callback: (n: number, buf: Uint8Array) => boolean;
+} {
+  const shared = Buffer.allocUnsafe(RECV_BUFFER);
+  const small = shared.subarray(0, SMALL_READ);
+  // Node asks for the next read's buffer after each read: usually the shared one, but while a
+  // large read payload is pending the router may return the destination itself (zero-copy).
+  return {
+    buffer: () => router.target?.() ?? (router.small?.() ? small : shared),
+    callback: (n, buf) => {
+      if (buf === shared || buf === small) router.chunk(shared.subarray(0, n));
+      else router.landed?.(n);
+      return true;
+    },
+  };
+}
+
 /**
  * Connects a plain socket, failing with "unavailable", "timeout" or "aborted" — never hanging.
  * With `onread`, the socket reads into one reused buffer and hands each chunk to `onread` (no
@@ -41,22 +60,7 @@ export function openSocket(
   const peer = describeTarget(target);
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(abortError(signal, `connecting to ${peer}`));
-    const shared = Buffer.allocUnsafe(RECV_BUFFER);
-    const small = shared.subarray(0, SMALL_READ);
-    // Node asks for the next read's buffer after each read: usually the shared one, but while a
-    // large read payload is pending the router may return the destination itself (zero-copy).
-    const reuse = onread
-      ? {
-          onread: {
-            buffer: () => onread.target?.() ?? (onread.small?.() ? small : shared),
-            callback: (n: number, buf: Uint8Array) => {
-              if (buf === shared || buf === small) onread.chunk(shared.subarray(0, n));
-              else onread.landed?.(n);
-              return true;
-            },
-          },
-        }
-      : {};
+    const reuse = onread ? { onread: onreadFor(onread) } : {};
     const socket =
       "path" in target
         ? net.connect({ path: target.path, ...reuse })

@@ -7,6 +7,7 @@ import { BASE_ALLOCATION } from "../../../shared/src/nbd/constants.js";
 import { MemoryBlockDevice } from "../../../shared/src/nbd/MemoryBlockDevice.js";
 import { NbdClient } from "../../../shared/src/nbd/NbdClient.js";
 import { NbdServer } from "../../../shared/src/nbd/NbdServer.js";
+import { readExtentsTo } from "../../../shared/src/nbd/readExtents.js";
 import { freePort, Peers, run } from "./support/processes.js";
 import { makeTestPki, type TestPki } from "./support/tlsCerts.js";
 
@@ -61,6 +62,38 @@ describe("STARTTLS against qemu-nbd --object tls-creds-x509", () => {
       expect(c.size).toBe(image.length);
       expect((await c.read(MiB, 3 * MiB)).equals(image.subarray(MiB, 4 * MiB))).toBe(true);
       expect((await c.mapExtents(BASE_ALLOCATION)).length).toBeGreaterThan(0);
+    } finally {
+      await c.close();
+    }
+  });
+
+  it("reads whole chunks over TLS straight into the caller's buffers, byte-exact", async () => {
+    const c = await NbdClient.connect({
+      target: { host: "127.0.0.1", port },
+      tls: { ca: pki.ca, cert: pki.clientCert, key: pki.clientKey },
+    });
+    try {
+      // Without tlsReadInto every TLS record is a fresh Buffer through a Readable stream (GC-bound).
+      expect(c.readsIntoBuffers).toBe(true);
+      const chunk = 256 * 1024;
+      const got = Buffer.alloc(image.length);
+      const r = await readExtentsTo(
+        c,
+        [{ offset: 4096, length: image.length - 8192 }],
+        (offset, data) => {
+          data.copy(got, offset);
+        },
+        {
+          requestSize: MiB,
+          depth: 4,
+          chunkSize: chunk,
+          allocate: (len) => ({ buffer: Buffer.alloc(len), owner: undefined }),
+        },
+      );
+      expect(r.bytesRead).toBe(image.length - 8192);
+      expect(got.subarray(4096, image.length - 4096).equals(image.subarray(4096, image.length - 4096))).toBe(
+        true,
+      );
     } finally {
       await c.close();
     }
