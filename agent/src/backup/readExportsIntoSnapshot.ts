@@ -47,10 +47,17 @@ export async function readExportsIntoSnapshot(
   plan: BackupPlan,
   exports: readonly DiskExport[],
   opts: ReadExportsOptions,
-): Promise<{ bytesRead: number }> {
+): Promise<{ bytesRead: number; phasesMs: { connect: number; map: number; read: number } }> {
   const { signal } = opts;
   const progress = new ProgressTracker(opts.onProgress);
   let bytesRead = 0;
+  const phasesMs = { connect: 0, map: 0, read: 0 };
+  let t = performance.now();
+  const lap = (phase: keyof typeof phasesMs) => {
+    const now = performance.now();
+    phasesMs[phase] += now - t;
+    t = now;
+  };
   const connections: { target: string; client: NbdClient; extents: PlannedExtent[] }[] = [];
   try {
     for (const e of exports) {
@@ -62,6 +69,7 @@ export async function readExportsIntoSnapshot(
         metaContexts: dirtyCtx ? ["base:allocation", dirtyCtx] : ["base:allocation"],
         signal,
       });
+      lap("connect");
       const entry = { target: e.target, client, extents: [] as PlannedExtent[] };
       connections.push(entry);
       const allocation = await client.mapExtents("base:allocation", { signal });
@@ -69,6 +77,7 @@ export async function readExportsIntoSnapshot(
         ? intersectDirtyWithAllocation(await client.mapExtents(dirtyCtx, { signal }), allocation)
         : planFromAllocation(allocation);
       progress.addTotal(entry.extents.filter((x) => x.kind === "data").reduce((a, x) => a + x.length, 0));
+      lap("map");
     }
     for (const { target, client, extents } of connections) {
       const p = plan.disks.find((x) => x.target === target)!;
@@ -115,11 +124,12 @@ export async function readExportsIntoSnapshot(
       );
       bytesRead += r.bytesRead;
       await disk.finish(signal);
+      lap("read");
     }
   } finally {
     for (const c of connections) await c.client.close().catch(() => c.client.destroy());
   }
-  return { bytesRead };
+  return { bytesRead, phasesMs };
 }
 
 /** NbdClient's target and TLS for an endpoint: the job's CA is the only trust anchor (§5). */

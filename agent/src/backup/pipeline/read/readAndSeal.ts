@@ -39,14 +39,16 @@ export async function readAndSeal(
   opts: ReadAndSealOptions,
 ): Promise<{ manifest: SnapshotManifest; bytesRead: number }> {
   const { signal } = opts;
+  const t0 = performance.now();
   const writer = opts.writer ?? (await repository.beginSnapshot({ vm: descriptor.domain, signal }));
+  const begun = performance.now();
   try {
     opts.onStage?.(
       "reading",
       descriptor.offline ? { offline: true } : { consistency: descriptor.consistency.kind },
     );
     const throttle = throttleOf(opts.maxBytesPerSecond ?? 0, descriptor.maxBytesPerSecond, opts.agentLimiter);
-    const { bytesRead } = await readExportsIntoSnapshot(
+    const { bytesRead, phasesMs } = await readExportsIntoSnapshot(
       writer,
       { newCheckpoint: descriptor.newCheckpoint, disks: descriptor.disks.map((d) => d.plan) },
       descriptor.disks,
@@ -61,6 +63,7 @@ export async function readAndSeal(
     );
     opts.onRead?.();
     opts.onStage?.("sealing", { bytesRead });
+    const read = performance.now();
     const { jobId } = opts;
     const { mode } = descriptor;
     const manifest = await writer.seal({
@@ -79,6 +82,11 @@ export async function readAndSeal(
           },
       signal,
     });
+    // Where a reader's time went: a network read that lags a local one says why here.
+    opts.log.info(
+      { jobId, bytesRead, phasesMs: { begin: begun - t0, ...phasesMs, seal: performance.now() - read } },
+      "read and sealed",
+    );
     return { manifest, bytesRead };
   } catch (err) {
     await writer.abort().catch((e) => opts.log.warn({ err: e }, "abort of unsealed snapshot failed"));
