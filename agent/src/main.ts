@@ -22,6 +22,7 @@ import { FileLibvirtTlsDir } from "./transfer/FileLibvirtTlsDir.js";
 import { OpensslJobTlsMinter } from "./transfer/OpensslJobTlsMinter.js";
 import { PendingExports } from "./transfer/PendingExports.js";
 import { RepositoryCache } from "./transfer/RepositoryCache.js";
+import { RouteQuickack } from "./transfer/RouteQuickack.js";
 
 // grpc-js passes an IP address as TLS servername (Node's DEP0123): harmless, and noise for operators.
 process.noDeprecation = true;
@@ -154,6 +155,7 @@ async function main(): Promise<void> {
         nbdRequestSize: config.nbd.requestSize,
         nbdDepth: config.nbd.depth,
         readLimiter,
+        quickack: new RouteQuickack(rt.log),
         log: rt.log,
       },
     },

@@ -12,6 +12,7 @@ import { checkJobId } from "../jobs/checkJobId.js";
 import type { JobRegistry } from "../jobs/JobRegistry.js";
 import { jobStreamsOf } from "../jobs/JobStreams.js";
 import type { RepositoryCache } from "../transfer/RepositoryCache.js";
+import type { RouteQuickack } from "../transfer/RouteQuickack.js";
 import { backupResultOf, progressToWire } from "./backupEvents.js";
 
 export interface ReadExportRpcDeps {
@@ -24,6 +25,8 @@ export interface ReadExportRpcDeps {
   nbdDepth: number;
   /** transfer.maxReadBytesPerSecond, shared by every job this agent reads. */
   readLimiter?: TokenBucket | undefined;
+  /** Warns when the route to an exporter lacks quickack (§4). */
+  quickack?: RouteQuickack | undefined;
   log: Logger;
 }
 
@@ -69,6 +72,9 @@ export async function* readExportRpc(
         event: { $case: "result", value: backupResultOf(sealed, descriptor.freezeWindowMs, undefined, []) },
       };
       return;
+    }
+    for (const d of descriptor.disks) {
+      if (d.endpoint.kind === "tcp") await deps.quickack?.check(d.endpoint.host, ctx.signal);
     }
     const { feed, done } = streams.start(
       req.jobId,
