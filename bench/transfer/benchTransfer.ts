@@ -3,9 +3,10 @@
  * (40% random, the rest never written) on a host that reaches the repository, backed up through
  * the coordinator LAN-free (the VM host reads and writes) and over the network path (policy
  * `transfer: network`: a mover in its own network namespace reads the VM host's export over TCP
- * with TLS across a veth pair). A full and a 5% incremental each way, interleaved, the order
- * swapped in the second round so neither path always meets a repository that already holds the
- * chunks. Peers measured in the same run: the LAN-free path is the reference the network path is
+ * with TLS across a veth pair; the mover's route has `quickack`, as §4 asks). A full and a 5%
+ * incremental each way, interleaved, each round into a fresh repository with the order swapped in
+ * the second, so each path once stores the chunks and once finds them. Then one more network
+ * incremental without quickack, reported beside. Peers measured in the same run: the LAN-free path is the reference the network path is
  * compared with. Last stdout line: one JSON object.
  */
 import { mkdir, readFile, writeFile } from "node:fs/promises";
@@ -40,7 +41,19 @@ const samples: Record<`${Path}_${"full" | "incr"}`, number[]> = {
   network_incr: [],
 };
 const moverCpu: { seconds: number; bytes: number }[] = [];
+/**
+ * CPU seconds per job of the VM's QEMU (on the network path it encrypts the export: GnuTLS), of
+ * the VM host's agent and of the mover: with both hosts on this machine's 2 cores, their sum over
+ * 2 is the floor of a job's wall time.
+ */
+const jobCpu: Record<keyof typeof samples, { qemu: number; vmHostAgent: number; mover: number }[]> = {
+  lanfree_full: [],
+  network_full: [],
+  lanfree_incr: [],
+  network_incr: [],
+};
 let vm: LabVm | undefined;
+let withoutQuickack = 0;
 try {
   await L.start();
   vm = await L.lab.createVm({
@@ -52,10 +65,22 @@ try {
   await eventually("the VM in the inventory", async () =>
     (await L.c.admin().listVms({ hostId: "kvm-a" })).vms.some((x) => x.name === v.name),
   );
-  await L.policy("lanfree", v.name, "transfer: lan-free\n");
-  await L.policy("network", v.name, "transfer: network\n");
+  // Each round writes into a repository of its own: the path that goes first stores the chunks,
+  // the second finds them (dedup), and the order swaps between rounds.
+  const roundRepository = async (round: number) => {
+    const repo = `san-r${round}`;
+    await L.sanRepository(repo);
+    await L.policy("lanfree", v.name, "transfer: lan-free\n", repo);
+    await L.policy("network", v.name, "transfer: network\n", repo);
+  };
+  const qemu = await v.qemuPid();
   const once = async (path: Path, mode: BackupMode) => {
-    const cpu0 = path === "network" ? await cpuSeconds(L.mover.pid as number) : 0;
+    const cpuNow = async () => ({
+      qemu: await cpuSeconds(qemu),
+      vmHostAgent: await cpuSeconds(L.a.pid as number),
+      mover: await cpuSeconds(L.mover.pid as number),
+    });
+    const before = await cpuNow();
     const t0 = performance.now();
     const job = await L.backup(v.name, path, mode, 1_200_000);
     const ms = performance.now() - t0;
@@ -64,14 +89,21 @@ try {
     if (job.transfer?.path !== expected) throw new Error(`${path} job took ${job.transfer?.path}`);
     const s = await L.c.running.ctx.store.getSnapshot(job.snapshotId as string);
     const read = (JSON.parse(s?.manifestJson ?? "{}") as { stats: { bytesRead: number } }).stats.bytesRead;
-    if (path === "network")
-      moverCpu.push({ seconds: (await cpuSeconds(L.mover.pid as number)) - cpu0, bytes: read });
+    const after = await cpuNow();
+    const used = (k: keyof typeof after) => Math.round((after[k] - before[k]) * 100) / 100;
+    jobCpu[`${path}_${mode === BackupMode.BACKUP_MODE_FULL ? "full" : "incr"}`].push({
+      qemu: used("qemu"),
+      vmHostAgent: used("vmHostAgent"),
+      mover: used("mover"),
+    });
+    if (path === "network") moverCpu.push({ seconds: used("mover"), bytes: read });
     log(
       `[bench] ${path} ${mode === BackupMode.BACKUP_MODE_FULL ? "full" : "incr"}: ${(ms / 1000).toFixed(1)} s, read ${(read / MiB).toFixed(0)} MiB`,
     );
     return ms;
   };
   for (let round = 0; round < ROUNDS; round++) {
+    await roundRepository(round);
     const order: Path[] = round % 2 === 0 ? ["lanfree", "network"] : ["network", "lanfree"];
     for (const p of order) samples[`${p}_full`].push(await once(p, BackupMode.BACKUP_MODE_FULL));
     for (const p of order) {
@@ -82,6 +114,12 @@ try {
       samples[`${p}_incr`].push(await once(p, BackupMode.BACKUP_MODE_INCREMENTAL));
     }
   }
+  // The same network incremental without quickack on the mover's route (§4): what every small
+  // reply of QEMU's NBD server costs when the mover's kernel delays its ACKs.
+  await L.ns.quickack(false, AbortSignal.timeout(15_000));
+  const dirty = Math.floor(DISK_MIB / 20) * MiB;
+  await v.writeRandom("/dev/vda", 64 * MiB, dirty);
+  withoutQuickack = await once("network", BackupMode.BACKUP_MODE_INCREMENTAL);
 } finally {
   await L.dispose();
 }
@@ -104,8 +142,10 @@ const detail = {
   ...result,
   disk_mib: DISK_MIB,
   rounds: ROUNDS,
+  network_incr_without_quickack_s: round3(withoutQuickack / 1000),
   seconds: Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, v.map((x) => round3(x / 1000))])),
   mover_cpu: moverCpu,
+  cpu_s: jobCpu,
   targets: { network_over_lanfree_full: "<= 1.4", network_over_lanfree_incr: "<= 1.4", tls: true },
 };
 await mkdir("bench/out", { recursive: true });

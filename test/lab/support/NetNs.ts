@@ -21,6 +21,8 @@ export class NetNs {
     readonly hostAddress: string,
     /** The namespace's own address. */
     readonly address: string,
+    /** The namespace's end of the veth pair. */
+    readonly nsIf: string,
   ) {}
 
   static async create(signal: AbortSignal): Promise<NetNs> {
@@ -31,7 +33,7 @@ export class NetNs {
     const hostIf = `cnh${tag}`;
     const nsIf = `cnn${tag}`;
     const subnet = await freeSubnet(signal);
-    const ns = new NetNs(name, hostIf, `${subnet}.1`, `${subnet}.2`);
+    const ns = new NetNs(name, hostIf, `${subnet}.1`, `${subnet}.2`, nsIf);
     const opts = { signal, timeoutMs: 15_000 };
     try {
       await run("ip", ["netns", "add", name], opts);
@@ -46,6 +48,33 @@ export class NetNs {
       throw e;
     }
     return ns;
+  }
+
+  /**
+   * Sets or clears `quickack` on the namespace's route to us: what docs/transfer-paths.md §4 asks
+   * of a mover's routes to VM hosts (QEMU's NBD server leaves Nagle on, so without it every small
+   * reply waits for this side's delayed ACK).
+   */
+  async quickack(on: boolean, signal: AbortSignal): Promise<void> {
+    const subnet = `${this.address.split(".").slice(0, 3).join(".")}.0/24`;
+    await this.run(
+      "ip",
+      [
+        "route",
+        "change",
+        subnet,
+        "dev",
+        this.nsIf,
+        "proto",
+        "kernel",
+        "scope",
+        "link",
+        "src",
+        this.address,
+        ...(on ? ["quickack", "1"] : []),
+      ],
+      { signal, timeoutMs: 15_000 },
+    );
   }
 
   /** Runs a program inside the namespace (argument array, never a shell). */

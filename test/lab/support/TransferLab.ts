@@ -45,6 +45,7 @@ export class TransferLab {
   async start(over: Partial<CoordinatorConfig> = {}): Promise<void> {
     const signal = AbortSignal.timeout(120_000);
     this.ns = await NetNs.create(signal);
+    await this.ns.quickack(true, signal);
     // Agents in the namespace dial the coordinator on our end of the veth pair.
     this.c = await startTestCoordinator(
       { listen: "0.0.0.0:0", ...over },
@@ -93,10 +94,27 @@ export class TransferLab {
     );
   }
 
-  async policy(name: string, vm: string, extra = ""): Promise<void> {
+  async policy(name: string, vm: string, extra = "", repository = "san"): Promise<void> {
     await this.c.admin().applyPolicy({
-      yaml: `name: ${name}\nselector: {names: [${vm}]}\nschedule: {cron: "0 3 * * *"}\nmode: {kind: incremental, fullEvery: 100}\nrepository: san\n${extra}`,
+      yaml: `name: ${name}\nselector: {names: [${vm}]}\nschedule: {cron: "0 3 * * *"}\nmode: {kind: incremental, fullEvery: 100}\nrepository: ${repository}\n${extra}`,
     });
+  }
+
+  /** Another repository on the SAN, registered once kvm-a and the mover have probed it. */
+  async sanRepository(name: string): Promise<void> {
+    await (
+      await Repository.init(new LocalObjectStore(join(this.san, name)), { chunkSize: 256 * 1024 })
+    ).close();
+    await this.c.admin().registerRepository({ name, location: join(this.san, name) });
+    await eventually(
+      `kvm-a and mover-1 reached repository ${name}`,
+      async () => {
+        const r = await this.c.admin().showRepository({ name });
+        const ok = (h: string) => r.reach.some((x) => x.hostId === h && x.reachable);
+        return ok("kvm-a") && ok("mover-1") ? r : undefined;
+      },
+      60_000,
+    );
   }
 
   async backup(
