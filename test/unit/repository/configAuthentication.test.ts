@@ -50,7 +50,7 @@ describe("downgrade to an unencrypted config", () => {
   it("a config rewritten to encryption:null is refused when opened with the passphrase; no plaintext is written", async () => {
     const store = await encryptedWithBackup();
     await rewriteConfig(store, (c) => {
-      c["encryption"] = null;
+      Object.assign(c, { encryption: null });
     });
     const before = await everything(store);
     // The probe of issue #24: the next backup, run with the passphrase, stored plaintext.
@@ -73,7 +73,7 @@ describe("downgrade to an unencrypted config", () => {
   it("is refused without a passphrase too when the caller expects encryption; opens when it does not", async () => {
     const store = await encryptedWithBackup();
     await rewriteConfig(store, (c) => {
-      c["encryption"] = null;
+      Object.assign(c, { encryption: null });
     });
     const e = await refusal(Repository.open(store, { requireEncryption: true }));
     expect(isCairnError(e, "failed-precondition")).toBe(true);
