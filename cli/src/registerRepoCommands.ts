@@ -66,6 +66,35 @@ export function registerRepoCommands(program: Command): void {
         }, o),
     );
 
+  repo
+    .command("upgrade <location>")
+    .description(
+      "authenticate the config of an encrypted repository made before configs were (repository-format §3.1)",
+    )
+    .option("--passphrase-file <file>")
+    .option("--json", "machine-readable output")
+    .action((location: string, o: { passphraseFile?: string; json?: boolean }) =>
+      runCli(async () => {
+        const passphrase = await readPassphrase(o.passphraseFile);
+        if (!passphrase) {
+          throw new CairnError("invalid-argument", "upgrading a repository's config needs its passphrase", {
+            hint: "set CAIRN_PASSPHRASE or pass --passphrase-file",
+          });
+        }
+        const result = await Repository.upgradeConfig(openRepositoryStore(location), {
+          passphrase,
+          signal: AbortSignal.timeout(120_000),
+        });
+        process.stdout.write(
+          o.json
+            ? `${JSON.stringify({ location, result })}\n`
+            : result === "upgraded"
+              ? `authenticated the config of repository ${location}\n`
+              : `the config of repository ${location} was already authenticated\n`,
+        );
+      }, o),
+    );
+
   const snapshots = program.command("snapshots").description("list and show restore points");
   withConnectOptions(snapshots.command("list"))
     .option("--repo <location>", "read this repository directly instead of asking the coordinator")

@@ -2,7 +2,9 @@ import { createHash, createHmac, randomBytes } from "node:crypto";
 import { CairnError, isCairnError } from "../errors/CairnError.js";
 import { ChunkWorkerPool } from "./chunks/ChunkWorkerPool.js";
 import { frame, unframe } from "./chunks/codec.js";
-import { createMasterKey, openMasterKey } from "./crypto/masterKey.js";
+import { configMac } from "./crypto/configMac.js";
+import { createMasterKey } from "./crypto/masterKey.js";
+import { openRepositoryKeys } from "./crypto/openRepositoryKeys.js";
 import type { RepositoryKeys } from "./crypto/RepositoryKeys.js";
 import { DiskIndex } from "./index/DiskIndex.js";
 import {
@@ -30,7 +32,7 @@ import {
 } from "./RepositoryConfig.js";
 import { RestorePointReader } from "./RestorePointReader.js";
 import { RestorePointWriter, type VmIdentity } from "./RestorePointWriter.js";
-import { readRepositoryConfig } from "./readRepositoryConfig.js";
+import { loadRepositoryConfig } from "./readRepositoryConfig.js";
 
 export interface InitOptions {
   chunkSize?: number;
@@ -46,7 +48,10 @@ export interface InitOptions {
 }
 
 export interface OpenOptions {
+  /** Given (non-empty): the repository must be encrypted (format §3.1). */
   passphrase?: string;
+  /** The caller knows the repository is encrypted: an unencrypted config is refused (format §3.1). */
+  requireEncryption?: boolean;
   workers?: number;
   signal?: AbortSignal;
 }
@@ -60,17 +65,21 @@ export class Repository {
   readonly store: ObjectStore;
   readonly config: RepositoryConfig;
   readonly keys: RepositoryKeys | undefined;
+  /** The config carries a verified MAC (format §3.1); false when unencrypted or legacy. */
+  readonly configAuthenticated: boolean;
   readonly pool: ChunkWorkerPool;
 
   private constructor(
     store: ObjectStore,
     config: RepositoryConfig,
     keys: RepositoryKeys | undefined,
+    configAuthenticated: boolean,
     workers?: number,
   ) {
     this.store = store;
     this.config = config;
     this.keys = keys;
+    this.configAuthenticated = configAuthenticated;
     this.pool = new ChunkWorkerPool(keys, config.compression.level, workers);
   }
 
@@ -171,16 +180,13 @@ export class Repository {
       });
     }
     const id = randomBytes(16).toString("hex");
-    let keys: RepositoryKeys | undefined;
-    let encryption: RepositoryConfig["encryption"] = null;
-    if (options.passphrase !== undefined) {
-      const mk = await createMasterKey(options.passphrase, id, {
-        ...(options.scryptN ? { N: options.scryptN } : {}),
-        ...(signal ? { signal } : {}),
-      });
-      keys = mk.keys;
-      encryption = mk.config;
-    }
+    const mk =
+      options.passphrase === undefined
+        ? undefined
+        : await createMasterKey(options.passphrase, id, {
+            ...(options.scryptN ? { N: options.scryptN } : {}),
+            ...(signal ? { signal } : {}),
+          });
     const parsed = repositoryConfigSchema.safeParse({
       format: "cairn-repository",
       version: options.formatVersion ?? FORMAT_VERSION,
@@ -188,7 +194,7 @@ export class Repository {
       createdAt: new Date().toISOString(),
       chunkSize: options.chunkSize ?? DEFAULT_CHUNK_SIZE,
       compression: { algorithm: "zstd", level: options.compressionLevel ?? 1 },
-      encryption,
+      encryption: mk?.config ?? null,
     });
     if (!parsed.success) {
       throw new CairnError(
@@ -196,17 +202,60 @@ export class Repository {
         `invalid repository settings: ${parsed.error.issues.map((i) => i.message).join("; ")}`,
       );
     }
-    await store.put(CONFIG_KEY, Buffer.from(JSON.stringify(parsed.data, null, 2)), { signal });
-    return new Repository(store, parsed.data, keys, options.workers);
+    const config: RepositoryConfig = mk
+      ? { ...parsed.data, mac: configMac(mk.master.configKey, parsed.data) }
+      : parsed.data;
+    await store.put(CONFIG_KEY, Buffer.from(JSON.stringify(config, null, 2)), { signal });
+    return new Repository(store, config, mk?.master.keys, mk !== undefined, options.workers);
   }
 
+  /**
+   * Opens a repository. With a passphrase (or requireEncryption) the config must be encrypted, and
+   * an authenticated config must match its MAC (format §3.1): openRepositoryKeys, before anything is
+   * read or written beyond the config.
+   */
   static async open(store: ObjectStore, options: OpenOptions = {}): Promise<Repository> {
     const { signal } = options;
-    const config = await readRepositoryConfig(store, signal);
-    const keys = config.encryption
-      ? await openMasterKey(options.passphrase, config.id, config.encryption, store.location, signal)
-      : undefined;
-    return new Repository(store, config, keys, options.workers);
+    const { config, content } = await loadRepositoryConfig(store, signal);
+    const master = await openRepositoryKeys(store.location, config, content, options);
+    return new Repository(
+      store,
+      config,
+      master?.keys,
+      master !== undefined && config.mac !== undefined,
+      options.workers,
+    );
+  }
+
+  /**
+   * Authenticates a legacy encrypted repository's config (format §3.1, `cairn repo upgrade`):
+   * re-wraps the same master key under "cairn/2/…" and adds the MAC, in one put of `config`. The
+   * data and id keys do not change. "already-authenticated" (nothing written) when it was done.
+   */
+  static async upgradeConfig(
+    store: ObjectStore,
+    options: { passphrase: string; signal?: AbortSignal },
+  ): Promise<"upgraded" | "already-authenticated"> {
+    const { signal } = options;
+    const { config, content } = await loadRepositoryConfig(store, signal);
+    if (!config.encryption) {
+      throw new CairnError(
+        "failed-precondition",
+        `repository ${store.location} is not encrypted: there is no key to authenticate its config with`,
+        { hint: "only encrypted repositories have an authenticated config" },
+      );
+    }
+    const master = await openRepositoryKeys(store.location, config, content, options);
+    if (!master) throw new CairnError("internal", "an encrypted config gave no master key");
+    if (master.wrapVersion === 2 && content["mac"] !== undefined) return "already-authenticated";
+    const { mac: _legacyMac, ...rest } = content;
+    const upgraded: Record<string, unknown> = {
+      ...rest,
+      encryption: { ...(content["encryption"] as Record<string, unknown>), wrappedKey: master.rewrap() },
+    };
+    upgraded["mac"] = configMac(master.configKey, upgraded);
+    await store.put(CONFIG_KEY, Buffer.from(JSON.stringify(upgraded, null, 2)), { signal });
+    return "upgraded";
   }
 
   /** Starts a backup of one VM; holds a shared lock until seal() or abort(). */

@@ -8,7 +8,7 @@ export function usesPacks(config: { version: number }): boolean {
 }
 export const DEFAULT_CHUNK_SIZE = 256 * 1024;
 
-/** The `config` object (format §3). Never encrypted: it is needed to unwrap the key. */
+/** The `config` object (format §3). Never encrypted: it is needed to unwrap the key; authenticated by `mac` (§3.1). */
 export const repositoryConfigSchema = z.object({
   format: z.literal("cairn-repository"),
   version: z.number().int().positive(),
@@ -34,5 +34,10 @@ export const repositoryConfigSchema = z.object({
       wrappedKey: z.string(),
     })
     .nullable(),
+  /** HMAC of the rest, in an encrypted repository whose config is authenticated (format §3.1). */
+  mac: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .optional(),
 });
 export type RepositoryConfig = z.infer<typeof repositoryConfigSchema>;

@@ -13,6 +13,17 @@ export async function readRepositoryConfig(
   store: ObjectStore,
   signal?: AbortSignal,
 ): Promise<RepositoryConfig> {
+  return (await loadRepositoryConfig(store, signal)).config;
+}
+
+/**
+ * readRepositoryConfig, with the config's content as stored: every field, also those the schema
+ * does not know, which the config's MAC covers (format §3.1).
+ */
+export async function loadRepositoryConfig(
+  store: ObjectStore,
+  signal?: AbortSignal,
+): Promise<{ config: RepositoryConfig; content: Record<string, unknown> }> {
   let raw: Buffer;
   try {
     raw = await store.get(CONFIG_KEY, { signal });
@@ -48,5 +59,5 @@ export async function readRepositoryConfig(
       `the config of repository ${store.location} is invalid: ${parsed.error.message}`,
     );
   }
-  return parsed.data;
+  return { config: parsed.data, content: json as Record<string, unknown> };
 }

@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { createCipheriv, randomBytes } from "node:crypto";
 import { Worker } from "node:worker_threads";
 import { describe, expect, it, vi } from "vitest";
 import { ChunkWorkerPool } from "../../../shared/src/repository/chunks/ChunkWorkerPool.js";
@@ -173,5 +173,43 @@ describe("framing in place: the chunk buffer is the frame when nothing transform
     const failed = expect(pool.hashShared(c)).rejects.toThrow(/closed/);
     await pool.close();
     await failed;
+  });
+});
+
+describe("encrypted frames authenticate their header (format §5, frame version 2)", () => {
+  const keys: RepositoryKeys = { dataKey: randomBytes(32), idKey: randomBytes(32) };
+  const plain = text(64 * KiB);
+  const id = contentId(plain, keys);
+
+  it.each([
+    ["the compression flag", 1, 1],
+    ["the version byte (2 to 1: the legacy AAD)", 0, 3],
+    ["the version byte (2 to 3)", 0, 1],
+  ] as const)("a frame with %s changed fails: corrupt", (_, at, xor) => {
+    const f = frame("chunk", id, plain, keys, 1);
+    expect([f[0], f[1]]).toEqual([2, 2 | 1]);
+    expect(unframe("chunk", id, f, keys, "chunk c").equals(plain)).toBe(true);
+    f[at] = (f[at] ?? 0) ^ xor;
+    expect(() => unframe("chunk", id, f, keys, "chunk c")).toThrow(
+      at === 0 && f[0] === 3 ? /unknown frame version 3/ : /chunk c is corrupt: authentication failed/,
+    );
+  });
+
+  it("a frame of version 2 without the encryption flag is corrupt", () => {
+    const f = frame("chunk", id, plain, keys, 1);
+    f[1] = 1;
+    expect(() => unframe("chunk", id, f, keys, "chunk c")).toThrow(
+      /frame version 2 is only written encrypted/,
+    );
+  });
+
+  it("a legacy version-1 encrypted frame (AAD without the header) still reads", () => {
+    const nonce = randomBytes(12);
+    const c = createCipheriv("aes-256-gcm", keys.dataKey, nonce);
+    c.setAAD(Buffer.from(`cairn/1/chunk/${id}`));
+    const legacy = Buffer.concat([Buffer.from([1, 2]), nonce, c.update(plain), c.final(), c.getAuthTag()]);
+    expect(unframe("chunk", id, legacy, keys, "chunk c").equals(plain)).toBe(true);
+    legacy[0] = 2; // the same bytes claimed as version 2 use the other AAD
+    expect(() => unframe("chunk", id, legacy, keys, "chunk c")).toThrow(/authentication failed/);
   });
 });

@@ -7,7 +7,10 @@ import type { RepositoryKeys } from "../crypto/RepositoryKeys.js";
 /** The kinds of framed object; the kind is bound into the AEAD so objects cannot be swapped. */
 export type ObjectKind = "chunk" | "index" | "snapshot" | "packindex";
 
+/** Unencrypted frames, and encrypted ones written before the header was authenticated (format §5). */
 const FRAME_VERSION = 1;
+/** Encrypted frames whose header (version, flags) is part of the AEAD's associated data (format §5). */
+const FRAME_VERSION_SEALED = 2;
 const FLAG_ZSTD = 1;
 const FLAG_AES = 2;
 const FLAG_PAD = 4;
@@ -109,6 +112,16 @@ function compressed(plain: Uint8Array, level: number): Buffer | undefined {
     : out.subarray(0, length);
 }
 
+/**
+ * The AEAD's associated data for a frame with this header (format §5): version 2 binds the header
+ * bytes and the object's name; version 1 (legacy, read only) the name alone.
+ */
+function associatedData(header: Uint8Array, kind: ObjectKind, id: string): Buffer {
+  return header[0] === FRAME_VERSION_SEALED
+    ? Buffer.concat([header.subarray(0, 2), Buffer.from(`cairn/2/${kind}/${id}`)])
+    : Buffer.from(`cairn/1/${kind}/${id}`);
+}
+
 function sealed(
   kind: ObjectKind,
   id: string,
@@ -116,16 +129,11 @@ function sealed(
   flags: number,
   keys: RepositoryKeys,
 ): Buffer {
+  const header = Buffer.from([FRAME_VERSION_SEALED, flags | FLAG_AES]);
   const nonce = randomBytes(12);
   const c = createCipheriv("aes-256-gcm", keys.dataKey, nonce);
-  c.setAAD(Buffer.from(`cairn/1/${kind}/${id}`));
-  return Buffer.concat([
-    Buffer.from([FRAME_VERSION, flags | FLAG_AES]),
-    nonce,
-    c.update(payload),
-    c.final(),
-    c.getAuthTag(),
-  ]);
+  c.setAAD(associatedData(header, kind, id));
+  return Buffer.concat([header, nonce, c.update(payload), c.final(), c.getAuthTag()]);
 }
 
 /** Frames plaintext: zstd if it shrinks, then AES-256-GCM if keys are given (format §5). */
@@ -200,9 +208,12 @@ export function unframe(
       details: { kind, id },
     });
   if (b.length < 2) throw corrupt("object is truncated");
-  if (b[0] !== FRAME_VERSION) throw corrupt(`unknown frame version ${b[0]} (a newer Cairn may be needed)`);
+  if (b[0] !== FRAME_VERSION && b[0] !== FRAME_VERSION_SEALED)
+    throw corrupt(`unknown frame version ${b[0]} (a newer Cairn may be needed)`);
   const flags = b[1] ?? 0;
   if (flags & ~KNOWN_FLAGS) throw corrupt(`unknown frame flags ${flags} (a newer Cairn may be needed)`);
+  if (b[0] === FRAME_VERSION_SEALED && !(flags & FLAG_AES))
+    throw corrupt(`frame version ${FRAME_VERSION_SEALED} is only written encrypted, but flags are ${flags}`);
   let payload = b.subarray(2);
   if (flags & FLAG_PAD) {
     const pad = b.length >= 4 ? b.readUInt16LE(b.length - 2) : 0;
@@ -214,7 +225,7 @@ export function unframe(
     if (payload.length < 28) throw corrupt("encrypted object is truncated");
     try {
       const d = createDecipheriv("aes-256-gcm", keys.dataKey, payload.subarray(0, 12));
-      d.setAAD(Buffer.from(`cairn/1/${kind}/${id}`));
+      d.setAAD(associatedData(b, kind, id));
       d.setAuthTag(payload.subarray(payload.length - 16));
       payload = Buffer.concat([d.update(payload.subarray(12, payload.length - 16)), d.final()]);
     } catch (e) {

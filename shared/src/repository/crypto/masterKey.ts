@@ -38,12 +38,75 @@ function subKeys(master: Buffer): RepositoryKeys {
   };
 }
 
-/** Draws a random master key and wraps it with a key derived from the passphrase. */
+/** Key of the config's MAC (format §3.1); never leaves the main thread. */
+function configKeyOf(master: Buffer): Buffer {
+  return createHmac("sha256", master).update("cairn/2/config").digest();
+}
+
+/**
+ * Which associated data wraps the master key (format §3.1): 2 marks a config that carries a MAC,
+ * 1 a legacy config written before configs were authenticated.
+ */
+export type KeyWrapVersion = 1 | 2;
+
+function wrapAad(version: KeyWrapVersion, repositoryId: string): Buffer {
+  return Buffer.from(`cairn/${version}/master-key/${repositoryId}`);
+}
+
+function wrap(kek: Buffer, master: Buffer, repositoryId: string): string {
+  const nonce = randomBytes(12);
+  const c = createCipheriv("aes-256-gcm", kek, nonce);
+  c.setAAD(wrapAad(2, repositoryId));
+  return Buffer.concat([nonce, c.update(master), c.final(), c.getAuthTag()]).toString("base64");
+}
+
+function unwrap(
+  kek: Buffer,
+  wrapped: Buffer,
+  version: KeyWrapVersion,
+  repositoryId: string,
+): Buffer | undefined {
+  try {
+    const d = createDecipheriv("aes-256-gcm", kek, wrapped.subarray(0, 12));
+    d.setAAD(wrapAad(version, repositoryId));
+    d.setAuthTag(wrapped.subarray(wrapped.length - 16));
+    return Buffer.concat([d.update(wrapped.subarray(12, wrapped.length - 16)), d.final()]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** A master key, unwrapped or new: its subkeys, and what authenticates the config. */
+export interface MasterKey {
+  keys: RepositoryKeys;
+  /** HMAC-SHA-256 key of the config's MAC (format §3.1). */
+  configKey: Buffer;
+  /** How the key was wrapped: 2 = the config must carry a valid MAC. */
+  wrapVersion: KeyWrapVersion;
+  /** `wrappedKey` for the same master key wrapped anew under "cairn/2/…" (format §3.1's upgrade). */
+  rewrap(): string;
+}
+
+function masterKey(
+  master: Buffer,
+  kek: Buffer,
+  repositoryId: string,
+  wrapVersion: KeyWrapVersion,
+): MasterKey {
+  return {
+    keys: subKeys(master),
+    configKey: configKeyOf(master),
+    wrapVersion,
+    rewrap: () => wrap(kek, master, repositoryId),
+  };
+}
+
+/** Draws a random master key and wraps it (under "cairn/2/…") with a key derived from the passphrase. */
 export async function createMasterKey(
   passphrase: string,
   repositoryId: string,
   options: { N?: number; signal?: AbortSignal } = {},
-): Promise<{ config: EncryptionConfig; keys: RepositoryKeys }> {
+): Promise<{ config: EncryptionConfig; master: MasterKey }> {
   if (passphrase.length === 0) {
     throw new CairnError("invalid-argument", "an encrypted repository needs a non-empty passphrase", {
       hint: "pass a passphrase (there is no default)",
@@ -58,24 +121,25 @@ export async function createMasterKey(
   };
   const kek = await deriveKek(passphrase, kdf, options.signal);
   const master = randomBytes(32);
-  const nonce = randomBytes(12);
-  const c = createCipheriv("aes-256-gcm", kek, nonce);
-  c.setAAD(Buffer.from(`cairn/1/master-key/${repositoryId}`));
-  const wrapped = Buffer.concat([nonce, c.update(master), c.final(), c.getAuthTag()]);
-  return {
-    config: { algorithm: "aes-256-gcm", kdf, wrappedKey: wrapped.toString("base64") },
-    keys: subKeys(master),
+  const config: EncryptionConfig = {
+    algorithm: "aes-256-gcm",
+    kdf,
+    wrappedKey: wrap(kek, master, repositoryId),
   };
+  return { config, master: masterKey(master, kek, repositoryId, 2) };
 }
 
-/** Unwraps the master key; a wrong passphrase is "permission-denied" naming the repository. */
+/**
+ * Unwraps the master key, trying the "cairn/2/…" wrap before the legacy "cairn/1/…" one (format
+ * §3.1). A wrong passphrase is "permission-denied" naming the repository.
+ */
 export async function openMasterKey(
   passphrase: string | undefined,
   repositoryId: string,
   config: EncryptionConfig,
   location: string,
   signal?: AbortSignal,
-): Promise<RepositoryKeys> {
+): Promise<MasterKey> {
   if (passphrase === undefined || passphrase.length === 0) {
     throw new CairnError(
       "invalid-argument",
@@ -87,16 +151,11 @@ export async function openMasterKey(
   }
   const kek = await deriveKek(passphrase, config.kdf, signal);
   const w = Buffer.from(config.wrappedKey, "base64");
-  try {
-    const d = createDecipheriv("aes-256-gcm", kek, w.subarray(0, 12));
-    d.setAAD(Buffer.from(`cairn/1/master-key/${repositoryId}`));
-    d.setAuthTag(w.subarray(w.length - 16));
-    const master = Buffer.concat([d.update(w.subarray(12, w.length - 16)), d.final()]);
-    return subKeys(master);
-  } catch (e) {
-    throw new CairnError("permission-denied", `wrong passphrase for repository ${location}`, {
-      cause: e,
-      hint: "check the passphrase; without the right one the repository cannot be read",
-    });
+  for (const version of [2, 1] as const) {
+    const master = w.length >= 28 ? unwrap(kek, w, version, repositoryId) : undefined;
+    if (master) return masterKey(master, kek, repositoryId, version);
   }
+  throw new CairnError("permission-denied", `wrong passphrase for repository ${location}`, {
+    hint: "check the passphrase; if it is right, the config's key settings were modified and the repository cannot be read",
+  });
 }
