@@ -40,12 +40,19 @@ export function adminRpcs(c: CoordinatorContext): AdminRpcs {
   async function policyFor(vmUuid: string, vmName: string, name: string): Promise<Policy> {
     if (name) {
       const rec = await c.store.getPolicy(name);
-      const p = rec && c.policies.get(rec);
-      if (!p)
+      if (!rec)
         throw new CairnError("not-found", `policy ${name} does not exist`, {
           hint: "see `cairn policies list`",
         });
-      return p;
+      try {
+        return c.policies.require(rec);
+      } catch (e) {
+        // Stored before a check existed or the limits changed: say why rather than "does not exist".
+        throw new CairnError("failed-precondition", (e as Error).message, {
+          cause: e,
+          hint: `fix it and apply it again: cairn policies apply -f ${name}.yaml`,
+        });
+      }
     }
     const vm = await c.store.getVm(vmUuid);
     const matching: Policy[] = [];

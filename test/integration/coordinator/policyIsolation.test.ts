@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { PolicyRecord } from "../../../coordinator/src/store/records.js";
+import { cairnCli, coordinatorArgs } from "../../support/cairnCli.js";
 import { eventually, startTestCoordinator, waitForJobEnd } from "../../support/coordinatorHarness.js";
 import { SimAgent, simDomain } from "../../support/SimAgent.js";
 
@@ -54,6 +55,22 @@ describe("policy isolation: a policy that cannot run is marked with why, and the
       expect(listed.get("a-throws")?.lastError).toBe("disk I/O error reading a-throws's chains");
       expect(listed.get("a-throws")?.lastErrorMs).toBe(BigInt(now));
       expect(listed.get("z-good")?.lastError).toBe("");
+
+      // The operator sees it: `cairn policies list` and `show` (as a YAML comment above the document).
+      const list = await cairnCli(["policies", "list", ...coordinatorArgs(c)]);
+      expect(list.stdout).toMatch(/LAST ERROR/);
+      expect(list.stdout).toMatch(/a-glob .*"\[z-a\]" is not a valid glob/);
+      expect(list.stdout).toMatch(/z-good .* -\s*$/m);
+      const show = await cairnCli(["policies", "show", "a-throws", ...coordinatorArgs(c)]);
+      expect(show.stdout).toMatch(
+        /^# the last scheduling pass could not run this policy: disk I\/O error reading a-throws's chains \(2026-11-22T10:05:30\.000Z\)\nname: a-throws\n/,
+      );
+
+      // Asked for by name, a policy that does not validate says why (it used to be "does not exist").
+      await expect(c.admin().backupNow({ vm: "vm-1", policy: "a-glob", mode: 0 })).rejects.toMatchObject({
+        code: "failed-precondition",
+        message: expect.stringMatching(/"\[z-a\]" is not a valid glob/),
+      });
 
       // The error is recorded once, not rewritten by every pass while it lasts.
       now += 1000;
