@@ -42,9 +42,10 @@ export async function prepareBenchCoordinator(dir: string) {
     listen: address,
     metricsListen: "",
   };
+  // The bench's policy fires every second (a pass under load), below the default cron minimum.
   writeFileSync(
     join(dir, "coordinator.yaml"),
-    `stateDir: ${dir}\nlisten: "${address}"\nmetricsListen: "127.0.0.1:${port + 1}"\nheartbeatIntervalSeconds: 5\nlostAfterSeconds: 60\nschedulerTickMs: 1000\nlogLevel: info\n`,
+    `stateDir: ${dir}\nlisten: "${address}"\nmetricsListen: "127.0.0.1:${port + 1}"\nheartbeatIntervalSeconds: 5\nlostAfterSeconds: 60\nschedulerTickMs: 1000\npolicies: {minCronIntervalSeconds: 1}\nlogLevel: info\n`,
   );
   const init = await initCoordinatorState(config, { signal: AbortSignal.timeout(60_000) });
   const repoPath = join(dir, "repo");

@@ -14,6 +14,14 @@ function modeName(m: WireBackupMode): string {
   return name === "copy" ? "full only" : (name ?? "?");
 }
 
+function errorComment(message: string, atMs: bigint): string {
+  const when = atMs ? ` (${new Date(Number(atMs)).toISOString()})` : "";
+  return `# the last scheduling pass could not run this policy: ${message}${when}\n`.replace(
+    /\n(?!$)/g,
+    "\n# ",
+  );
+}
+
 export function registerPolicyCommands(program: Command): void {
   const policies = program.command("policies").description("backup policies (YAML documents)");
   withConnectOptions(
@@ -44,8 +52,8 @@ export function registerPolicyCommands(program: Command): void {
         r.policies.map(({ yaml: _y, ...p }) => ({ ...p, mode: modeName(p.mode) })),
         () =>
           table(
-            ["NAME", "SCHEDULE", "MODE", "REPOSITORY"],
-            r.policies.map((p) => [p.name, p.schedule, modeName(p.mode), p.repository]),
+            ["NAME", "SCHEDULE", "MODE", "REPOSITORY", "LAST ERROR"],
+            r.policies.map((p) => [p.name, p.schedule, modeName(p.mode), p.repository, p.lastError || "-"]),
           ),
       );
     }, o),
@@ -57,7 +65,10 @@ export function registerPolicyCommands(program: Command): void {
         throw new CairnError("not-found", `policy ${name} does not exist`, {
           hint: "see `cairn policies list`",
         });
-      output(o.json, p, () => p.yaml);
+      // The error first, as a YAML comment: what is shown still applies as is.
+      output(o.json, p, () =>
+        p.lastError ? `${errorComment(p.lastError, p.lastErrorMs)}${p.yaml}` : p.yaml,
+      );
     }, o),
   );
   withConnectOptions(policies.command("delete <name>")).action((name: string, o: O) =>

@@ -104,7 +104,7 @@ export async function startCoordinator(
 
   const audit = (principal: string, action: string, target: string, detail = "") =>
     store.appendAudit({ atMs: now(), principal, action, target, detail });
-  const policies = new PolicyCache(log);
+  const policies = new PolicyCache(log, config.policies);
   const maintenance = new Maintenance({
     store,
     hub,

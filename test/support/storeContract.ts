@@ -307,7 +307,7 @@ export function storeContract(
       await s.close();
     });
 
-    it("policies and repositories: created flag, delete, last fire", async () => {
+    it("policies and repositories: created flag, delete, last fire, last error", async () => {
       const s = await open();
       const p = { name: "p1", yaml: "name: p1", createdMs: 1, updatedMs: 1, lastFireMs: null };
       expect(await s.putPolicy(p)).toBe(true);
@@ -319,6 +319,21 @@ export function storeContract(
       await s.setPolicyMaintenance("p1", maint);
       expect(await s.getPolicy("p1")).toMatchObject({ lastFireMs: 500, maintenance: maint });
       await expect(s.setPolicyMaintenance("nope", maint)).rejects.toMatchObject({ code: "not-found" });
+      // A scheduling pass's error stays with the policy (and its fire times) until it is cleared.
+      const error = { message: 'selector.globs.0: "[z-a]" is not a valid glob', atMs: 800 };
+      await s.setPolicyError("p1", error);
+      expect(await s.getPolicy("p1")).toMatchObject({
+        lastFireMs: 500,
+        maintenance: maint,
+        lastError: error,
+      });
+      expect((await s.listPolicies()).find((x) => x.name === "p1")?.lastError).toEqual(error);
+      await s.setPolicyLastFire("p1", 600);
+      expect((await s.getPolicy("p1"))?.lastError).toEqual(error);
+      await s.setPolicyError("p1", null);
+      expect(await s.getPolicy("p1")).toMatchObject({ lastFireMs: 600, maintenance: maint });
+      expect((await s.getPolicy("p1"))?.lastError).toBeUndefined();
+      await expect(s.setPolicyError("nope", null)).rejects.toMatchObject({ code: "not-found" });
       expect(await s.deletePolicy("p1")).toBe(true);
       expect(await s.deletePolicy("p1")).toBe(false);
       expect(await s.putRepository({ name: "main", location: "/r", createdMs: 1 })).toBe(true);

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { loadYamlConfig } from "../../../shared/src/config/loadYamlConfig.js";
 import { parseYamlConfig } from "../../../shared/src/config/parseYamlConfig.js";
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
+import { DEFAULT_POLICY_LIMITS } from "../policy/Policy.js";
 
 /** The coordinator's configuration file (YAML), validated; every field has a documented default. */
 export const coordinatorConfigSchema = z
@@ -36,6 +37,19 @@ export const coordinatorConfigSchema = z
           .min(10)
           .max(7 * 86_400)
           .default(900),
+      })
+      .strict()
+      .prefault({}),
+    /** Bounds every policy document is validated against (on apply, and when a stored one is read). */
+    policies: z
+      .object({
+        /** Crons firing more often than this are refused (schedule, verify and gc alike). */
+        minCronIntervalSeconds: z
+          .number()
+          .int()
+          .min(1)
+          .max(86_400)
+          .default(DEFAULT_POLICY_LIMITS.minCronIntervalSeconds),
       })
       .strict()
       .prefault({}),

@@ -1,9 +1,16 @@
 import { parse } from "yaml";
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
-import { type Policy, parseBandwidth, policySchema } from "./Policy.js";
+import { DEFAULT_POLICY_LIMITS, type Policy, type PolicyLimits, policySchema } from "./Policy.js";
 
-/** Parses and validates a policy document; errors say `<source>: <field.path>: <reason>`. */
-export function parsePolicyYaml(text: string, source: string): Policy {
+/**
+ * Parses and validates a policy document under the coordinator's limits; errors say
+ * `<source>: <field.path>: <reason>`.
+ */
+export function parsePolicyYaml(
+  text: string,
+  source: string,
+  limits: PolicyLimits = DEFAULT_POLICY_LIMITS,
+): Policy {
   let raw: unknown;
   try {
     raw = parse(text);
@@ -17,7 +24,7 @@ export function parsePolicyYaml(text: string, source: string): Policy {
       "invalid-argument",
       `${source}: a policy is a YAML mapping (name, selector, schedule, ...)`,
     );
-  const r = policySchema.safeParse(raw);
+  const r = policySchema(limits).safeParse(raw);
   if (!r.success) {
     const issues = r.error.issues.map((i) => {
       const path = i.path.join(".");
@@ -29,5 +36,5 @@ export function parsePolicyYaml(text: string, source: string): Policy {
     });
   }
   const { bandwidth, ...rest } = r.data;
-  return { ...rest, bandwidthBytesPerSecond: bandwidth === undefined ? 0 : (parseBandwidth(bandwidth) ?? 0) };
+  return { ...rest, bandwidthBytesPerSecond: bandwidth ?? 0 };
 }

@@ -4,6 +4,7 @@ import { newJob } from "../jobs/newJob.js";
 import { chooseMaintenanceHost } from "../maintenance/chooseMaintenanceHost.js";
 import { holdBackForExclusive } from "../maintenance/holdBackForExclusive.js";
 import { exclusivityKey } from "../maintenance/newMaintenanceJob.js";
+import type { Policy } from "../policy/Policy.js";
 import { selectVms } from "../policy/selectVms.js";
 import { chooseJobMode } from "../schedule/chooseJobMode.js";
 import { dueRun } from "../schedule/dueRun.js";
@@ -16,6 +17,7 @@ import type {
   ReachRecord,
   RepositoryRecord,
   TransferDecisionRecord,
+  VmRecord,
 } from "../store/records.js";
 import type { Store } from "../store/Store.js";
 import { chooseTransferPath, type TransferHost } from "../transfer/chooseTransferPath.js";
@@ -98,10 +100,7 @@ export class Scheduler {
     const records = await store.listPolicies();
     // The new jobs join the open list as inserted: re-reading 10,000 jobs from the store cost more
     // than the rest of a firing pass.
-    const created = [
-      ...(await this.fireDuePolicies(records, open, now)),
-      ...(await this.deps.fireMaintenance(records, now)),
-    ];
+    const created = await this.firePolicies(records, open, now);
     report.created = created.length;
     if (created.length) open = [...open, ...created];
 
@@ -305,63 +304,88 @@ export class Scheduler {
     return { queued: out, why };
   }
 
-  /** Creates jobs for every policy fire that is due; returns them as stored. */
-  private async fireDuePolicies(
+  /**
+   * Turns each policy's due fires into jobs (backups, then verify and GC), one policy at a time. A
+   * policy that cannot run (its stored document no longer validates, or anything throws while it
+   * fires) is marked with why (`cairn policies list`), and the others still fire in this pass.
+   */
+  private async firePolicies(
     records: readonly PolicyRecord[],
     open: readonly JobRecord[],
     now: number,
   ): Promise<JobRecord[]> {
-    const { store, log, config } = this.deps;
-    const due = records
-      .map((rec) => ({ rec, policy: this.deps.policies.get(rec) }))
-      .filter(({ policy }) => policy && !policy.disabled)
-      .map(({ rec, policy }) => ({
-        rec,
-        policy: policy as NonNullable<typeof policy>,
-        fire: dueRun(
-          (policy as NonNullable<typeof policy>).schedule,
-          rec.lastFireMs === null ? undefined : new Date(rec.lastFireMs),
-          new Date(rec.createdMs),
-          new Date(now),
-        ),
-      }))
-      .filter((d) => d.fire !== undefined);
-    if (!due.length) return [];
-    const vms = (await store.listVms()).filter((v) => v.present);
-    const vmByUuid = new Map(vms.map((v) => [v.uuid, v]));
+    const { store, log } = this.deps;
     const busy = new Set(open.filter((j) => j.kind === "backup").map((j) => j.vmUuid));
+    // Read once, when the first policy is due: most passes fire nothing.
+    let vms: Promise<VmRecord[]> | undefined;
+    const fleet = () => {
+      vms ??= store.listVms().then((all) => all.filter((v) => v.present));
+      return vms;
+    };
     const created: JobRecord[] = [];
-    for (const { rec, policy, fire } of due) {
-      const history = await store.chainHistories(policy.name);
-      const selected = selectVms(policy, vms);
-      const jobs: JobRecord[] = [];
-      const skipped: string[] = [];
-      for (const ref of selected) {
-        if (busy.has(ref.uuid)) {
-          skipped.push(ref.name);
-          continue;
+    for (const rec of records) {
+      try {
+        const policy = this.deps.policies.require(rec);
+        if (!policy.disabled) {
+          created.push(...(await this.fireBackups(rec, policy, fleet, busy, now)));
+          created.push(...(await this.deps.fireMaintenance([rec], now)));
         }
-        const vm = vmByUuid.get(ref.uuid);
-        if (!vm) continue;
-        const mode = chooseJobMode(policy.mode, history.get(vm.uuid) ?? { fullCount: 0, runsSinceFull: 0 });
-        jobs.push(
-          newJob(vm, policy, mode, "schedule", {
-            nowMs: now,
-            maxAttempts: config.maxAttempts,
-            reason: `policy ${policy.name} fired at ${(fire as Date).toISOString()}`,
-          }),
-        );
-        busy.add(vm.uuid);
+        if (rec.lastError) await store.setPolicyError(rec.name, null);
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        // Said once per new error, not on every pass while it lasts.
+        if (rec.lastError?.message === message) continue;
+        log.error({ err, policy: rec.name }, "policy could not run in this scheduling pass; the others did");
+        await store
+          .setPolicyError(rec.name, { message, atMs: now })
+          .catch((e) => log.warn({ err: e, policy: rec.name }, "recording a policy's error failed"));
       }
-      await store.insertJobs(jobs);
-      await store.setPolicyLastFire(rec.name, (fire as Date).getTime());
-      created.push(...jobs);
-      log.info(
-        { policy: policy.name, fire: fire?.toISOString(), jobs: jobs.length, skippedBusy: skipped.length },
-        "policy fired",
-      );
     }
     return created;
+  }
+
+  /** Creates the backup jobs of the policy's fire, if one is due; returns them as stored. */
+  private async fireBackups(
+    rec: PolicyRecord,
+    policy: Policy,
+    fleet: () => Promise<VmRecord[]>,
+    busy: Set<string>,
+    now: number,
+  ): Promise<JobRecord[]> {
+    const { store, log, config } = this.deps;
+    const fire = dueRun(
+      policy.schedule,
+      rec.lastFireMs === null ? undefined : new Date(rec.lastFireMs),
+      new Date(rec.createdMs),
+      new Date(now),
+    );
+    if (!fire) return [];
+    const history = await store.chainHistories(policy.name);
+    const jobs: JobRecord[] = [];
+    let skippedBusy = 0;
+    for (const vm of selectVms(policy, await fleet())) {
+      if (busy.has(vm.uuid)) {
+        skippedBusy++;
+        continue;
+      }
+      const mode = chooseJobMode(policy.mode, history.get(vm.uuid) ?? { fullCount: 0, runsSinceFull: 0 });
+      jobs.push(
+        newJob(vm, policy, mode, "schedule", {
+          nowMs: now,
+          maxAttempts: config.maxAttempts,
+          reason: `policy ${policy.name} fired at ${fire.toISOString()}`,
+        }),
+      );
+    }
+    await store.insertJobs(jobs);
+    await store.setPolicyLastFire(rec.name, fire.getTime());
+    // Only once stored: a policy that failed before this keeps its VMs free for the others.
+    for (const j of jobs) busy.add(j.vmUuid);
+    log.info(
+      { policy: policy.name, fire: fire.toISOString(), jobs: jobs.length, skippedBusy },
+      "policy fired",
+    );
+    return jobs;
   }
 }
 

@@ -40,12 +40,19 @@ export function adminRpcs(c: CoordinatorContext): AdminRpcs {
   async function policyFor(vmUuid: string, vmName: string, name: string): Promise<Policy> {
     if (name) {
       const rec = await c.store.getPolicy(name);
-      const p = rec && c.policies.get(rec);
-      if (!p)
+      if (!rec)
         throw new CairnError("not-found", `policy ${name} does not exist`, {
           hint: "see `cairn policies list`",
         });
-      return p;
+      try {
+        return c.policies.require(rec);
+      } catch (e) {
+        // Stored before a check existed or the limits changed: say why rather than "does not exist".
+        throw new CairnError("failed-precondition", (e as Error).message, {
+          cause: e,
+          hint: `fix it and apply it again: cairn policies apply -f ${name}.yaml`,
+        });
+      }
     }
     const vm = await c.store.getVm(vmUuid);
     const matching: Policy[] = [];
@@ -101,7 +108,7 @@ export function adminRpcs(c: CoordinatorContext): AdminRpcs {
     async applyPolicy(req, ctx) {
       if (!req.yaml.trim())
         throw new CairnError("invalid-argument", "yaml is required (the policy document)");
-      const p = parsePolicyYaml(req.yaml, "policy document");
+      const p = parsePolicyYaml(req.yaml, "policy document", c.config.policies);
       if (!(await c.store.getRepository(p.repository)))
         throw new CairnError("invalid-argument", `repository: ${p.repository} is not registered`, {
           hint: "register it first: cairn repository add <name> <location>",
@@ -125,13 +132,22 @@ export function adminRpcs(c: CoordinatorContext): AdminRpcs {
     async listPolicies() {
       const out = [];
       for (const rec of await c.store.listPolicies()) {
-        const p = c.policies.get(rec);
+        let p: Policy | undefined;
+        // A stored document that no longer validates says why even before a pass has marked it.
+        let invalid = "";
+        try {
+          p = c.policies.require(rec);
+        } catch (e) {
+          invalid = (e as Error).message;
+        }
         out.push({
           name: rec.name,
           schedule: p ? `${p.schedule.cron} (${p.schedule.timezone})` : "(invalid)",
           mode: p ? modeEnum(p) : WireBackupMode.BACKUP_MODE_UNSPECIFIED,
           repository: p?.repository ?? "",
           yaml: rec.yaml,
+          lastError: rec.lastError?.message ?? invalid,
+          lastErrorMs: BigInt(rec.lastError?.atMs ?? 0),
         });
       }
       return { policies: out };

@@ -9,6 +9,7 @@ import type {
   LedgerChange,
   LedgerEntry,
   LedgerState,
+  PolicyError,
   PolicyMaintenanceState,
   PolicyRecord,
   ReachRecord,
@@ -101,6 +102,8 @@ export interface Store {
   deletePolicy(name: string): Promise<boolean>;
   setPolicyLastFire(name: string, fireMs: number): Promise<void>;
   setPolicyMaintenance(name: string, state: PolicyMaintenanceState): Promise<void>;
+  /** Records why a scheduling pass could not run the policy, or (null) that it ran. */
+  setPolicyError(name: string, error: PolicyError | null): Promise<void>;
 
   insertJob(job: JobRecord): Promise<void>;
   /** Inserts many jobs in one transaction (a policy firing over thousands of VMs). */

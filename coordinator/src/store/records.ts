@@ -153,6 +153,13 @@ export interface PolicyRecord {
   lastFireMs: number | null;
   /** The same for the policy's maintenance schedules, and how many scheduled verifies ran (slices). */
   maintenance?: PolicyMaintenanceState;
+  /** Why the latest scheduling pass could not run this policy; absent once it ran or was re-applied. */
+  lastError?: PolicyError;
+}
+
+export interface PolicyError {
+  message: string;
+  atMs: number;
 }
 
 export interface PolicyMaintenanceState {

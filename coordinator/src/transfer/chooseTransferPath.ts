@@ -1,4 +1,4 @@
-import { globToRegExp } from "../policy/selectVms.js";
+import type { Glob } from "../policy/Glob.js";
 import type { ReachRecord, TransferDecisionRecord } from "../store/records.js";
 
 export type TransferMode = "auto" | "lan-free" | "network";
@@ -21,7 +21,7 @@ export interface TransferInput {
   /** The policy's `transfer` (auto when the job has no policy). */
   mode: TransferMode;
   /** The policy's `movers` selector; both empty: every mover. */
-  movers: { names: readonly string[]; globs: readonly string[] };
+  movers: { names: readonly string[]; globs: readonly Glob[] };
   /** The job's per-host concurrency limit, which a mover's reads count against too. */
   perHostLimit: number;
   hosts: readonly TransferHost[];
@@ -98,7 +98,7 @@ export function chooseTransferPath(input: TransferInput): TransferChoice {
   }
 
   const names = new Set(input.movers.names);
-  const globs = input.movers.globs.map(globToRegExp);
+  const { globs } = input.movers;
   const anyMover = names.size + globs.length === 0;
   const selected = (id: string) => anyMover || names.has(id) || globs.some((g) => g.test(id));
   const movers = input.hosts.filter((h) => h.id !== vmHostId && h.roles.includes("mover") && selected(h.id));

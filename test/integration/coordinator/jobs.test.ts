@@ -24,7 +24,8 @@ describe("jobs: policies, limits, retries, cancel, retention", () => {
   const transitions: JobRecord[] = [];
 
   beforeAll(async () => {
-    c = await startTestCoordinator();
+    // A per-second cron fires the policy below at once: below the default minimum of 300 s.
+    c = await startTestCoordinator({ policies: { minCronIntervalSeconds: 1 } });
     c.running.ctx.hub.watchAll((j) => transitions.push(j));
     await agent.enroll(c.address, await c.enrollToken("kvm-1"), c.caFile);
     await agent.start(c.address);

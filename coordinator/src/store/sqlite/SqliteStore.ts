@@ -404,6 +404,12 @@ export class SqliteStore implements Store {
     if (!p) throw new CairnError("not-found", `policy ${name} does not exist`);
     await this.putPolicy({ ...p, maintenance: { ...state } });
   }
+  async setPolicyError(name: string, error: records.PolicyError | null): Promise<void> {
+    const p = await this.getPolicy(name);
+    if (!p) throw new CairnError("not-found", `policy ${name} does not exist`);
+    const { lastError: _, ...rest } = p;
+    await this.putPolicy(error ? { ...rest, lastError: { ...error } } : rest);
+  }
 
   async insertJob(job: records.JobRecord): Promise<void> {
     try {

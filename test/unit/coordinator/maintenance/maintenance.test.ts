@@ -8,6 +8,7 @@ import { describeReport } from "../../../../coordinator/src/maintenance/describe
 import { holdBackForExclusive } from "../../../../coordinator/src/maintenance/holdBackForExclusive.js";
 import { Maintenance, verifySlices } from "../../../../coordinator/src/maintenance/Maintenance.js";
 import { storeTask, wireTask } from "../../../../coordinator/src/maintenance/maintenanceTask.js";
+import { DEFAULT_POLICY_LIMITS } from "../../../../coordinator/src/policy/Policy.js";
 import { PolicyCache } from "../../../../coordinator/src/scheduler/PolicyCache.js";
 import { SqliteStore } from "../../../../coordinator/src/store/sqlite/SqliteStore.js";
 import { createLogger } from "../../../../shared/src/log/createLogger.js";
@@ -122,7 +123,7 @@ describe("Maintenance", () => {
     `name: p\nselector: {names: [a]}\nschedule: {cron: "0 3 * * *"}\nmode: {kind: incremental}\nrepository: main\n${extra}`;
   async function setup(now: { ms: number }) {
     const store = SqliteStore.open(":memory:");
-    const policies = new PolicyCache(createLogger("t", "silent"));
+    const policies = new PolicyCache(createLogger("t", "silent"), DEFAULT_POLICY_LIMITS);
     const audit: string[] = [];
     const m = new Maintenance({
       store,

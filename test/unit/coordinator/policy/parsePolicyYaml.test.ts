@@ -28,7 +28,8 @@ describe("policy documents", () => {
       `${BASE}transfer: network\nmovers: {names: [mover-1], globs: ["backup-*"]}\n`,
       "p",
     );
-    expect(p).toMatchObject({ transfer: "network", movers: { names: ["mover-1"], globs: ["backup-*"] } });
+    expect(p).toMatchObject({ transfer: "network", movers: { names: ["mover-1"] } });
+    expect(p.movers.globs.map((g) => g.source)).toEqual(["backup-*"]);
     expect(parsePolicyYaml(policyToYaml(p), "again")).toMatchObject({
       transfer: "network",
       movers: p.movers,
@@ -49,8 +50,10 @@ describe("policy documents", () => {
       priority: 50,
       disabled: false,
       bandwidthBytesPerSecond: 100 * 1024 * 1024,
-      selector: { names: [], globs: ["web-*"], labels: {} },
+      selector: { names: [], labels: {} },
     });
+    expect(p.selector.globs.map((g) => g.source)).toEqual(["web-*"]);
+    expect(p.selector.globs[0]?.test("web-1")).toBe(true); // compiled here, once
     expect(parsePolicyYaml(BASE, "p").bandwidthBytesPerSecond).toBe(0);
   });
 
@@ -75,6 +78,33 @@ describe("policy documents", () => {
     ["maintenance: {verify: 'every sunday'}", /maintenance\.verify: "every sunday" is not a valid cron/],
     ["maintenance: {verify: '0 4 * * 0', readData: 110%}", /maintenance\.readData: must be a percentage/],
     ["maintenance: {prune: '0 4 * * 0'}", /maintenance/],
+    // Globs are compiled here: an invalid one is refused with the field and the pattern (issue 24).
+    [
+      "selector: {globs: ['web-*', '[z-a]']}",
+      /selector\.globs\.1: "\[z-a\]" is not a valid glob: the range z-a/,
+    ],
+    [
+      "selector: {globs: ['web-[abc']}",
+      /selector\.globs\.0: "web-\[abc" is not a valid glob: .* never closed/,
+    ],
+    ["movers: {globs: ['[z-a]']}", /movers\.globs\.0: "\[z-a\]" is not a valid glob/],
+    [`selector: {globs: ['${"*".repeat(257)}']}`, /selector\.globs\.0/],
+    // Bandwidth is finite, whole bytes per second, at most 1 TiB/s.
+    [`bandwidth: ${"9".repeat(400)}TiB/s`, /bandwidth: must be bytes per second/],
+    [`bandwidth: ${"9".repeat(400)}`, /bandwidth: must be bytes per second/],
+    ["bandwidth: 2TiB/s", /bandwidth: .*at most 1TiB\/s/],
+    ["bandwidth: 0.5", /bandwidth: .*at least 1 B\/s/],
+    ["bandwidth: -5", /bandwidth/],
+    // Crons fire, and not more often than the coordinator's minimum (300 s by default).
+    ["schedule: {cron: '0 0 30 2 *'}", /schedule\.cron: "0 0 30 2 \*" never fires/],
+    ["schedule: {cron: '0 0 31 4,6,9,11 *'}", /schedule\.cron: .* never fires/],
+    [
+      "schedule: {cron: '* * * * *'}",
+      /schedule\.cron: "\* \* \* \* \*" fires 60 s apart \(at 00:00:00 and 00:01:00\), more often than the coordinator's minimum of 300 s/,
+    ],
+    ["schedule: {cron: '*/10 * * * * *'}", /schedule\.cron: .* fires 10 s apart/],
+    ["schedule: {cron: '0,59 0,23 * * *'}", /fires 60 s apart \(at 23:59:00 and 00:00:00 the next day\)/],
+    ["maintenance: {verify: '0 4 * * 0', gc: '*/2 * * * *'}", /maintenance\.gc: .* fires 120 s apart/],
   ])("refuses %s naming the field", (override, message) => {
     const key = override.split(":")[0] as string;
     const doc = BASE.split("\n")
@@ -83,6 +113,22 @@ describe("policy documents", () => {
     expect(() => parsePolicyYaml(`${doc}\n${override}\n`, "policy.yaml")).toThrow(
       expect.objectContaining({ code: "invalid-argument", message: expect.stringMatching(message) }),
     );
+  });
+
+  it("takes the cron minimum from the coordinator's limits; judges crons by how close their fires come", () => {
+    const cron = (c: string, minCronIntervalSeconds = 300) =>
+      parsePolicyYaml(BASE.replace('"0 2 * * *"', JSON.stringify(c)), "p", { minCronIntervalSeconds })
+        .schedule.cron;
+    expect(cron("*/5 * * * *")).toBe("*/5 * * * *"); // exactly the minimum
+    expect(cron("* * * * *", 60)).toBe("* * * * *");
+    expect(cron("* * * * * *", 1)).toBe("* * * * * *");
+    expect(cron("0 0 29 2 *")).toBe("0 0 29 2 *"); // leap days only, but it fires
+    // Close across midnight, but never on two consecutive days (Mondays): 6 days apart.
+    expect(cron("0,59 0,23 * * 1", 3540)).toBe("0,59 0,23 * * 1");
+    expect(() => cron("0,59 0,23 * * 1,2", 3540)).toThrow(
+      /fires 60 s apart \(at 23:59:00 and 00:00:00 the next day\)/,
+    );
+    expect(() => cron("*/5 * * * *", 600)).toThrow(/fires 300 s apart.*minimum of 600 s/);
   });
 
   it("refuses YAML that is not a mapping, or not YAML at all", () => {
@@ -119,5 +165,11 @@ describe("policy documents", () => {
     expect(parseBandwidth(42)).toBe(42);
     expect(parseBandwidth("12 parsecs")).toBeUndefined();
     expect(parseBandwidth(-1)).toBeUndefined();
+    expect(parseBandwidth(0)).toBe(0); // no limit
+    expect(parseBandwidth("1TiB/s")).toBe(2 ** 40);
+    expect(parseBandwidth(`${"9".repeat(400)}TiB/s`)).toBeUndefined(); // was Infinity
+    expect(parseBandwidth(Number.POSITIVE_INFINITY)).toBeUndefined();
+    expect(parseBandwidth(Number.NaN)).toBeUndefined();
+    expect(parseBandwidth("0.5B/s")).toBeUndefined(); // would floor to 0: no limit
   });
 });

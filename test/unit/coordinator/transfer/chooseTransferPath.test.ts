@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { Glob } from "../../../../coordinator/src/policy/Glob.js";
 import type { ReachRecord } from "../../../../coordinator/src/store/records.js";
 import {
   chooseTransferPath,
@@ -147,7 +148,7 @@ describe("chooseTransferPath (docs/transfer-paths.md §3)", () => {
     };
     expect(pick({ names: [], globs: [] })).toBe("m-b");
     expect(pick({ names: ["x-1"], globs: [] })).toBe("x-1");
-    expect(pick({ names: [], globs: ["m-[!b]"] })).toBe("m-a");
+    expect(pick({ names: [], globs: [Glob.compile("m-[!b]")] })).toBe("m-a");
     expect(pick({ names: ["kvm-01"], globs: [] })).toBe("fail");
   });
 
