@@ -28,7 +28,20 @@ export function prepareDiskRestore(destination: string, o: RestoreDiskOptions) {
   );
   return (location: string, snapshot: string, disk: string): Promise<void> =>
     withCliRepository(location, o.passphraseFile, async (repository) => {
-      const reader = await repository.openDisk(snapshot, disk);
-      await restoreDisk(reader, destination, { format: o.format, force, destinationFlag: o.destinationFlag });
+      // Ctrl-C aborts instead of killing: a partly written new file is then removed.
+      const ac = new AbortController();
+      const stop = () => ac.abort();
+      process.once("SIGINT", stop).once("SIGTERM", stop);
+      try {
+        const reader = await repository.openDisk(snapshot, disk, ac.signal);
+        await restoreDisk(reader, destination, {
+          format: o.format,
+          force,
+          destinationFlag: o.destinationFlag,
+          signal: ac.signal,
+        });
+      } finally {
+        process.off("SIGINT", stop).off("SIGTERM", stop);
+      }
     });
 }

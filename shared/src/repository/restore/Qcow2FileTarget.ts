@@ -3,14 +3,14 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { execa, type ResultPromise } from "execa";
-import { abortError, CairnError } from "../../errors/CairnError.js";
+import { abortError, CairnError, isCairnError } from "../../errors/CairnError.js";
 import { NbdClient } from "../../nbd/NbdClient.js";
 import { closeFd } from "../backends/fdIo.js";
 import { createRestoreFile, type RestoreFile } from "./createRestoreFile.js";
 import type { RestoreTarget } from "./RestoreTarget.js";
 
 export interface Qcow2Options {
-  /** qemu-nbd --cache (docs/field-notes.md: restore to qcow2). Default writeback. */
+  /** qemu-nbd --cache. Default none: measured a little faster (docs/field-notes.md, "Disk restore"). */
   cache?: "none" | "writeback";
   /** Deadline for qemu-img create and for qemu-nbd to listen. Default 60 s. */
   startTimeoutMs?: number;
@@ -61,8 +61,8 @@ export class Qcow2FileTarget implements RestoreTarget {
         if (signal.aborted) throw abortError(signal, `creating ${path}`);
         throw new CairnError("internal", `qemu-img create of ${path} failed: ${stderrOf(e)}`, { cause: e });
       });
-      server = await QemuNbdWriter.start(image, o.cache ?? "writeback", timeout, signal);
-      const client = await NbdClient.connect({ target: { path: server.socket }, exportName: EXPORT, signal });
+      server = await QemuNbdWriter.start(image, o.cache ?? "none");
+      const client = await server.connect(timeout, signal);
       return new Qcow2FileTarget(file, server, client);
     } catch (e) {
       await server?.stop();
@@ -103,18 +103,14 @@ class QemuNbdWriter {
   private constructor(
     private readonly child: ResultPromise,
     private readonly dir: string,
+    private readonly image: string,
   ) {}
 
   get socket(): string {
     return join(this.dir, "nbd.sock");
   }
 
-  static async start(
-    image: string,
-    cache: "none" | "writeback",
-    timeoutMs: number,
-    signal: AbortSignal,
-  ): Promise<QemuNbdWriter> {
+  static async start(image: string, cache: "none" | "writeback"): Promise<QemuNbdWriter> {
     const dir = await mkdtemp(join(tmpdir(), "cairn-restore-"));
     const socket = join(dir, "nbd.sock");
     const child = execa(
@@ -122,25 +118,35 @@ class QemuNbdWriter {
       ["-f", "qcow2", `--cache=${cache}`, "-x", EXPORT, "-k", socket, "--shared=1", image],
       { reject: false, stdin: "ignore", env: { LC_ALL: "C" } },
     );
-    const w = new QemuNbdWriter(child, dir);
-    let exited = false;
-    void child.then(() => {
-      exited = true;
-    });
+    return new QemuNbdWriter(child, dir, image);
+  }
+
+  /**
+   * Connects once qemu-nbd listens. The socket file appears at bind(), before listen(): until then
+   * a connect is refused, so "unavailable" is retried while qemu-nbd runs and the deadline allows.
+   */
+  async connect(timeoutMs: number, signal: AbortSignal): Promise<NbdClient> {
     const deadline = Date.now() + timeoutMs;
-    while (!existsSync(socket)) {
+    for (;;) {
+      const exited = this.child.exitCode !== null || this.child.signalCode !== null;
       if (exited || signal.aborted || Date.now() > deadline) {
-        await w.stop();
-        if (signal.aborted) throw abortError(signal, `serving ${image} for the restore`);
-        const r = await child;
+        await this.stop();
+        if (signal.aborted) throw abortError(signal, `serving ${this.image} for the restore`);
+        const r = await this.child;
         throw new CairnError(
           "internal",
-          `qemu-nbd could not serve ${image}: ${String(r.stderr).trim() || (exited ? `exited with ${r.exitCode}` : "no socket in time")}`,
+          `qemu-nbd could not serve ${this.image}: ${String(r.stderr).trim() || (exited ? `exited with ${r.exitCode}` : "not listening in time")}`,
         );
+      }
+      if (existsSync(this.socket)) {
+        try {
+          return await NbdClient.connect({ target: { path: this.socket }, exportName: EXPORT, signal });
+        } catch (e) {
+          if (!isCairnError(e, "unavailable")) throw e;
+        }
       }
       await new Promise((r) => setTimeout(r, 20));
     }
-    return w;
   }
 
   /** Ends qemu-nbd (SIGTERM: it closes the image cleanly). `checked`: a failed exit is an error. */

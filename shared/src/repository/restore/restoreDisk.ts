@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { abortError, CairnError, isCairnError } from "../../errors/CairnError.js";
 import type { RestorePointReader } from "../RestorePointReader.js";
 import { destinationState } from "./destinationState.js";
@@ -87,6 +88,8 @@ async function writeRuns(
   const jobs = plan(reader);
   const stop = new AbortController();
   const inner = AbortSignal.any([signal, stop.signal]);
+  // Each worker's read and write listen on it at once (the NBD client's per connection too).
+  setMaxListeners(4 * concurrency + 16, inner);
   let next = 0;
   const worker = async () => {
     while (next < jobs.length && !inner.aborted) {
