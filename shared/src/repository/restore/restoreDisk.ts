@@ -86,8 +86,12 @@ async function writeRuns(
   signal: AbortSignal,
 ): Promise<void> {
   const jobs = plan(reader);
+  // One listener on the caller's signal rather than AbortSignal.any: with it, raw restores measured
+  // 0.3-0.5 s/GiB slower than the old loop; without, the same (docs/field-notes.md, "Disk restore").
   const stop = new AbortController();
-  const inner = AbortSignal.any([signal, stop.signal]);
+  const forward = () => stop.abort(signal.reason);
+  signal.addEventListener("abort", forward, { once: true });
+  const inner = stop.signal;
   // Each worker's read and write listen on it at once (the NBD client's per connection too).
   setMaxListeners(4 * concurrency + 16, inner);
   let next = 0;
@@ -114,6 +118,7 @@ async function writeRuns(
       }),
     ),
   );
+  signal.removeEventListener("abort", forward);
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
   if (signal.aborted) throw abortError(signal, `restore to ${target.path}`);
   if (failed) throw failed.reason;
