@@ -15,6 +15,7 @@ import { NbdClient } from "../../shared/src/nbd/NbdClient.js";
 import { readExtents } from "../../shared/src/nbd/readExtents.js";
 import { LocalObjectStore } from "../../shared/src/repository/backends/LocalObjectStore.js";
 import { Repository } from "../../shared/src/repository/Repository.js";
+import { restoreDisk } from "../../shared/src/repository/restore/restoreDisk.js";
 import { repositoryStats } from "../../shared/src/repository/stats/repositoryStats.js";
 import { makeVmLikeFixture } from "./makeFixture.js";
 
@@ -159,7 +160,7 @@ async function main(): Promise<void> {
         t.peerRead!.push(pr);
         await rm(peerRaw, { force: true });
         const [r] = await timed(async () =>
-          (await repo.openDisk(id, "vda")).materialize(ourRaw, { format: "raw" }),
+          restoreDisk(await repo.openDisk(id, "vda"), ourRaw, { format: "raw" }),
         );
         t.read!.push(r);
         await rm(ourRaw, { force: true });

@@ -16,6 +16,7 @@ import { BackupMode } from "../../shared/src/gen/cairn/v1/common.js";
 import { createLogger } from "../../shared/src/log/createLogger.js";
 import { LocalObjectStore } from "../../shared/src/repository/backends/LocalObjectStore.js";
 import { Repository } from "../../shared/src/repository/Repository.js";
+import { restoreDisk } from "../../shared/src/repository/restore/restoreDisk.js";
 import { agentHarness } from "./support/agentHarness.js";
 import { freePort } from "./support/freePort.js";
 import type { LabHost } from "./support/LabHost.js";
@@ -200,7 +201,7 @@ describe("the checkpoint ledger's agent side on two lab hosts", () => {
     const path = join(vm.dir, `${snapshotId}-${target}.raw`);
     const r = await Repository.open(new LocalObjectStore(join(vm.dir, "repo")));
     try {
-      await (await r.openDisk(snapshotId, target)).materialize(path, { format: "raw" });
+      await restoreDisk(await r.openDisk(snapshotId, target), path, { format: "raw" });
       return createHash("sha256")
         .update(await readFile(path))
         .digest("hex");

@@ -1,8 +1,4 @@
-import { constants } from "node:fs";
-import { rm } from "node:fs/promises";
-import { execa } from "execa";
-import { abortError, CairnError } from "../errors/CairnError.js";
-import { closeFd, fsyncFd, ftruncateFd, openFd, writeAll } from "./backends/fdIo.js";
+import { CairnError } from "../errors/CairnError.js";
 import type { DiskIndex } from "./index/DiskIndex.js";
 import type { DiskEntry, SnapshotManifest } from "./manifest/SnapshotManifest.js";
 import type { Repository } from "./Repository.js";
@@ -12,15 +8,6 @@ export interface AllocationRun {
   offset: number;
   length: number;
   zero: boolean;
-}
-
-export interface MaterializeOptions {
-  format: "raw" | "qcow2";
-  signal?: AbortSignal;
-  /** Chunks fetched and decoded at once (default 16). */
-  concurrency?: number;
-  /** qemu-img convert deadline for qcow2 (default 1 h). */
-  timeoutMs?: number;
 }
 
 /**
@@ -58,13 +45,19 @@ export class RestorePointReader {
       this.cache.set(i, hit); // LRU: move to the back
       return hit;
     }
-    const id = this.index.get(i);
-    const p =
-      id === undefined ? Promise.resolve(undefined) : this.repository.readChunk(id, this.what(i), signal);
+    const p = this.fetchChunk(i, signal);
     this.cache.set(i, p);
     p.catch(() => this.cache.delete(i));
     while (this.cache.size > this.cacheSize) this.cache.delete(this.cache.keys().next().value as number);
     return p;
+  }
+
+  /** Decoded chunk i, or undefined if it is all zeros, read past the cache (for one pass over the disk). */
+  fetchChunk(i: number, signal?: AbortSignal): Promise<Buffer | undefined> {
+    const id = this.index.get(i);
+    return id === undefined
+      ? Promise.resolve(undefined)
+      : this.repository.readChunk(id, this.what(i), signal);
   }
 
   /** Reads [offset, offset+length) of the disk (zeros where nothing is stored). */
@@ -105,49 +98,5 @@ export class RestorePointReader {
       else runs.push({ offset: i * this.index.chunkSize, length: len, zero });
     }
     return runs;
-  }
-
-  /**
-   * Writes the disk to `path`: a sparse raw file (zero chunks are holes), or qcow2 via a sparse raw
-   * temp file and `qemu-img convert`.
-   */
-  async materialize(path: string, options: MaterializeOptions): Promise<void> {
-    const { signal } = options;
-    if (options.format === "qcow2") {
-      const raw = `${path}.raw-tmp`;
-      try {
-        await this.materialize(raw, { ...options, format: "raw" });
-        await execa("qemu-img", ["convert", "-q", "-f", "raw", "-O", "qcow2", raw, path], {
-          cancelSignal: signal,
-          timeout: options.timeoutMs ?? 3_600_000,
-        }).catch((e: unknown) => {
-          throw new CairnError("internal", `qemu-img convert to ${path} failed`, { cause: e });
-        });
-      } finally {
-        await rm(raw, { force: true });
-      }
-      return;
-    }
-    // A plain fd: FileHandle objects cost main-thread time per write (see backends/fdIo.ts).
-    const fd = await openFd(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o644);
-    try {
-      await ftruncateFd(fd, this.virtualSize); // holes everywhere; only data chunks are written
-      const todo: number[] = [];
-      for (let i = 0; i < this.index.chunkCount; i++) if (this.index.get(i) !== undefined) todo.push(i);
-      let next = 0;
-      const workers = Array.from({ length: options.concurrency ?? 16 }, async () => {
-        while (next < todo.length) {
-          if (signal?.aborted) throw abortError(signal, `materializing ${this.what(0)}`);
-          const i = todo[next++]!;
-          const id = this.index.get(i)!;
-          const data = await this.repository.readChunk(id, this.what(i), signal);
-          await writeAll(fd, data, i * this.index.chunkSize);
-        }
-      });
-      await Promise.all(workers);
-      await fsyncFd(fd);
-    } finally {
-      await closeFd(fd);
-    }
   }
 }

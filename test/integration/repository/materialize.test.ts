@@ -6,6 +6,7 @@ import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
 import { LocalObjectStore } from "../../../shared/src/repository/backends/LocalObjectStore.js";
 import { Repository } from "../../../shared/src/repository/Repository.js";
+import { restoreDisk } from "../../../shared/src/repository/restore/restoreDisk.js";
 
 const CS = 64 * 1024;
 const dirs: string[] = [];
@@ -35,13 +36,13 @@ describe("materialize", () => {
       const reader = await repo.openDisk(m.id, "vda");
 
       const raw = join(dir, "vda.raw");
-      await reader.materialize(raw, { format: "raw" });
+      await restoreDisk(reader, raw, { format: "raw" });
       expect((await readFile(raw)).equals(disk)).toBe(true);
       const st = await stat(raw);
       expect(st.blocks * 512).toBeLessThan(size / 2); // holes stayed holes
 
       const q = join(dir, "vda.qcow2");
-      await reader.materialize(q, { format: "qcow2" });
+      await restoreDisk(reader, q, { format: "qcow2" });
       const back = join(dir, "back.raw");
       await execa("qemu-img", ["convert", "-f", "qcow2", "-O", "raw", q, back], { timeout: 60_000 });
       expect((await readFile(back)).equals(disk)).toBe(true);

@@ -10,6 +10,7 @@ import { VirshSessionPool } from "../../../agent/src/hypervisor/VirshSessionPool
 import { createLogger } from "../../../shared/src/log/createLogger.js";
 import { LocalObjectStore } from "../../../shared/src/repository/backends/LocalObjectStore.js";
 import { Repository } from "../../../shared/src/repository/Repository.js";
+import { restoreDisk } from "../../../shared/src/repository/restore/restoreDisk.js";
 import type { LabHost } from "./LabHost.js";
 import { run } from "./run.js";
 
@@ -49,7 +50,7 @@ export async function agentHarness(host: LabHost, opts: { chunkSize?: number; ru
   /** Writes one disk of a snapshot to a raw file in the harness dir; returns its path. */
   const materialize = async (snapshotId: string, target: string, repo: Repository = repository) => {
     const path = join(dir, `${snapshotId}-${target}.raw`);
-    await (await repo.openDisk(snapshotId, target)).materialize(path, { format: "raw" });
+    await restoreDisk(await repo.openDisk(snapshotId, target), path, { format: "raw" });
     return path;
   };
   return {
