@@ -1,4 +1,4 @@
-import { createPublicKey, X509Certificate } from "node:crypto";
+import { generateKeyPair, X509Certificate } from "node:crypto";
 import { chmod, chown, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { join } from "node:path";
@@ -74,7 +74,15 @@ export class OpensslJobTlsMinter implements JobTlsMinter {
         ].join("\n"),
         { mode: 0o600 },
       );
-      await genEcKey(caKey, signal);
+      // Both keys in-process (no openssl spawn); the server's public half is what its cert carries.
+      const serverKey = p(QEMU_TLS_FILES.serverKey);
+      const serverPubPath = p("server-pub.pem");
+      const [ca, server] = await Promise.all([ecKeyPair(), ecKeyPair()]);
+      await Promise.all([
+        writeFile(caKey, ca.privateKey, { mode: 0o600 }),
+        writeFile(serverKey, server.privateKey, { mode: 0o600 }),
+        writeFile(serverPubPath, server.publicKey, { mode: 0o600 }),
+      ]);
       // Self-signed: x509 -new signs with -key when no -CA is given.
       await runOpenssl(
         [
@@ -89,15 +97,7 @@ export class OpensslJobTlsMinter implements JobTlsMinter {
         ].concat(["-sha256", "-extfile", ext, "-extensions", "ca", "-out", p(QEMU_TLS_FILES.ca)]),
         signal,
       );
-      const serverKey = p(QEMU_TLS_FILES.serverKey);
-      await genEcKey(serverKey, signal);
       // x509 -new refuses -key together with -CA: the subject's key goes in as -force_pubkey.
-      const serverPubPath = p("server-pub.pem");
-      const serverPub = createPublicKey(await readFile(serverKey, "utf8")).export({
-        type: "spki",
-        format: "pem",
-      });
-      await writeFile(serverPubPath, serverPub, { mode: 0o600 });
       const signArgs = [
         "-CA",
         p(QEMU_TLS_FILES.ca),
@@ -109,32 +109,44 @@ export class OpensslJobTlsMinter implements JobTlsMinter {
         "-extfile",
         ext,
       ];
-      await runOpenssl(
-        [
-          "x509",
-          "-new",
-          "-force_pubkey",
-          serverPubPath,
-          "-subj",
-          `/CN=${cn(o.serverName)}`,
-          ...signArgs,
-        ].concat(["-extensions", "server", "-out", p(QEMU_TLS_FILES.serverCert)]),
-        signal,
-      );
       // The reader's certificate: its fleet public key, our CA's signature (-force_pubkey: no CSR,
-      // which only the holder of the private key could sign).
+      // which only the holder of the private key could sign). Both certificates at once.
       const readerPubPath = p("reader-pub.pem");
       await writeFile(readerPubPath, readerPub, { mode: 0o600 });
-      await runOpenssl(
-        ["x509", "-new", "-force_pubkey", readerPubPath, "-subj", `/CN=${cn(o.readerName)}`].concat([
-          ...signArgs,
-          "-extensions",
-          "client",
-          "-out",
-          p(CLIENT_CERT),
-        ]),
-        signal,
-      );
+      await Promise.all([
+        runOpenssl(
+          [
+            "x509",
+            "-new",
+            "-force_pubkey",
+            serverPubPath,
+            "-subj",
+            `/CN=${cn(o.serverName)}`,
+            ...signArgs,
+            "-extensions",
+            "server",
+            "-out",
+            p(QEMU_TLS_FILES.serverCert),
+          ],
+          signal,
+        ),
+        runOpenssl(
+          [
+            "x509",
+            "-new",
+            "-force_pubkey",
+            readerPubPath,
+            "-subj",
+            `/CN=${cn(o.readerName)}`,
+            ...signArgs,
+            "-extensions",
+            "client",
+            "-out",
+            p(CLIENT_CERT),
+          ],
+          signal,
+        ),
+      ]);
     } finally {
       // The CA key must not outlive signing: nothing else may ever be issued under this CA.
       await rm(caKey, { force: true });
@@ -200,9 +212,17 @@ function cn(s: string): string {
   return s.replace(/[/\\+=,]/g, "_").slice(0, 64) || "_";
 }
 
-async function genEcKey(path: string, signal: AbortSignal): Promise<void> {
-  await runOpenssl(
-    ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", path],
-    signal,
+/** An EC P-256 key pair as PEM (PKCS#8 private, SPKI public), what `openssl genpkey` would write. */
+function ecKeyPair(): Promise<{ privateKey: string; publicKey: string }> {
+  return new Promise((resolve, reject) =>
+    generateKeyPair(
+      "ec",
+      {
+        namedCurve: "prime256v1",
+        privateKeyEncoding: { type: "pkcs8", format: "pem" },
+        publicKeyEncoding: { type: "spki", format: "pem" },
+      },
+      (err, publicKey, privateKey) => (err ? reject(err) : resolve({ privateKey, publicKey })),
+    ),
   );
 }
