@@ -14,6 +14,7 @@ import { CAIRN_VERSION } from "../../../shared/src/version.js";
 import type { ExportOutcome } from "../backup/pipeline/export/ExportSession.js";
 import type { Hypervisor } from "../hypervisor/Hypervisor.js";
 import { type AgentRoleFacts, collectHostInventory } from "../inventory/collectHostInventory.js";
+import { checkJobId } from "../jobs/checkJobId.js";
 import type { ReachKeeper } from "../reach/ReachKeeper.js";
 import { chainRpcs } from "./chainRpcs.js";
 import { probeRepositoriesRpc } from "./probeRepositoriesRpc.js";
@@ -76,7 +77,7 @@ export function createAgentService(deps: AgentServiceDeps): AgentServiceImplemen
   const pending = backups?.transfer?.pending;
   if (pending)
     impl.finishExport = async (req) => {
-      if (!req.jobId.trim()) throw new CairnError("invalid-argument", "job_id is required");
+      checkJobId(req.jobId);
       let outcome: ExportOutcome;
       if (req.manifestJson) {
         try {
@@ -100,7 +101,7 @@ export function createAgentService(deps: AgentServiceDeps): AgentServiceImplemen
   if (maintenance) {
     impl.runMaintenance = (req, ctx: CallContext) => runMaintenanceRpc(maintenance, req, ctx);
     impl.abortJob = async (req) => {
-      if (!req.jobId.trim()) throw new CairnError("invalid-argument", "job_id is required");
+      checkJobId(req.jobId);
       // Answers once the job's cleanup ran (or after 8 s: inside the coordinator's 10 s deadline).
       const r = await maintenance.jobs.abortAndWait(req.jobId, req.reason || "aborted by request", 8_000);
       return { found: r.found };

@@ -40,7 +40,6 @@ export async function* readExportRpc(
   req: ReadExportRequest,
   ctx: CallContext,
 ): AsyncGenerator<ReadExportResponse> {
-  if (!req.jobId.trim()) throw new CairnError("invalid-argument", "job_id is required");
   checkJobId(req.jobId);
   if (!req.repository.trim()) throw new CairnError("invalid-argument", "repository is required");
   if (!req.export) throw new CairnError("invalid-argument", "export is required");

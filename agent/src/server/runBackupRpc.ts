@@ -45,7 +45,6 @@ export async function* runBackupRpc(
   req: RunBackupRequest,
   ctx: CallContext,
 ): AsyncGenerator<RunBackupResponse> {
-  if (!req.jobId.trim()) throw new CairnError("invalid-argument", "job_id is required");
   checkJobId(req.jobId);
   if (!req.domainUuid.trim()) throw new CairnError("invalid-argument", "domain_uuid is required");
   // It names the VM's folder in the repository and reaches virsh: a strict uuid, nothing else.

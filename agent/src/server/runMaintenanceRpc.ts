@@ -5,6 +5,7 @@ import type {
   RunMaintenanceResponse,
 } from "../../../shared/src/gen/cairn/v1/agent.js";
 import type { Repository } from "../../../shared/src/repository/Repository.js";
+import { checkJobId } from "../jobs/checkJobId.js";
 import type { JobRegistry } from "../jobs/JobRegistry.js";
 import { jobStreamsOf } from "../jobs/JobStreams.js";
 import { runMaintenanceTask } from "../maintenance/runMaintenanceTask.js";
@@ -26,7 +27,7 @@ export async function* runMaintenanceRpc(
   req: RunMaintenanceRequest,
   ctx: CallContext,
 ): AsyncGenerator<RunMaintenanceResponse> {
-  if (!req.jobId.trim()) throw new CairnError("invalid-argument", "job_id is required");
+  checkJobId(req.jobId);
   if (!req.repository.trim()) throw new CairnError("invalid-argument", "repository is required");
   const task = req.task;
   if (!task) throw new CairnError("invalid-argument", "task is required (verify, prune, gc, stats or scan)");

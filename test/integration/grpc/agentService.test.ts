@@ -172,6 +172,26 @@ describe("RunBackup request validation", () => {
         code: Status.NOT_FOUND,
       });
       await expect(c.abortJob({ jobId: "nope" })).resolves.toEqual({ found: false });
+      // Every RPC that takes a job id refuses one that could name another path (#24 hole 1).
+      const openedBefore = opened;
+      for (const jobId of ["../../victim", "a/b", ".hidden", "x\u0000y", "j".repeat(200)]) {
+        const refused = {
+          code: Status.INVALID_ARGUMENT,
+          details: expect.stringMatching(/^job_id .* is not allowed\./),
+        };
+        await expect(c.abortJob({ jobId })).rejects.toMatchObject(refused);
+        await expect(
+          drain({ jobId, domainUuid: UNKNOWN, repository: "/r", mode: BackupMode.BACKUP_MODE_AUTO }),
+        ).rejects.toMatchObject(refused);
+        await expect(
+          (async () => {
+            for await (const _ of c.runMaintenance({ jobId, repository: "/r" })) {
+              /* drain */
+            }
+          })(),
+        ).rejects.toMatchObject(refused);
+      }
+      expect(opened).toBe(openedBefore);
     } finally {
       await s.close();
     }

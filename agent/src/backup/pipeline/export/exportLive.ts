@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { CairnError } from "../../../../../shared/src/errors/CairnError.js";
 import { checkpointXml } from "../../../hypervisor/backupXml.js";
 import type { DomainInfo } from "../../../hypervisor/DomainInfo.js";
+import { jobDirOf } from "../../../jobs/checkJobId.js";
 import { cleanBrokenCheckpoints } from "../../../live/cleanBrokenCheckpoints.js";
 import { deleteCheckpointSafely } from "../../../live/deleteCheckpointSafely.js";
 import { pruneCheckpoints } from "../../../live/pruneCheckpoints.js";
@@ -40,7 +41,7 @@ export async function exportLive(
   const { hypervisor, log } = deps;
   const { signal } = req;
   const undo = new UndoStack(log, { jobId: req.jobId, domain: domain.name });
-  const jobDir = join(config.workDir, "jobs", req.jobId);
+  const jobDir = jobDirOf(config.workDir, req.jobId);
   opts.history.catch(() => {}); // awaited with planning; a job failing earlier never gets there
   try {
     if (domain.state !== "running" && domain.state !== "paused") {

@@ -6,6 +6,7 @@ import { checkpointRedefineXml } from "../../../hypervisor/backupXml.js";
 import type { DomainInfo } from "../../../hypervisor/DomainInfo.js";
 import type { LiveBitmap } from "../../../hypervisor/Hypervisor.js";
 import type { ImageInfo } from "../../../image/qemuImg.js";
+import { jobDirOf } from "../../../jobs/checkJobId.js";
 import { captureVmConfigFiles } from "../../../vmconfig/captureVmConfigFiles.js";
 import { announceCheckpoint } from "../../announceCheckpoint.js";
 import type { BackupConfig, BackupDeps, BackupRequest } from "../../BackupRequest.js";
@@ -44,7 +45,7 @@ export async function exportOffline(
   const { hypervisor, log } = deps;
   const { signal } = req;
   const undo = new UndoStack(log, { jobId: req.jobId, domain: domain.name, offline: true });
-  const jobDir = join(config.workDir, "jobs", req.jobId);
+  const jobDir = jobDirOf(config.workDir, req.jobId);
   opts.history.catch(() => {}); // awaited with planning; a job failing earlier never gets there
   try {
     const disks = selectDisks(domain, req.disks);
