@@ -7,6 +7,7 @@ import type {
   SnapshotSummary,
 } from "../../../shared/src/gen/cairn/v1/coordinator.js";
 import { repositoryReach } from "../../../shared/src/grpc/wire/repositoryReach.js";
+import { withoutConfigFileContents } from "../../../shared/src/repository/manifest/VmConfigFiles.js";
 import { verifySlices } from "../maintenance/Maintenance.js";
 import { reportOf, type StoredTask, storeTask } from "../maintenance/maintenanceTask.js";
 import type { MaintenanceKind, ReachRecord, RepositoryRecord, SnapshotRecord } from "../store/records.js";
@@ -211,7 +212,8 @@ export function repositoryRpcs(c: CoordinatorContext): RepositoryRpcs {
       return {
         snapshot: summary(s),
         repositoryLocation: rec.location,
-        manifestJson: s.manifestJson ?? "",
+        // Metadata only, also for entries indexed before the index dropped file contents.
+        manifestJson: withoutConfigFileContents(s.manifestJson ?? ""),
       };
     },
 

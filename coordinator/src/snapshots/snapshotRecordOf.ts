@@ -1,5 +1,6 @@
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
 import { jobIdOf, snapshotManifestSchema } from "../../../shared/src/repository/manifest/SnapshotManifest.js";
+import { withoutConfigFileContents } from "../../../shared/src/repository/manifest/VmConfigFiles.js";
 import type { SnapshotRecord } from "../store/records.js";
 
 /**
@@ -33,6 +34,7 @@ export function snapshotRecordOf(manifestJson: string, repository: string): Snap
     kinds: Object.fromEntries(
       m.disks.map((d) => [d.target, d.fullReason ? `${d.kind}: ${d.fullReason}` : d.kind]),
     ),
-    manifestJson,
+    // The index never holds NVRAM or TPM state (#24 hole 5): restores read it from the repository.
+    manifestJson: withoutConfigFileContents(manifestJson),
   };
 }

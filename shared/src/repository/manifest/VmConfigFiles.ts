@@ -75,3 +75,28 @@ export function vmConfigFilesOf(manifest: SnapshotManifest): VmConfigFiles | und
   }
   return r.data;
 }
+
+/**
+ * A manifest's JSON without the contents of its configuration files (NVRAM, TPM state: VM
+ * secrets). What the coordinator indexes and what ShowSnapshot answers: metadata only; only a
+ * restore, reading the repository, sees the bytes. Each stored file keeps its size and SHA-256 and
+ * says `"data": null, "redacted": true`. A manifest without such files comes back unchanged.
+ */
+export function withoutConfigFileContents(manifestJson: string): string {
+  let m: { extra?: Record<string, unknown> };
+  try {
+    m = JSON.parse(manifestJson) as typeof m;
+  } catch {
+    return manifestJson;
+  }
+  const files = (m.extra?.[CONFIG_FILES_KEY] as { files?: unknown } | undefined)?.files;
+  if (!Array.isArray(files) || !files.some((f) => f && typeof f === "object" && "data" in f))
+    return manifestJson;
+  for (const f of files) {
+    if (f && typeof f === "object" && "data" in f) {
+      (f as Record<string, unknown>).data = null;
+      (f as Record<string, unknown>).redacted = true;
+    }
+  }
+  return JSON.stringify(m);
+}
