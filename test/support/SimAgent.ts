@@ -52,7 +52,7 @@ export interface SimBehaviour {
   migrating?: Set<string>;
   /** Redefined checkpoints of these domains find no bitmap in QEMU (storage copied without them). */
   bitmapsLost?: Set<string>;
-  /** Fail the given attempt (1-based, per job id) with this gRPC status. */
+  /** Fail the given attempt (1-based, per job id; backups and restores) with this gRPC status. */
   failAttempt?: (jobId: string, attempt: number) => { code: Status; message: string } | undefined;
   /** The agent's roles (docs/transfer-paths.md §1); default hypervisor. */
   roles?: AgentRole[];
@@ -626,7 +626,8 @@ export class SimAgent {
       yield* streams.follow(running, req.jobId, { signal: ctx.signal, starter: false, detach: true });
       return;
     }
-    this.restoreRuns.set(req.jobId, (this.restoreRuns.get(req.jobId) ?? 0) + 1);
+    const attempt = (this.restoreRuns.get(req.jobId) ?? 0) + 1;
+    this.restoreRuns.set(req.jobId, attempt);
     const { feed } = streams.start(
       req.jobId,
       `${kind}:${req.jobId}`,
@@ -656,6 +657,8 @@ export class SimAgent {
           };
           f.publish("progress", { jobId: req.jobId, event: { $case: "progress", value: progress } } as T);
         }
+        const fail = this.behaviour.failAttempt?.(req.jobId, attempt);
+        if (fail) throw new ServerError(fail.code, fail.message);
         return write(m);
       },
       (ev) => ev,
