@@ -12,17 +12,43 @@ import {
   connectCoordinator,
   withConnectOptions,
 } from "./connectCoordinator.js";
+import { isRestoreJob, restoreRows } from "./describeRestore.js";
 import { ago, output, table } from "./output.js";
 
 type O = ConnectOptions & { json?: boolean };
 
-/** Follows a job to its end with a progress bar; resolves with the final summary. */
+/**
+ * Follows a job to its end with a progress bar; resolves with the final summary. Ctrl-C stops
+ * watching, not the job: it goes on on its agent, and the message says how to find or cancel it.
+ */
 export async function watchJob(
   client: CoordinatorClient,
   jobId: string,
   json: boolean | undefined,
 ): Promise<JobSummary> {
   const bar = new ProgressBar(jobId.slice(-6));
+  const detach = () => {
+    bar.done();
+    process.stderr.write(
+      `\ndetached from job ${jobId}; it goes on: \`cairn jobs watch ${jobId}\` follows it again, \`cairn jobs cancel ${jobId}\` stops it\n`,
+    );
+    process.exit(130);
+  };
+  process.once("SIGINT", detach);
+  try {
+    return await followJob(client, jobId, json, bar);
+  } finally {
+    process.off("SIGINT", detach);
+    bar.done();
+  }
+}
+
+async function followJob(
+  client: CoordinatorClient,
+  jobId: string,
+  json: boolean | undefined,
+  bar: ProgressBar,
+): Promise<JobSummary> {
   let last: JobSummary | undefined;
   let lastState = "";
   for await (const { job } of client.watchJob({ jobId })) {
@@ -44,7 +70,6 @@ export async function watchJob(
         phase: job.progress.phase,
       });
   }
-  bar.done();
   if (!last) throw new CairnError("protocol", `the coordinator sent nothing for job ${jobId}`);
   return last;
 }
@@ -62,8 +87,8 @@ function describeJob(j: JobSummary): string {
     ["job", j.jobId],
     ["kind", j.kind],
     [
-      j.kind === "backup" ? "vm" : "repository",
-      j.kind === "backup" ? `${j.vmName} (${j.vmUuid})` : j.repository,
+      j.kind === "backup" || isRestoreJob(j.kind) ? "vm" : "repository",
+      j.kind === "backup" || isRestoreJob(j.kind) ? `${j.vmName} (${j.vmUuid})` : j.repository,
     ],
     ["host", j.hostId],
     ["state", j.state],
@@ -82,19 +107,27 @@ function describeJob(j: JobSummary): string {
       );
     if (j.snapshotId) rows.push(["snapshot", j.snapshotId]);
   }
+  if (isRestoreJob(j.kind))
+    rows.push(["repository", j.repository], ["snapshot", j.snapshotId], ...restoreRows(j.restore));
   rows.push(["created", ago(j.createdMs)], ["updated", ago(j.updatedMs)]);
   return `${rows.map(([k, v]) => `${`${k}:`.padEnd(13)}${v}`).join("\n")}\n`;
 }
 
-function finish(job: JobSummary, json: boolean | undefined): void {
+export function finish(job: JobSummary, json: boolean | undefined): void {
   output(json, job, () =>
-    job.state === "succeeded"
-      ? `job ${job.jobId} succeeded: snapshot ${job.snapshotId} in ${job.repository} (${Object.entries(
-          job.diskKinds,
+    job.state === "succeeded" && isRestoreJob(job.kind)
+      ? `job ${job.jobId} succeeded: ${job.kind} of ${job.snapshotId} on ${job.hostId}\n${restoreRows(
+          job.restore,
         )
-          .map(([d, k]) => `${d} ${k}`)
-          .join(", ")})\n`
-      : `job ${job.jobId} ${job.state}: ${job.reason}\n`,
+          .map(([k, v]) => `  ${k}: ${v}`)
+          .join("\n")}\n`
+      : job.state === "succeeded"
+        ? `job ${job.jobId} succeeded: snapshot ${job.snapshotId} in ${job.repository} (${Object.entries(
+            job.diskKinds,
+          )
+            .map(([d, k]) => `${d} ${k}`)
+            .join(", ")})\n`
+        : `job ${job.jobId} ${job.state}: ${job.reason}\n`,
   );
   if (job.state === "failed")
     throw new CairnError("failed-precondition", `job ${job.jobId} failed: ${job.reason}`);
@@ -132,7 +165,7 @@ export function registerJobCommands(program: Command): void {
     }, o),
   );
 
-  const jobs = program.command("jobs").description("backup and repository maintenance jobs");
+  const jobs = program.command("jobs").description("backup, restore and repository maintenance jobs");
   withConnectOptions(
     jobs
       .command("list")
@@ -151,7 +184,7 @@ export function registerJobCommands(program: Command): void {
           ["JOB", "VM / REPOSITORY", "HOST", "PATH", "KIND", "STATE", "TRY", "CREATED", "PROGRESS", "REASON"],
           r.jobs.map((j) => [
             j.jobId,
-            j.kind === "backup" ? j.vmName : `repo ${j.repository}`,
+            j.kind === "backup" || isRestoreJob(j.kind) ? j.vmName : `repo ${j.repository}`,
             j.hostId,
             pathLabel(j),
             j.kind === "backup" ? j.mode : j.kind,

@@ -3,10 +3,14 @@ import { runCli } from "../../shared/src/cli/runCli.js";
 import { CairnError } from "../../shared/src/errors/CairnError.js";
 import type { JobSummary } from "../../shared/src/gen/cairn/v1/coordinator.js";
 import { formatBytes } from "../../shared/src/units/formatBytes.js";
-import { type ConnectOptions, connectCoordinator, withConnectOptions } from "./connectCoordinator.js";
+import {
+  type ConnectOptions,
+  type CoordinatorClient,
+  connectCoordinator,
+  withConnectOptions,
+} from "./connectCoordinator.js";
 import { ago, output, table, when } from "./output.js";
-import { prepareDiskRestore } from "./prepareDiskRestore.js";
-import { watchJob } from "./registerJobCommands.js";
+import { finish, watchJob } from "./registerJobCommands.js";
 
 type O = ConnectOptions & { json?: boolean };
 /** Options of the commands that run as maintenance jobs. */
@@ -36,7 +40,7 @@ function maintenanceCommand(c: Command): Command {
   );
 }
 
-/** Coordinator-managed repositories (`cairn repo add|list|verify|prune|gc|stats`) and `cairn restore disk`. */
+/** Coordinator-managed repositories (`cairn repo add|list|verify|prune|gc|stats`) and `cairn restore`. */
 export function registerRepositoryAdminCommands(program: Command): void {
   const repo = program.commands.find((c) => c.name() === "repo") ?? program.command("repo");
   withConnectOptions(
@@ -215,30 +219,102 @@ export function registerRepositoryAdminCommands(program: Command): void {
       }, o),
   );
 
-  const restore = program.command("restore").description("restore from snapshots the coordinator knows");
-  withConnectOptions(
+  registerRestoreCommands(program);
+}
+
+type R = O & { host?: string; wait?: boolean; format?: string };
+
+/**
+ * Follows a restore job as `backup now --wait` follows a backup (progress bar, `--json` prints the
+ * final job), or with `--no-wait` prints its id.
+ */
+async function followRestore(client: CoordinatorClient, jobId: string, o: R): Promise<void> {
+  if (o.wait === false) return output(o.json, { jobId }, () => queuedLine({ jobId } as JobSummary));
+  finish(await watchJob(client, jobId, o.json), o.json);
+}
+
+/** A restore command: the host it runs on, and whether to follow it. */
+function restoreCommand(c: Command): Command {
+  return withConnectOptions(
+    c
+      .option(
+        "--host <id>",
+        "the host whose agent writes it (default: where the VM is, else its last backup's host)",
+      )
+      .option("--no-wait", "queue the job and return its id"),
+  );
+}
+
+/** `cairn restore disk|vm`: restore jobs run by an agent through the coordinator (docs/restore.md §1). */
+function registerRestoreCommands(program: Command): void {
+  const restore = program
+    .command("restore")
+    .description("restore from snapshots the coordinator knows, as jobs on an agent");
+  restoreCommand(
     restore
       .command("disk <snapshot> <disk>")
-      .description("write one disk of a snapshot to a file on this machine")
-      .requiredOption("--to <path>", "destination file")
+      .description("write one disk of a snapshot to a file or block device on a host")
+      .requiredOption("--to <path>", "absolute destination path on that host (file or block device)")
       .option("--format <f>", "raw | qcow2", "raw")
-      .option("--force", "overwrite an existing file")
-      .option("--passphrase-file <file>", "passphrase of an encrypted repository"),
+      .option("--force", "replace an existing file, or write over a block device"),
+  ).action((snapshot: string, disk: string, o: R & { to: string; force?: boolean }) =>
+    runCli(async () => {
+      const client = connectCoordinator(o);
+      const { jobId } = await client.restoreDisk({
+        snapshotId: snapshot,
+        diskTarget: disk,
+        hostId: o.host ?? "",
+        destination: o.to,
+        format: o.format ?? "raw",
+        overwrite: Boolean(o.force),
+      });
+      await followRestore(client, jobId, o);
+    }, o),
+  );
+  restoreCommand(
+    restore
+      .command("vm <snapshot>")
+      .description("define a new domain from a snapshot (or overwrite the original with --in-place --force)")
+      .option("--name <name>", "name of the new domain (default: <original>-restored)")
+      .option("--storage <dir>", "directory on the host for the disks (default: the original's)")
+      .option("--pool <pool>", "libvirt storage pool for the disks instead of a directory")
+      .option("--format <f>", "qcow2 | raw", "qcow2")
+      .option("--start", "start the domain once defined")
+      .option("--in-place", "overwrite the original domain's disks (it must be shut off; needs --force)")
+      .option("--force", "with --in-place: confirm overwriting the original"),
   ).action(
     (
       snapshot: string,
-      disk: string,
-      o: O & { to: string; format: string; force?: boolean; passphraseFile?: string },
+      o: R & {
+        name?: string;
+        storage?: string;
+        pool?: string;
+        start?: boolean;
+        inPlace?: boolean;
+        force?: boolean;
+      },
     ) =>
       runCli(async () => {
-        const restore = prepareDiskRestore(o.to, { ...o, destinationFlag: "--to" });
-        const s = await connectCoordinator(o).showSnapshot({ snapshotId: snapshot });
-        await restore(s.repositoryLocation, snapshot, disk);
-        output(
-          o.json,
-          { snapshot, disk, to: o.to, format: o.format },
-          () => `restored ${disk} of ${snapshot} to ${o.to} (${o.format})\n`,
-        );
+        if (o.storage && o.pool)
+          throw new CairnError("invalid-argument", "--storage and --pool exclude each other");
+        if (o.inPlace && !o.force)
+          throw new CairnError("invalid-argument", "--in-place overwrites the original domain's disks", {
+            hint: "shut it off and add --force to confirm",
+          });
+        if (o.inPlace && (o.name || o.storage || o.pool))
+          throw new CairnError("invalid-argument", "--in-place excludes --name, --storage and --pool");
+        const client = connectCoordinator(o);
+        const { jobId } = await client.restoreVm({
+          snapshotId: snapshot,
+          hostId: o.host ?? "",
+          newName: o.name ?? "",
+          destinationDir: o.storage ?? "",
+          pool: o.pool ?? "",
+          format: o.format ?? "qcow2",
+          start: Boolean(o.start),
+          inPlace: Boolean(o.inPlace),
+        });
+        await followRestore(client, jobId, o);
       }, o),
   );
 }

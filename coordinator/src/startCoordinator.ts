@@ -26,6 +26,7 @@ import { Ledger } from "./ledger/Ledger.js";
 import { Maintenance } from "./maintenance/Maintenance.js";
 import { CoordinatorMetrics } from "./metrics/CoordinatorMetrics.js";
 import { CertificateAuthority } from "./pki/CertificateAuthority.js";
+import { Restores } from "./restore/Restores.js";
 import { retryDelayMs } from "./schedule/retryDelayMs.js";
 import { PolicyCache } from "./scheduler/PolicyCache.js";
 import { Scheduler } from "./scheduler/Scheduler.js";
@@ -35,6 +36,7 @@ import { agentRpcs } from "./service/agentRpcs.js";
 import type { CoordinatorContext } from "./service/CoordinatorContext.js";
 import { ledgerRpcs } from "./service/ledgerRpcs.js";
 import { repositoryRpcs } from "./service/repositoryRpcs.js";
+import { restoreRpcs } from "./service/restoreRpcs.js";
 import { snapshotRecordOf } from "./snapshots/snapshotRecordOf.js";
 import type { Role } from "./store/records.js";
 import { SqliteStore } from "./store/sqlite/SqliteStore.js";
@@ -148,6 +150,18 @@ export async function startCoordinator(
       kick();
     },
     onMaintenanceDone: (job, report) => maintenance.done(job, report),
+    onRestoreDone: (job): Promise<void> => restores.done(job),
+  });
+  const restores: Restores = new Restores({
+    store,
+    hub,
+    runner,
+    ledger,
+    log,
+    now,
+    maxAttempts: config.maxAttempts,
+    audit,
+    kick: () => kick(),
   });
 
   const scheduler = new Scheduler({
@@ -210,6 +224,7 @@ export async function startCoordinator(
       }
     },
     maintenance,
+    restores,
   };
 
   // A restart loses sight of running jobs: they are interrupted and re-attached by job id.
@@ -239,6 +254,7 @@ export async function startCoordinator(
         ...repositoryRpcs(ctx),
         ...accessRpcs(ctx),
         ...ledgerRpcs(ctx),
+        ...restoreRpcs(ctx),
       },
       CAIRN_VERSION,
     ),

@@ -10,6 +10,7 @@ import { enrollAgent } from "../../agent/src/coordinator/enrollAgent.js";
 import type { DomainInfo } from "../../agent/src/hypervisor/DomainInfo.js";
 import { JobFeed } from "../../agent/src/jobs/JobFeed.js";
 import { JobRegistry } from "../../agent/src/jobs/JobRegistry.js";
+import { jobStreamsOf } from "../../agent/src/jobs/JobStreams.js";
 import { runMaintenanceRpc } from "../../agent/src/server/runMaintenanceRpc.js";
 import { CairnError } from "../../shared/src/errors/CairnError.js";
 import {
@@ -20,8 +21,13 @@ import {
   type ExportReady,
   type LiveBitmapInfo,
   type ReadExportResponse,
+  type RestoreDiskRequest,
+  type RestoreDiskResponse,
+  type RestoreVmRequest,
+  type RestoreVmResponse,
   type RunBackupResponse,
 } from "../../shared/src/gen/cairn/v1/agent.js";
+import type { Progress } from "../../shared/src/gen/cairn/v1/common.js";
 import { toGrpcStatus } from "../../shared/src/grpc/toGrpcStatus.js";
 import { type BackupMode, backupMode } from "../../shared/src/grpc/wire/backupMode.js";
 import { domainState } from "../../shared/src/grpc/wire/domainState.js";
@@ -46,7 +52,7 @@ export interface SimBehaviour {
   migrating?: Set<string>;
   /** Redefined checkpoints of these domains find no bitmap in QEMU (storage copied without them). */
   bitmapsLost?: Set<string>;
-  /** Fail the given attempt (1-based, per job id) with this gRPC status. */
+  /** Fail the given attempt (1-based, per job id; backups and restores) with this gRPC status. */
   failAttempt?: (jobId: string, attempt: number) => { code: Status; message: string } | undefined;
   /** The agent's roles (docs/transfer-paths.md §1); default hypervisor. */
   roles?: AgentRole[];
@@ -61,6 +67,8 @@ export interface SimBehaviour {
   writeMiBs?: number;
   /** How long a mover's ReadExport takes (default durationMs). */
   readMs?: number;
+  /** How long a restore takes (default durationMs). */
+  restoreMs?: number;
 }
 
 /** A probe that opened nothing (SimBehaviour.reach). */
@@ -95,6 +103,15 @@ export class SimAgent {
   readonly backupRequests: Parameters<AgentServiceImplementation["runBackup"]>[0][] = [];
   /** How many probes this agent answered. */
   probes = 0;
+  /** RestoreDisk / RestoreVm requests received (re-attaches included), in order. */
+  readonly restoreRequests: (
+    | { kind: "disk"; request: RestoreDiskRequest }
+    | { kind: "vm"; request: RestoreVmRequest }
+  )[] = [];
+  /** Job id → number of times a restore really ran for it. */
+  readonly restoreRuns = new Map<string, number>();
+  /** What restores "wrote" on this host: destination path (or domain name) → snapshot id. */
+  readonly restored = new Map<string, string>();
   /**
    * What libvirt and QEMU hold per domain on this host, as the real agent reports it: checkpoint
    * metadata (oldest first) and the running QEMU's bitmaps per disk.
@@ -274,6 +291,8 @@ export class SimAgent {
         found: (await this.jobs.abortAndWait(req.jobId, req.reason, 8_000)).found,
       }),
       runBackup: (req, ctx) => this.runBackup(req, ctx),
+      restoreDisk: (req, ctx) => asServerErrors(this.restoreDisk(req, ctx)),
+      restoreVm: (req, ctx) => asServerErrors(this.restoreVm(req, ctx)),
       readExport: (req, ctx) => this.readExport(req, ctx),
       finishExport: async (req) => {
         const waiter = this.exports.get(req.jobId);
@@ -496,6 +515,155 @@ export class SimAgent {
     } finally {
       ctx.signal.removeEventListener("abort", onAbort);
     }
+  }
+
+  /**
+   * A restore as the agent's contract says (docs/restore.md §1): a running job id attaches, a
+   * finished one answers its recorded result, the job goes on when the caller goes away (AbortJob
+   * stops it). The snapshot is read from the repository at the location given (a wrong location
+   * fails as on a real host); the bytes are not written anywhere, only recorded in `restored`.
+   */
+  private async *restoreDisk(req: RestoreDiskRequest, ctx: CallContext): AsyncGenerator<RestoreDiskResponse> {
+    this.restoreRequests.push({ kind: "disk", request: req });
+    yield* this.runRestore<RestoreDiskResponse>("restore-disk", req, ctx, async (m) => {
+      if (!m.disks.some((d) => d.target === req.diskTarget))
+        throw new CairnError("not-found", `snapshot ${m.id} has no disk ${req.diskTarget}`);
+      if (this.restored.has(req.destination) && !req.overwrite)
+        throw new CairnError("failed-precondition", `${req.destination} exists; --force replaces it`);
+      this.restored.set(req.destination, m.id);
+      return {
+        jobId: req.jobId,
+        event: {
+          $case: "result",
+          value: {
+            destination: req.destination,
+            format: req.format,
+            targetKind: req.overwrite ? "replaced-file" : "file",
+            bytesWritten: 1n << 20n,
+            bytesZeroed: 0n,
+          },
+        },
+      };
+    });
+  }
+
+  private async *restoreVm(req: RestoreVmRequest, ctx: CallContext): AsyncGenerator<RestoreVmResponse> {
+    this.restoreRequests.push({ kind: "vm", request: req });
+    yield* this.runRestore<RestoreVmResponse>("restore-vm", req, ctx, async (m) => {
+      const doms = this.hypervisor.domains;
+      let uuid: string;
+      let name: string;
+      if (req.inPlace) {
+        const d = doms.find((x) => x.uuid === m.vm.uuid);
+        if (!d) throw new CairnError("not-found", `domain ${m.vm.name} is not defined on ${this.hostId}`);
+        if (d.state !== "shutoff")
+          throw new CairnError("failed-precondition", `domain ${d.name} is ${d.state}: shut it off first`);
+        // Its disks were overwritten: no checkpoint or bitmap describes them any more.
+        this.chains.set(d.uuid, { checkpoints: [], bitmaps: [] });
+        if (req.start) d.state = "running";
+        uuid = d.uuid;
+        name = d.name;
+      } else {
+        name = req.newName || `${m.vm.name}-restored`;
+        if (doms.some((x) => x.name === name))
+          throw new CairnError("failed-precondition", `a domain named ${name} exists on ${this.hostId}`);
+        uuid = `11111111-0000-4000-8000-${String(doms.length + 1).padStart(12, "0")}`;
+        doms.push({
+          uuid,
+          name,
+          state: req.start ? "running" : "shutoff",
+          persistent: true,
+          disks: m.disks.map((d) => ({
+            target: d.target,
+            format: req.format,
+            source: `${req.destinationDir || "/img"}/${name}-${d.target}.${req.format}`,
+            device: "disk",
+          })),
+          labels: {},
+          hasGuestAgentChannel: true,
+        });
+      }
+      this.restored.set(name, m.id);
+      const dir = req.destinationDir || "/img";
+      return {
+        jobId: req.jobId,
+        event: {
+          $case: "result",
+          value: {
+            domainUuid: uuid,
+            domainName: name,
+            disks: m.disks.map((d) => ({
+              target: d.target,
+              path: req.pool ? "" : `${dir}/${name}-${d.target}.${req.format}`,
+              format: req.format,
+              bytesWritten: BigInt(d.virtualSize),
+              pool: req.pool,
+              volume: req.pool ? `${name}-${d.target}` : "",
+            })),
+            started: req.start,
+            inPlace: req.inPlace,
+          },
+        },
+      };
+    });
+  }
+
+  private async *runRestore<T extends { jobId: string; event?: unknown }>(
+    kind: string,
+    req: { jobId: string; repository: string; snapshotId: string },
+    ctx: CallContext,
+    write: (m: SnapshotManifest) => Promise<T>,
+  ): AsyncGenerator<T> {
+    if (!req.jobId) throw new CairnError("invalid-argument", "job_id is required");
+    const streams = jobStreamsOf<T>(this.jobs, kind);
+    const recorded = streams.finishedEvent(req.jobId);
+    if (recorded) {
+      yield recorded;
+      return;
+    }
+    const running = streams.running(req.jobId);
+    if (running) {
+      yield* streams.follow(running, req.jobId, { signal: ctx.signal, starter: false, detach: true });
+      return;
+    }
+    const attempt = (this.restoreRuns.get(req.jobId) ?? 0) + 1;
+    this.restoreRuns.set(req.jobId, attempt);
+    const { feed } = streams.start(
+      req.jobId,
+      `${kind}:${req.jobId}`,
+      async (signal, f) => {
+        const repo = await Repository.open(new LocalObjectStore(req.repository)).catch((e) => {
+          throw new CairnError(
+            "unavailable",
+            `cannot open repository ${req.repository}: ${(e as Error).message}`,
+          );
+        });
+        let m: SnapshotManifest;
+        try {
+          m = await repo.showSnapshot(req.snapshotId, signal);
+        } finally {
+          await repo.close();
+        }
+        const steps = 5;
+        const total = m.disks.reduce((n, d) => n + d.virtualSize, 0);
+        for (let i = 1; i <= steps; i++) {
+          await sleep((this.behaviour.restoreMs ?? this.behaviour.durationMs) / steps, undefined, { signal });
+          const progress: Progress = {
+            bytesDone: BigInt(Math.round((total * i) / steps)),
+            bytesTotal: BigInt(total),
+            rate: 1e6,
+            etaSeconds: steps - i,
+            phase: "write",
+          };
+          f.publish("progress", { jobId: req.jobId, event: { $case: "progress", value: progress } } as T);
+        }
+        const fail = this.behaviour.failAttempt?.(req.jobId, attempt);
+        if (fail) throw new ServerError(fail.code, fail.message);
+        return write(m);
+      },
+      (ev) => ev,
+    );
+    yield* streams.follow(feed, req.jobId, { signal: ctx.signal, starter: true, detach: true });
   }
 
   /** Network path, mover side: "reads" the export and seals a snapshot into `req.repository`. */

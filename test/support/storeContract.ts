@@ -416,6 +416,33 @@ export function storeContract(
       await s.close();
     });
 
+    it("restore jobs keep their request and outcome, and never count in a policy's chain", async () => {
+      const s = await open();
+      const task = {
+        request: { snapshotId: "20261122T080000Z-0123abcd", inPlace: true },
+        location: "/srv/r",
+      };
+      const restore = {
+        vm: { domainName: "vm1", inPlace: true, disks: [{ target: "vda", path: "/img/vm1.qcow2" }] },
+      };
+      const job = sampleJob({
+        kind: "restore-vm",
+        policy: null,
+        task,
+        snapshotId: "20261122T080000Z-0123abcd",
+      });
+      await s.insertJob(job);
+      await s.updateJob({ ...job, state: "running" }, "queued", "dispatched");
+      await s.updateJob({ ...job, state: "succeeded", restore, finishedMs: 5 }, "running", "restored");
+      expect(await s.getJob("job-1")).toEqual({ ...job, state: "succeeded", restore, finishedMs: 5 });
+      expect((await s.listJobs({ vmUuid: "u1", states: ["succeeded"] }))[0]).toMatchObject({
+        kind: "restore-vm",
+        restore,
+      });
+      expect((await s.chainHistories("p1")).size).toBe(0);
+      await s.close();
+    });
+
     it("chain histories follow a policy's jobs as they succeed, as chainHistory() computes them", async () => {
       const s = await open();
       let t = 0;

@@ -25,6 +25,7 @@ const LEAST_ROLE: Record<string, Role> = {
   ApplyPolicy: "operator",
   VerifyRepository: "operator",
   RestoreDisk: "operator",
+  RestoreVm: "operator",
   DeletePolicy: "admin",
   PruneRepository: "admin",
   GcRepository: "admin",

@@ -6,7 +6,7 @@ import type {
   RunBackupResponse,
   TransferSpec,
 } from "../../../shared/src/gen/cairn/v1/agent.js";
-import type { MaintenanceReport, Progress } from "../../../shared/src/gen/cairn/v1/common.js";
+import type { MaintenanceReport, Progress, RestoreOutcome } from "../../../shared/src/gen/cairn/v1/common.js";
 import { backupJobState } from "../../../shared/src/grpc/wire/backupJobState.js";
 import { backupMode } from "../../../shared/src/grpc/wire/backupMode.js";
 import { quiesceMode } from "../../../shared/src/grpc/wire/quiesceMode.js";
@@ -15,6 +15,7 @@ import type { AgentClients } from "../agents/AgentClients.js";
 import type { Ledger } from "../ledger/Ledger.js";
 import { describeReport } from "../maintenance/describeReport.js";
 import { scanLocation, storeReport, wireTask } from "../maintenance/maintenanceTask.js";
+import { agentRestoreRequest, describeOutcome, isRestoreKind, storeOutcome } from "../restore/restoreTask.js";
 import type { JobRecord, TransferDecisionRecord } from "../store/records.js";
 import type { Store } from "../store/Store.js";
 import { historyOf } from "../transfer/historyOf.js";
@@ -30,6 +31,11 @@ const RETRYABLE = new Set([
   Status.UNKNOWN,
   Status.DEADLINE_EXCEEDED,
 ]);
+/**
+ * A restore's refusals (name exists, file exists, VM running, no room: docs/restore.md §3) come
+ * before anything is written and answer the same on every attempt: the job fails at once.
+ */
+const RESTORE_RETRYABLE = new Set([...RETRYABLE].filter((s) => s !== Status.FAILED_PRECONDITION));
 /** The stream to the agent broke: the agent may still be running the job (or finish it). */
 const LOST_SIGHT = new Set([Status.UNAVAILABLE, Status.CANCELLED]);
 
@@ -89,6 +95,8 @@ export interface JobRunnerDeps {
   onSuccess: (s: JobSuccess) => Promise<void>;
   /** Called when a maintenance job ended with a report, before it is recorded (catalog, audit). */
   onMaintenanceDone?: (job: JobRecord, report: MaintenanceReport) => Promise<void>;
+  /** Called when a restore job succeeded, before it is recorded (ledger after in place, audit). */
+  onRestoreDone?: (job: JobRecord) => Promise<void>;
   onTransition?: (job: JobRecord, from: JobState) => void;
   /** The checkpoint ledger: what backups make and what their ends mean to chains. */
   ledger?: Pick<Ledger, "checkpointPending" | "backupSealed" | "jobEnded">;
@@ -254,7 +262,9 @@ export class JobRunner {
       const done =
         job.kind === "backup"
           ? await this.followBackup(job, agentAddress, entry)
-          : await this.followMaintenance(job, agentAddress, entry);
+          : isRestoreKind(job.kind)
+            ? await this.followRestore(job, agentAddress, entry)
+            : await this.followMaintenance(job, agentAddress, entry);
       const latest = (await this.deps.store.getJob(job.id)) ?? job;
       if ("deferred" in done) {
         await this.defer(latest, done.deferred);
@@ -521,6 +531,37 @@ export class JobRunner {
     throw new CairnError("protocol", "the agent ended the RunMaintenance stream without a report");
   }
 
+  /**
+   * A restore on its agent (docs/restore.md §1): the same request on every attempt and re-attach
+   * (the agent attaches a running job id, and keeps the job when the call ends: AbortJob stops it).
+   */
+  private async followRestore(job: JobRecord, agentAddress: string, entry: Following): Promise<Finished> {
+    const agent = this.deps.clients.get({ id: job.hostId, agentAddress });
+    const call = agentRestoreRequest(job);
+    const options = { signal: entry.controller.signal };
+    const stream =
+      call.kind === "restore-disk"
+        ? mapEvents(agent.restoreDisk(call.request, options), (r): RestoreOutcome | undefined =>
+            r ? { outcome: { $case: "disk", value: r } } : undefined,
+          )
+        : mapEvents(agent.restoreVm(call.request, options), (r): RestoreOutcome | undefined =>
+            r ? { outcome: { $case: "vm", value: r } } : undefined,
+          );
+    for await (const ev of stream) {
+      if (ev.progress) this.progress(job.id, ev.progress);
+      else if (ev.outcome) {
+        const outcome = ev.outcome;
+        return {
+          state: "succeeded",
+          reason: describeOutcome(outcome),
+          patch: { restore: storeOutcome(outcome) },
+          record: (finished) => this.deps.onRestoreDone?.(finished) ?? Promise.resolve(),
+        };
+      }
+    }
+    throw new CairnError("protocol", `the agent ended the ${call.kind} stream without a result`);
+  }
+
   private progress(jobId: string, p: Progress): void {
     this.deps.hub.setProgress(jobId, {
       bytesDone: Number(p.bytesDone),
@@ -558,7 +599,8 @@ export class JobRunner {
       await this.transition(job, "interrupted", `lost the agent mid-job: ${message}`);
       return;
     }
-    const retryable = status === undefined || RETRYABLE.has(status);
+    const retryable =
+      status === undefined || (isRestoreKind(job.kind) ? RESTORE_RETRYABLE : RETRYABLE).has(status);
     await ended(message);
     if (retryable && job.attempt < job.maxAttempts) {
       const delay = this.deps.retryDelayMs(job.attempt);
@@ -585,6 +627,20 @@ export class JobRunner {
 
   private async repositoryLocation(job: JobRecord): Promise<string | undefined> {
     return (await this.deps.store.getRepository(job.repository))?.location;
+  }
+}
+
+/** A restore stream's events, as progress or the outcome its result makes. */
+async function* mapEvents<R>(
+  stream: AsyncIterable<{
+    event?: { $case: "progress"; value: Progress } | { $case: "result"; value: R } | undefined;
+  }>,
+  outcome: (r: R) => RestoreOutcome | undefined,
+): AsyncGenerator<{ progress?: Progress; outcome?: RestoreOutcome }> {
+  for await (const ev of stream) {
+    const e = ev.event;
+    if (e?.$case === "progress") yield { progress: e.value };
+    else if (e?.$case === "result") yield { outcome: outcome(e.value) };
   }
 }
 

@@ -148,6 +148,20 @@ export class Ledger {
     await this.write(batch.writes(), `job ${job.id} ended`);
   }
 
+  /**
+   * The VM's disks were overwritten with an older restore point (docs/restore.md §3): no checkpoint
+   * describes them any more, so every live chain is broken and the next backup reads them in full,
+   * for this reason. Pending entries are left to their job (an in-place restore never runs beside a
+   * backup of its VM: they share the VM's exclusivity key).
+   */
+  async restoredInPlace(vmUuid: string, snapshotId: string, jobId: string): Promise<void> {
+    const batch = new LedgerBatch(this.deps.now());
+    const reason = `restored in place from ${snapshotId} (job ${jobId})`;
+    for (const e of await this.deps.store.listLedger(vmUuid))
+      if (e.state === "committed" || e.state === "suspect") batch.move(e, e.state, "broken", reason);
+    await this.write(batch.writes(), `job ${jobId} restored VM ${vmUuid} in place`);
+  }
+
   /** Lifecycle events a host reported (already applied to the inventory). */
   async observe(hostId: string, events: readonly ObservedEvent[]): Promise<void> {
     const meaningful = events

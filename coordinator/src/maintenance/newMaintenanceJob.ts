@@ -1,4 +1,5 @@
 import { newJobRecord } from "../jobs/newJob.js";
+import { isInPlace, isRestoreKind } from "../restore/restoreTask.js";
 import type { JobRecord, MaintenanceKind } from "../store/records.js";
 import type { StoredTask } from "./maintenanceTask.js";
 
@@ -45,9 +46,13 @@ export function newMaintenanceJob(
 }
 
 /**
- * What a job must not share with another running job: its VM for a backup (one job per VM), its
- * repository for maintenance (one maintenance job per repository at a time).
+ * What a job must not share with another running job: its VM for a backup and for an in-place
+ * restore (one job per VM), its repository for maintenance (one maintenance job per repository at
+ * a time); any other restore only itself (it writes somewhere new).
  */
-export function exclusivityKey(job: Pick<JobRecord, "kind" | "vmUuid" | "repository">): string {
-  return job.kind === "backup" ? job.vmUuid : `repository:${job.repository}`;
+export function exclusivityKey(
+  job: Pick<JobRecord, "id" | "kind" | "vmUuid" | "repository" | "task">,
+): string {
+  if (job.kind === "backup" || isInPlace(job)) return job.vmUuid;
+  return isRestoreKind(job.kind) ? `restore:${job.id}` : `repository:${job.repository}`;
 }

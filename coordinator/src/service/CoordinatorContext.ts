@@ -7,6 +7,7 @@ import type { Ledger } from "../ledger/Ledger.js";
 import type { Maintenance } from "../maintenance/Maintenance.js";
 import type { CoordinatorMetrics } from "../metrics/CoordinatorMetrics.js";
 import type { CertificateAuthority } from "../pki/CertificateAuthority.js";
+import type { Restores } from "../restore/Restores.js";
 import type { PolicyCache } from "../scheduler/PolicyCache.js";
 import type { Store } from "../store/Store.js";
 import type { Reach } from "../transfer/Reach.js";
@@ -29,6 +30,8 @@ export interface CoordinatorContext {
   kick(): void;
   audit(principal: string, action: string, target: string, detail?: string): Promise<void>;
   maintenance: Maintenance;
+  /** Restores as jobs (docs/restore.md §1). */
+  restores: Restores;
   ledger: Ledger;
   /** Repository reach: probes agents (docs/transfer-paths.md §2). */
   reach: Reach;

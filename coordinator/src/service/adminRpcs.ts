@@ -7,6 +7,7 @@ import { backupMode } from "../../../shared/src/grpc/wire/backupMode.js";
 import { domainState } from "../../../shared/src/grpc/wire/domainState.js";
 import { isTerminal, JOB_STATES, type JobState } from "../jobs/JobState.js";
 import { newJob } from "../jobs/newJob.js";
+import { exclusivityKey } from "../maintenance/newMaintenanceJob.js";
 import type { Policy } from "../policy/Policy.js";
 import { parsePolicyYaml } from "../policy/parsePolicyYaml.js";
 import { selectVms } from "../policy/selectVms.js";
@@ -173,10 +174,10 @@ export function adminRpcs(c: CoordinatorContext): AdminRpcs {
           ? undefined
           : backupMode.fromWire(req.mode, "mode");
       const policy = await policyFor(vm.uuid, vm.name, req.policy);
-      const active = await c.store.listJobs({
-        states: ["queued", "running", "interrupted"],
-        vmUuid: vm.uuid,
-      });
+      // A restore of the VM's snapshot elsewhere does not hold the VM; one in place does.
+      const active = (
+        await c.store.listJobs({ states: ["queued", "running", "interrupted"], vmUuid: vm.uuid })
+      ).filter((j) => exclusivityKey(j) === vm.uuid);
       if (active.length)
         throw new CairnError(
           "already-exists",

@@ -1,5 +1,6 @@
 import type { JobSummary } from "../../../shared/src/gen/cairn/v1/coordinator.js";
 import { reportOf } from "../maintenance/maintenanceTask.js";
+import { outcomeOf } from "../restore/restoreTask.js";
 import type { JobProgress, JobRecord } from "../store/records.js";
 
 export function jobSummary(j: JobRecord, progress: JobProgress | undefined): JobSummary {
@@ -32,5 +33,6 @@ export function jobSummary(j: JobRecord, progress: JobProgress | undefined): Job
     transfer: j.transfer
       ? { path: j.transfer.path, readerHostId: j.transfer.readerHostId, reason: j.transfer.reason }
       : undefined,
+    restore: outcomeOf(j),
   };
 }

@@ -170,7 +170,9 @@ export interface PolicyMaintenanceState {
 
 /** Repository maintenance (format §9) that an agent runs as a job, like a backup. */
 export type MaintenanceKind = "verify" | "prune" | "gc" | "stats" | "scan";
-export type JobKind = "backup" | MaintenanceKind;
+/** A restore an agent runs as a job (docs/restore.md §1). */
+export type RestoreKind = "restore-disk" | "restore-vm";
+export type JobKind = "backup" | MaintenanceKind | RestoreKind;
 
 export interface JobProgress {
   bytesDone: number;
@@ -216,6 +218,12 @@ export interface JobRecord {
    */
   task?: unknown;
   report?: unknown;
+  /**
+   * Restore jobs: `task` holds the request as validated (coordinator/src/restore/restoreTask.ts),
+   * with the repository location the host reaches; once succeeded, this is what was written
+   * (common.proto RestoreOutcome JSON). vmUuid and vmName are the snapshot's VM.
+   */
+  restore?: unknown;
   /** How many times an agent deferred the job (migration running, VM elsewhere). */
   deferrals?: number;
   /** Backup jobs: the path of the current (or last) attempt; re-attaching keeps it. */

@@ -28,6 +28,7 @@ describe("roles", () => {
         "CancelJob",
         "DrainHost",
         "RestoreDisk",
+        "RestoreVm",
         "UndrainHost",
         "VerifyRepository",
       ].sort(),
