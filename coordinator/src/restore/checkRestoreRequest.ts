@@ -1,8 +1,8 @@
 import { isAbsolute, normalize } from "node:path";
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
 import type {
-  RestoreDiskJobRequest,
-  RestoreVmJobRequest,
+  CoordinatorServiceRestoreDiskRequest,
+  CoordinatorServiceRestoreVmRequest,
 } from "../../../shared/src/gen/cairn/v1/coordinator.js";
 import type { SnapshotRecord } from "../store/records.js";
 
@@ -56,9 +56,9 @@ function targetsOf(s: SnapshotRecord): string[] {
  * returns it with defaults filled in. Each refusal names the field.
  */
 export function checkRestoreDisk(
-  req: RestoreDiskJobRequest,
+  req: CoordinatorServiceRestoreDiskRequest,
   snapshot: SnapshotRecord | undefined,
-): RestoreDiskJobRequest {
+): CoordinatorServiceRestoreDiskRequest {
   const s = snapshotOf(req.snapshotId, snapshot);
   if (!req.diskTarget) throw bad("disk_target", `is required (one of ${targetsOf(s).join(", ")})`);
   if (!targetsOf(s).includes(req.diskTarget))
@@ -72,9 +72,9 @@ export function checkRestoreDisk(
 
 /** Validates a RestoreVm request (docs/restore.md §3); returns it with defaults filled in. */
 export function checkRestoreVm(
-  req: RestoreVmJobRequest,
+  req: CoordinatorServiceRestoreVmRequest,
   snapshot: SnapshotRecord | undefined,
-): RestoreVmJobRequest {
+): CoordinatorServiceRestoreVmRequest {
   snapshotOf(req.snapshotId, snapshot);
   const format = checkFormat("format", req.format, "qcow2");
   if (req.inPlace) {

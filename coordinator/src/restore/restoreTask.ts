@@ -1,7 +1,10 @@
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
 import type { RestoreDiskRequest, RestoreVmRequest } from "../../../shared/src/gen/cairn/v1/agent.js";
 import { RestoreOutcome } from "../../../shared/src/gen/cairn/v1/common.js";
-import { RestoreDiskJobRequest, RestoreVmJobRequest } from "../../../shared/src/gen/cairn/v1/coordinator.js";
+import {
+  CoordinatorServiceRestoreDiskRequest,
+  CoordinatorServiceRestoreVmRequest,
+} from "../../../shared/src/gen/cairn/v1/coordinator.js";
 import type { JobRecord, RestoreKind } from "../store/records.js";
 
 export const RESTORE_KINDS: readonly RestoreKind[] = ["restore-disk", "restore-vm"];
@@ -12,8 +15,8 @@ export function isRestoreKind(kind: string): kind is RestoreKind {
 
 /** A restore job's request as validated at the edge, and where its host opens the repository. */
 export type RestoreRequest =
-  | { kind: "restore-disk"; request: RestoreDiskJobRequest }
-  | { kind: "restore-vm"; request: RestoreVmJobRequest };
+  | { kind: "restore-disk"; request: CoordinatorServiceRestoreDiskRequest }
+  | { kind: "restore-vm"; request: CoordinatorServiceRestoreVmRequest };
 
 /** JobRecord.task of a restore job: the request in proto JSON and the location (docs/restore.md §1). */
 interface StoredRestoreTask {
@@ -24,8 +27,8 @@ interface StoredRestoreTask {
 export function storeRestoreTask(r: RestoreRequest, location: string): StoredRestoreTask {
   const request =
     r.kind === "restore-disk"
-      ? RestoreDiskJobRequest.toJSON(r.request)
-      : RestoreVmJobRequest.toJSON(r.request);
+      ? CoordinatorServiceRestoreDiskRequest.toJSON(r.request)
+      : CoordinatorServiceRestoreVmRequest.toJSON(r.request);
   return { request, location };
 }
 
@@ -37,7 +40,7 @@ export function agentRestoreRequest(
   const location = stored.location ?? "";
   if (!location) throw new CairnError("internal", `restore job ${job.id} has no repository location`);
   if (job.kind === "restore-disk") {
-    const r = RestoreDiskJobRequest.fromJSON(stored.request ?? {});
+    const r = CoordinatorServiceRestoreDiskRequest.fromJSON(stored.request ?? {});
     return {
       kind: job.kind,
       request: {
@@ -52,7 +55,7 @@ export function agentRestoreRequest(
     };
   }
   if (job.kind === "restore-vm") {
-    const r = RestoreVmJobRequest.fromJSON(stored.request ?? {});
+    const r = CoordinatorServiceRestoreVmRequest.fromJSON(stored.request ?? {});
     return {
       kind: job.kind,
       request: {
@@ -75,7 +78,7 @@ export function agentRestoreRequest(
 export function isInPlace(job: Pick<JobRecord, "kind" | "task">): boolean {
   if (job.kind !== "restore-vm") return false;
   const stored = (job.task ?? {}) as Partial<StoredRestoreTask>;
-  return RestoreVmJobRequest.fromJSON(stored.request ?? {}).inPlace;
+  return CoordinatorServiceRestoreVmRequest.fromJSON(stored.request ?? {}).inPlace;
 }
 
 export function storeOutcome(o: RestoreOutcome): unknown {
