@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ChannelCredentials } from "@grpc/grpc-js";
-import type { Command } from "commander";
+import { type Command, InvalidArgumentError, Option } from "commander";
 import { type Client, createChannel, createClientFactory } from "nice-grpc";
 import { Metadata } from "nice-grpc-common";
 import { CairnError } from "../../shared/src/errors/CairnError.js";
@@ -19,12 +19,21 @@ export interface ConnectOptions {
 
 /** Adds the options every coordinator-backed command takes. */
 export function withConnectOptions(cmd: Command): Command {
-  return cmd
-    .option("--coordinator <host:port>", "coordinator address (env CAIRN_COORDINATOR)")
-    .option("--token <token>", "API token (env CAIRN_TOKEN)")
-    .option("--token-file <file>", "file holding the API token (env CAIRN_TOKEN_FILE)")
-    .option("--ca-file <file>", "CA certificate that signed the coordinator's (env CAIRN_CA_FILE)")
-    .option("--json", "machine-readable output");
+  return (
+    cmd
+      .option("--coordinator <host:port>", "coordinator address (env CAIRN_COORDINATOR)")
+      // Kept only to refuse it with a reason: a token on the command line is in `ps` for every user.
+      .addOption(
+        new Option("--token <token>").hideHelp().argParser(() => {
+          throw new InvalidArgumentError(
+            "--token is not accepted: a token on the command line shows in ps. Pass --token-file FILE or set CAIRN_TOKEN / CAIRN_TOKEN_FILE",
+          );
+        }),
+      )
+      .option("--token-file <file>", "file holding the API token (env CAIRN_TOKEN_FILE)")
+      .option("--ca-file <file>", "CA certificate that signed the coordinator's (env CAIRN_CA_FILE)")
+      .option("--json", "machine-readable output")
+  );
 }
 
 export type CoordinatorClient = Client<typeof CoordinatorServiceDefinition>;
@@ -53,6 +62,7 @@ export function connectCoordinator(o: ConnectOptions): CoordinatorClient {
     });
   const tokenFile = o.tokenFile ?? process.env.CAIRN_TOKEN_FILE;
   const defaultTokenFile = join(DEFAULT_STATE_DIR, "admin.token");
+  // `token` is for callers in this process (tests, the demo); the CLI flag is refused above.
   const token =
     o.token ??
     process.env.CAIRN_TOKEN ??

@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { runCli } from "../../shared/src/cli/runCli.js";
+import { CairnError } from "../../shared/src/errors/CairnError.js";
 import { domainState } from "../../shared/src/grpc/wire/domainState.js";
 import { type ConnectOptions, connectCoordinator, withConnectOptions } from "./connectCoordinator.js";
 import { ago, output, table, when } from "./output.js";
@@ -72,11 +73,60 @@ export function registerFleetCommands(program: Command): void {
     tokens
       .command("create")
       .requiredOption("--name <name>", "who or what uses it")
-      .requiredOption("--role <role>", "admin | operator | viewer"),
-  ).action((o: O & { name: string; role: string }) =>
+      .requiredOption("--role <role>", "admin | operator | viewer")
+      .option("--ttl <days>", "lifetime in days (default: the coordinator's tokens.defaultTtlDays)", (v) =>
+        Number.parseInt(v, 10),
+      ),
+  ).action((o: O & { name: string; role: string; ttl?: number }) =>
     runCli(async () => {
-      const r = await connectCoordinator(o).createToken({ name: o.name, role: o.role });
-      output(o.json, r, () => `${r.token}\n(shown once; the coordinator keeps only its hash)\n`);
+      if (o.ttl !== undefined && !(Number.isInteger(o.ttl) && o.ttl > 0))
+        throw new CairnError("invalid-argument", "--ttl must be a whole number of days above 0");
+      const r = await connectCoordinator(o).createToken({ name: o.name, role: o.role, ttlDays: o.ttl ?? 0 });
+      output(
+        o.json,
+        { token: r.token, expiresMs: Number(r.expiresMs) },
+        () =>
+          `${r.token}\n(shown once; the coordinator keeps only its hash; expires ${when(Number(r.expiresMs))})\n`,
+      );
+    }, o),
+  );
+  withConnectOptions(tokens.command("list").description("admin tokens: role, expiry, revocation")).action(
+    (o: O) =>
+      runCli(async () => {
+        const r = await connectCoordinator(o).listTokens({});
+        const rows = r.tokens.map((t) => ({
+          name: t.name,
+          role: t.role,
+          createdMs: Number(t.createdMs),
+          expiresMs: Number(t.expiresMs) || null,
+          revokedMs: Number(t.revokedMs) || null,
+          revokedBy: t.revokedBy || null,
+        }));
+        const now = Date.now();
+        output(o.json, rows, () =>
+          table(
+            ["NAME", "ROLE", "CREATED", "EXPIRES", "STATE"],
+            rows.map((t) => [
+              t.name,
+              t.role,
+              when(t.createdMs),
+              t.expiresMs ? when(t.expiresMs) : "never",
+              t.revokedMs
+                ? `revoked ${when(t.revokedMs)} by ${t.revokedBy}`
+                : t.expiresMs && t.expiresMs <= now
+                  ? "expired"
+                  : "valid",
+            ]),
+          ),
+        );
+      }, o),
+  );
+  withConnectOptions(
+    tokens.command("revoke <name>").description("revoke every token of that name, at once"),
+  ).action((name: string, o: O) =>
+    runCli(async () => {
+      const r = await connectCoordinator(o).revokeToken({ name });
+      output(o.json, r, () => `revoked ${r.revoked} token(s) named ${name}\n`);
     }, o),
   );
 

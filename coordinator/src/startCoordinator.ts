@@ -100,9 +100,8 @@ export async function startCoordinator(
   const registry = new MetricsRegistry();
   const jobCounts: Record<string, number> = {};
   const metrics = new CoordinatorMetrics(registry, () => jobCounts);
-  const tokens = new TokenCache();
-  for (const t of await store.listTokens())
-    if (t.kind === "admin" && t.role) tokens.set(t.hash, { name: t.name, role: t.role as Role });
+  const tokens = new TokenCache(now);
+  tokens.replaceAll(await store.listTokens());
 
   const audit = (principal: string, action: string, target: string, detail = "") =>
     store.appendAudit({ atMs: now(), principal, action, target, detail });
@@ -217,11 +216,8 @@ export async function startCoordinator(
     reach,
     audit: async (principal, action, target, detail) => {
       await audit(principal, action, target, detail);
-      if (action === "CreateToken") {
-        // The token cache must know new tokens at once; reload the admin tokens.
-        for (const t of await store.listTokens())
-          if (t.kind === "admin" && t.role) tokens.set(t.hash, { name: t.name, role: t.role as Role });
-      }
+      // The token cache must know new tokens and forget revoked ones at once.
+      if (action === "CreateToken" || action === "RevokeToken") tokens.replaceAll(await store.listTokens());
     },
     maintenance,
     restores,

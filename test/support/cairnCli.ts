@@ -1,3 +1,5 @@
+import { existsSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
 import type { TestCoordinator } from "./coordinatorHarness.js";
@@ -13,9 +15,11 @@ export function cairnCli(args: readonly string[], opts: { timeoutMs?: number } =
   });
 }
 
-/** The options that point the CLI at a test coordinator as its admin. */
+/** The options that point the CLI at a test coordinator as its admin (the token from a 0600 file). */
 export function coordinatorArgs(c: TestCoordinator): string[] {
-  return ["--coordinator", c.address, "--ca-file", c.caFile, "--token", c.adminToken];
+  const tokenFile = join(c.dir, "admin-cli.token");
+  if (!existsSync(tokenFile)) writeFileSync(tokenFile, c.adminToken, { mode: 0o600 });
+  return ["--coordinator", c.address, "--ca-file", c.caFile, "--token-file", tokenFile];
 }
 
 /** `cairn agent backup` of `domain` into `repo` with an agent config (its work dir). */

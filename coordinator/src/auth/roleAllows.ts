@@ -31,6 +31,8 @@ const LEAST_ROLE: Record<string, Role> = {
   GcRepository: "admin",
   RegisterRepository: "admin",
   CreateToken: "admin",
+  ListTokens: "admin",
+  RevokeToken: "admin",
   CreateEnrollmentToken: "admin",
 };
 

@@ -53,6 +53,19 @@ export const coordinatorConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /** Admin tokens (issue 24): every token expires. */
+    tokens: z
+      .object({
+        /** Lifetime of a token created without --ttl. */
+        defaultTtlDays: z.number().int().min(1).max(3650).default(90),
+        /** The longest lifetime a token may be given. */
+        maxTtlDays: z.number().int().min(1).max(3650).default(365),
+      })
+      .strict()
+      .refine((t) => t.defaultTtlDays <= t.maxTtlDays, {
+        message: "tokens.defaultTtlDays must not exceed tokens.maxTtlDays",
+      })
+      .prefault({}),
     logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
   })
   .strict();

@@ -10,8 +10,10 @@ const HOST_ID = /^[A-Za-z0-9][A-Za-z0-9.\-_]{0,62}$/;
 
 type AccessRpcs = Pick<
   CoordinatorServiceImplementation,
-  "createToken" | "createEnrollmentToken" | "listAudit"
+  "createToken" | "listTokens" | "revokeToken" | "createEnrollmentToken" | "listAudit"
 >;
+
+const DAY_MS = 86_400_000;
 
 /** Tokens for people and scripts, one-time enrollment tokens for agents, and the audit log. */
 export function accessRpcs(c: CoordinatorContext): AccessRpcs {
@@ -24,19 +26,75 @@ export function accessRpcs(c: CoordinatorContext): AccessRpcs {
           "invalid-argument",
           `role ${JSON.stringify(req.role)} is not one of ${ROLES.join(", ")}`,
         );
+      const { defaultTtlDays, maxTtlDays } = c.config.tokens;
+      const days = req.ttlDays || defaultTtlDays;
+      if (days > maxTtlDays)
+        throw new CairnError(
+          "invalid-argument",
+          `ttl_days ${days} is above tokens.maxTtlDays (${maxTtlDays})`,
+          {
+            hint: "ask for a shorter lifetime, or raise tokens.maxTtlDays in the coordinator's config",
+          },
+        );
       const { token, hash } = newSecretToken("adm");
+      const createdMs = c.now();
+      const expiresMs = createdMs + days * DAY_MS;
       await c.store.putToken({
         hash,
         name: req.name,
         kind: "admin",
         role: req.role as Role,
         hostId: null,
-        createdMs: c.now(),
-        expiresMs: null,
+        createdMs,
+        expiresMs,
         usedMs: null,
+        revokedMs: null,
+        revokedBy: null,
       });
-      await c.audit(principalName(principalOf(ctx)), "CreateToken", req.name, `role ${req.role}`);
-      return { token };
+      await c.audit(
+        principalName(principalOf(ctx)),
+        "CreateToken",
+        req.name,
+        `role ${req.role}, expires ${new Date(expiresMs).toISOString()}`,
+      );
+      return { token, expiresMs: BigInt(expiresMs) };
+    },
+
+    async listTokens() {
+      const tokens = (await c.store.listTokens())
+        .filter((t) => t.kind === "admin")
+        .sort((a, b) => a.name.localeCompare(b.name) || a.createdMs - b.createdMs);
+      return {
+        tokens: tokens.map((t) => ({
+          name: t.name,
+          role: t.role ?? "",
+          createdMs: BigInt(t.createdMs),
+          expiresMs: BigInt(t.expiresMs ?? 0),
+          revokedMs: BigInt(t.revokedMs ?? 0),
+          revokedBy: t.revokedBy ?? "",
+        })),
+      };
+    },
+
+    async revokeToken(req, ctx) {
+      if (!req.name) throw new CairnError("invalid-argument", "name is required (the token's name)");
+      const who = principalName(principalOf(ctx));
+      const live = (await c.store.listTokens()).filter(
+        (t) => t.kind === "admin" && t.name === req.name && !t.revokedMs,
+      );
+      if (!live.length) {
+        const any = (await c.store.listTokens()).some((t) => t.kind === "admin" && t.name === req.name);
+        throw new CairnError(
+          "not-found",
+          any ? `every token named ${req.name} is revoked already` : `no token named ${req.name}`,
+          { hint: "see `cairn tokens list`" },
+        );
+      }
+      const at = c.now();
+      for (const t of live) await c.store.putToken({ ...t, revokedMs: at, revokedBy: who });
+      // The audit hook replaces the token cache: from here on the token is refused.
+      await c.audit(who, "RevokeToken", req.name, `${live.length} token(s)`);
+      return { revoked: live.length };
     },
 
     async createEnrollmentToken(req, ctx) {

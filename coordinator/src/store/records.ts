@@ -260,6 +260,9 @@ export interface TokenRecord {
   createdMs: number;
   expiresMs: number | null;
   usedMs: number | null;
+  /** Admin tokens: when and by whom revoked (absent in records written before revocation existed). */
+  revokedMs?: number | null;
+  revokedBy?: string | null;
 }
 
 export interface AuditRecord {

@@ -9,6 +9,7 @@ import { CertificateAuthority } from "../../../coordinator/src/pki/CertificateAu
 import { CoordinatorServiceDefinition } from "../../../shared/src/gen/cairn/v1/coordinator.js";
 import { createKeyAndCsr } from "../../../shared/src/pki/createKeyAndCsr.js";
 import { readIdentity } from "../../../shared/src/pki/writeIdentity.js";
+import { cairnCli } from "../../support/cairnCli.js";
 import { startTestCoordinator, type TestCoordinator } from "../../support/coordinatorHarness.js";
 import { SimAgent, simDomain } from "../../support/SimAgent.js";
 
@@ -179,6 +180,69 @@ describe("coordinator API security and input validation", () => {
         code: "invalid-argument",
         message: expect.stringMatching(message),
       });
+  });
+
+  it("tokens expire, can be listed without their secret, and a revoked one is refused at once (#24)", async () => {
+    const admin = c.admin();
+    const made = await admin.createToken({ name: "ci-bot", role: "operator", ttlDays: 2 });
+    const days = (Number(made.expiresMs) - Date.now()) / 86_400_000;
+    expect(days).toBeGreaterThan(1.99);
+    expect(days).toBeLessThanOrEqual(2);
+    await expect(raw(caOnly(), made.token).listHosts({})).resolves.toBeDefined();
+    // The default lifetime (90 days), and the ceiling (365).
+    const dflt = await admin.createToken({ name: "dflt", role: "viewer" });
+    expect(Math.round((Number(dflt.expiresMs) - Date.now()) / 86_400_000)).toBe(90);
+    await expect(admin.createToken({ name: "forever", role: "viewer", ttlDays: 366 })).rejects.toMatchObject({
+      message: expect.stringMatching(/ttl_days 366 is above tokens.maxTtlDays \(365\)/),
+    });
+    const listed = await admin.listTokens({});
+    const bot = listed.tokens.find((t) => t.name === "ci-bot");
+    expect(bot).toMatchObject({ role: "operator", revokedMs: 0n });
+    expect(JSON.stringify(listed, (_k, v) => (typeof v === "bigint" ? String(v) : v))).not.toContain(
+      made.token,
+    );
+    // A viewer and an operator may not list or revoke tokens.
+    await expect(raw(caOnly(), viewer).listTokens({})).rejects.toMatchObject({
+      code: Status.PERMISSION_DENIED,
+    });
+    await expect(raw(caOnly(), operator).revokeToken({ name: "ci-bot" })).rejects.toMatchObject({
+      code: Status.PERMISSION_DENIED,
+    });
+    expect((await admin.revokeToken({ name: "ci-bot" })).revoked).toBe(1);
+    await expect(raw(caOnly(), made.token).listHosts({})).rejects.toMatchObject({
+      code: Status.UNAUTHENTICATED,
+    });
+    expect((await admin.listTokens({})).tokens.find((t) => t.name === "ci-bot")).toMatchObject({
+      revokedBy: "admin:bootstrap",
+    });
+    await expect(admin.revokeToken({ name: "ci-bot" })).rejects.toMatchObject({
+      message: expect.stringMatching(/every token named ci-bot is revoked already/),
+    });
+    // An expired token (its record aged in the store) is refused; the cache reloads on the next change.
+    const old = await admin.createToken({ name: "old", role: "viewer", ttlDays: 1 });
+    const rec = (await c.running.ctx.store.listTokens()).find((t) => t.name === "old");
+    if (!rec) throw new Error("token old not stored");
+    await c.running.ctx.store.putToken({ ...rec, expiresMs: Date.now() - 1000 });
+    await admin.createToken({ name: "reload", role: "viewer" });
+    await expect(raw(caOnly(), old.token).listHosts({})).rejects.toMatchObject({
+      code: Status.UNAUTHENTICATED,
+    });
+  });
+
+  it("the CLI refuses --token (it would show in ps) and names the alternatives", async () => {
+    const r = await cairnCli([
+      "hosts",
+      "list",
+      "--coordinator",
+      c.address,
+      "--ca-file",
+      c.caFile,
+      "--token",
+      "adm_x",
+    ]);
+    expect(r.exitCode).not.toBe(0);
+    expect(r.stderr).toMatch(/--token is not accepted: a token on the command line shows in ps/);
+    expect(r.stderr).toMatch(/--token-file/);
   });
 
   it("every change is in the audit log with who made it", async () => {
