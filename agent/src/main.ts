@@ -12,6 +12,7 @@ import { CAIRN_VERSION } from "../../shared/src/version.js";
 import { loadAgentConfig } from "./config/AgentConfig.js";
 import { agentRepositorySettings } from "./config/agentRepositorySettings.js";
 import { CoordinatorLink } from "./coordinator/CoordinatorLink.js";
+import { CoordinatorPin } from "./coordinator/CoordinatorPin.js";
 import { enrollAgent } from "./coordinator/enrollAgent.js";
 import { createDaemonRuntime } from "./createDaemonRuntime.js";
 import { collectHostInventory } from "./inventory/collectHostInventory.js";
@@ -93,7 +94,13 @@ async function main(): Promise<void> {
         hint: "remove hostId from the config or enroll again under that id",
       },
     );
+  const pin = identity && new CoordinatorPin(identityDir, identity.coordinatorPem);
   const rt = await createDaemonRuntime(config, { hostId: enrolledHostId });
+  if (pin && !pin.isPinned)
+    rt.log.warn(
+      { identityDir },
+      "no coordinator key pinned (enrolled by an older version): callers with the coordinator's markers are accepted until the first registration pins the coordinator's key",
+    );
   const hv = rt.hypervisorSide;
   const startup = await rt.recover(AbortSignal.timeout(120_000));
   rt.log.info({ ...startup, roles: config.roles, version: CAIRN_VERSION }, "agent startup recovery done");
@@ -113,7 +120,7 @@ async function main(): Promise<void> {
   const server = await startAgentServer(
     {
       listen: config.listen,
-      ...(identity ? { tls: { ...identity, allowedPeer: COORDINATOR_CN } } : {}),
+      ...(identity && pin ? { tls: { ...identity, coordinator: pin } } : {}),
     },
     {
       hypervisor: hv?.hypervisor,
@@ -163,7 +170,7 @@ async function main(): Promise<void> {
   );
   const metricsServer = config.metricsListen ? await metrics.serve(config.metricsListen) : undefined;
   let link: CoordinatorLink | undefined;
-  if (config.coordinator && identity && enrolledHostId) {
+  if (config.coordinator && identity && pin && enrolledHostId) {
     const hostId = enrolledHostId;
     link = new CoordinatorLink(
       {
@@ -171,6 +178,7 @@ async function main(): Promise<void> {
         advertiseAddress: config.coordinator.advertiseAddress ?? advertise(config.listen, server.port),
         hostId,
         identity,
+        pin,
         pollMs: config.coordinator.inventoryPollSeconds * 1000,
       },
       {
@@ -212,9 +220,6 @@ async function main(): Promise<void> {
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
 }
-
-/** The coordinator's certificate CN (see `cairn ca init`): the only peer allowed to call an enrolled agent. */
-const COORDINATOR_CN = "cairn-coordinator";
 
 function certificateCommonName(pem: string): string {
   const m = /CN\s*=\s*([^,\n]+)/.exec(new X509Certificate(pem).subject);

@@ -66,8 +66,8 @@ export async function startSimAgentServer(
   c: BenchCoordinator,
   impl: Partial<AgentServiceImplementation>,
 ): Promise<{ port: number; stop(): void }> {
-  const tls = await c.ca.issueServerCertificate({
-    commonName: "bench-agents",
+  const tls = await c.ca.issueHostKeyAndCertificate({
+    hostId: "bench-agents",
     dnsNames: ["localhost"],
     ipAddresses: ["127.0.0.1"],
     signal: AbortSignal.timeout(30_000),

@@ -26,6 +26,7 @@ import { Ledger } from "./ledger/Ledger.js";
 import { Maintenance } from "./maintenance/Maintenance.js";
 import { CoordinatorMetrics } from "./metrics/CoordinatorMetrics.js";
 import { CertificateAuthority } from "./pki/CertificateAuthority.js";
+import { ensureCoordinatorMarker } from "./pki/ensureCoordinatorMarker.js";
 import { Restores } from "./restore/Restores.js";
 import { retryDelayMs } from "./schedule/retryDelayMs.js";
 import { PolicyCache } from "./scheduler/PolicyCache.js";
@@ -89,12 +90,28 @@ export async function startCoordinator(
     });
   const signal = AbortSignal.timeout(60_000);
   const ca = await CertificateAuthority.load(paths.caDir, signal);
-  const identity = {
-    caPem: ca.caCertPem,
-    certPem: await readFile(paths.cert, "utf8"),
-    keyPem: await readFile(paths.key, "utf8"),
-  };
+  const keyPem = await readFile(paths.key, "utf8");
+  const marked = await ensureCoordinatorMarker(
+    ca,
+    paths,
+    { certPem: await readFile(paths.cert, "utf8"), keyPem },
+    signal,
+  );
+  const identity = { caPem: ca.caCertPem, certPem: marked.certPem, keyPem };
   const store = SqliteStore.open(databasePath(config));
+  if (marked.reissued) {
+    log.warn(
+      { cert: paths.cert },
+      "the coordinator certificate had no coordinator marker: re-issued for the same key (agents refuse callers without it)",
+    );
+    await store.appendAudit({
+      atMs: now(),
+      principal: "local",
+      action: "ReissueCoordinatorCertificate",
+      target: paths.cert,
+      detail: "added the coordinator marker (same key)",
+    });
+  }
   const hub = new JobHub();
   const clients = new AgentClients(identity);
   const registry = new MetricsRegistry();

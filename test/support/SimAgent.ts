@@ -6,6 +6,7 @@ import { ServerCredentials } from "@grpc/grpc-js";
 import { createServer, type Server } from "nice-grpc";
 import { type CallContext, ServerError, Status } from "nice-grpc-common";
 import { CoordinatorLink } from "../../agent/src/coordinator/CoordinatorLink.js";
+import { CoordinatorPin } from "../../agent/src/coordinator/CoordinatorPin.js";
 import { enrollAgent } from "../../agent/src/coordinator/enrollAgent.js";
 import type { DomainInfo } from "../../agent/src/hypervisor/DomainInfo.js";
 import { JobFeed } from "../../agent/src/jobs/JobFeed.js";
@@ -162,6 +163,7 @@ export class SimAgent {
         advertiseAddress: `127.0.0.1:${this.port}`,
         hostId: this.hostId,
         identity,
+        pin: new CoordinatorPin(this.identityDir, identity.coordinatorPem),
         pollMs: opts.pollMs ?? 200,
       },
       {

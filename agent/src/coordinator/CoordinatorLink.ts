@@ -15,6 +15,7 @@ import type { DomainEventSource } from "../events/DomainEventSource.js";
 import type { DomainInfo } from "../hypervisor/DomainInfo.js";
 import type { Hypervisor } from "../hypervisor/Hypervisor.js";
 import type { JobRegistry } from "../jobs/JobRegistry.js";
+import { type CoordinatorPin, coordinatorServerCheck } from "./CoordinatorPin.js";
 import { diffDomains } from "./diffDomains.js";
 import { StreamedStates } from "./StreamedStates.js";
 
@@ -23,6 +24,8 @@ export interface CoordinatorLinkConfig {
   advertiseAddress: string;
   hostId: string;
   identity: { caPem: string; certPem: string; keyPem: string };
+  /** Which coordinator to trust: the server dialled must pass it too (docs/architecture.md "Identity"). */
+  pin: CoordinatorPin;
   pollMs: number;
 }
 
@@ -60,6 +63,8 @@ export class CoordinatorLink {
   /** Resolves on the first successful registration (tests, startup logs). */
   readonly registered: Promise<void>;
   private markRegistered!: () => void;
+  /** The coordinator's certificate as the last TLS handshake presented it. */
+  private coordinatorPem: string | undefined;
 
   constructor(
     private readonly config: CoordinatorLinkConfig,
@@ -96,9 +101,17 @@ export class CoordinatorLink {
   private client() {
     if (!this.channel) {
       const { caPem, keyPem, certPem } = this.config.identity;
+      const pin = this.config.pin;
       this.channel = createChannel(
         this.config.address,
-        ChannelCredentials.createSsl(Buffer.from(caPem), Buffer.from(keyPem), Buffer.from(certPem)),
+        ChannelCredentials.createSsl(Buffer.from(caPem), Buffer.from(keyPem), Buffer.from(certPem), {
+          checkServerIdentity: coordinatorServerCheck(
+            (cert) => pin.refuses(cert),
+            (pem) => {
+              this.coordinatorPem = pem;
+            },
+          ),
+        }),
       );
     }
     return createClient(CoordinatorServiceDefinition, this.channel);
@@ -139,6 +152,14 @@ export class CoordinatorLink {
       { hostId: reg.hostId, coordinator: this.config.address },
       "registered with the coordinator",
     );
+    if (!this.config.pin.isPinned && this.coordinatorPem) {
+      // Enrolled before pins existed: trust on first registration, once, and say so.
+      await this.config.pin.pinIfUnpinned(this.coordinatorPem);
+      this.deps.log.warn(
+        { coordinator: this.config.address },
+        "no coordinator key was pinned (enrolled by an older version): pinned the key of the coordinator just registered with; only it may call this agent from now on",
+      );
+    }
     this.markRegistered();
     const known = new Map(domains.map((d) => [d.uuid, d]));
     this.feed?.remember(domains);

@@ -5,8 +5,10 @@ import { createChannel, createClient } from "nice-grpc";
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
 import { CoordinatorServiceDefinition } from "../../../shared/src/gen/cairn/v1/coordinator.js";
 import { fromClientError } from "../../../shared/src/grpc/fromClientError.js";
+import { notTheCoordinator } from "../../../shared/src/pki/coordinatorIdentity.js";
 import { createKeyAndCsr } from "../../../shared/src/pki/createKeyAndCsr.js";
 import { writeIdentity } from "../../../shared/src/pki/writeIdentity.js";
+import { coordinatorServerCheck } from "./CoordinatorPin.js";
 
 export interface EnrollConfig {
   coordinator: string;
@@ -20,6 +22,7 @@ export interface EnrollConfig {
 /**
  * Trades a one-time enrollment token for a client certificate. The private key is made here and
  * never leaves the host; the coordinator only sees the CSR. The host id is the certificate's CN.
+ * The coordinator's certificate (it must carry the coordinator's markers) is pinned beside it.
  */
 export async function enrollAgent(cfg: EnrollConfig, signal: AbortSignal): Promise<{ hostId: string }> {
   const caPem = await readFile(cfg.caFile, "utf8").catch((e: NodeJS.ErrnoException) => {
@@ -29,7 +32,19 @@ export async function enrollAgent(cfg: EnrollConfig, signal: AbortSignal): Promi
   });
   const name = cfg.hostname ?? hostname();
   const { keyPem, csrPem } = await createKeyAndCsr({ commonName: name, signal });
-  const channel = createChannel(cfg.coordinator, ChannelCredentials.createSsl(Buffer.from(caPem)));
+  // The coordinator's certificate as TLS presented it (its markers checked): pinned below.
+  let coordinatorPem: string | undefined;
+  const channel = createChannel(
+    cfg.coordinator,
+    ChannelCredentials.createSsl(Buffer.from(caPem), null, null, {
+      checkServerIdentity: coordinatorServerCheck(
+        (cert) => notTheCoordinator(cert, undefined),
+        (pem) => {
+          coordinatorPem = pem;
+        },
+      ),
+    }),
+  );
   try {
     const client = createClient(CoordinatorServiceDefinition, channel);
     const r = await client
@@ -43,7 +58,14 @@ export async function enrollAgent(cfg: EnrollConfig, signal: AbortSignal): Promi
           hint: "check that --ca-file is this coordinator's <state-dir>/pki/ca.pem",
         },
       );
-    await writeIdentity(cfg.identityDir, { keyPem, certPem: r.certificatePem, caPem: r.caCertificatePem });
+    if (!coordinatorPem)
+      throw new CairnError("internal", "enrollment finished without seeing the coordinator's certificate");
+    await writeIdentity(cfg.identityDir, {
+      keyPem,
+      certPem: r.certificatePem,
+      caPem: r.caCertificatePem,
+      coordinatorPem,
+    });
     return { hostId: r.hostId };
   } finally {
     channel.close();

@@ -15,7 +15,8 @@ export interface InitResult {
 
 /**
  * First-time setup of a coordinator's state directory: the fleet CA, the coordinator's certificate
- * (CN cairn-coordinator; also its client certificate toward agents), the database and a bootstrap
+ * (with the coordinator's markers, docs/architecture.md "Identity"; also its client certificate
+ * toward agents), the database and a bootstrap
  * admin token. Refuses to run twice (the CA refuses to be replaced).
  */
 export async function initCoordinatorState(
@@ -29,8 +30,7 @@ export async function initCoordinatorState(
     commonName: "Cairn fleet CA",
     signal: opts.signal,
   });
-  const server = await authority.issueServerCertificate({
-    commonName: "cairn-coordinator",
+  const server = await authority.issueCoordinatorCertificate({
     dnsNames: ["localhost", hostname(), ...(opts.dnsNames ?? [])],
     ipAddresses: ["127.0.0.1", "::1", ...(opts.ipAddresses ?? [])],
     signal: opts.signal,

@@ -3,6 +3,13 @@ import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
+import {
+  COORDINATOR_CN,
+  COORDINATOR_EKU_OID,
+  COORDINATOR_OU,
+  isReservedHostId,
+  reservedHostId,
+} from "../../../shared/src/pki/coordinatorIdentity.js";
 import { runOpenssl } from "../../../shared/src/pki/runOpenssl.js";
 
 const EC = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"];
@@ -10,7 +17,8 @@ const HOST = /^[A-Za-z0-9][A-Za-z0-9.\-_]{0,62}$/;
 
 /**
  * The fleet's CA (openssl underneath, argument arrays only). It signs the coordinator's
- * certificate and each agent's CSR at enrollment, choosing the CN (the host id) itself.
+ * certificate (issueCoordinatorCertificate, the only path that adds the coordinator's markers) and
+ * each agent's CSR at enrollment (signCsr: CN = the host id it chooses, never a reserved one).
  */
 export class CertificateAuthority {
   private constructor(
@@ -89,35 +97,69 @@ export class CertificateAuthority {
     return new CertificateAuthority(dir, await readFile(join(dir, "ca-cert.pem"), "utf8"));
   }
 
-  /** A key pair and certificate for the coordinator (server + client auth). */
-  async issueServerCertificate(opts: {
-    commonName: string;
+  /**
+   * The coordinator's certificate (server + client auth), the only one with the coordinator's
+   * markers (OU and private EKU, shared/src/pki/coordinatorIdentity.ts). With `keyPem` it
+   * re-issues for the existing key, which keeps agents' pins valid.
+   */
+  async issueCoordinatorCertificate(opts: {
+    dnsNames: string[];
+    ipAddresses: string[];
+    keyPem?: string;
+    signal: AbortSignal;
+  }): Promise<{ certPem: string; keyPem: string }> {
+    return this.withNewCsr(opts.keyPem, opts.signal, (csrPem) =>
+      this.sign(csrPem, {
+        subject: `/OU=${COORDINATOR_OU}/CN=${COORDINATOR_CN}`,
+        eku: `serverAuth,clientAuth,${COORDINATOR_EKU_OID}`,
+        dnsNames: opts.dnsNames,
+        ipAddresses: opts.ipAddresses,
+        days: 825,
+        signal: opts.signal,
+      }),
+    );
+  }
+
+  /** A key pair and a host certificate (signCsr's rules) made here: benchmarks' simulated agents. */
+  async issueHostKeyAndCertificate(opts: {
+    hostId: string;
     dnsNames: string[];
     ipAddresses: string[];
     signal: AbortSignal;
   }): Promise<{ certPem: string; keyPem: string }> {
-    const tmp = await mkdtemp(join(this.dir, ".issue-"));
-    try {
-      await runOpenssl(["genpkey", ...EC, "-out", join(tmp, "key.pem")], opts.signal);
-      const csrPem = await runOpenssl(
-        ["req", "-new", "-key", join(tmp, "key.pem"), "-subj", "/CN=csr"],
-        opts.signal,
-      );
-      const certPem = await this.signCsr(csrPem, {
-        commonName: opts.commonName,
+    return this.withNewCsr(undefined, opts.signal, (csrPem) =>
+      this.signCsr(csrPem, {
+        commonName: opts.hostId,
         usage: "client+server",
         dnsNames: opts.dnsNames,
         ipAddresses: opts.ipAddresses,
         days: 825,
         signal: opts.signal,
-      });
-      return { certPem, keyPem: await readFile(join(tmp, "key.pem"), "utf8") };
+      }),
+    );
+  }
+
+  private async withNewCsr(
+    keyPem: string | undefined,
+    signal: AbortSignal,
+    sign: (csrPem: string) => Promise<string>,
+  ): Promise<{ certPem: string; keyPem: string }> {
+    const tmp = await mkdtemp(join(this.dir, ".issue-"));
+    try {
+      const key = join(tmp, "key.pem");
+      if (keyPem) await writeFile(key, keyPem, { mode: 0o600 });
+      else await runOpenssl(["genpkey", ...EC, "-out", key], signal);
+      const csrPem = await runOpenssl(["req", "-new", "-key", key, "-subj", "/CN=csr"], signal);
+      return { certPem: await sign(csrPem), keyPem: await readFile(key, "utf8") };
     } finally {
       await rm(tmp, { recursive: true, force: true });
     }
   }
 
-  /** Signs a CSR after checking its self-signature; the CSR's own subject is ignored. */
+  /**
+   * Signs a host's CSR after checking its self-signature. The CSR's own subject and extensions are
+   * ignored (openssl x509 -req copies none): the certificate says CN=<host id> and nothing more.
+   */
   async signCsr(
     csrPem: string,
     opts: {
@@ -134,6 +176,35 @@ export class CertificateAuthority {
         "invalid-argument",
         `certificate name ${JSON.stringify(opts.commonName)} is not a valid host id`,
       );
+    if (isReservedHostId(opts.commonName)) throw reservedHostId(opts.commonName);
+    const eku =
+      opts.usage === "client"
+        ? "clientAuth"
+        : opts.usage === "server"
+          ? "serverAuth"
+          : "serverAuth,clientAuth";
+    // The subject is the CN alone: a host certificate never carries the coordinator's OU or EKU.
+    return this.sign(csrPem, {
+      subject: `/CN=${opts.commonName}`,
+      eku,
+      dnsNames: opts.dnsNames ?? [],
+      ipAddresses: opts.ipAddresses ?? [],
+      days: opts.days,
+      signal: opts.signal,
+    });
+  }
+
+  private async sign(
+    csrPem: string,
+    opts: {
+      subject: string;
+      eku: string;
+      dnsNames: string[];
+      ipAddresses: string[];
+      days: number;
+      signal: AbortSignal;
+    },
+  ): Promise<string> {
     const tmp = await mkdtemp(join(this.dir, ".sign-"));
     try {
       const csr = join(tmp, "req.csr");
@@ -147,22 +218,13 @@ export class CertificateAuthority {
           { cause: e },
         );
       }
-      const eku =
-        opts.usage === "client"
-          ? "clientAuth"
-          : opts.usage === "server"
-            ? "serverAuth"
-            : "serverAuth,clientAuth";
-      const san = [
-        ...(opts.dnsNames ?? []).map((d) => `DNS:${d}`),
-        ...(opts.ipAddresses ?? []).map((i) => `IP:${i}`),
-      ];
+      const san = [...opts.dnsNames.map((d) => `DNS:${d}`), ...opts.ipAddresses.map((i) => `IP:${i}`)];
       for (const s of san)
         if (!/^(DNS|IP):[A-Za-z0-9.:\-_]+$/.test(s))
           throw new CairnError("invalid-argument", `invalid subject alternative name ${s}`);
       await writeFile(
         join(tmp, "leaf.ext"),
-        `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=${eku}\nauthorityKeyIdentifier=keyid\n${san.length ? `subjectAltName=${san.join(",")}\n` : ""}`,
+        `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=${opts.eku}\nauthorityKeyIdentifier=keyid\n${san.length ? `subjectAltName=${san.join(",")}\n` : ""}`,
       );
       return await runOpenssl(
         [
@@ -179,7 +241,7 @@ export class CertificateAuthority {
           "-days",
           String(opts.days),
           "-subj",
-          `/CN=${opts.commonName}`,
+          opts.subject,
           "-extfile",
           join(tmp, "leaf.ext"),
         ],

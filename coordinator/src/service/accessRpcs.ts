@@ -1,5 +1,6 @@
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
 import type { CoordinatorServiceImplementation } from "../../../shared/src/gen/cairn/v1/coordinator.js";
+import { isReservedHostId, reservedHostId } from "../../../shared/src/pki/coordinatorIdentity.js";
 import { newSecretToken } from "../auth/newSecretToken.js";
 import type { Role } from "../store/records.js";
 import type { CoordinatorContext } from "./CoordinatorContext.js";
@@ -103,6 +104,7 @@ export function accessRpcs(c: CoordinatorContext): AccessRpcs {
           "invalid-argument",
           `host_id ${JSON.stringify(req.hostId)} is not a valid host id`,
         );
+      if (isReservedHostId(req.hostId)) throw reservedHostId(req.hostId);
       const ttl = req.ttlSeconds || 3600;
       if (ttl > 7 * 86400) throw new CairnError("invalid-argument", "ttl_seconds must be at most 7 days");
       const { token, hash } = newSecretToken("enr");

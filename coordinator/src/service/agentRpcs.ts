@@ -7,6 +7,7 @@ import type {
 import { domainInfo } from "../../../shared/src/grpc/wire/domainInfo.js";
 import { domainState } from "../../../shared/src/grpc/wire/domainState.js";
 import { hostInventory } from "../../../shared/src/grpc/wire/hostInventory.js";
+import { isReservedHostId, reservedHostId } from "../../../shared/src/pki/coordinatorIdentity.js";
 import { hashToken } from "../auth/newSecretToken.js";
 import type { VmUpdate } from "../store/records.js";
 import type { CoordinatorContext } from "./CoordinatorContext.js";
@@ -40,6 +41,8 @@ export function agentRpcs(c: CoordinatorContext): AgentRpcs {
         throw new CairnError("failed-precondition", "this coordinator has no CA", {
           hint: "run `cairn ca init` on it",
         });
+      // Before the token is spent: a host asking for the coordinator's name keeps its token.
+      if (req.hostname && isReservedHostId(req.hostname)) throw reservedHostId(req.hostname);
       const token = await c.store.consumeEnrollmentToken(hashToken(req.token), c.now());
       if (!token)
         throw new CairnError("unauthenticated", "the enrollment token is unknown, used or expired", {
@@ -48,6 +51,7 @@ export function agentRpcs(c: CoordinatorContext): AgentRpcs {
       const hostId = token.hostId ?? req.hostname;
       if (!HOST_ID.test(hostId))
         throw new CairnError("invalid-argument", `hostname ${JSON.stringify(hostId)} is not a valid host id`);
+      if (isReservedHostId(hostId)) throw reservedHostId(hostId);
       const certificatePem = await c.ca.signCsr(req.csrPem, {
         commonName: hostId,
         usage: "client+server",
