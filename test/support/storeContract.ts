@@ -162,6 +162,51 @@ export function storeContract(
       await s.close();
     });
 
+    it("a VM running on its online owner is not taken by another host's claim: audited, and granted once the owner stops it or goes offline", async () => {
+      const s = await open();
+      const online = (id: string) =>
+        s.putHost({
+          id,
+          hostname: id,
+          agentAddress: "127.0.0.1:1",
+          status: "online",
+          lastSeenMs: 1,
+          enrolledMs: 1,
+          inventory: {},
+        });
+      await online("A");
+      await online("B");
+      await online("C");
+      await s.applyInventory("A", [vm("u1", "a"), vm("u2", "b")], 10);
+      // B's registration claims u1 while A, online, still runs it: A keeps it, the conflict is audited.
+      await s.applyInventory("B", [vm("u1", "a")], 20);
+      expect(await s.getVm("u1")).toMatchObject({ hostId: "A", state: "running" });
+      // The same by an event, and again (audited once per claimant).
+      await s.applyVmUpdates([{ uuid: "u1", name: "a", hostId: "B", state: "running", present: true }], 21);
+      expect(await s.getVm("u1")).toMatchObject({ hostId: "A" });
+      const conflicts = (await s.listAudit(50)).filter((e) => e.action === "VmClaimConflict");
+      expect(conflicts).toHaveLength(1);
+      expect(conflicts[0]).toMatchObject({ principal: "agent:B", target: "u1" });
+      expect(conflicts[0]?.detail).toMatch(/B reports it running while A, online, still runs it/);
+      // A stops running it (a migration's source, or the VM really moved): B, which runs it, takes it.
+      await s.applyVmUpdates([{ uuid: "u1", name: "a", hostId: "A", state: "shutoff", present: true }], 30);
+      expect(await s.getVm("u1")).toMatchObject({ hostId: "B", state: "running", present: true });
+      const moved = (await s.listAudit(50)).find((e) => e.action === "VmMoved" && e.target === "u1");
+      expect(moved?.detail).toMatch(/moves from A to B/);
+      // A claim withdrawn (C stops reporting it running) is never granted.
+      await s.applyVmUpdates([{ uuid: "u2", name: "b", hostId: "C", state: "running", present: true }], 40);
+      await s.applyVmUpdates([{ uuid: "u2", name: "b", hostId: "C", state: "", present: false }], 41);
+      await s.applyVmUpdates([{ uuid: "u2", name: "b", hostId: "A", state: "shutoff", present: true }], 42);
+      expect(await s.getVm("u2")).toMatchObject({ hostId: "A", state: "shutoff" });
+      // An owner that goes offline hands a contested VM to its claimant.
+      await s.applyVmUpdates([{ uuid: "u2", name: "b", hostId: "A", state: "running", present: true }], 50);
+      await s.applyVmUpdates([{ uuid: "u2", name: "b", hostId: "C", state: "running", present: true }], 51);
+      expect(await s.getVm("u2")).toMatchObject({ hostId: "A" });
+      await s.setHostStatus("A", "lost");
+      expect(await s.getVm("u2")).toMatchObject({ hostId: "C", state: "running" });
+      await s.close();
+    });
+
     it("records each VM event against the host that saw it, even when it changes nothing", async () => {
       const s = await open();
       await s.applyInventory("A", [vm("u1", "a")], 10);

@@ -30,12 +30,16 @@ import type {
  * - `get*` returns undefined for unknown keys; writes of unknown keys where an existing record is
  *   required throw CairnError("not-found").
  * - `consumeEnrollmentToken` succeeds at most once per token, even under concurrent callers.
- * - A VM is owned by the host where it runs, whatever order reports arrive in. `applyInventory` and
- *   `applyVmUpdates` move a VM to the reporting host only when that host reports it running (not
- *   older than the owner's last change), when the VM has no owner yet, or when it is no longer
- *   present on its owner; a stale inactive definition on another host never takes it. A host's
- *   report that a VM is gone (not present) applies only to the VM's owner. `applyInventory` marks
- *   VMs of that host that it no longer reports as not present.
+ * - A VM is owned by the host where it runs, whatever order reports arrive in (decideVmClaim).
+ *   `applyInventory` and `applyVmUpdates` move a VM to the reporting host only when that host
+ *   reports it running (not older than the owner's last change) and the owner does not (or is not
+ *   online), when the VM has no owner yet, or when it is no longer present on its owner; a stale
+ *   inactive definition on another host never takes it. A host reporting running a VM its online
+ *   owner still runs leaves a claim: audited once (VmClaimConflict), granted when the owner reports
+ *   it stopped or gone or is set to a status other than online, dropped when the claimant stops
+ *   running it. Every move between hosts is audited (VmMoved, naming both). A host's report that a
+ *   VM is gone (not present) applies only to the VM's owner. `applyInventory` marks VMs of that
+ *   host that it no longer reports as not present.
  * - Ledger writes come in batches, each atomic and guarded on its own: a write whose `from` is not
  *   the entry's stored state (null: the entry must not exist) fails its batch with
  *   CairnError("failed-precondition") and nothing of that batch is written; the other batches of

@@ -52,12 +52,21 @@ describe("fleet: enrollment, registration, inventory, migration, lost hosts", ()
 
   it("domain events follow a live migration and state changes", async () => {
     const web1 = a.hypervisor.domains.find((d) => d.name === "web-1") as DomainInfo;
-    // Migration: the VM appears on b, then vanishes from a (libvirt's order); the coordinator follows.
+    // Migration: the VM appears on b, then vanishes from a (libvirt's order). While both report it
+    // running, a keeps it and the conflict is audited; once a no longer has it, b takes it.
     b.hypervisor.domains.push(structuredClone(web1));
+    await eventually("the claim conflict audited", async () =>
+      (await c.admin().listAudit({ limit: 50 })).entries.some(
+        (e) => e.action === "VmClaimConflict" && e.principal === "agent:kvm-b" && e.target === web1.uuid,
+      ),
+    );
+    expect((await c.admin().listVms({ hostId: "" })).vms.find((v) => v.name === "web-1")?.hostId).toBe(
+      "kvm-a",
+    );
+    a.hypervisor.domains = a.hypervisor.domains.filter((d) => d.name !== "web-1");
     await eventually("web-1 on kvm-b", async () =>
       (await c.admin().listVms({ hostId: "kvm-b" })).vms.some((v) => v.name === "web-1"),
     );
-    a.hypervisor.domains = a.hypervisor.domains.filter((d) => d.name !== "web-1");
     const db1 = a.hypervisor.domains[0] as DomainInfo;
     db1.state = "shutoff";
     await eventually("db-1 shut off", async () =>

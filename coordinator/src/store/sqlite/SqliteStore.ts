@@ -2,6 +2,7 @@ import Database from "better-sqlite3";
 import { CairnError } from "../../../../shared/src/errors/CairnError.js";
 import type { ChainHistory } from "../../jobs/chainHistory.js";
 import { wasFull } from "../../jobs/newJob.js";
+import { decideVmClaim, type VmClaim } from "../decideVmClaim.js";
 import type * as records from "../records.js";
 import type { Store } from "../Store.js";
 import { MIGRATIONS } from "./migrations.js";
@@ -83,6 +84,9 @@ export class SqliteStore implements Store {
   }
 
   async putHost(h: records.HostRecord): Promise<void> {
+    this.putHostSync(h);
+  }
+  private putHostSync(h: records.HostRecord): void {
     this.db
       .prepare("INSERT OR REPLACE INTO hosts (id, status, last_seen_ms, doc) VALUES (?, ?, ?, ?)")
       .run(h.id, h.status, h.lastSeenMs, JSON.stringify(h));
@@ -102,7 +106,18 @@ export class SqliteStore implements Store {
   async setHostStatus(id: string, status: records.HostRecord["status"]): Promise<void> {
     const h = await this.getHost(id);
     if (!h) throw new CairnError("not-found", `host ${id} is not registered`);
-    await this.putHost({ ...h, status });
+    const grant = this.db.transaction(() => {
+      this.putHostSync({ ...h, status });
+      // Claims waited for this host to stop running the VM or to go offline (decideVmClaim).
+      if (status !== "online")
+        for (const vm of parseAll<OwnedVm>(
+          this.stmt("SELECT doc FROM vms WHERE host_id = ? AND json_extract(doc, '$.claim') IS NOT NULL").all(
+            id,
+          ) as Row[],
+        ))
+          this.grantClaim(vm, Date.now());
+    });
+    grant();
   }
 
   async setHostDrain(id: string, drain: records.HostDrain | null): Promise<void> {
@@ -117,55 +132,130 @@ export class SqliteStore implements Store {
     nowMs: number,
   ): Promise<void> {
     const get = this.db.prepare("SELECT doc FROM vms WHERE uuid = ?");
-    const put = this.db.prepare("INSERT OR REPLACE INTO vms (uuid, name, host_id, doc) VALUES (?, ?, ?, ?)");
     const onHost = this.db.prepare("SELECT doc FROM vms WHERE host_id = ?");
     this.db.transaction(() => {
       const seen = new Set<string>();
       for (const vm of vms) {
-        const old = parse<records.VmRecord>(get.get(vm.uuid) as Row | undefined);
-        // Ownership (Store contract): a stale inactive definition here never takes a VM that
-        // runs on another host.
-        if (old && !takesOwnership(old, hostId, vm.state, vm.present, nowMs)) continue;
+        const old = parse<OwnedVm>(get.get(vm.uuid) as Row | undefined);
+        if (old && old.hostId !== hostId) {
+          // Ownership (Store contract): a stale inactive definition here never takes a VM that
+          // runs on another host, nor does a report of one still running on its (online) owner.
+          const report = { hostId, state: vm.state, present: vm.present, atMs: nowMs };
+          if (this.claim(old, report, nowMs) !== "take") continue;
+        }
         seen.add(vm.uuid);
-        const rec: records.VmRecord = {
+        const rec: OwnedVm = {
           ...vm,
           hostId,
           lastBackupMs: old?.lastBackupMs ?? 0,
           updatedMs: nowMs,
           stateMs: Math.max(nowMs, old?.stateMs ?? 0),
+          ...(old?.claim && old.hostId === hostId ? { claim: old.claim } : {}),
         };
-        put.run(rec.uuid, rec.name, rec.hostId, JSON.stringify(rec));
+        this.putVm(rec);
+        if (rec.state !== "running") this.grantClaim(rec, nowMs);
       }
-      for (const old of parseAll<records.VmRecord>(onHost.all(hostId) as Row[])) {
+      for (const old of parseAll<OwnedVm>(onHost.all(hostId) as Row[])) {
         if (seen.has(old.uuid) || !old.present) continue;
         const rec = { ...old, present: false, updatedMs: nowMs };
-        put.run(rec.uuid, rec.name, rec.hostId, JSON.stringify(rec));
+        this.putVm(rec);
+        this.grantClaim(rec, nowMs);
       }
     })();
   }
+
+  private putVm(rec: OwnedVm): void {
+    this.stmt("INSERT OR REPLACE INTO vms (uuid, name, host_id, doc) VALUES (?, ?, ?, ?)").run(
+      rec.uuid,
+      rec.name,
+      rec.hostId,
+      JSON.stringify(rec),
+    );
+  }
+
+  private auditVm(atMs: number, hostId: string, action: string, uuid: string, detail: string): void {
+    this.stmt("INSERT INTO audit (at_ms, doc) VALUES (?, ?)").run(
+      atMs,
+      JSON.stringify({ atMs, principal: `agent:${hostId}`, action, target: uuid, detail }),
+    );
+  }
+
+  /**
+   * A report by a host that does not own the VM (decideVmClaim), inside the caller's transaction:
+   * a contested claim is kept on the VM and audited once; a withdrawn one is dropped. "take" is
+   * audited here and written by the caller.
+   */
+  private claim(
+    old: OwnedVm,
+    report: { hostId: string; state: string; present: boolean; atMs: number },
+    nowMs: number,
+  ): "take" | "other" {
+    const status = this.stmt("SELECT status FROM hosts WHERE id = ?").pluck().get(old.hostId);
+    const { verdict, reason } = decideVmClaim(old, report, status === "online");
+    const name = `VM ${old.name} (${old.uuid})`;
+    if (verdict === "take") {
+      this.auditVm(
+        nowMs,
+        report.hostId,
+        "VmMoved",
+        old.uuid,
+        `${name} moves from ${old.hostId} to ${report.hostId}: ${reason}`,
+      );
+      return "take";
+    }
+    if (verdict === "contest" && old.claim?.hostId !== report.hostId) {
+      this.putVm({ ...old, claim: { hostId: report.hostId, atMs: report.atMs } });
+      this.auditVm(nowMs, report.hostId, "VmClaimConflict", old.uuid, `${name}: ${reason}`);
+    } else if (verdict === "withdraw") {
+      const { claim: _, ...rest } = old;
+      this.putVm(rest);
+      this.auditVm(nowMs, report.hostId, "VmClaimWithdrawn", old.uuid, `${name}: ${reason}`);
+    }
+    return "other";
+  }
+
+  /** The owner no longer runs the VM: a host that claimed it meanwhile takes it (it runs there). */
+  private grantClaim(owned: OwnedVm, nowMs: number): void {
+    const claim = owned.claim;
+    if (!claim) return;
+    const { claim: _, ...rest } = owned;
+    this.putVm({
+      ...rest,
+      hostId: claim.hostId,
+      state: "running",
+      present: true,
+      updatedMs: nowMs,
+      stateMs: Math.max(claim.atMs, owned.stateMs ?? 0),
+    });
+    this.auditVm(
+      nowMs,
+      claim.hostId,
+      "VmMoved",
+      owned.uuid,
+      `VM ${owned.name} (${owned.uuid}) moves from ${owned.hostId} to ${claim.hostId}: it stopped running on ${owned.hostId} while ${claim.hostId} ran it`,
+    );
+  }
+
   async applyVmUpdates(updates: readonly records.VmUpdate[], nowMs: number): Promise<number> {
-    // The hot path of the event stream: patch the document inside SQLite (json_set) instead of
-    // parsing and re-serialising it in JS per event, which made each group commit slow and filled
-    // the heap with garbage under an event flood. The WHERE clause is the ownership rule (Store
-    // contract), the same one takesOwnership() states for inventories.
+    // The hot path of the event stream: the owner's own events, patched inside SQLite (json_set)
+    // instead of parsing and re-serialising the document in JS per event, which made each group
+    // commit slow and filled the heap with garbage under an event flood. Reports from other hosts
+    // (migrations, claims: rare) go through decideVmClaim in JS.
     const patch = this.stmt(
       `UPDATE vms SET
          name = CASE WHEN @name <> '' THEN @name ELSE name END,
-         host_id = @hostId,
          doc = json_set(doc,
            '$.name', CASE WHEN @name <> '' THEN @name ELSE json_extract(doc, '$.name') END,
-           '$.hostId', @hostId, '$.state', @state,
+           '$.state', @state,
            '$.present', CASE WHEN @present = 1 THEN json('true') ELSE json('false') END,
            '$.updatedMs', @nowMs,
            '$.stateMs', max(@atMs, coalesce(json_extract(doc, '$.stateMs'), 0)))
-       WHERE uuid = @uuid AND (
-         host_id = @hostId
-         OR (@present = 1 AND (
-           json_extract(doc, '$.present') = 0
-           OR (@state = 'running' AND @atMs >= coalesce(json_extract(doc, '$.stateMs'), 0)))))`,
+       WHERE uuid = @uuid AND host_id = @hostId`,
     );
-    const exists = this.stmt("SELECT 1 FROM vms WHERE uuid = ?").pluck();
-    const put = this.stmt("INSERT INTO vms (uuid, name, host_id, doc) VALUES (?, ?, ?, ?)");
+    const claimed = this.stmt(
+      "SELECT doc FROM vms WHERE uuid = ? AND json_extract(doc, '$.claim') IS NOT NULL",
+    );
+    const get = this.stmt("SELECT doc FROM vms WHERE uuid = ?");
     const event = this.stmt(
       "INSERT INTO vm_events (seq, vm_uuid, at_ms, host_id, kind, detail, from_libvirt) VALUES (?, ?, ?, ?, ?, ?, ?)",
     );
@@ -184,9 +274,29 @@ export class SqliteStore implements Store {
             .changes > 0
         ) {
           n++;
+          if (u.state !== "running" || !u.present) {
+            const owned = parse<OwnedVm>(claimed.get(u.uuid) as Row | undefined);
+            if (owned) this.grantClaim(owned, nowMs);
+          }
           continue;
         }
-        if (exists.get(u.uuid) !== undefined) continue; // skipped by the ownership rule
+        const old = parse<OwnedVm>(get.get(u.uuid) as Row | undefined);
+        if (old) {
+          const report = { hostId: u.hostId, state: u.state, present: u.present, atMs };
+          if (this.claim(old, report, nowMs) !== "take") continue;
+          const { claim: _, ...rest } = old;
+          this.putVm({
+            ...rest,
+            name: u.name || old.name,
+            hostId: u.hostId,
+            state: u.state,
+            present: u.present,
+            updatedMs: nowMs,
+            stateMs: Math.max(atMs, old.stateMs ?? 0),
+          });
+          n++;
+          continue;
+        }
         const rec: records.VmRecord = {
           uuid: u.uuid,
           name: u.name || u.uuid,
@@ -199,7 +309,7 @@ export class SqliteStore implements Store {
           lastBackupMs: 0,
           stateMs: atMs,
         };
-        put.run(rec.uuid, rec.name, rec.hostId, JSON.stringify(rec));
+        this.putVm(rec);
         n++;
       }
       // Keep the newest million events: one sweep of the oldest every 10,000 appended.
@@ -595,22 +705,7 @@ function reachKey(r: records.ReachRecord): string {
   return r.repositoryId || `@${r.name || r.location}`;
 }
 
-/**
- * The ownership rule for a host's report of a VM it sees (Store contract): its owner's reports
- * apply; another host takes the VM when it runs it there (and the report is not older than the
- * owner's last change) or when the VM is gone from its owner.
- */
-function takesOwnership(
-  old: records.VmRecord,
-  hostId: string,
-  state: string,
-  present: boolean,
-  atMs: number,
-): boolean {
-  if (old.hostId === hostId) return true;
-  if (!present) return false;
-  if (!old.present) return true;
-  return state === "running" && atMs >= (old.stateMs ?? 0);
-}
+/** A VM's stored document: the record and a claim waiting on its owner (decideVmClaim). */
+type OwnedVm = records.VmRecord & { claim?: VmClaim };
 
 export const _conforms = null as unknown as SqliteStore satisfies Store;
