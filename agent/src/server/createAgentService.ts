@@ -18,6 +18,7 @@ import type { ReachKeeper } from "../reach/ReachKeeper.js";
 import { chainRpcs } from "./chainRpcs.js";
 import { probeRepositoriesRpc } from "./probeRepositoriesRpc.js";
 import { type ReadExportRpcDeps, readExportRpc } from "./readExportRpc.js";
+import { restoreDiskRpc } from "./restoreDiskRpc.js";
 import { type BackupRpcDeps, runBackupRpc } from "./runBackupRpc.js";
 import { type MaintenanceRpcDeps, runMaintenanceRpc } from "./runMaintenanceRpc.js";
 import { withoutHypervisorRpcs } from "./withoutHypervisorRpcs.js";
@@ -99,6 +100,8 @@ export function createAgentService(deps: AgentServiceDeps): AgentServiceImplemen
     });
   if (maintenance) {
     impl.runMaintenance = (req, ctx: CallContext) => runMaintenanceRpc(maintenance, req, ctx);
+    // A disk restore needs only the repository and the destination: every role serves it.
+    impl.restoreDisk = (req, ctx: CallContext) => restoreDiskRpc(maintenance, req, ctx);
     impl.abortJob = async (req) => {
       if (!req.jobId.trim()) throw new CairnError("invalid-argument", "job_id is required");
       // Answers once the job's cleanup ran (or after 8 s: inside the coordinator's 10 s deadline).
