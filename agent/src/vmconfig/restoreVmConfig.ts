@@ -8,6 +8,7 @@ import {
   vmConfigFilesOf,
 } from "../../../shared/src/repository/manifest/VmConfigFiles.js";
 import type { Repository } from "../../../shared/src/repository/Repository.js";
+import { restoredFileMode } from "../restore/restoredFileMode.js";
 
 export interface RestoredConfigFile {
   kind: ConfigFileKind;
@@ -38,7 +39,7 @@ export const DOMAIN_XML_NAME = "domain.xml";
 /**
  * Writes a snapshot's VM configuration to `outDir`: `domain.xml`, and the NVRAM and TPM state files
  * under the names the manifest gives them (`nvram/<file>`, `tpm/<path in the swtpm state dir>`),
- * with their recorded permission bits. Every file is decoded and checked against its recorded size
+ * with their recorded permission bits masked to at most 0600 (restoredFileMode). Every file is decoded and checked against its recorded size
  * and SHA-256 before anything is written: a mismatch is `corrupt` and writes nothing. An existing
  * non-empty `outDir` is refused unless `force`.
  */
@@ -113,7 +114,7 @@ export async function restoreVmConfig(
     if (!data || !entry.out) continue;
     await mkdir(dirname(entry.out), { recursive: true });
     await writeFile(entry.out, data, { flag, mode: 0o600 });
-    await chmod(entry.out, entry.mode ?? 0o600);
+    await chmod(entry.out, restoredFileMode(entry.mode));
   }
   return { snapshotId, domainXml, recorded: record !== undefined, files: planned.map((p) => p.entry) };
 }
