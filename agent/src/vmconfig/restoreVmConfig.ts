@@ -1,14 +1,13 @@
-import { createHash } from "node:crypto";
 import { chmod, mkdir, readdir, writeFile } from "node:fs/promises";
 import { dirname, join, resolve, sep } from "node:path";
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
-import { decodeInlineBlob } from "../../../shared/src/repository/manifest/inlineBlob.js";
 import {
   type ConfigFileKind,
   vmConfigFilesOf,
 } from "../../../shared/src/repository/manifest/VmConfigFiles.js";
 import type { Repository } from "../../../shared/src/repository/Repository.js";
 import { restoredFileMode } from "../restore/restoredFileMode.js";
+import { decodeStoredConfigFile } from "./decodeStoredConfigFile.js";
 
 export interface RestoredConfigFile {
   kind: ConfigFileKind;
@@ -77,15 +76,8 @@ export async function restoreVmConfig(
       });
       continue;
     }
-    const data = decodeInlineBlob(f.data, what(f.name));
-    const sha256 = createHash("sha256").update(data).digest("hex");
-    if (data.length !== f.size || sha256 !== f.sha256) {
-      throw new CairnError(
-        "corrupt",
-        `${what(f.name)} is corrupt: ${data.length} bytes with sha256 ${sha256}, recorded ${f.size} bytes with sha256 ${f.sha256}`,
-        { hint: "restore it from another snapshot or another copy of the repository" },
-      );
-    }
+    const data = decodeStoredConfigFile(f, what(f.name));
+    const sha256 = f.sha256;
     planned.push({
       entry: {
         kind: f.kind,
