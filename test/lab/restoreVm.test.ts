@@ -1,4 +1,5 @@
-import { mkdtemp, readdir, rm, stat } from "node:fs/promises";
+import { createHash, randomBytes } from "node:crypto";
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createChannel, createClient, Status } from "nice-grpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -34,6 +35,9 @@ let agent: RunningAgentServer;
 /** What the agent's RestoreHost does; a test may make one of its steps fail. */
 let failStart: string | undefined;
 const created: string[] = [];
+/** swtpm state directories and NVRAM files the tests made outside the harness directory. */
+const leftovers: string[] = [];
+const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 const pools: string[] = [];
 const MARKER = `restored-${Date.now()}`;
 const uri = () => lab.host1.uri;
@@ -105,6 +109,7 @@ afterAll(async () => {
     await virsh(["pool-undefine", p], true);
   }
   await lab.dispose();
+  for (const p of leftovers) await rm(p, { recursive: true, force: true });
   await h?.dispose();
 });
 
@@ -301,5 +306,71 @@ describe("RestoreVm on real libvirt", () => {
     await vm.boot();
     expect(await vm.readFile("/data/marker")).toBe(MARKER);
     await vm.destroy();
+  });
+
+  it("NVRAM and TPM state go where libvirt expects them for the new domain, owned as it runs them, modes masked; a missing loader is refused first", async () => {
+    const loader = join(h.dir, "OVMF_CODE.fd");
+    const nvram = Buffer.alloc(128 * 1024, 0xff);
+    randomBytes(6000).copy(nvram, 4096);
+    const nvramPath = join(h.dir, `cfg-${randomBytes(3).toString("hex")}_VARS.fd`);
+    await writeFile(nvramPath, nvram, { mode: 0o644 });
+    await chmod(nvramPath, 0o644);
+    const cfg = await lab.createVm({
+      label: "rst-cfg",
+      disks: [{ kind: "blank", format: "qcow2", sizeMiB: 16 }],
+      uefi: { loader, nvram: nvramPath },
+      tpm: true,
+    });
+    // Never started: lay out swtpm state as libvirt's swtpm would (mode 0640 recorded on purpose).
+    const stateDir = join("/var/lib/libvirt/swtpm", await uuidOf(cfg.name));
+    leftovers.push(stateDir);
+    await mkdir(join(stateDir, "tpm2"), { recursive: true });
+    const permall = randomBytes(3 * 4096 + 123);
+    await writeFile(join(stateDir, "tpm2", "tpm2-00.permall"), permall);
+    await chmod(join(stateDir, "tpm2", "tpm2-00.permall"), 0o640);
+    const tss = await lookupOwner("tss", "tss");
+    expect(tss, "the lab has swtpm's tss user").toBeDefined();
+    const snap = await runBackup(h.deps, h.config, {
+      jobId: "rst-cfg-1",
+      domain: cfg.name,
+      mode: "full",
+      quiesce: "preferred",
+      signal: AbortSignal.timeout(240_000),
+    });
+
+    const dir = await storage("cfg");
+    const name = `${LAB_DOMAIN_PREFIX}rst-c-${jobs}`;
+    const newNvram = `/var/lib/libvirt/qemu/nvram/${name}_VARS.fd`;
+    leftovers.push(newNvram);
+    // The loader the domain names is not on this host: refused, nothing written.
+    await expect(
+      restore({ snapshotId: snap.manifest.id, newName: name, destinationDir: dir }),
+    ).rejects.toMatchObject({
+      code: Status.FAILED_PRECONDITION,
+      details: expect.stringContaining(
+        `firmware ${loader} (the domain's <loader>) does not exist on this host`,
+      ),
+    });
+    expect(await readdir(dir)).toEqual([]);
+    await expect(stat(newNvram)).rejects.toMatchObject({ code: "ENOENT" });
+
+    await writeFile(loader, "not a firmware: the domain is only defined, never started");
+    const { result } = await restore({ snapshotId: snap.manifest.id, newName: name, destinationDir: dir });
+    leftovers.push(join("/var/lib/libvirt/swtpm", result.domainUuid));
+    const xml = (await virsh(["dumpxml", "--inactive", name])).stdout;
+    expect(xml).toContain(newNvram);
+    expect(xml).not.toContain(nvramPath);
+    const nv = await stat(newNvram);
+    expect(sha(await readFile(newNvram))).toBe(sha(nvram));
+    expect([nv.uid, nv.gid, nv.mode & 0o7777]).toEqual([h.config.qemuUid, h.config.qemuGid, 0o600]);
+    const newState = join("/var/lib/libvirt/swtpm", result.domainUuid);
+    const st = await stat(join(newState, "tpm2", "tpm2-00.permall"));
+    expect(sha(await readFile(join(newState, "tpm2", "tpm2-00.permall")))).toBe(sha(permall));
+    expect([st.uid, st.gid, st.mode & 0o7777]).toEqual([tss?.uid, tss?.gid, 0o600]);
+    const d = await stat(newState);
+    expect([d.uid, d.mode & 0o7777]).toEqual([tss?.uid, 0o700]);
+    // The original's own files are untouched.
+    expect(sha(await readFile(nvramPath))).toBe(sha(nvram));
+    expect(sha(await readFile(join(stateDir, "tpm2", "tpm2-00.permall")))).toBe(sha(permall));
   });
 });
