@@ -85,6 +85,7 @@ function checkPath(path: string, what: string): void {
  * - a cdrom or floppy not in the snapshot stays as an empty drive (device order and boot order keep);
  *   any other disk not in the snapshot is dropped (pointing at the original's disk would have two
  *   domains write one disk);
+ * - a serial, console, channel or parallel device loses its <log file> (the original's);
  * - the NVRAM names the new domain's own variable store; a TPM emulator's explicit state location
  *   is removed, so libvirt uses <swtpm state dir>/<new uuid>/, where the restore puts it.
  * Everything else (devices, CPU, memory, metadata, Cairn labels) is kept as it was.
@@ -152,6 +153,12 @@ export function rewriteDomainXml(xml: string, r: DomainRewrite): RewrittenDomain
         setKids(
           dev,
           kids(dev).filter((c) => tagOf(c) !== "mac" && tagOf(c) !== "target"),
+        );
+      } else if (tag === "serial" || tag === "console" || tag === "channel" || tag === "parallel") {
+        // Its <log file> is the original's: two domains would write one log.
+        setKids(
+          dev,
+          kids(dev).filter((c) => tagOf(c) !== "log"),
         );
       } else if (tag === "tpm") {
         const backend = child(dev, "backend");

@@ -52,6 +52,7 @@ const xml = `<domain type='kvm'>
       <source bridge='br0'/>
     </interface>
     <tpm model='tpm-crb'><backend type='emulator' version='2.0'><source type='dir' path='/srv/tpm/web-1'/></backend></tpm>
+    <serial type='pty'><log file='/var/log/web-1-console.log' append='off'/><target port='0'/></serial>
     <!-- kept as it was -->
   </devices>
 </domain>`;
