@@ -18,6 +18,7 @@ import {
 import type { RestoreVmResult } from "../../shared/src/gen/cairn/v1/common.js";
 import { createLogger } from "../../shared/src/log/createLogger.js";
 import { LocalObjectStore } from "../../shared/src/repository/backends/LocalObjectStore.js";
+import type { ObjectStore } from "../../shared/src/repository/ports/ObjectStore.js";
 import { Repository } from "../../shared/src/repository/Repository.js";
 import { agentHarness } from "./support/agentHarness.js";
 import type { LabVm } from "./support/LabVm.js";
@@ -34,6 +35,8 @@ let snapshotId: string;
 let agent: RunningAgentServer;
 /** What the agent's RestoreHost does; a test may make one of its steps fail. */
 let failStart: string | undefined;
+/** Milliseconds every repository read waits (the abort test slows restores down). */
+let readDelayMs = 0;
 const created: string[] = [];
 /** swtpm state directories and NVRAM files the tests made outside the harness directory. */
 const leftovers: string[] = [];
@@ -79,7 +82,7 @@ beforeAll(async () => {
       libvirtUri: uri(),
       maintenance: {
         jobs: new JobRegistry(),
-        openRepository: (location) => Repository.open(new LocalObjectStore(location)),
+        openRepository: (location) => Repository.open(slowed(new LocalObjectStore(location))),
       },
       restoreVm: {
         host,
@@ -112,6 +115,22 @@ afterAll(async () => {
   for (const p of leftovers) await rm(p, { recursive: true, force: true });
   await h?.dispose();
 });
+
+/** The store with reads delayed by readDelayMs. */
+function slowed(store: ObjectStore): ObjectStore {
+  return new Proxy(store, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof v !== "function") return v;
+      const fn = (v as (...a: unknown[]) => unknown).bind(target);
+      if (!String(prop).startsWith("get")) return fn;
+      return async (...args: unknown[]) => {
+        if (readDelayMs) await new Promise((r) => setTimeout(r, readDelayMs));
+        return fn(...args);
+      };
+    },
+  });
+}
 
 const client = () => createClient(AgentServiceDefinition, createChannel(`127.0.0.1:${agent.port}`));
 let jobs = 0;
@@ -280,6 +299,42 @@ describe("RestoreVm on real libvirt", () => {
       });
     } finally {
       failStart = undefined;
+    }
+    expect(await readdir(dir)).toEqual([]);
+    expect((await virsh(["domstate", name], true)).exitCode).not.toBe(0);
+  });
+
+  it("AbortJob while its disks are written: the stream ends cancelled, nothing is left", async () => {
+    const dir = await storage("abort");
+    const name = `${LAB_DOMAIN_PREFIX}rst-a-${jobs}`;
+    created.push(name);
+    readDelayMs = 100;
+    try {
+      const jobId = `rst-vm-abort-${jobs}`;
+      const stream = client().restoreVm({
+        repository: repoPath(),
+        snapshotId,
+        newName: name,
+        destinationDir: dir,
+        start: true,
+        jobId,
+        format: "qcow2",
+        pool: "",
+        inPlace: false,
+      });
+      let aborted = false;
+      const ended = (async () => {
+        for await (const e of stream) {
+          if (!aborted && e.event?.$case === "progress" && e.event.value.phase === "write") {
+            aborted = true;
+            expect((await client().abortJob({ jobId, reason: "test" })).found).toBe(true);
+          }
+        }
+      })();
+      await expect(ended).rejects.toMatchObject({ code: Status.CANCELLED });
+      expect(aborted).toBe(true);
+    } finally {
+      readDelayMs = 0;
     }
     expect(await readdir(dir)).toEqual([]);
     expect((await virsh(["domstate", name], true)).exitCode).not.toBe(0);
