@@ -15,9 +15,12 @@ import { CoordinatorLink } from "./coordinator/CoordinatorLink.js";
 import { CoordinatorPin } from "./coordinator/CoordinatorPin.js";
 import { enrollAgent } from "./coordinator/enrollAgent.js";
 import { createDaemonRuntime } from "./createDaemonRuntime.js";
+import { spawnRunner } from "./hypervisor/runVirsh.js";
 import { collectHostInventory } from "./inventory/collectHostInventory.js";
 import { JobRegistry } from "./jobs/JobRegistry.js";
 import { AgentMetrics } from "./metrics/AgentMetrics.js";
+import { LibvirtRestoreHost } from "./restore/LibvirtRestoreHost.js";
+import { lookupOwner } from "./restore/lookupOwner.js";
 import { startAgentServer } from "./server/startAgentServer.js";
 import { FileLibvirtTlsDir } from "./transfer/FileLibvirtTlsDir.js";
 import { OpensslJobTlsMinter } from "./transfer/OpensslJobTlsMinter.js";
@@ -129,6 +132,22 @@ async function main(): Promise<void> {
       roles: rt.roles,
       reach: rt.reach,
       maintenance: { jobs, openRepository: openRepo },
+      restoreVm: hv && {
+        host: new LibvirtRestoreHost(
+          hv.hypervisor,
+          spawnRunner(config.libvirtUri),
+          config.timeouts.virshCallMs,
+        ),
+        config: {
+          nvramDir: config.nvramDir,
+          swtpmStateDir: config.swtpmStateDir,
+          owners: {
+            nvram: { uid: hv.liveBackup.qemuUid, gid: hv.liveBackup.qemuGid },
+            tpm: await lookupOwner(config.swtpmUser, config.swtpmGroup),
+          },
+        },
+        log: rt.log,
+      },
       backups: hv && {
         backup: {
           hypervisor: hv.hypervisor,

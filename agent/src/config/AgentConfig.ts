@@ -15,6 +15,9 @@ export const agentConfigSchema = z
     listen: z.string().min(1).default("127.0.0.1:7460"),
     qemuUser: z.string().min(1).default("libvirt-qemu"),
     qemuGroup: z.string().min(1).default("kvm"),
+    /** libvirt's swtpm_user/swtpm_group (qemu.conf): a restored TPM state is owned by them. */
+    swtpmUser: z.string().min(1).default("tss"),
+    swtpmGroup: z.string().min(1).default("tss"),
     /** libvirt's swtpm state root (a domain's TPM state is <dir>/<uuid>/), backed up with each snapshot. */
     swtpmStateDir: z.string().min(1).default(DEFAULT_SWTPM_STATE_DIR),
     /** libvirt's nvram_dir: where it puts the NVRAM of `<os firmware='efi'>` domains that name none. */

@@ -19,6 +19,8 @@ import type { ReachKeeper } from "../reach/ReachKeeper.js";
 import { chainRpcs } from "./chainRpcs.js";
 import { probeRepositoriesRpc } from "./probeRepositoriesRpc.js";
 import { type ReadExportRpcDeps, readExportRpc } from "./readExportRpc.js";
+import { restoreDiskRpc } from "./restoreDiskRpc.js";
+import { type RestoreVmRpcDeps, restoreVmRpc } from "./restoreVmRpc.js";
 import { type BackupRpcDeps, runBackupRpc } from "./runBackupRpc.js";
 import { type MaintenanceRpcDeps, runMaintenanceRpc } from "./runMaintenanceRpc.js";
 import { withoutHypervisorRpcs } from "./withoutHypervisorRpcs.js";
@@ -37,6 +39,8 @@ export interface AgentServiceDeps {
   backups?: BackupRpcDeps | undefined;
   /** Repository maintenance jobs (every role; default: the backups' jobs and repositories). */
   maintenance?: MaintenanceRpcDeps | undefined;
+  /** Whole-VM restores (hypervisor role); jobs and repositories are the maintenance ones. Else UNIMPLEMENTED. */
+  restoreVm?: Omit<RestoreVmRpcDeps, "jobs" | "openRepository"> | undefined;
   /** Repository reach probes; without it ProbeRepositories answers UNIMPLEMENTED. */
   reach?: ReachKeeper | undefined;
   /** Reading other hosts' exports (network path, any role with an identity); else UNIMPLEMENTED. */
@@ -100,6 +104,17 @@ export function createAgentService(deps: AgentServiceDeps): AgentServiceImplemen
     });
   if (maintenance) {
     impl.runMaintenance = (req, ctx: CallContext) => runMaintenanceRpc(maintenance, req, ctx);
+    // A disk restore needs only the repository and the destination: every role serves it.
+    impl.restoreDisk = (req, ctx: CallContext) => restoreDiskRpc(maintenance, req, ctx);
+    const vm = hypervisor && deps.restoreVm;
+    if (vm) {
+      const vmDeps: RestoreVmRpcDeps = {
+        ...vm,
+        jobs: maintenance.jobs,
+        openRepository: maintenance.openRepository,
+      };
+      impl.restoreVm = (req, ctx: CallContext) => restoreVmRpc(vmDeps, req, ctx);
+    }
     impl.abortJob = async (req) => {
       checkJobId(req.jobId);
       // Answers once the job's cleanup ran (or after 8 s: inside the coordinator's 10 s deadline).

@@ -1,13 +1,13 @@
-import { createHash } from "node:crypto";
 import { chmod, mkdir, readdir, writeFile } from "node:fs/promises";
 import { dirname, join, resolve, sep } from "node:path";
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
-import { decodeInlineBlob } from "../../../shared/src/repository/manifest/inlineBlob.js";
 import {
   type ConfigFileKind,
   vmConfigFilesOf,
 } from "../../../shared/src/repository/manifest/VmConfigFiles.js";
 import type { Repository } from "../../../shared/src/repository/Repository.js";
+import { restoredFileMode } from "../restore/restoredFileMode.js";
+import { decodeStoredConfigFile } from "./decodeStoredConfigFile.js";
 
 export interface RestoredConfigFile {
   kind: ConfigFileKind;
@@ -38,7 +38,7 @@ export const DOMAIN_XML_NAME = "domain.xml";
 /**
  * Writes a snapshot's VM configuration to `outDir`: `domain.xml`, and the NVRAM and TPM state files
  * under the names the manifest gives them (`nvram/<file>`, `tpm/<path in the swtpm state dir>`),
- * with their recorded permission bits. Every file is decoded and checked against its recorded size
+ * with their recorded permission bits masked to at most 0600 (restoredFileMode). Every file is decoded and checked against its recorded size
  * and SHA-256 before anything is written: a mismatch is `corrupt` and writes nothing. An existing
  * non-empty `outDir` is refused unless `force`.
  */
@@ -76,15 +76,8 @@ export async function restoreVmConfig(
       });
       continue;
     }
-    const data = decodeInlineBlob(f.data, what(f.name));
-    const sha256 = createHash("sha256").update(data).digest("hex");
-    if (data.length !== f.size || sha256 !== f.sha256) {
-      throw new CairnError(
-        "corrupt",
-        `${what(f.name)} is corrupt: ${data.length} bytes with sha256 ${sha256}, recorded ${f.size} bytes with sha256 ${f.sha256}`,
-        { hint: "restore it from another snapshot or another copy of the repository" },
-      );
-    }
+    const data = decodeStoredConfigFile(f, what(f.name));
+    const sha256 = f.sha256;
     planned.push({
       entry: {
         kind: f.kind,
@@ -113,7 +106,7 @@ export async function restoreVmConfig(
     if (!data || !entry.out) continue;
     await mkdir(dirname(entry.out), { recursive: true });
     await writeFile(entry.out, data, { flag, mode: 0o600 });
-    await chmod(entry.out, entry.mode ?? 0o600);
+    await chmod(entry.out, restoredFileMode(entry.mode));
   }
   return { snapshotId, domainXml, recorded: record !== undefined, files: planned.map((p) => p.entry) };
 }

@@ -10,6 +10,7 @@ describe("agent config", () => {
     expect(c.timeouts.maxFrozenMs).toBe(30_000);
     expect(c.nbd).toEqual({ requestSize: 1048576, depth: 16 });
     expect([c.swtpmStateDir, c.nvramDir]).toEqual(["/var/lib/libvirt/swtpm", "/var/lib/libvirt/qemu/nvram"]);
+    expect([c.swtpmUser, c.swtpmGroup]).toEqual(["tss", "tss"]);
   });
 
   it("overrides merge with defaults", () => {

@@ -79,7 +79,8 @@ describe("VM configuration files (NVRAM, swtpm state)", () => {
     expect(await readFile(r.domainXml, "utf8")).toBe(xml(nvramPath));
     expect(sha(await readFile(join(out, "nvram", "web-1_VARS.fd")))).toBe(sha(nvram));
     expect(sha(await readFile(join(out, "tpm", "tpm2", "tpm2-00.permall")))).toBe(sha(permall));
-    expect((await stat(join(out, "nvram", "web-1_VARS.fd"))).mode & 0o7777).toBe(0o640);
+    // Recorded 0640; restored at most 0600 (restoredFileMode).
+    expect((await stat(join(out, "nvram", "web-1_VARS.fd"))).mode & 0o7777).toBe(0o600);
     // A second restore into the same directory needs --force.
     await expect(restoreVmConfig(repo, m.id, out)).rejects.toMatchObject({ code: "already-exists" });
     await restoreVmConfig(repo, m.id, out, { force: true });
@@ -144,6 +145,27 @@ describe("VM configuration files (NVRAM, swtpm state)", () => {
       message: expect.stringMatching(/nvram\/v.fd .* is corrupt/),
     });
     await expect(stat(out)).rejects.toMatchObject({ code: "ENOENT" });
+  });
+
+  it("issue #24 hole 6: a recorded setuid/setgid/sticky or group/other mode is masked to at most 0600", async () => {
+    const path = join(dir, "v.fd");
+    await writeFile(path, Buffer.from("variables"));
+    const files = await captureVmConfigFiles(
+      xml(path),
+      { swtpmStateDir: dir, nvramDir: "/nowhere" },
+      { signal: signal() },
+    );
+    const f = files.files[0]!;
+    if (f.status !== "stored") throw new Error("expected the NVRAM to be stored");
+    f.mode = 0o7755; // a crafted manifest: setuid, setgid, sticky, world-readable and executable
+    const m = await seal("<domain/>", files);
+    const out = join(dir, "out");
+    const r = await restoreVmConfig(repo, m.id, out);
+    expect((await stat(r.files[0]!.out!)).mode & 0o7777).toBe(0o600);
+    f.mode = 0o400; // fewer bits than 0600 stay fewer
+    const m2 = await seal("<domain/>", files);
+    const r2 = await restoreVmConfig(repo, m2.id, join(dir, "out2"));
+    expect((await stat(r2.files[0]!.out!)).mode & 0o7777).toBe(0o400);
   });
 
   it("a name that would leave the restore directory is rejected when the manifest is read", async () => {

@@ -17,6 +17,14 @@ export interface RestoreDiskOptions {
   /** The caller's name for the destination, for messages ("--to"). */
   destinationFlag?: string;
   qcow2?: Qcow2Options;
+  /**
+   * Told the bytes of the disk done so far (data written plus zero runs handled) out of its
+   * virtual size, at most every `progressIntervalMs` and once at the end; never throws into the
+   * restore (a failing callback is the caller's bug, not the disk's).
+   */
+  onProgress?: (done: number, total: number) => void;
+  /** Default 500 ms. */
+  progressIntervalMs?: number;
 }
 
 export interface RestoreDiskResult {
@@ -65,9 +73,10 @@ export async function restoreDisk(
     zeroBytesSkipped: 0,
   };
   try {
-    await writeRuns(reader, target, result, o.concurrency ?? 16, signal);
+    await writeRuns(reader, target, result, o.concurrency ?? 16, signal, progressOf(o, reader.virtualSize));
     if (signal.aborted) throw abortError(signal, `restore to ${destination}`);
     await target.commit(signal);
+    report(o, reader.virtualSize, reader.virtualSize);
     return result;
   } catch (e) {
     await target.discard().catch(() => {});
@@ -84,6 +93,7 @@ async function writeRuns(
   result: RestoreDiskResult,
   concurrency: number,
   signal: AbortSignal,
+  progress: (done: number) => void,
 ): Promise<void> {
   const jobs = plan(reader);
   // One listener on the caller's signal rather than AbortSignal.any: with it, raw restores measured
@@ -108,6 +118,7 @@ async function writeRuns(
         result.zeroBytesWritten += written;
         result.zeroBytesSkipped += job.length - written;
       }
+      progress(result.dataBytes + result.zeroBytesWritten + result.zeroBytesSkipped);
     }
   };
   const settled = await Promise.allSettled(
@@ -122,6 +133,27 @@ async function writeRuns(
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
   if (signal.aborted) throw abortError(signal, `restore to ${target.path}`);
   if (failed) throw failed.reason;
+}
+
+/** A throttled progress reporter for writeRuns (a no-op without onProgress). */
+function progressOf(o: RestoreDiskOptions, total: number): (done: number) => void {
+  if (!o.onProgress) return () => {};
+  const every = o.progressIntervalMs ?? 500;
+  let last = 0;
+  return (done) => {
+    const now = Date.now();
+    if (now - last < every) return;
+    last = now;
+    report(o, done, total);
+  };
+}
+
+function report(o: RestoreDiskOptions, done: number, total: number): void {
+  try {
+    o.onProgress?.(done, total);
+  } catch {
+    // A progress sink's failure never fails the disk (see onProgress).
+  }
 }
 
 function plan(reader: RestorePointReader): Job[] {
