@@ -352,12 +352,16 @@ describe("RestoreVm on real libvirt", () => {
       details: expect.stringMatching(/is running; an in-place restore needs it shut off/),
     });
     await vm.destroy();
+    // The backup left its checkpoint: the restore must not leave it describing the new disks.
+    expect((await virsh(["checkpoint-list", vm.name, "--name"])).stdout.trim()).not.toBe("");
     const { result } = await restore({ inPlace: true });
     expect(result).toMatchObject({ domainName: vm.name, inPlace: true, started: false });
     expect(result.domainUuid).toBe(await uuidOf(vm.name));
     expect(result.disks.map((d) => [d.path, d.format])).toEqual([[disk.path, disk.format]]);
     expect(await equalsSnapshot(disk.path, disk.format)).toBe(true);
     expect((await virsh(["dumpxml", "--inactive", vm.name])).stdout).toBe(before);
+    // No checkpoint describes the disks that were put back.
+    expect((await virsh(["checkpoint-list", vm.name, "--name"])).stdout.trim()).toBe("");
     await vm.boot();
     expect(await vm.readFile("/data/marker")).toBe(MARKER);
     await vm.destroy();

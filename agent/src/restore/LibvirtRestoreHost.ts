@@ -135,4 +135,15 @@ export class LibvirtRestoreHost implements RestoreHost {
   async start(uuid: string, signal: AbortSignal): Promise<void> {
     await this.virsh(["start", uuid], signal, 5 * 60_000);
   }
+
+  async forgetCheckpoints(uuid: string, signal: AbortSignal): Promise<string[]> {
+    const names = (await this.virsh(["checkpoint-list", uuid, "--name", "--topological"], signal))
+      .split("\n")
+      .map((l) => l.trim())
+      .filter(Boolean);
+    // Children before parents; metadata only: the disks were replaced, their bitmaps went with them.
+    for (const name of [...names].reverse())
+      await this.virsh(["checkpoint-delete", uuid, name, "--metadata"], signal);
+    return names;
+  }
 }

@@ -44,4 +44,9 @@ export interface RestoreHost {
   /** Removes a (shut off) domain's definition; its NVRAM file is the restore's to remove. */
   undefine(uuid: string, signal: AbortSignal): Promise<void>;
   start(uuid: string, signal: AbortSignal): Promise<void>;
+  /**
+   * Deletes the metadata of every checkpoint of a domain (children first); resolves their names.
+   * After an in-place restore no checkpoint describes the disks any more.
+   */
+  forgetCheckpoints(uuid: string, signal: AbortSignal): Promise<string[]>;
 }

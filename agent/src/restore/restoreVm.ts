@@ -83,6 +83,13 @@ export async function restoreVm(
   const written: string[] = [];
   try {
     progress.phase("config");
+    if (plan.inPlace) {
+      // Before any disk is written: a chain must never describe disks that were put back, even
+      // when the restore stops halfway (the coordinator's ledger marks it broken on success).
+      const forgotten = await host.forgetCheckpoints(plan.uuid, signal);
+      if (forgotten.length)
+        ctx.log.info({ domain: plan.name, checkpoints: forgotten }, "checkpoints forgotten");
+    }
     await placeConfigFiles(plan, ctx.config.owners, undo, signal);
     const disks: RestoreVmResult["disks"] = [];
     for (const d of plan.disks) {

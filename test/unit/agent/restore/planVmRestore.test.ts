@@ -70,6 +70,9 @@ function fakeHost(
     start: async () => {
       throw new Error("planning writes nothing");
     },
+    forgetCheckpoints: async () => {
+      throw new Error("planning writes nothing");
+    },
   };
   return { host, asked };
 }
