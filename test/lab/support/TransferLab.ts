@@ -106,12 +106,14 @@ export class TransferLab {
       await Repository.init(new LocalObjectStore(join(this.san, name)), { chunkSize: 256 * 1024 })
     ).close();
     await this.c.admin().registerRepository({ name, location: join(this.san, name) });
+    // Every host's probe is over (kvm-b's fails: it does not see the SAN), so none runs beside
+    // the jobs that follow.
     await eventually(
-      `kvm-a and mover-1 reached repository ${name}`,
+      `kvm-a and mover-1 reached repository ${name}, kvm-b probed it`,
       async () => {
         const r = await this.c.admin().showRepository({ name });
         const ok = (h: string) => r.reach.some((x) => x.hostId === h && x.reachable);
-        return ok("kvm-a") && ok("mover-1") ? r : undefined;
+        return ok("kvm-a") && ok("mover-1") && r.reach.some((x) => x.hostId === "kvm-b") ? r : undefined;
       },
       60_000,
     );
