@@ -1,3 +1,4 @@
+import { chmod } from "node:fs/promises";
 import { execa } from "execa";
 import { CairnError } from "../../../shared/src/errors/CairnError.js";
 import { imageInUseError } from "./imageInUseError.js";
@@ -57,6 +58,9 @@ export async function imageInfo(path: string, signal: AbortSignal, forceShare = 
 /** Creates an empty qcow2 image (scratch space for a pull backup's copy-before-write). */
 export async function createQcow2(path: string, size: number, signal: AbortSignal): Promise<void> {
   await qemuImg(["create", "-q", "-f", "qcow2", path, String(size)], `creating ${path}`, path, signal);
+  // It will hold guest data (a scratch image gets every block the guest overwrites during the
+  // backup): readable by its owner only; libvirt gives it to QEMU's user at backup-begin.
+  await chmod(path, 0o600);
 }
 
 /**

@@ -260,9 +260,12 @@ export async function exportLive(
 async function makeJobDir(config: BackupConfig, jobDir: string): Promise<void> {
   await mkdir(join(jobDir, "nbd"), { recursive: true });
   await mkdir(join(jobDir, "scratch"), { recursive: true });
-  // QEMU (not root) opens the scratch images: every agent-owned level must be traversable.
-  for (const d of [config.workDir, join(config.workDir, "jobs"), jobDir]) await chmod(d, 0o711);
+  // QEMU (not root) opens the scratch images by path: every agent-owned level above them is
+  // traversable (0711), none listable by others; the socket directory is QEMU's alone.
+  for (const d of [config.workDir, join(config.workDir, "jobs"), jobDir, join(jobDir, "scratch")])
+    await chmod(d, 0o711);
   await chown(join(jobDir, "nbd"), config.qemuUid, config.qemuGid);
+  await chmod(join(jobDir, "nbd"), 0o700);
 }
 
 /** One empty qcow2 per disk, of the disk's virtual size: its copy-before-write target. */
