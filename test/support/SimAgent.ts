@@ -618,16 +618,7 @@ export class SimAgent {
   ): AsyncGenerator<T> {
     if (!req.jobId) throw new CairnError("invalid-argument", "job_id is required");
     const streams = jobStreamsOf<T>(this.jobs, kind);
-    const recorded = streams.finishedEvent(req.jobId);
-    if (recorded) {
-      yield recorded;
-      return;
-    }
-    const running = streams.running(req.jobId);
-    if (running) {
-      yield* streams.follow(running, req.jobId, { signal: ctx.signal, starter: false, detach: true });
-      return;
-    }
+    if (yield* streams.replayOrAttach(req.jobId, ctx.signal)) return;
     const attempt = (this.restoreRuns.get(req.jobId) ?? 0) + 1;
     this.restoreRuns.set(req.jobId, attempt);
     const { feed } = streams.start(

@@ -15,13 +15,20 @@ export class JobStreams<T> {
     private readonly keepFinished = 256,
   ) {}
 
-  /** The final event of a job that finished here recently. */
-  finishedEvent(jobId: string): T | undefined {
-    return this.finished.get(jobId);
-  }
-
-  running(jobId: string): JobFeed<T> | undefined {
-    return this.feeds.get(jobId);
+  /**
+   * A caller that comes back: the recorded final event of a job that finished here, or the running
+   * job's events (the returning caller never aborts it). Returns false when this id is new here.
+   */
+  async *replayOrAttach(jobId: string, signal: AbortSignal): AsyncGenerator<T, boolean> {
+    const recorded = this.finished.get(jobId);
+    if (recorded) {
+      yield recorded;
+      return true;
+    }
+    const running = this.feeds.get(jobId);
+    if (!running) return false;
+    yield* this.follow(running, jobId, { signal, starter: false, detach: true });
+    return true;
   }
 
   /**

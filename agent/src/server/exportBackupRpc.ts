@@ -86,16 +86,7 @@ export async function* exportBackupRpc(
 
   // Finished jobs are remembered: the sealed manifest lives in a repository this host never opens.
   const streams = jobStreamsOf<RunBackupResponse>(deps.jobs, "export", 64);
-  const finished = streams.finishedEvent(req.jobId);
-  if (finished) {
-    yield finished;
-    return;
-  }
-  const running = streams.running(req.jobId);
-  if (running) {
-    yield* streams.follow(running, req.jobId, { signal: ctx.signal, starter: false, detach: true });
-    return;
-  }
+  if (yield* streams.replayOrAttach(req.jobId, ctx.signal)) return;
   const started = Date.now();
   const address = transfer.address;
   const { feed, done } = streams.start(

@@ -48,11 +48,8 @@ export async function* readExportRpc(
   checkChainIds({ domainUuid: descriptor.domain.uuid });
 
   const streams = jobStreamsOf<ReadExportResponse>(deps.jobs, "read", 0);
-  const running = streams.running(req.jobId);
-  if (running) {
-    yield* streams.follow(running, req.jobId, { signal: ctx.signal, starter: false, detach: true });
-    return;
-  }
+  // Nothing is recorded here (keepFinished 0): a finished job is found sealed in the repository below.
+  if (yield* streams.replayOrAttach(req.jobId, ctx.signal)) return;
   const t0 = performance.now();
   const { repository, release } = await deps.repositories.acquire(req.repository, ctx.signal);
   const opened = performance.now();

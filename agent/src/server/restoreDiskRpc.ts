@@ -28,7 +28,6 @@ export async function* restoreDiskRpc(
   req: RestoreDiskRequest,
   ctx: CallContext,
 ): AsyncGenerator<RestoreDiskResponse> {
-  if (!req.jobId.trim()) throw new CairnError("invalid-argument", "job_id is required");
   checkJobId(req.jobId);
   if (!req.repository.trim()) throw new CairnError("invalid-argument", "repository is required");
   checkRestoreIds({ snapshotId: req.snapshotId, diskTarget: req.diskTarget });
@@ -39,16 +38,7 @@ export async function* restoreDiskRpc(
     );
   const format = req.format || "raw";
   const streams = jobStreamsOf<RestoreDiskResponse>(deps.jobs, "restore-disk");
-  const recorded = streams.finishedEvent(req.jobId);
-  if (recorded) {
-    yield recorded;
-    return;
-  }
-  const running = streams.running(req.jobId);
-  if (running) {
-    yield* streams.follow(running, req.jobId, { signal: ctx.signal, starter: false, detach: true });
-    return;
-  }
+  if (yield* streams.replayOrAttach(req.jobId, ctx.signal)) return;
   const { feed } = streams.start(
     req.jobId,
     // Two jobs never write one destination at once.

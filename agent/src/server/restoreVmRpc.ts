@@ -26,21 +26,11 @@ export async function* restoreVmRpc(
   req: RestoreVmRequest,
   ctx: CallContext,
 ): AsyncGenerator<RestoreVmResponse> {
-  if (!req.jobId.trim()) throw new CairnError("invalid-argument", "job_id is required");
   checkJobId(req.jobId);
   if (!req.repository.trim()) throw new CairnError("invalid-argument", "repository is required");
   checkRestoreIds({ snapshotId: req.snapshotId, ...(req.newName ? { domainName: req.newName } : {}) });
   const streams = jobStreamsOf<RestoreVmResponse>(deps.jobs, "restore-vm");
-  const recorded = streams.finishedEvent(req.jobId);
-  if (recorded) {
-    yield recorded;
-    return;
-  }
-  const running = streams.running(req.jobId);
-  if (running) {
-    yield* streams.follow(running, req.jobId, { signal: ctx.signal, starter: false, detach: true });
-    return;
-  }
+  if (yield* streams.replayOrAttach(req.jobId, ctx.signal)) return;
   const { feed } = streams.start(
     req.jobId,
     // One restore of a snapshot at a time here (a second one under the same name would be refused anyway).

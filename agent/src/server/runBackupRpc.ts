@@ -83,12 +83,8 @@ export async function* runBackupRpc(
     }
     // A backup's outcome is its sealed manifest, found above: no final events are kept in memory.
     const streams = jobStreamsOf<RunBackupResponse>(deps.jobs, "backup", 0);
-    const running = streams.running(req.jobId);
-    if (running) {
-      // Re-attach (the coordinator restarted or its stream broke): follow the job, never start it twice.
-      yield* streams.follow(running, req.jobId, { signal: ctx.signal, starter: false, detach: true });
-      return;
-    }
+    // Re-attach (the coordinator restarted or its stream broke): follow the job, never start it twice.
+    if (yield* streams.replayOrAttach(req.jobId, ctx.signal)) return;
     const started = Date.now();
     const { feed, done } = streams.start(
       req.jobId,

@@ -32,16 +32,7 @@ export async function* runMaintenanceRpc(
   const task = req.task;
   if (!task) throw new CairnError("invalid-argument", "task is required (verify, prune, gc, stats or scan)");
   const streams = jobStreamsOf<RunMaintenanceResponse>(deps.jobs, "maintenance");
-  const recorded = streams.finishedEvent(req.jobId);
-  if (recorded) {
-    yield recorded;
-    return;
-  }
-  const running = streams.running(req.jobId);
-  if (running) {
-    yield* streams.follow(running, req.jobId, { signal: ctx.signal, starter: false, detach: true });
-    return;
-  }
+  if (yield* streams.replayOrAttach(req.jobId, ctx.signal)) return;
   const { feed } = streams.start(
     req.jobId,
     // Jobs are keyed by what they must not run twice at once; maintenance is guarded by the
