@@ -39,7 +39,6 @@ import { ledgerRpcs } from "./service/ledgerRpcs.js";
 import { repositoryRpcs } from "./service/repositoryRpcs.js";
 import { restoreRpcs } from "./service/restoreRpcs.js";
 import { snapshotRecordOf } from "./snapshots/snapshotRecordOf.js";
-import type { Role } from "./store/records.js";
 import { SqliteStore } from "./store/sqlite/SqliteStore.js";
 import { Reach } from "./transfer/Reach.js";
 

@@ -18,8 +18,8 @@ import {
 import type { RestoreVmResult } from "../../shared/src/gen/cairn/v1/common.js";
 import { createLogger } from "../../shared/src/log/createLogger.js";
 import { LocalObjectStore } from "../../shared/src/repository/backends/LocalObjectStore.js";
-import type { ObjectStore } from "../../shared/src/repository/ports/ObjectStore.js";
 import { Repository } from "../../shared/src/repository/Repository.js";
+import { slowedStore } from "../support/slowedStore.js";
 import { agentHarness } from "./support/agentHarness.js";
 import type { LabVm } from "./support/LabVm.js";
 import { Lab } from "./support/lab.js";
@@ -82,7 +82,8 @@ beforeAll(async () => {
       libvirtUri: uri(),
       maintenance: {
         jobs: new JobRegistry(),
-        openRepository: (location) => Repository.open(slowed(new LocalObjectStore(location))),
+        openRepository: (location) =>
+          Repository.open(slowedStore(new LocalObjectStore(location), () => readDelayMs)),
       },
       restoreVm: {
         host,
@@ -115,22 +116,6 @@ afterAll(async () => {
   for (const p of leftovers) await rm(p, { recursive: true, force: true });
   await h?.dispose();
 });
-
-/** The store with reads delayed by readDelayMs. */
-function slowed(store: ObjectStore): ObjectStore {
-  return new Proxy(store, {
-    get(target, prop, receiver) {
-      const v = Reflect.get(target, prop, receiver) as unknown;
-      if (typeof v !== "function") return v;
-      const fn = (v as (...a: unknown[]) => unknown).bind(target);
-      if (!String(prop).startsWith("get")) return fn;
-      return async (...args: unknown[]) => {
-        if (readDelayMs) await new Promise((r) => setTimeout(r, readDelayMs));
-        return fn(...args);
-      };
-    },
-  });
-}
 
 const client = () => createClient(AgentServiceDefinition, createChannel(`127.0.0.1:${agent.port}`));
 let jobs = 0;

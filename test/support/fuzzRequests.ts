@@ -22,6 +22,7 @@ const STRINGS: readonly string[] = [
   "*",
   "[z-a]",
   "*a*a*a*a*a*a*a*a*a*a*b",
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: a literal shell-looking string is the input
   "${HOME}",
   "$(id)",
   "' OR 1=1 --",

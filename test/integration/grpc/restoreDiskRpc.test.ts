@@ -9,8 +9,8 @@ import { type RunningAgentServer, startAgentServer } from "../../../agent/src/se
 import { AgentServiceDefinition, type RestoreDiskResponse } from "../../../shared/src/gen/cairn/v1/agent.js";
 import { createLogger } from "../../../shared/src/log/createLogger.js";
 import { LocalObjectStore } from "../../../shared/src/repository/backends/LocalObjectStore.js";
-import type { ObjectStore } from "../../../shared/src/repository/ports/ObjectStore.js";
 import { Repository } from "../../../shared/src/repository/Repository.js";
+import { slowedStore } from "../../support/slowedStore.js";
 
 // AgentService.RestoreDisk over real gRPC, into real files, from a real local repository. The
 // agent has no hypervisor: a disk restore needs only the repository and the destination.
@@ -23,22 +23,6 @@ let snapshotId: string;
 let agent: RunningAgentServer;
 /** Milliseconds every object read waits (the abort test slows the repository down). */
 let readDelayMs = 0;
-
-/** The store with reads delayed by readDelayMs: a restore then runs long enough to be aborted. */
-function slowed(store: ObjectStore): ObjectStore {
-  return new Proxy(store, {
-    get(target, prop, receiver) {
-      const v = Reflect.get(target, prop, receiver) as unknown;
-      if (typeof v !== "function") return v;
-      const fn = (v as (...a: unknown[]) => unknown).bind(target);
-      if (!String(prop).startsWith("get")) return fn;
-      return async (...args: unknown[]) => {
-        if (readDelayMs) await new Promise((r) => setTimeout(r, readDelayMs));
-        return fn(...args);
-      };
-    },
-  });
-}
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "cairn-restore-rpc-"));
@@ -57,7 +41,8 @@ beforeAll(async () => {
       libvirtUri: "test:///none",
       maintenance: {
         jobs,
-        openRepository: (location) => Repository.open(slowed(new LocalObjectStore(location))),
+        openRepository: (location) =>
+          Repository.open(slowedStore(new LocalObjectStore(location), () => readDelayMs)),
       },
     },
     createLogger("test", "silent"),
