@@ -173,15 +173,15 @@ describe("restore vm through the coordinator and a real agent", () => {
 
     await vm.boot();
     expect(await vm.readFile("/data/marker")).toBe(MARKER);
-    // The policy's next backup would be incremental; the restore makes it full. The agent records
-    // its own reason (the restore removed the domain's checkpoints); the ledger keeps the restore's.
+    // The policy's next backup would be incremental; the restore makes it full, and the backup
+    // records the ledger's reason (RunBackupRequest.full_reasons).
     const next = await waitForJobEnd(
       c,
       (await c.admin().backupNow({ vm: vm.name, policy: "", mode: 0 })).jobId,
       300_000,
     );
     expect(next, next.reason).toMatchObject({ state: "succeeded", mode: "incremental" });
-    expect(next.diskKinds.vda).toMatch(/^full: checkpoint \S+ of the last backup is gone from the domain$/);
+    expect(next.diskKinds.vda).toMatch(new RegExp(`^full: ${reason.source}`));
     const after = await cli(["vms", "chain", vm.name]);
     expect(after.exitCode, after.stderr).toBe(0);
     expect(after.stdout).toMatch(/vda: incremental chain of 1, last checkpoint /);

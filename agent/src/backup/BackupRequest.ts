@@ -56,6 +56,8 @@ export interface BackupRequest {
   labels?: Record<string, string>;
   /** The job's limit on its NBD reads, bytes/s (docs/transfer-paths.md §7); 0 or absent for none. */
   bandwidthBytesPerSecond?: number;
+  /** Disks the coordinator's ledger has no valid chain for: read in full with this reason. */
+  fullReasons?: Readonly<Record<string, string>>;
   /** The domain's sealed snapshots if the caller read them already (one read per job). */
   history?: VmHistory;
   /** Run in the guest (guest-exec) right before the freeze / right after the thaw. */

@@ -43,12 +43,14 @@ export interface PlanInput {
   liveBitmaps: ReadonlyMap<string, readonly LiveBitmap[]> | undefined;
   /** Name for the new checkpoint (unique, safe). */
   checkpointName: string;
+  /** Disks the coordinator's ledger has no valid chain for (docs/checkpoint-ledger.md): full, with its reason. */
+  fullReasons?: Readonly<Record<string, string>> | undefined;
 }
 
 /**
  * Decides, per disk, how this backup reads it. Pure. A disk goes full (with the reason recorded)
- * when it has no usable chain: raw format, never backed up, its checkpoint gone from the domain or
- * missing its bitmap, or its bitmap inconsistent. The other disks stay incremental.
+ * when it has no usable chain: raw format, the coordinator's ledger says its chain ended, never
+ * backed up, its checkpoint gone from the domain or missing its bitmap, or its bitmap inconsistent. The other disks stay incremental.
  */
 export function planDisks(input: PlanInput): BackupPlan {
   const { mode } = input;
@@ -69,6 +71,8 @@ export function planDisks(input: PlanInput): BackupPlan {
     if (mode === "copy") return { ...full("copy backup: read in full, no checkpoint"), fullReason: null };
     if (!qcow2) return full(`${d.format || "unknown"}-format disk: no persistent dirty bitmap, read in full`);
     if (mode === "full") return full("full backup requested");
+    const ledger = input.fullReasons?.[d.target];
+    if (ledger) return full(ledger);
     if (!latest) return full("no earlier backup of this VM in the repository");
 
     // The restore point this disk's read is relative to, and the checkpoint it was taken at.

@@ -104,6 +104,7 @@ export async function* exportBackupRpc(
             quiesce,
             ...(req.disks.length ? { disks: req.disks } : {}),
             labels: req.labels,
+            fullReasons: req.fullReasons,
             signal,
             ...backupFeedCallbacks(req.jobId, f),
           },

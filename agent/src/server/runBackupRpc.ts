@@ -100,6 +100,7 @@ export async function* runBackupRpc(
             ...(req.disks.length ? { disks: req.disks } : {}),
             labels: req.labels,
             bandwidthBytesPerSecond: Number(req.bandwidthLimit),
+            fullReasons: req.fullReasons,
             history: { vmUuid: req.domainUuid, snapshots: history },
             signal,
             ...backupFeedCallbacks(req.jobId, f),

@@ -12,6 +12,7 @@ import { backupMode } from "../../../shared/src/grpc/wire/backupMode.js";
 import { quiesceMode } from "../../../shared/src/grpc/wire/quiesceMode.js";
 import type { Logger } from "../../../shared/src/log/createLogger.js";
 import type { AgentClients } from "../agents/AgentClients.js";
+import { describeChains } from "../ledger/describeChains.js";
 import type { Ledger } from "../ledger/Ledger.js";
 import { describeReport } from "../maintenance/describeReport.js";
 import { scanLocation, storeReport, wireTask } from "../maintenance/maintenanceTask.js";
@@ -312,6 +313,24 @@ export class JobRunner {
     });
   }
 
+  /**
+   * Disks whose chain the ledger ended (restored in place, demoted after a crash or a migration):
+   * the agent reads them in full and records this reason, whatever checkpoints the domain has.
+   */
+  private async ledgerFullReasons(job: JobRecord): Promise<Record<string, string>> {
+    const vm = await this.deps.store.getVm(job.vmUuid);
+    if (!vm) return {};
+    const [entries, changes] = await Promise.all([
+      this.deps.store.listLedger(vm.uuid),
+      this.deps.store.ledgerChanges(vm.uuid, 50),
+    ]);
+    return Object.fromEntries(
+      describeChains(vm, entries, changes)
+        .filter((d) => d.next === "full" && d.lastCheckpoint)
+        .map((d) => [d.target, d.reason]),
+    );
+  }
+
   private async followBackup(
     job: JobRecord,
     agentAddress: string,
@@ -332,6 +351,7 @@ export class JobRunner {
         labels: this.labels(job),
         detachOnDisconnect: true,
         transfer: network ? await this.transferSpec(job, network) : undefined,
+        fullReasons: await this.ledgerFullReasons(job),
       },
       { signal: entry.controller.signal },
     );

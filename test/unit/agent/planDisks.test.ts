@@ -182,6 +182,23 @@ describe("planDisks", () => {
     });
   });
 
+  it("a disk whose chain the coordinator's ledger ended goes full with the ledger's reason, though its checkpoints are intact", () => {
+    const p = planDisks({
+      ...base,
+      mode: "incremental",
+      disks: [qcow("vda"), qcow("vdb")],
+      checkpoints: cps,
+      history: [s1, s2],
+      fullReasons: { vda: "restored in place from S1 (job j-9)" },
+    });
+    expect(p.disks[0]).toMatchObject({
+      kind: "full",
+      fullReason: "restored in place from S1 (job j-9)",
+      bitmap: true,
+    });
+    expect(p.disks[1]).toMatchObject({ kind: "incremental", incrementalFrom: "cairn-2" });
+  });
+
   it("copy: full reads, no checkpoint at all", () => {
     const p = planDisks({ ...base, mode: "copy", disks: [qcow("vda")], checkpoints: cps, history: [s1, s2] });
     expect(p.newCheckpoint).toBeNull();

@@ -108,6 +108,7 @@ export async function exportLive(
       history,
       liveBitmaps,
       checkpointName: newCheckpointName(),
+      fullReasons: req.fullReasons,
     });
     log.info({ jobId: req.jobId, domain: domain.name, plan }, "backup plan");
     const cleaned = await cleanBrokenCheckpoints(deps, domain.name, checkpoints, liveBitmaps, plan, signal);

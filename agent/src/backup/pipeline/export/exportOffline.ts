@@ -79,6 +79,7 @@ export async function exportOffline(
       history,
       liveBitmaps: req.mode === "copy" ? undefined : bitmaps,
       checkpointName: newCheckpointName(),
+      fullReasons: req.fullReasons,
     });
     log.info({ jobId: req.jobId, domain: domain.name, plan, offline: true }, "backup plan");
     const latest = checkpoints.at(-1);
