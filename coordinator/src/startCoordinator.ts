@@ -17,6 +17,7 @@ import { startMetricsServer } from "../../shared/src/metrics/startMetricsServer.
 import { CAIRN_VERSION } from "../../shared/src/version.js";
 import { TokenCache } from "./access/TokenCache.js";
 import { AgentClients } from "./agents/AgentClients.js";
+import { RunningOnAgents } from "./agents/RunningOnAgents.js";
 import { adminAuthMiddleware } from "./auth/adminAuthMiddleware.js";
 import { type CoordinatorConfig, databasePath, pkiDir } from "./config/CoordinatorConfig.js";
 import { EventSink } from "./fleet/EventSink.js";
@@ -180,11 +181,13 @@ export async function startCoordinator(
     kick: () => kick(),
   });
 
+  const runningOnAgents = new RunningOnAgents();
   const scheduler = new Scheduler({
     store,
     runner,
     policies,
     fireMaintenance: (records, n) => maintenance.fireDue(records, n),
+    runningOn: (hostId, afterMs) => runningOnAgents.since(hostId, afterMs),
     log,
     now,
     config: { lostAfterMs: config.lostAfterSeconds * 1000, maxAttempts: config.maxAttempts },
@@ -238,6 +241,7 @@ export async function startCoordinator(
     },
     maintenance,
     restores,
+    runningOnAgents,
   };
 
   // A restart loses sight of running jobs: they are interrupted and re-attached by job id.

@@ -155,7 +155,9 @@ export function agentRpcs(c: CoordinatorContext): AgentRpcs {
           hint: "the agent registers again",
         });
       const wasLost = host.status === "lost";
-      await c.store.touchHost(hostId, c.now());
+      const now = c.now();
+      await c.store.touchHost(hostId, now);
+      c.runningOnAgents.report(hostId, now, req.runningJobIds);
       c.metrics.heartbeats.inc();
       if (wasLost) c.kick();
       // Jobs the agent runs that the coordinator has already given up on (cancelled while unreachable).
