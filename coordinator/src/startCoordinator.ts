@@ -19,6 +19,7 @@ import { TokenCache } from "./access/TokenCache.js";
 import { AgentClients } from "./agents/AgentClients.js";
 import { RunningOnAgents } from "./agents/RunningOnAgents.js";
 import { adminAuthMiddleware } from "./auth/adminAuthMiddleware.js";
+import { FailedAuthAudit } from "./auth/FailedAuthAudit.js";
 import { type CoordinatorConfig, databasePath, pkiDir } from "./config/CoordinatorConfig.js";
 import { EventSink } from "./fleet/EventSink.js";
 import { JobHub } from "./jobs/JobHub.js";
@@ -123,6 +124,9 @@ export async function startCoordinator(
 
   const audit = (principal: string, action: string, target: string, detail = "") =>
     store.appendAudit({ atMs: now(), principal, action, target, detail });
+  // Refused calls are audited, at most one entry per source and reason a minute (a brute force
+  // must not flood the log), the rest counted.
+  const failedAuth = new FailedAuthAudit({ audit, now });
   const policies = new PolicyCache(log, config.policies);
   const maintenance = new Maintenance({
     store,
@@ -242,6 +246,7 @@ export async function startCoordinator(
     maintenance,
     restores,
     runningOnAgents,
+    failedAuth,
   };
 
   // A restart loses sight of running jobs: they are interrupted and re-attached by job id.
@@ -259,6 +264,8 @@ export async function startCoordinator(
         agentMethods: AGENT_METHODS,
         publicMethods: PUBLIC_METHODS,
         resolveToken: (hash) => tokens.get(hash),
+        refusedToken: (hash) => tokens.refused(hash),
+        onRefused: (r) => failedAuth.refused(r),
       }),
     );
   server.add(
@@ -311,6 +318,7 @@ export async function startCoordinator(
       await runner.detachAll("coordinator stopping; re-attaching on restart");
       server.forceShutdown();
       await events.drain();
+      await failedAuth.flush().catch((err) => log.error({ err }, "writing refused calls' counts failed"));
       clients.close();
       await metricsServer?.close();
       await store.close();
