@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { X509Certificate } from "node:crypto";
+import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { readPassphrase } from "../../shared/src/cli/runCli.js";
@@ -120,9 +121,20 @@ async function main(): Promise<void> {
       ? new TokenBucket(config.transfer.maxReadBytesPerSecond)
       : undefined;
   const repositories = new RepositoryCache((location, signal) => openRepo(location, signal));
+  // Not enrolled, there is nothing to authenticate callers with: no TCP at all, only a unix socket
+  // that root (the daemon's user) alone may open.
+  const socket = identity ? undefined : join(config.stateDir, "agent.sock");
+  if (socket) {
+    // As the first backup would make it (QEMU, another user, opens scratch files below it).
+    await mkdir(config.stateDir, { recursive: true });
+    rt.log.info(
+      { socket, listen: config.listen },
+      "not enrolled: serving gRPC only on a unix socket (mode 0600), not on listen; enroll to serve it with mutual TLS",
+    );
+  }
   const server = await startAgentServer(
     {
-      listen: config.listen,
+      listen: socket ? `unix:${socket}` : config.listen,
       ...(identity && pin ? { tls: { ...identity, coordinator: pin } } : {}),
     },
     {
@@ -218,7 +230,7 @@ async function main(): Promise<void> {
     link.start();
   }
   process.stdout.write(
-    `cairn-agent ${CAIRN_VERSION} listening on port ${server.port}${identity ? " (mTLS)" : ""}${
+    `cairn-agent ${CAIRN_VERSION} listening ${socket ? `on unix socket ${socket} (not enrolled)` : `on port ${server.port} (mTLS)`}${
       metricsServer ? `, metrics on port ${metricsServer.port}` : ""
     }\n`,
   );

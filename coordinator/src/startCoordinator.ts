@@ -17,7 +17,9 @@ import { startMetricsServer } from "../../shared/src/metrics/startMetricsServer.
 import { CAIRN_VERSION } from "../../shared/src/version.js";
 import { TokenCache } from "./access/TokenCache.js";
 import { AgentClients } from "./agents/AgentClients.js";
+import { RunningOnAgents } from "./agents/RunningOnAgents.js";
 import { adminAuthMiddleware } from "./auth/adminAuthMiddleware.js";
+import { FailedAuthAudit } from "./auth/FailedAuthAudit.js";
 import { type CoordinatorConfig, databasePath, pkiDir } from "./config/CoordinatorConfig.js";
 import { EventSink } from "./fleet/EventSink.js";
 import { JobHub } from "./jobs/JobHub.js";
@@ -121,6 +123,9 @@ export async function startCoordinator(
 
   const audit = (principal: string, action: string, target: string, detail = "") =>
     store.appendAudit({ atMs: now(), principal, action, target, detail });
+  // Refused calls are audited, at most one entry per source and reason a minute (a brute force
+  // must not flood the log), the rest counted.
+  const failedAuth = new FailedAuthAudit({ audit, now });
   const policies = new PolicyCache(log, config.policies);
   const maintenance = new Maintenance({
     store,
@@ -179,11 +184,13 @@ export async function startCoordinator(
     kick: () => kick(),
   });
 
+  const runningOnAgents = new RunningOnAgents();
   const scheduler = new Scheduler({
     store,
     runner,
     policies,
     fireMaintenance: (records, n) => maintenance.fireDue(records, n),
+    runningOn: (hostId, afterMs) => runningOnAgents.since(hostId, afterMs),
     log,
     now,
     config: { lostAfterMs: config.lostAfterSeconds * 1000, maxAttempts: config.maxAttempts },
@@ -237,6 +244,8 @@ export async function startCoordinator(
     },
     maintenance,
     restores,
+    runningOnAgents,
+    failedAuth,
   };
 
   // A restart loses sight of running jobs: they are interrupted and re-attached by job id.
@@ -254,6 +263,8 @@ export async function startCoordinator(
         agentMethods: AGENT_METHODS,
         publicMethods: PUBLIC_METHODS,
         resolveToken: (hash) => tokens.get(hash),
+        refusedToken: (hash) => tokens.refused(hash),
+        onRefused: (r) => failedAuth.refused(r),
       }),
     );
   server.add(
@@ -306,6 +317,7 @@ export async function startCoordinator(
       await runner.detachAll("coordinator stopping; re-attaching on restart");
       server.forceShutdown();
       await events.drain();
+      await failedAuth.flush().catch((err) => log.error({ err }, "writing refused calls' counts failed"));
       clients.close();
       await metricsServer?.close();
       await store.close();

@@ -16,7 +16,8 @@ import { REPO_ROOT } from "./support/labPaths.js";
 const lab = new Lab();
 let h: Awaited<ReturnType<typeof agentHarness>>;
 let daemon: ResultPromise | undefined;
-let port = 0;
+/** The un-enrolled daemon serves only its unix socket (unix://<stateDir>/agent.sock). */
+let target = "";
 let vm: LabVm;
 let uuid = "";
 
@@ -27,13 +28,13 @@ async function startDaemon(): Promise<void> {
     cwd: REPO_ROOT,
     reject: false,
   });
-  port = await new Promise<number>((resolve, reject) => {
+  target = await new Promise<string>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error("agent did not start within 60 s")), 60_000);
     daemon?.stdout?.on("data", (b: Buffer) => {
-      const m = /listening on port (\d+)/.exec(b.toString());
+      const m = /listening on unix socket (\S+)/.exec(b.toString());
       if (m) {
         clearTimeout(t);
-        resolve(Number(m[1]));
+        resolve(`unix://${m[1]}`);
       }
     });
     void daemon?.then((r) => reject(new Error(`agent exited: ${r.stderr}`)));
@@ -57,7 +58,7 @@ afterAll(async () => {
   await h?.dispose();
 });
 
-const client = () => createClient(AgentServiceDefinition, createChannel(`127.0.0.1:${port}`));
+const client = () => createClient(AgentServiceDefinition, createChannel(target));
 
 describe("cairn-agent daemon", () => {
   it("RunBackup streams states and progress and ends with the result; the same job id is not run twice", async () => {

@@ -23,7 +23,8 @@ const lab = new Lab();
 let h: Awaited<ReturnType<typeof agentHarness>>;
 let vm: LabVm;
 let daemon: ResultPromise | undefined;
-let port = 0;
+/** The un-enrolled daemon serves only its unix socket (unix://<stateDir>/agent.sock). */
+let target = "";
 let config = "";
 /** The daemon's log (stdout), shown when a wait for it times out. */
 let daemonLog = "";
@@ -38,14 +39,14 @@ async function startDaemon(): Promise<void> {
     stderr: process.env.CAIRN_TEST_LOG ? "inherit" : "ignore",
   });
   daemon = d;
-  port = await new Promise<number>((resolve, reject) => {
+  target = await new Promise<string>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error("agent did not start within 60 s")), 60_000);
     d.stdout?.on("data", (b: Buffer) => {
       daemonLog += b.toString();
-      const m = /listening on port (\d+)/.exec(b.toString());
+      const m = /listening on unix socket (\S+)/.exec(b.toString());
       if (m) {
         clearTimeout(t);
-        resolve(Number(m[1]));
+        resolve(`unix://${m[1]}`);
       }
     });
     void d.then((r) => reject(new Error(`agent exited ${r.exitCode}`)));
@@ -156,7 +157,7 @@ describe("interrupted backups with a daemon running", () => {
     const cpsBefore = await h.deps.hypervisor.listCheckpoints(vm.name, sig());
     const uuid = (await vm.virsh(["domuuid", vm.name])).stdout.trim();
 
-    const client = createClient(AgentServiceDefinition, createChannel(`127.0.0.1:${port}`));
+    const client = createClient(AgentServiceDefinition, createChannel(target));
     let killed = false;
     await (async () => {
       for await (const e of client.runBackup({

@@ -1,7 +1,10 @@
 import type { X509Certificate } from "node:crypto";
+import { chmod, lstat, rm } from "node:fs/promises";
+import { isAbsolute } from "node:path";
 import { ServerCredentials } from "@grpc/grpc-js";
 import { createServer, type Server } from "nice-grpc";
 import { type CallContext, ServerError, type ServerMiddlewareCall, Status } from "nice-grpc-common";
+import { CairnError } from "../../../shared/src/errors/CairnError.js";
 import { AgentServiceDefinition } from "../../../shared/src/gen/cairn/v1/agent.js";
 import { errorMappingMiddleware } from "../../../shared/src/grpc/errorMappingMiddleware.js";
 import {
@@ -13,7 +16,10 @@ import type { Logger } from "../../../shared/src/log/createLogger.js";
 import { type AgentServiceDeps, createAgentService } from "./createAgentService.js";
 
 export interface AgentServerConfig {
-  /** host:port to listen on ("127.0.0.1:0" picks a free port). */
+  /**
+   * host:port to listen on ("127.0.0.1:0" picks a free port), or unix:/absolute/path: a socket
+   * only this process's user may use (mode 0600), what an un-enrolled daemon serves on.
+   */
   listen: string;
   /**
    * Mutual TLS after enrollment: only the coordinator may call, i.e. a client certificate from the
@@ -50,7 +56,10 @@ export interface RunningAgentServer {
   close(): Promise<void>;
 }
 
-/** Starts the agent's gRPC server: mutual TLS once enrolled, plaintext when standalone. */
+/**
+ * Starts the agent's gRPC server: mutual TLS once enrolled; without TLS (not enrolled, tests) only
+ * where told: the daemon then serves on a private unix socket, never on TCP.
+ */
 export async function startAgentServer(
   config: AgentServerConfig,
   deps: AgentServiceDeps,
@@ -68,16 +77,45 @@ export async function startAgentServer(
         .use(onlyCoordinator)
     : createServer().use(errors);
   server.add(AgentServiceDefinition, createAgentService({ log, ...deps }));
-  const port = await server.listen(
-    config.listen,
-    tls
-      ? ServerCredentials.createSsl(
-          Buffer.from(tls.caPem),
-          [{ cert_chain: Buffer.from(tls.certPem), private_key: Buffer.from(tls.keyPem) }],
-          true,
-        )
-      : ServerCredentials.createInsecure(),
-  );
+  const credentials = tls
+    ? ServerCredentials.createSsl(
+        Buffer.from(tls.caPem),
+        [{ cert_chain: Buffer.from(tls.certPem), private_key: Buffer.from(tls.keyPem) }],
+        true,
+      )
+    : ServerCredentials.createInsecure();
+  const socket = config.listen.startsWith("unix:") ? config.listen.slice("unix:".length) : undefined;
+  const port = socket
+    ? await listenOnPrivateSocket(socket, () => server.listen(config.listen, credentials))
+    : await server.listen(config.listen, credentials);
   log.info({ listen: config.listen, port, tls: Boolean(tls) }, "agent gRPC server listening");
-  return { server, port, close: () => server.shutdown() };
+  return { server, port: socket ? 0 : port, close: () => server.shutdown() };
+}
+
+/**
+ * Binds a unix socket that only its owner may use: made under umask 0177 (never reachable by
+ * others, not even between bind and chmod), then checked. A stale socket of an earlier run is
+ * replaced; any other file there is refused.
+ */
+async function listenOnPrivateSocket(path: string, listen: () => Promise<number>): Promise<number> {
+  if (!isAbsolute(path))
+    throw new CairnError("invalid-argument", `socket path ${JSON.stringify(path)} is not absolute`);
+  // sun_path holds 108 bytes with its NUL; a longer path fails inside gRPC with no reason.
+  if (Buffer.byteLength(path) > 107)
+    throw new CairnError("invalid-argument", `socket path ${path} is longer than a unix socket's 107 bytes`, {
+      hint: "use a shorter stateDir",
+    });
+  const old = await lstat(path).catch(() => undefined);
+  if (old && !old.isSocket())
+    throw new CairnError("already-exists", `${path} exists and is not a socket: not replaced`);
+  if (old) await rm(path);
+  const umask = process.umask(0o177);
+  let port: number;
+  try {
+    port = await listen();
+  } finally {
+    process.umask(umask);
+  }
+  await chmod(path, 0o600);
+  return port;
 }

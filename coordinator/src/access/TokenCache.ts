@@ -5,6 +5,8 @@ interface CachedToken {
   role: Role;
   /** null: never expires (the bootstrap token). */
   expiresMs: number | null;
+  /** Kept (refused by get()) so that a refusal can name the token in the audit log. */
+  revoked: boolean;
 }
 
 /**
@@ -17,19 +19,33 @@ export class TokenCache {
 
   constructor(private readonly now: () => number = Date.now) {}
 
-  /** Every usable admin token of `records` (revoked ones left out); the old cache is dropped. */
+  /** Every admin token of `records` (revoked ones marked so); the old cache is dropped. */
   replaceAll(records: readonly TokenRecord[]): void {
     const next = new Map<string, CachedToken>();
     for (const t of records) {
-      if (t.kind !== "admin" || !t.role || t.revokedMs) continue;
-      next.set(t.hash, { name: t.name, role: t.role, expiresMs: t.expiresMs });
+      if (t.kind !== "admin" || !t.role) continue;
+      next.set(t.hash, { name: t.name, role: t.role, expiresMs: t.expiresMs, revoked: Boolean(t.revokedMs) });
     }
     this.byHash = next;
   }
 
+  /** A usable token's name and role; undefined for unknown, revoked and expired ones. */
   get(hash: string): { name: string; role: Role } | undefined {
     const t = this.byHash.get(hash);
-    if (!t || (t.expiresMs !== null && t.expiresMs <= this.now())) return undefined;
+    if (!t || this.refusal(t)) return undefined;
     return { name: t.name, role: t.role };
+  }
+
+  /** Why a known token is refused, with its name (for the audit log); undefined if unknown or usable. */
+  refused(hash: string): { name: string; why: "revoked" | "expired" } | undefined {
+    const t = this.byHash.get(hash);
+    const why = t && this.refusal(t);
+    return t && why ? { name: t.name, why } : undefined;
+  }
+
+  private refusal(t: CachedToken): "revoked" | "expired" | undefined {
+    if (t.revoked) return "revoked";
+    if (t.expiresMs !== null && t.expiresMs <= this.now()) return "expired";
+    return undefined;
   }
 }

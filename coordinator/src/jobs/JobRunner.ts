@@ -160,17 +160,59 @@ export class JobRunner {
     why?: string,
     transfer?: TransferDecisionRecord,
   ): Promise<void> {
-    if (this.running.has(job.id)) return;
     const reattach = job.state === "interrupted";
-    const path = transfer ?? (reattach ? job.transfer : undefined) ?? null;
-    const running = await this.transition(
+    await this.start(
       job,
-      "running",
+      agentAddress,
       reattach
         ? `re-attached on ${job.hostId} (attempt ${job.attempt})`
         : `dispatched to ${job.hostId}${why ? ` (${why})` : ""}${transfer ? `; ${transfer.reason}` : ""}`,
-      { startedMs: job.startedMs ?? this.deps.now(), phase: "starting", hostId: job.hostId, transfer: path },
+      { transfer: transfer ?? (reattach ? job.transfer : undefined) ?? null },
     );
+  }
+
+  /**
+   * Takes up an interrupted job once its agent has reported what it runs. Still running there: it
+   * is re-attached, the same run and attempt. Not running (the agent died or restarted mid-job):
+   * the lost run used an attempt, so a job that crashes its agent does not freeze its guest again
+   * and again; it runs again under the same job id (an agent that sealed it answers with the
+   * result), or fails once its attempts are spent.
+   */
+  async resume(job: JobRecord, agentAddress: string, runningOnAgent: boolean): Promise<void> {
+    if (runningOnAgent) return this.dispatch(job, agentAddress);
+    if (this.running.has(job.id)) return;
+    const interruptions = (job.interruptions ?? 0) + 1;
+    if (job.attempt >= job.maxAttempts) {
+      const reason = `interrupted ${interruptions} times (last: ${job.reason}); not retried after ${job.attempt} attempts`;
+      if (job.kind === "backup") await this.deps.ledger?.jobEnded(job, reason);
+      await this.transition(job, "failed", reason, {
+        finishedMs: this.deps.now(),
+        phase: "",
+        interruptions,
+      });
+      return;
+    }
+    await this.start(
+      job,
+      agentAddress,
+      `run lost on ${job.hostId} (${job.reason}); attempt ${job.attempt + 1} of ${job.maxAttempts}`,
+      { attempt: job.attempt + 1, interruptions, transfer: job.transfer ?? null },
+    );
+  }
+
+  private async start(
+    job: JobRecord,
+    agentAddress: string,
+    reason: string,
+    patch: Partial<JobRecord>,
+  ): Promise<void> {
+    if (this.running.has(job.id)) return;
+    const running = await this.transition(job, "running", reason, {
+      startedMs: job.startedMs ?? this.deps.now(),
+      phase: "starting",
+      hostId: job.hostId,
+      ...patch,
+    });
     const entry: Following = { controller: new AbortController(), cancelled: false };
     this.running.set(job.id, entry);
     void this.follow(running, agentAddress, entry).finally(() => this.running.delete(job.id));

@@ -53,6 +53,8 @@ export class Scheduler {
       policies: PolicyCache;
       /** Creates the maintenance jobs whose policy schedules are due (verify, GC). */
       fireMaintenance: (policies: readonly PolicyRecord[], now: number) => Promise<JobRecord[]>;
+      /** The jobs a host's heartbeat later than `afterMs` said it runs (RunningOnAgents.since). */
+      runningOn: (hostId: string, afterMs: number) => ReadonlySet<string> | undefined;
       log: Logger;
       now: () => number;
       config: SchedulerConfig;
@@ -111,10 +113,11 @@ export class Scheduler {
     for (const j of open) {
       if (j.state !== "interrupted" || runner.isRunning(j.id) || !isOnline(j.hostId) || signal.aborted)
         continue;
-      // Only once the agent has spoken since the job was interrupted: a restarted agent heartbeats
-      // after its startup cleanup, and a dead one does not make us re-dispatch in a loop.
-      if ((hosts.get(j.hostId) as HostRecord).lastSeenMs <= j.updatedMs) continue;
-      await runner.dispatch(j, (hosts.get(j.hostId) as HostRecord).agentAddress);
+      // Only once the agent has said what it runs since the job was interrupted: a restarted agent
+      // heartbeats after its startup cleanup, and a dead one does not make us re-dispatch in a loop.
+      const onAgent = this.deps.runningOn(j.hostId, j.updatedMs);
+      if (!onAgent) continue;
+      await runner.resume(j, (hosts.get(j.hostId) as HostRecord).agentAddress, onAgent.has(j.id));
       report.reattached++;
     }
 

@@ -1,4 +1,6 @@
 import type { Logger } from "../../../shared/src/log/createLogger.js";
+import type { RunningOnAgents } from "../agents/RunningOnAgents.js";
+import type { FailedAuthAudit } from "../auth/FailedAuthAudit.js";
 import type { CoordinatorConfig } from "../config/CoordinatorConfig.js";
 import type { EventSink } from "../fleet/EventSink.js";
 import type { JobHub } from "../jobs/JobHub.js";
@@ -35,4 +37,8 @@ export interface CoordinatorContext {
   ledger: Ledger;
   /** Repository reach: probes agents (docs/transfer-paths.md §2). */
   reach: Reach;
+  /** What each agent's last heartbeat said it runs: decides re-attach or re-run of interrupted jobs. */
+  runningOnAgents: RunningOnAgents;
+  /** Refused authentications into the audit log, rate-limited. */
+  failedAuth: FailedAuthAudit;
 }

@@ -44,10 +44,16 @@ export function agentRpcs(c: CoordinatorContext): AgentRpcs {
       // Before the token is spent: a host asking for the coordinator's name keeps its token.
       if (req.hostname && isReservedHostId(req.hostname)) throw reservedHostId(req.hostname);
       const token = await c.store.consumeEnrollmentToken(hashToken(req.token), c.now());
-      if (!token)
+      if (!token) {
+        // The claimed hostname is not in the entry: anyone can send any, and one entry per name
+        // would let a brute force flood the log.
+        await c.failedAuth
+          .refused({ peer: ctx.peer, reason: "unknown, used or expired enrollment token", method: "Enroll" })
+          .catch((err) => c.log.error({ err }, "auditing a refused enrollment failed"));
         throw new CairnError("unauthenticated", "the enrollment token is unknown, used or expired", {
           hint: "create a new one with `cairn hosts enroll-token <host-id>`",
         });
+      }
       const hostId = token.hostId ?? req.hostname;
       if (!HOST_ID.test(hostId))
         throw new CairnError("invalid-argument", `hostname ${JSON.stringify(hostId)} is not a valid host id`);
@@ -126,6 +132,17 @@ export function agentRpcs(c: CoordinatorContext): AgentRpcs {
         { host: hostId, address: req.agentAddress, domains: req.domains.length, was: old?.status },
         "agent registered",
       );
+      // Where the coordinator sends this host's jobs, and that it is back: audited when it changes
+      // (an agent re-registers on every reconnect; those are not news).
+      const change = !old?.agentAddress
+        ? `registered at ${req.agentAddress}`
+        : old.agentAddress !== req.agentAddress
+          ? `address ${old.agentAddress} → ${req.agentAddress}`
+          : old.status === "lost"
+            ? `back at ${req.agentAddress} (was lost)`
+            : undefined;
+      if (change)
+        await c.audit(`agent:${hostId}`, "Register", hostId, `${change}; ${req.domains.length} domains`);
       c.metrics.hostEvent(old?.status === "lost" ? "returned" : "registered");
       // Chains this host now holds, or that jobs left pending while it was away.
       void c.ledger
@@ -155,7 +172,9 @@ export function agentRpcs(c: CoordinatorContext): AgentRpcs {
           hint: "the agent registers again",
         });
       const wasLost = host.status === "lost";
-      await c.store.touchHost(hostId, c.now());
+      const now = c.now();
+      await c.store.touchHost(hostId, now);
+      c.runningOnAgents.report(hostId, now, req.runningJobIds);
       c.metrics.heartbeats.inc();
       if (wasLost) c.kick();
       // Jobs the agent runs that the coordinator has already given up on (cancelled while unreachable).

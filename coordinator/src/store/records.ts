@@ -226,6 +226,8 @@ export interface JobRecord {
   restore?: unknown;
   /** How many times an agent deferred the job (migration running, VM elsewhere). */
   deferrals?: number;
+  /** How many runs of the job were lost with their agent (each used an attempt). */
+  interruptions?: number;
   /** Backup jobs: the path of the current (or last) attempt; re-attaching keeps it. */
   transfer?: TransferDecisionRecord | null;
   /** A mover whose read failed the previous attempt: the next assignment prefers another. */

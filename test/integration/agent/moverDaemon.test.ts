@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from "node:fs";
-import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, readlink, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -49,21 +49,21 @@ async function runAgent(args: string[]): Promise<void> {
   });
 }
 
-/** Starts the daemon; resolves with its port once it listens. */
-async function startDaemon(configPath: string): Promise<number> {
+/** Starts the daemon; resolves once it listens, with its gRPC target and its pid. */
+async function startDaemon(configPath: string): Promise<{ target: string; pid: number }> {
   const d = execa("node", ["--import", "tsx", join(REPO_ROOT, "agent/src/main.ts"), "--config", configPath], {
     cwd: REPO_ROOT,
     env: env(),
     reject: false,
   });
   daemons.push(d);
-  return new Promise<number>((res, rej) => {
+  return new Promise((res, rej) => {
     const t = setTimeout(() => rej(new Error("agent did not start within 60 s")), 60_000);
     d.stdout?.on("data", (b: Buffer) => {
-      const m = /listening on port (\d+)/.exec(b.toString());
+      const m = /listening (?:on port (\d+)|on unix socket (\S+))/.exec(b.toString());
       if (m) {
         clearTimeout(t);
-        res(Number(m[1]));
+        res({ target: m[1] ? `127.0.0.1:${m[1]}` : `unix://${m[2]}`, pid: d.pid as number });
       }
     });
     void d.then((r) => rej(new Error(`agent exited: ${r.stderr}`)));
@@ -84,6 +84,22 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** The TCP ports a process listens on (its socket inodes in /proc/net/tcp{,6} in state LISTEN). */
+async function tcpListeners(pid: number): Promise<string[]> {
+  const inodes = new Set<string>();
+  for (const fd of await readdir(`/proc/${pid}/fd`)) {
+    const m = /^socket:\[(\d+)\]$/.exec(await readlink(`/proc/${pid}/fd/${fd}`).catch(() => ""));
+    if (m?.[1]) inodes.add(m[1]);
+  }
+  const ports: string[] = [];
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"])
+    for (const line of (await readFile(table, "utf8").catch(() => "")).split("\n").slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols[3] === "0A" && cols[9] && inodes.has(cols[9])) ports.push(cols[1] ?? "");
+    }
+  return ports;
+}
+
 async function noVirshCalls(): Promise<void> {
   expect(await readFile(virshCalls, "utf8").catch(() => "")).toBe("");
 }
@@ -92,8 +108,8 @@ describe("a mover-only cairn-agent daemon", () => {
   it("starts without libvirt, reports roles [mover], probes, and refuses hypervisor RPCs", async () => {
     const config = join(dir, "standalone.yaml");
     await writeFile(config, moverConfig("standalone", `repositories: [${join(dir, "missing")}]`));
-    const port = await startDaemon(config);
-    const client = createClient(AgentServiceDefinition, createChannel(`127.0.0.1:${port}`));
+    const { target } = await startDaemon(config);
+    const client = createClient(AgentServiceDefinition, createChannel(target));
 
     const { reach } = await client.probeRepositories({ targets: [{ name: "main", location: repo }] });
     expect(reach.map((r) => [r.location, r.repositoryId, r.name, r.reachable])).toEqual([
@@ -135,6 +151,24 @@ describe("a mover-only cairn-agent daemon", () => {
     await noVirshCalls();
   });
 
+  it("not enrolled, it serves gRPC only on a 0600 unix socket in its state dir, never on TCP (#24)", async () => {
+    const config = join(dir, "private.yaml");
+    // listen names a TCP address: not enrolled, nothing could authenticate callers there.
+    await writeFile(config, moverConfig("private"));
+    const { target, pid } = await startDaemon(config);
+    const socket = join(dir, "private", "agent.sock");
+    expect(target).toBe(`unix://${socket}`);
+    const st = await stat(socket);
+    expect(st.isSocket()).toBe(true);
+    expect(st.mode & 0o777).toBe(0o600);
+    expect(st.uid).toBe(process.getuid?.());
+    expect(await tcpListeners(pid)).toEqual([]);
+    const { inventory } = await createClient(AgentServiceDefinition, createChannel(target)).getHostInventory(
+      {},
+    );
+    expect(inventory?.roles).toEqual(["mover"]);
+  });
+
   describe("enrolled", () => {
     let c: TestCoordinator;
     beforeAll(async () => {
@@ -161,7 +195,10 @@ describe("a mover-only cairn-agent daemon", () => {
         "--ca-file",
         c.caFile,
       ]);
-      await startDaemon(config);
+      const { target, pid } = await startDaemon(config);
+      // Enrolled: mutual TLS on TCP (and the check above sees TCP listeners).
+      expect(target).toMatch(/^127\.0\.0\.1:\d+$/);
+      expect(await tcpListeners(pid)).toHaveLength(1);
       const host = await eventually("mover-1 online", async () => {
         const h = (await c.admin().listHosts({})).hosts.find((x) => x.hostId === "mover-1");
         return h?.status === "online" ? h : undefined;

@@ -10,7 +10,7 @@ import { CoordinatorServiceDefinition } from "../../../shared/src/gen/cairn/v1/c
 import { createKeyAndCsr } from "../../../shared/src/pki/createKeyAndCsr.js";
 import { readIdentity } from "../../../shared/src/pki/writeIdentity.js";
 import { cairnCli } from "../../support/cairnCli.js";
-import { startTestCoordinator, type TestCoordinator } from "../../support/coordinatorHarness.js";
+import { eventually, startTestCoordinator, type TestCoordinator } from "../../support/coordinatorHarness.js";
 import { SimAgent, simDomain } from "../../support/SimAgent.js";
 
 // Authentication and authorization at the coordinator's edge, with real certificates over TLS.
@@ -253,5 +253,73 @@ describe("coordinator API security and input validation", () => {
     expect(actions).toContain("admin:bootstrap CreateEnrollmentToken kvm-1");
     expect(actions).toContain("enrollment:enroll kvm-1 Enroll kvm-1");
     expect(actions).toContain("admin:bootstrap RegisterRepository main");
+  });
+
+  it("failed authentications are audited with the token's name and the method, without a flood (#24)", async () => {
+    const refusals = async () =>
+      (await c.admin().listAudit({ limit: 1000 })).entries
+        .filter((e) => e.action === "AuthFailed")
+        .map((e) => `${e.principal} ${e.target}: ${e.detail}`);
+    const seen = await refusals();
+    // From the tests above: a viewer's refused calls (the first of the minute written, the rest
+    // counted), a revoked and an expired token named, a forged one and a missing one.
+    expect(seen).toContain("viewer:grafana BackupNow: role denied from 127.0.0.1");
+    expect(seen).not.toContain("viewer:grafana DeletePolicy: role denied from 127.0.0.1");
+    expect(seen).toContain("operator:oncall DeletePolicy: role denied from 127.0.0.1");
+    expect(seen).toContain("token:ci-bot ListHosts: revoked token from 127.0.0.1");
+    expect(seen).toContain("token:old ListHosts: expired token from 127.0.0.1");
+    expect(seen).toContain("unauthenticated ListHosts: unknown token from 127.0.0.1");
+    expect(seen).toContain("unauthenticated ListHosts: no token from 127.0.0.1");
+    expect(seen).toContain("unauthenticated Heartbeat: no agent certificate from 127.0.0.1");
+    // A brute force: 200 forged tokens, each on a new connection, add no entry within the minute.
+    for (let i = 0; i < 200; i++)
+      await expect(raw(caOnly(), `adm_guess${i}`).listHosts({})).rejects.toMatchObject({
+        code: Status.UNAUTHENTICATED,
+      });
+    const after = await refusals();
+    expect(after.length - seen.length).toBeLessThanOrEqual(1); // one if the minute rolled over
+    // A wrong enrollment token is refused and audited the same way.
+    const { csrPem } = await createKeyAndCsr({ commonName: "kvm-9", signal: AbortSignal.timeout(30_000) });
+    await expect(
+      raw(caOnly()).enroll({ token: "enr_guess", csrPem, hostname: "kvm-9" }),
+    ).rejects.toMatchObject({
+      code: Status.UNAUTHENTICATED,
+    });
+    expect(await refusals()).toContain(
+      "unauthenticated Enroll: unknown, used or expired enrollment token from 127.0.0.1",
+    );
+  });
+
+  it("Register is audited when an agent's address changes or it comes back, not on every reconnect (#24)", async () => {
+    const registers = async () =>
+      (await c.admin().listAudit({ limit: 1000 })).entries
+        .filter((e) => e.action === "Register" && e.target === "kvm-1")
+        .map((e) => `${e.principal}: ${e.detail}`);
+    const first = agent.port;
+    expect(await registers()).toEqual([`agent:kvm-1: registered at 127.0.0.1:${first}; 1 domains`]);
+    // Reconnects at the same address (a coordinator or network blip): nothing new.
+    await agent.kill();
+    await agent.start(c.address, { port: first });
+    await agent.kill();
+    await agent.start(c.address, { port: first });
+    expect(await registers()).toHaveLength(1);
+    // Another address: where its jobs go changed.
+    await agent.kill();
+    await agent.start(c.address);
+    const second = agent.port;
+    expect(second).not.toBe(first);
+    expect((await registers())[0]).toBe(
+      `agent:kvm-1: address 127.0.0.1:${first} → 127.0.0.1:${second}; 1 domains`,
+    );
+    // Lost (no heartbeat for lostAfterSeconds), then back.
+    await agent.kill();
+    await eventually(
+      "kvm-1 lost",
+      async () => (await c.running.ctx.store.getHost("kvm-1"))?.status === "lost",
+    );
+    await agent.start(c.address, { port: second });
+    const all = await registers();
+    expect(all).toHaveLength(3);
+    expect(all[0]).toBe(`agent:kvm-1: back at 127.0.0.1:${second} (was lost); 1 domains`);
   });
 });
