@@ -66,7 +66,7 @@ describe("transfer paths", () => {
     expect(job.transfer?.path).toBe("lan-free");
     expect(job.transfer?.readerHostId).toBe("kvm-a");
     expect(job.transfer?.reason).toMatch(/^lan-free: kvm-a reaches repository san/);
-    expect(await restoredDiskHash(L.c, job.snapshotId as string, "vda")).toBe(
+    expect(await restoredDiskHash(L.c, job.snapshotId as string, "vda", "kvm-a")).toBe(
       await vmA.deviceHash("/dev/vda"),
     );
   }, 300_000);
@@ -78,7 +78,7 @@ describe("transfer paths", () => {
     expect(full.transfer?.path).toBe("network");
     expect(full.transfer?.readerHostId).toBe("mover-1");
     expect(full.transfer?.reason).toMatch(/^network via mover-1: kvm-b cannot reach repository san/);
-    expect(await restoredDiskHash(L.c, full.snapshotId as string, "vda")).toBe(
+    expect(await restoredDiskHash(L.c, full.snapshotId as string, "vda", "kvm-a")).toBe(
       await vmB.deviceHash("/dev/vda"),
     );
     // The checkpoint was kept on the VM host (the seal reached it through FinishExport).
@@ -92,7 +92,7 @@ describe("transfer paths", () => {
     const s = await L.c.running.ctx.store.getSnapshot(incr.snapshotId as string);
     const read = (JSON.parse(s?.manifestJson ?? "{}") as { stats: { bytesRead: number } }).stats.bytesRead;
     expect(read).toBeLessThan(8 * MiB);
-    expect(await restoredDiskHash(L.c, incr.snapshotId as string, "vda")).toBe(
+    expect(await restoredDiskHash(L.c, incr.snapshotId as string, "vda", "kvm-a")).toBe(
       await vmB.deviceHash("/dev/vda"),
     );
   }, 400_000);
@@ -170,7 +170,7 @@ describe("transfer paths", () => {
     expect(job.state, job.reason).toBe("succeeded");
     expect(job.attempt).toBeGreaterThan(1);
     expect(job.diskKinds?.vda).toBe("incremental");
-    expect(await restoredDiskHash(L.c, job.snapshotId as string, "vda")).toBe(
+    expect(await restoredDiskHash(L.c, job.snapshotId as string, "vda", "kvm-a")).toBe(
       await vmB.deviceHash("/dev/vda"),
     );
     await L.c.admin().deletePolicy({ name: "on-b-kill" });
@@ -183,7 +183,7 @@ describe("transfer paths", () => {
     expect(job.state, job.reason).toBe("succeeded");
     expect(job.transfer?.path).toBe("network");
     const image = await vmB.readImage("vda", 0, 128 * MiB);
-    expect(await restoredDiskHash(L.c, job.snapshotId as string, "vda")).toBe(sha256(image));
+    expect(await restoredDiskHash(L.c, job.snapshotId as string, "vda", "kvm-a")).toBe(sha256(image));
   }, 300_000);
 });
 
