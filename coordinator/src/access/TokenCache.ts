@@ -12,7 +12,8 @@ interface CachedToken {
 /**
  * Admin tokens by hash, in memory: the auth check runs on every admin call and must be synchronous.
  * The store stays the source of truth: the coordinator replaces the whole cache after issuing or
- * revoking tokens, so a revoked token is gone from it at once; an expired one is refused by get().
+ * revoking tokens, so a revoked token is refused at once (kept, marked, to be named in the audit
+ * log); an expired one is refused by get().
  */
 export class TokenCache {
   private byHash = new Map<string, CachedToken>();

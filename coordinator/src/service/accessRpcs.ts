@@ -80,11 +80,10 @@ export function accessRpcs(c: CoordinatorContext): AccessRpcs {
     async revokeToken(req, ctx) {
       if (!req.name) throw new CairnError("invalid-argument", "name is required (the token's name)");
       const who = principalName(principalOf(ctx));
-      const live = (await c.store.listTokens()).filter(
-        (t) => t.kind === "admin" && t.name === req.name && !t.revokedMs,
-      );
+      const named = (await c.store.listTokens()).filter((t) => t.kind === "admin" && t.name === req.name);
+      const live = named.filter((t) => !t.revokedMs);
       if (!live.length) {
-        const any = (await c.store.listTokens()).some((t) => t.kind === "admin" && t.name === req.name);
+        const any = named.length > 0;
         throw new CairnError(
           "not-found",
           any ? `every token named ${req.name} is revoked already` : `no token named ${req.name}`,
